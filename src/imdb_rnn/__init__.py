@@ -1,0 +1,67 @@
+"""imdb-rnn: train, evaluate and use a bidirectional-GRU sentiment classifier on IMDB reviews.
+
+The public API is re-exported here lazily, so that `import imdb_rnn` (and the CLI's `--help`)
+does not import TensorFlow until a name that needs it is used.
+
+Example:
+
+>>> import imdb_rnn
+>>> imdb_rnn.get_preset("reference").model.cell
+'gru'
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+try:
+    __version__ = version("imdb-rnn")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0"
+
+_EXPORTS = {
+    # config (no TensorFlow)
+    "ConfigError": "imdb_rnn.config",
+    "DataConfig": "imdb_rnn.config",
+    "ModelConfig": "imdb_rnn.config",
+    "PRESETS": "imdb_rnn.config",
+    "RunConfig": "imdb_rnn.config",
+    "TrainingConfig": "imdb_rnn.config",
+    "get_preset": "imdb_rnn.config",
+    # datasets
+    "DataError": "imdb_rnn.datasets",
+    "ImdbSplits": "imdb_rnn.datasets",
+    "LABEL_NAMES": "imdb_rnn.datasets",
+    "load_imdb": "imdb_rnn.datasets",
+    # layers and models
+    "TextEncoder": "imdb_rnn.layers",
+    "ModelFileError": "imdb_rnn.models",
+    "build_classifier": "imdb_rnn.models",
+    "build_text_model": "imdb_rnn.models",
+    "load_text_model": "imdb_rnn.models",
+    # trainer
+    "EvaluationResult": "imdb_rnn.trainer",
+    "TrainResult": "imdb_rnn.trainer",
+    "Trainer": "imdb_rnn.trainer",
+    "evaluate": "imdb_rnn.trainer",
+    "predict": "imdb_rnn.trainer",
+    "train": "imdb_rnn.trainer",
+    # progress
+    "RichProgress": "imdb_rnn.progress",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'imdb_rnn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

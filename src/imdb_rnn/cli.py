@@ -1,0 +1,425 @@
+"""`imdb-rnn`: train, evaluate and use a bidirectional-GRU sentiment classifier on IMDB reviews.
+
+Each command parses its options and calls one library function; TensorFlow is imported only
+when a command runs, so `imdb-rnn --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="imdb-rnn",
+    help="Train, evaluate and use a bidirectional-GRU sentiment classifier on IMDB movie reviews.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+
+# Exit codes: 2 is a usage error (Typer's own and ours); the others name the kind of failure.
+EXIT_USAGE = 2
+EXIT_DATA = 3
+EXIT_MODEL = 4
+EXIT_IO = 5
+
+
+class Split(str, Enum):
+    test = "test"
+    valid = "valid"
+
+
+def _stderr() -> Console:
+    return Console(stderr=True)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    _stderr().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turns the library's errors for a user's mistake into one line on stderr and an exit code."""
+    from imdb_rnn.config import ConfigError
+    from imdb_rnn.datasets import DataError
+    from imdb_rnn.models import ModelFileError
+
+    try:
+        yield
+    except ConfigError as error:
+        _fail(str(error), EXIT_USAGE)
+    except DataError as error:
+        _fail(str(error), EXIT_DATA)
+    except ModelFileError as error:
+        _fail(str(error), EXIT_MODEL)
+    except OSError as error:
+        _fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), EXIT_IO)
+
+
+def _quiet_tensorflow() -> None:
+    # TensorFlow's C++ start-up lines (no GPU, oneDNN) are noise on the CPU; users can override.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def _stage_printer(console: Console, enabled: bool) -> Callable[[str], None]:
+    def show(name: str) -> None:
+        if enabled:
+            console.print(f"[dim]»[/] {name}", highlight=False)
+
+    return show
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("loss", "accuracy", "precision", "recall", "f1"):
+        table.add_row(key, f"{metrics[key]:.4f}")
+    table.add_row("examples", f"{metrics['examples']:,}")
+    table.add_row("seconds", f"{metrics['seconds']:.1f}")
+    table.add_row("examples/s", f"{metrics['examples_per_second']:,.0f}")
+    (tn, fp), (fn, tp) = metrics["confusion"]
+    table.add_row(
+        "confusion", f"true neg {tn:,}  false pos {fp:,}\nfalse neg {fn:,}  true pos {tp:,}"
+    )
+    return table
+
+
+DataOption = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="aclImdb_v1.tar.gz, an extracted aclImdb/ folder, or 'tfds'. "
+        "Default: $IMDB_RNN_DATA, else TensorFlow Datasets (downloads once).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")
+]
+
+
+@app.command()
+def train(
+    data: DataOption = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Model directory to write.")
+    ] = Path("runs/imdb-rnn"),
+    preset: Annotated[
+        str, typer.Option(help="Starting configuration: default, reference or deep.")
+    ] = "default",
+    epochs: Annotated[
+        int | None, typer.Option(help="Maximum epochs. [default: preset's]", show_default=False)
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Use at most N reviews per split (quick runs).", show_default=False),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Training batch size. [default: preset's]", show_default=False),
+    ] = None,
+    pipeline: Annotated[
+        str | None,
+        typer.Option(
+            help="Input pipeline: bucketed or plain. [default: preset's]", show_default=False
+        ),
+    ] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            help="Keep at most N tokens per review. [default: preset's]", show_default=False
+        ),
+    ] = None,
+    truncation: Annotated[
+        str | None,
+        typer.Option(
+            help="Tokens kept when truncating: head or tail. [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Vocabulary size. [default: preset's]", show_default=False)
+    ] = None,
+    embedding_dim: Annotated[
+        int | None, typer.Option(help="Embedding width. [default: preset's]", show_default=False)
+    ] = None,
+    cell: Annotated[
+        str | None,
+        typer.Option(help="Recurrent cell: gru or lstm. [default: preset's]", show_default=False),
+    ] = None,
+    rnn_units: Annotated[
+        int | None,
+        typer.Option(help="Units per direction. [default: preset's]", show_default=False),
+    ] = None,
+    num_rnn_layers: Annotated[
+        int | None,
+        typer.Option(help="Stacked Bidirectional layers. [default: preset's]", show_default=False),
+    ] = None,
+    dense_units: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Hidden Dense widths (repeat the option for more layers). [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
+    pooling: Annotated[
+        str | None,
+        typer.Option(
+            help="final, max, mean or final_max_mean. [default: preset's]", show_default=False
+        ),
+    ] = None,
+    dropout: Annotated[
+        float | None,
+        typer.Option(help="Dropout rate in [0, 1). [default: preset's]", show_default=False),
+    ] = None,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(help="Adam learning rate. [default: preset's]", show_default=False),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Random seed for everything. [default: preset's]", show_default=False),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a model already in --output.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a model and save it to --output (model.keras, config.json, history.json, metrics.json).
+
+    Reads the data, adapts the vocabulary, trains with validation after every epoch, evaluates on
+    the test split and saves. Examples:
+
+        imdb-rnn train --data aclImdb_v1.tar.gz --output runs/default
+
+        imdb-rnn train --preset reference --epochs 3 --limit 2000 --output runs/quick
+    """
+    if epochs is not None and epochs < 1:
+        _fail(f"--epochs must be at least 1 (got {epochs}).", EXIT_USAGE)
+    if limit is not None and limit < 1:
+        _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
+    if (output / "model.keras").exists() and not overwrite:
+        _fail(
+            f"{output} already holds a model; pass --overwrite to replace it "
+            "or choose another --output.",
+            EXIT_USAGE,
+        )
+    _quiet_tensorflow()
+    console = _stderr()
+    with _user_errors():
+        from imdb_rnn.config import get_preset
+
+        config = get_preset(preset).replace(
+            data={
+                "limit": limit,
+                "batch_size": batch_size,
+                "pipeline": pipeline,
+                "max_length": max_length,
+                "truncation": truncation,
+            },
+            model={
+                "max_tokens": max_tokens,
+                "embedding_dim": embedding_dim,
+                "cell": cell,
+                "rnn_units": rnn_units,
+                "num_rnn_layers": num_rnn_layers,
+                "dense_units": tuple(dense_units) if dense_units else None,
+                "pooling": pooling,
+                "dropout": dropout,
+            },
+            training={"epochs": epochs, "learning_rate": learning_rate, "seed": seed},
+        )
+        _check_writable(output)
+        from imdb_rnn.progress import RichProgress
+        from imdb_rnn.trainer import train as run_training
+
+        result = run_training(
+            config,
+            source=data,
+            output=output,
+            callbacks=[RichProgress(console)],
+            on_stage=_stage_printer(console, True),
+        )
+    summary = {
+        "output": str(output),
+        "preset": config.preset,
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "train_seconds": result.train_seconds,
+        "train_examples_per_second": result.train_examples_per_second,
+        "history": result.history,
+        "valid": result.valid.to_dict() if result.valid else None,
+        "test": result.test.to_dict() if result.test else None,
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    if result.test is not None:
+        console.print(_metrics_table(result.test.to_dict(), "Test split"))
+    console.print(
+        f"Saved to [bold]{output}[/] after {result.epochs} epochs "
+        f"(best epoch {result.best_epoch}) in {result.train_seconds:.0f} s "
+        f"({result.train_examples_per_second:,.0f} reviews/s)."
+    )
+
+
+def _check_writable(output: Path) -> None:
+    """Fails before training if the model directory cannot be created or written."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        _fail(f"Cannot create the output directory {output}: {error.strerror}.", EXIT_IO)
+    if not os.access(output, os.W_OK | os.X_OK):
+        _fail(f"The output directory {output} is not writable.", EXIT_IO)
+
+
+@app.command("eval")
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
+    data: DataOption = None,
+    split: Annotated[Split, typer.Option(help="Which labelled split to evaluate on.")] = Split.test,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate on at most N reviews.", show_default=False)
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate a saved model: loss, accuracy, precision, recall, F1, confusion matrix, speed.
+
+    Example:
+
+        imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --split test
+    """
+    if limit is not None and limit < 1:
+        _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
+    _quiet_tensorflow()
+    console = _stderr()
+    with _user_errors():
+        from imdb_rnn.trainer import evaluate as run_evaluation
+
+        result = run_evaluation(
+            model_dir,
+            source=data,
+            split=split.value,
+            limit=limit,
+            on_stage=_stage_printer(console, not as_json),
+        )
+    metrics = result.to_dict()
+    if as_json:
+        _print_json(metrics)
+        return
+    Console().print(_metrics_table(metrics, f"{model_dir} on the {split.value} split"))
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
+    texts: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Reviews to classify; '-' reads one review per line from stdin.",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", "-f", help="Read one review per line from this file.", show_default=False
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Classify reviews as positive or negative, with the probability of positive.
+
+    Examples:
+
+        imdb-rnn predict runs/default "A moving, beautifully acted film."
+
+        cat reviews.txt | imdb-rnn predict runs/default - --json
+    """
+    reviews: list[str] = []
+    for text in texts or []:
+        if text == "-":
+            reviews.extend(line.rstrip("\r\n") for line in sys.stdin if line.strip())
+        else:
+            reviews.append(text)
+    if file is not None:
+        try:
+            raw = file.read_bytes()
+        except OSError as error:
+            _fail(f"Cannot read {file}: {error.strerror}.", EXIT_IO)
+        reviews.extend(line for line in _decode_lines(raw) if line.strip())
+    if not reviews:
+        _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
+    _quiet_tensorflow()
+    with _user_errors():
+        from imdb_rnn.trainer import predict as run_prediction
+
+        predictions = run_prediction(model_dir, reviews)
+    if as_json:
+        _print_json(predictions)
+        return
+    table = Table(title="Predictions")
+    table.add_column("label")
+    table.add_column("P(pos)", justify="right")
+    table.add_column("review", overflow="ellipsis", no_wrap=True, max_width=60)
+    for item in predictions:
+        colour = "green" if item["label"] == "pos" else "red"
+        table.add_row(f"[{colour}]{item['label']}[/]", f"{item['probability']:.3f}", item["text"])
+    Console().print(table)
+
+
+def _decode_lines(raw: bytes) -> list[str]:
+    """Decodes UTF-8, falling back to Latin-1 (which cannot fail) for legacy files."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return text.splitlines()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from imdb_rnn import __version__
+
+        typer.echo(f"imdb-rnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Show the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Train, evaluate and use a bidirectional-GRU sentiment classifier on IMDB movie reviews."""
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,339 @@
+"""Run configuration: frozen dataclasses for data, model and training, and named presets.
+
+A `RunConfig` is plain data: it can be printed, saved as JSON next to a model, loaded back and
+overridden field by field. Every field is validated when the object is built, so a bad value
+fails with a `ValueError` that names the field before any data is read or any model is built.
+
+Example:
+
+>>> from imdb_rnn.config import get_preset
+>>> config = get_preset("reference")
+>>> config.model.cell, config.model.rnn_units, config.data.batch_size
+('gru', 64, 64)
+>>> config.replace(model={"cell": "lstm"}).model.cell
+'lstm'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "CELLS",
+    "PIPELINES",
+    "POOLINGS",
+    "PRESETS",
+    "TRUNCATIONS",
+    "VOCABULARY_SOURCES",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainingConfig",
+    "get_preset",
+]
+
+#: Bump when a saved config can no longer be read by older code.
+CONFIG_VERSION = 1
+
+CELLS = ("gru", "lstm")
+POOLINGS = ("final", "max", "mean", "final_max_mean")
+PIPELINES = ("bucketed", "plain")
+TRUNCATIONS = ("head", "tail")
+VOCABULARY_SOURCES = ("unsupervised", "train", "train+unsupervised")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range, of the wrong kind or unknown."""
+
+
+def _check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        expected = "a positive integer" + (" or None" if allow_none else "")
+        raise ConfigError(f"Expected {name} to be {expected}. Received: {name}={value!r}")
+
+
+def _check_fraction(name: str, value: Any, *, low_inclusive: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (0 <= value < 1 if low_inclusive else 0 < value < 1)
+    if not ok:
+        interval = "[0, 1)" if low_inclusive else "(0, 1)"
+        raise ConfigError(f"Expected {name} in {interval}. Received: {name}={value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"Expected {name} to be one of {list(choices)}. Received: {name}={value!r}"
+        )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where reviews come from and how they are batched.
+
+    Args:
+        valid_fraction: share of the training split held out for validation (the first part of
+            train; for a local archive, after a fixed-seed shuffle). Default 0.1.
+        limit: keep at most this many reviews of each split, for quick runs. Default None (all).
+        batch_size: training mini-batch size. Default 64.
+        eval_batch_size: batch size for evaluation and prediction. Default 256.
+        shuffle_buffer: `tf.data` shuffle buffer for training. Default 10,000.
+        pipeline: `"bucketed"` tokenises once, caches the token ids and batches reviews of
+            similar length together; `"plain"` is the reference pipeline (shuffle raw text, batch,
+            tokenise every epoch, pad to the longest review of each batch). Default "bucketed".
+        max_length: keep at most this many tokens of each review. Default None (no limit).
+        truncation: which tokens a too-long review keeps: `"head"` (the first `max_length`) or
+            `"tail"` (the last `max_length`, where reviews tend to state their verdict).
+            Default "head".
+        vocabulary_source: text the vocabulary is adapted on. Default "unsupervised".
+    """
+
+    valid_fraction: float = 0.1
+    limit: int | None = None
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    shuffle_buffer: int = 10_000
+    pipeline: str = "bucketed"
+    max_length: int | None = None
+    truncation: str = "head"
+    vocabulary_source: str = "unsupervised"
+
+    def __post_init__(self) -> None:
+        _check_fraction("valid_fraction", self.valid_fraction, low_inclusive=False)
+        _check_positive("limit", self.limit, allow_none=True)
+        _check_positive("batch_size", self.batch_size)
+        _check_positive("eval_batch_size", self.eval_batch_size)
+        _check_positive("shuffle_buffer", self.shuffle_buffer)
+        _check_choice("pipeline", self.pipeline, PIPELINES)
+        _check_positive("max_length", self.max_length, allow_none=True)
+        _check_choice("truncation", self.truncation, TRUNCATIONS)
+        _check_choice("vocabulary_source", self.vocabulary_source, VOCABULARY_SOURCES)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the network.
+
+    Args:
+        max_tokens: vocabulary size, padding and out-of-vocabulary ids included. Default 10,000.
+        embedding_dim: width of the word embeddings. Default 64.
+        cell: recurrent cell, `"gru"` or `"lstm"`. Default "gru".
+        rnn_units: units of each direction of each recurrent layer. Default 64.
+        num_rnn_layers: number of stacked `Bidirectional` layers. Default 1.
+        dense_units: widths of the hidden ReLU `Dense` layers, in order. Default (64,).
+        pooling: how the last recurrent layer is summarised: `"final"` (the two final states,
+            concatenated), `"max"` or `"mean"` over time (masked), or `"final_max_mean"` (all
+            three, concatenated). Default "final".
+        dropout: dropout rate before each `Dense` layer and on the recurrent layers' inputs.
+            Default 0.0.
+        spatial_dropout: rate at which whole embedding channels are dropped. Default 0.0.
+    """
+
+    max_tokens: int = 10_000
+    embedding_dim: int = 64
+    cell: str = "gru"
+    rnn_units: int = 64
+    num_rnn_layers: int = 1
+    dense_units: tuple[int, ...] = (64,)
+    pooling: str = "final"
+    dropout: float = 0.0
+    spatial_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_positive("max_tokens", self.max_tokens)
+        if self.max_tokens < 3:
+            raise ConfigError(
+                "Expected max_tokens >= 3 (padding, out-of-vocabulary and one word). "
+                f"Received: max_tokens={self.max_tokens}"
+            )
+        _check_positive("embedding_dim", self.embedding_dim)
+        _check_choice("cell", self.cell, CELLS)
+        _check_positive("rnn_units", self.rnn_units)
+        _check_positive("num_rnn_layers", self.num_rnn_layers)
+        units = tuple(self.dense_units)
+        object.__setattr__(self, "dense_units", units)
+        for width in units:
+            _check_positive("dense_units", width)
+        _check_choice("pooling", self.pooling, POOLINGS)
+        _check_fraction("dropout", self.dropout)
+        _check_fraction("spatial_dropout", self.spatial_dropout)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How the network is optimised.
+
+    Args:
+        epochs: maximum number of passes over the training split. Default 10.
+        learning_rate: Adam's (peak) learning rate. Default 1e-3.
+        lr_schedule: `"constant"` or `"cosine"` decay to zero over all epochs, after
+            `warmup_epochs` of linear warm-up. Default "constant".
+        warmup_epochs: epochs of linear warm-up (cosine schedule only). Default 0.0.
+        clip_norm: clip each gradient to this global norm. Default None (no clipping).
+        early_stopping_patience: stop when validation loss has not improved for this many
+            epochs, and restore the best weights. Default None (train all epochs).
+        seed: seeds Python, NumPy, TensorFlow and every shuffle. Default 42.
+    """
+
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    clip_norm: float | None = None
+    early_stopping_patience: int | None = None
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check_positive("epochs", self.epochs)
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= 1:
+            raise ConfigError(f"Expected learning_rate in (0, 1]. Received: learning_rate={lr!r}")
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not isinstance(self.warmup_epochs, (int, float)) or self.warmup_epochs < 0:
+            raise ConfigError(
+                f"Expected warmup_epochs >= 0. Received: warmup_epochs={self.warmup_epochs!r}"
+            )
+        if self.clip_norm is not None and (
+            not isinstance(self.clip_norm, (int, float)) or self.clip_norm <= 0
+        ):
+            raise ConfigError(
+                f"Expected clip_norm > 0 or None. Received: clip_norm={self.clip_norm!r}"
+            )
+        _check_positive("early_stopping_patience", self.early_stopping_patience, allow_none=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"Expected seed to be an integer >= 0. Received: seed={self.seed!r}")
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run.
+
+    Args:
+        data: a `DataConfig`.
+        model: a `ModelConfig`.
+        training: a `TrainingConfig`.
+        preset: name of the preset this config started from, for the record. Default "custom".
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    preset: str = "custom"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the config as JSON-ready nested dictionaries."""
+        out: dict[str, Any] = {"version": CONFIG_VERSION, "preset": self.preset}
+        for name in _SECTIONS:
+            section = dataclasses.asdict(getattr(self, name))
+            out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
+        """Builds a config from `to_dict()` output; unknown keys and future versions are errors.
+
+        Raises:
+            ConfigError: on an unknown section or field, a newer config version, or a bad value.
+        """
+        version = values.get("version", CONFIG_VERSION)
+        if not isinstance(version, int) or version > CONFIG_VERSION:
+            raise ConfigError(
+                f"This config was written by a newer imdb-rnn (config version {version}; this "
+                f"version reads up to {CONFIG_VERSION}). Upgrade imdb-rnn to use it."
+            )
+        unknown = set(values) - {*_SECTIONS, "version", "preset"}
+        if unknown:
+            raise ConfigError(f"Unknown config sections: {sorted(unknown)}")
+        sections = {}
+        for name, section_cls in _SECTIONS.items():
+            sections[name] = _build_section(section_cls, values.get(name, {}), name)
+        return cls(**sections, preset=str(values.get("preset", "custom")))
+
+    def replace(self, **overrides: Mapping[str, Any]) -> RunConfig:
+        """Returns a copy with some fields of some sections replaced.
+
+        Args:
+            **overrides: section name (`data`, `model`, `training`) to a mapping of field values.
+                `None` values in the mapping are ignored, so CLI options left unset keep the
+                preset's values.
+        """
+        changes: dict[str, Any] = {}
+        for name, fields in overrides.items():
+            if name not in _SECTIONS:
+                raise ConfigError(f"Unknown config section: {name!r}")
+            current = dataclasses.asdict(getattr(self, name))
+            current.update({k: v for k, v in fields.items() if v is not None})
+            changes[name] = _build_section(_SECTIONS[name], current, name)
+        return dataclasses.replace(self, **changes)
+
+
+def _build_section(section_cls: type, values: Any, name: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"Expected config section {name!r} to be a mapping. Received: {values!r}")
+    known = {f.name for f in dataclasses.fields(section_cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"Unknown fields in config section {name!r}: {sorted(unknown)}")
+    try:
+        return section_cls(**values)
+    except TypeError as error:  # e.g. a list where a number belongs
+        raise ConfigError(f"Bad value in config section {name!r}: {error}") from None
+
+
+def _reference() -> RunConfig:
+    # The recipe of the TensorFlow "text classification with an RNN" tutorial, with a GRU.
+    return RunConfig(
+        data=DataConfig(),
+        model=ModelConfig(),
+        training=TrainingConfig(epochs=10, learning_rate=1e-4),
+        preset="reference",
+    )
+
+
+def _default() -> RunConfig:
+    return RunConfig(
+        data=DataConfig(),
+        model=ModelConfig(),
+        training=TrainingConfig(epochs=10, learning_rate=1e-3, early_stopping_patience=2),
+        preset="default",
+    )
+
+
+def _deep() -> RunConfig:
+    # The tutorial's stacked variant: two Bidirectional layers, dropout before the head.
+    return RunConfig(
+        data=DataConfig(),
+        model=ModelConfig(num_rnn_layers=2, dense_units=(64,), dropout=0.5),
+        training=TrainingConfig(epochs=10, learning_rate=1e-4),
+        preset="deep",
+    )
+
+
+PRESETS = {"default": _default, "reference": _reference, "deep": _deep}
+
+
+def get_preset(name: str) -> RunConfig:
+    """Returns a named preset.
+
+    Args:
+        name: one of `PRESETS`: `"default"` (the best measured recipe on CPU), `"reference"`
+            (the reference recipe) or `"deep"` (two stacked Bidirectional layers).
+
+    Raises:
+        ConfigError: if the name is unknown.
+    """
+    if name not in PRESETS:
+        raise ConfigError(
+            f"Expected preset to be one of {sorted(PRESETS)}. Received: preset={name!r}"
+        )
+    return PRESETS[name]()

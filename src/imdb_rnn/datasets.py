@@ -1,0 +1,521 @@
+"""IMDB reviews: sources -> splits -> `tf.data` pipelines.
+
+Sources, with the same semantics for each:
+
+1. TensorFlow Datasets' `imdb_reviews` (`tfds.load(..., as_supervised=True)`), the default;
+2. the official `aclImdb_v1.tar.gz`, read straight from the archive, or its extracted `aclImdb/`
+   folder.
+
+`load_imdb` picks the source from its argument, else the `IMDB_RNN_DATA` environment variable,
+else TFDS, and returns four splits of `(text, label)` pairs (0 = neg, 1 = pos, -1 = unlabelled):
+train, valid (the first `valid_fraction` of train), test and unsupervised.
+
+Pipelines turn a split into batches for Keras:
+
+- `plain_batches`: the reference pipeline (shuffle raw text, batch, tokenise every epoch);
+- `tokenize` + `bucketed_batches`: tokenise once, keep the ids in memory, batch reviews of
+  similar length together (training);
+- `tokenize` + `length_sorted_batches`: batches in length order with the permutation to put
+  results back in the caller's order (evaluation and prediction).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tarfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import tensorflow as tf
+
+from imdb_rnn.layers import TextEncoder
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "LABEL_NAMES",
+    "SPLITS",
+    "UNLABELLED",
+    "DataError",
+    "ImdbSplits",
+    "TokenizedSplit",
+    "bucketed_batches",
+    "length_sorted_batches",
+    "load_imdb",
+    "plain_batches",
+    "resolve_source",
+    "tokenize",
+]
+
+LABEL_NAMES = ("neg", "pos")
+UNLABELLED = -1
+SPLITS = ("train", "valid", "test", "unsupervised")
+DATA_ENV_VAR = "IMDB_RNN_DATA"
+TFDS_NAME = "imdb_reviews"
+
+# The local archive is sorted by class: it is shuffled with this fixed seed before the
+# validation split (and any `limit`) is taken, so every run sees the same mixed-class splits.
+_SPLIT_SEED = 20110619
+_MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(neg|pos|unsup)/(\d+)_(\d+)\.txt$")
+_LABELS = {"neg": 0, "pos": 1, "unsup": UNLABELLED}
+
+
+class DataError(ValueError):
+    """The data source is missing, unreadable or not the IMDB data set."""
+
+
+@dataclass
+class ImdbSplits:
+    """The four IMDB splits as unbatched `tf.data.Dataset`s of `(text: tf.string, label: int32)`.
+
+    Attributes:
+        train, valid, test, unsupervised: the splits (None where not requested).
+        sizes: number of reviews in each split.
+        source: where the reviews came from, in words.
+        decode_errors: review files that were not valid UTF-8 (decoded with replacement).
+    """
+
+    train: tf.data.Dataset | None
+    valid: tf.data.Dataset | None
+    test: tf.data.Dataset | None
+    unsupervised: tf.data.Dataset | None
+    sizes: dict[str, int]
+    source: str
+    decode_errors: int = 0
+
+    def __getitem__(self, name: str) -> tf.data.Dataset:
+        if name not in SPLITS:
+            raise KeyError(f"Expected a split in {SPLITS}. Received: {name!r}")
+        dataset = getattr(self, name)
+        if dataset is None:
+            raise KeyError(f"The {name!r} split was not loaded.")
+        return dataset
+
+
+def _splits(
+    datasets: dict[str, tf.data.Dataset | None],
+    sizes: dict[str, int],
+    source: str,
+    decode_errors: int = 0,
+) -> ImdbSplits:
+    return ImdbSplits(
+        train=datasets["train"],
+        valid=datasets["valid"],
+        test=datasets["test"],
+        unsupervised=datasets["unsupervised"],
+        sizes=sizes,
+        source=source,
+        decode_errors=decode_errors,
+    )
+
+
+def resolve_source(source: str | os.PathLike[str] | None = None) -> str | None:
+    """Returns the local path to read, or None for TFDS.
+
+    The explicit `source` wins, then the `IMDB_RNN_DATA` environment variable; `"tfds"` in
+    either selects TFDS explicitly.
+    """
+    chosen = os.fspath(source) if source is not None else os.environ.get(DATA_ENV_VAR) or None
+    if chosen is None or chosen == "tfds":
+        return None
+    return chosen
+
+
+def load_imdb(
+    source: str | os.PathLike[str] | None = None,
+    *,
+    splits: Iterable[str] = SPLITS,
+    valid_fraction: float = 0.1,
+    limit: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+) -> ImdbSplits:
+    """Loads the IMDB splits from TFDS or a local archive or folder.
+
+    Args:
+        source: path to `aclImdb_v1.tar.gz` or an extracted `aclImdb/` folder (or its parent),
+            or `"tfds"`. Default None: `IMDB_RNN_DATA` if set, else TFDS.
+        splits: which of `SPLITS` to load. Default all four.
+        valid_fraction: share of train held out as validation. Default 0.1.
+        limit: if set, the training pool is the first `limit` training reviews (then split into
+            train and valid), and test and unsupervised keep `limit` reviews each. Local splits
+            are shuffled with a fixed seed first, so every subset holds both classes.
+        data_dir: TFDS data directory. Default None (TFDS' own default).
+        download: let TFDS download and prepare the data if it is not there. Default True.
+
+    Returns:
+        An `ImdbSplits`.
+
+    Raises:
+        DataError: if the source is missing, unreadable, not IMDB, or a requested split is empty.
+    """
+    wanted = tuple(splits)
+    for name in wanted:
+        if name not in SPLITS:
+            raise DataError(f"Expected splits among {list(SPLITS)}. Received: {name!r}")
+    if not 0 < valid_fraction < 1:
+        raise DataError(
+            f"Expected valid_fraction in (0, 1). Received: valid_fraction={valid_fraction}"
+        )
+    if limit is not None and limit < 1:
+        raise DataError(f"Expected limit >= 1. Received: limit={limit}")
+    path = resolve_source(source)
+    if path is None:
+        return _load_tfds(wanted, valid_fraction, limit, data_dir, download)
+    return _load_local(Path(path), wanted, valid_fraction, limit)
+
+
+def _valid_count(pool: int, valid_fraction: float) -> int:
+    return max(1, round(pool * valid_fraction)) if pool > 1 else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Local archive or folder
+
+
+@dataclass
+class _Collected:
+    texts: dict[str, list[str]] = field(
+        default_factory=lambda: {"train": [], "test": [], "unsup": []}
+    )
+    labels: dict[str, list[int]] = field(
+        default_factory=lambda: {"train": [], "test": [], "unsup": []}
+    )
+    decode_errors: int = 0
+    reviews_seen: int = 0  # review files of any split, kept or not
+
+
+def _decode(raw: bytes, collected: _Collected) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        collected.decode_errors += 1
+        return raw.decode("utf-8", errors="replace")
+
+
+def _collect(members: Iterator[tuple[str, IO[bytes] | None]], keep: set[str]) -> _Collected:
+    collected = _Collected()
+    for name, stream in members:
+        match = _MEMBER.search(name)
+        if match is None or stream is None:
+            continue
+        part, folder = match.group(1), match.group(2)
+        key = "unsup" if folder == "unsup" else part
+        collected.reviews_seen += 1
+        if key not in keep:
+            continue
+        collected.texts[key].append(_decode(stream.read(), collected))
+        collected.labels[key].append(_LABELS[folder])
+    return collected
+
+
+def _archive_members(path: Path) -> Iterator[tuple[str, IO[bytes] | None]]:
+    # Stream mode reads the gzip once, front to back, without extracting anything to disk.
+    with tarfile.open(path, mode="r|*") as archive:
+        for member in archive:
+            yield member.name, archive.extractfile(member) if member.isfile() else None
+
+
+def _folder_members(root: Path) -> Iterator[tuple[str, IO[bytes] | None]]:
+    for part in ("train", "test"):
+        for folder in ("neg", "pos", "unsup"):
+            directory = root / part / folder
+            if not directory.is_dir():
+                continue
+            for file in sorted(directory.iterdir()):
+                if file.is_file():
+                    with open(file, "rb") as stream:
+                        yield f"aclImdb/{part}/{folder}/{file.name}", stream
+
+
+def _load_local(
+    path: Path, wanted: tuple[str, ...], valid_fraction: float, limit: int | None
+) -> ImdbSplits:
+    if not path.exists():
+        raise DataError(
+            f"No IMDB data at {path}. Pass the path to aclImdb_v1.tar.gz or an extracted aclImdb/ "
+            f"folder (--data or {DATA_ENV_VAR})."
+        )
+    keep = {
+        "train" if n in ("train", "valid") else "unsup" if n == "unsupervised" else n
+        for n in wanted
+    }
+    if path.is_dir():
+        root = path if (path / "train").is_dir() or (path / "test").is_dir() else path / "aclImdb"
+        if not ((root / "train").is_dir() or (root / "test").is_dir()):
+            raise DataError(f"{path} is not an aclImdb folder (expected train/ and test/ inside).")
+        collected = _collect(_folder_members(root), keep)
+    else:
+        try:
+            collected = _collect(_archive_members(path), keep)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+            raise DataError(
+                f"{path} is not a readable aclImdb archive ({type(error).__name__}: {error}). "
+                "It may be truncated; download aclImdb_v1.tar.gz again."
+            ) from None
+    if collected.reviews_seen == 0:
+        raise DataError(
+            f"{path} holds no aclImdb reviews (expected aclImdb/{{train,test}}/{{neg,pos}}/*.txt)."
+        )
+    rng = np.random.default_rng(_SPLIT_SEED)
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for key in ("train", "test", "unsup"):
+        texts = np.array(collected.texts[key], dtype=object)
+        labels = np.array(collected.labels[key], dtype=np.int32)
+        order = rng.permutation(len(texts))
+        texts, labels = texts[order], labels[order]
+        if limit is not None:
+            texts, labels = texts[:limit], labels[:limit]
+        arrays[key] = (texts, labels)
+    train_texts, train_labels = arrays["train"]
+    n_valid = _valid_count(len(train_texts), valid_fraction)
+    parts = {
+        "train": (train_texts[n_valid:], train_labels[n_valid:]),
+        "valid": (train_texts[:n_valid], train_labels[:n_valid]),
+        "test": arrays["test"],
+        "unsupervised": arrays["unsup"],
+    }
+    datasets: dict[str, tf.data.Dataset | None] = dict.fromkeys(SPLITS)
+    sizes = {}
+    for name in wanted:
+        texts, labels = parts[name]
+        if len(texts) == 0:
+            raise DataError(f"The {name} split of {path} is empty.")
+        datasets[name] = tf.data.Dataset.from_tensor_slices(
+            (tf.constant(texts.tolist(), dtype=tf.string), tf.constant(labels, dtype=tf.int32))
+        )
+        sizes[name] = len(texts)
+    return ImdbSplits(
+        **datasets, sizes=sizes, source=str(path), decode_errors=collected.decode_errors
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorFlow Datasets
+
+
+def _load_tfds(
+    wanted: tuple[str, ...],
+    valid_fraction: float,
+    limit: int | None,
+    data_dir: str | os.PathLike[str] | None,
+    download: bool,
+) -> ImdbSplits:
+    import tensorflow_datasets as tfds
+
+    hint = (
+        f"TFDS could not provide '{TFDS_NAME}'{{why}}. Download aclImdb_v1.tar.gz once and pass "
+        f"it with --data PATH (or set {DATA_ENV_VAR}=PATH); no network is needed then."
+    )
+    builder = tfds.builder(
+        TFDS_NAME, data_dir=os.fspath(data_dir) if data_dir is not None else None
+    )
+    if not _tfds_prepared(builder):
+        if not download:
+            raise DataError(hint.format(why=" (not prepared in the TFDS data directory)"))
+        try:
+            builder.download_and_prepare()
+        except Exception as error:  # network errors come in many types from requests/urllib/tfds
+            raise DataError(
+                hint.format(why=f" (download failed: {type(error).__name__})")
+            ) from None
+    n_train = builder.info.splits["train"].num_examples
+    pool = min(n_train, limit) if limit is not None else n_train
+    n_valid = _valid_count(pool, valid_fraction)
+    cap = f":{limit}" if limit is not None else ""
+    spec = {
+        "train": f"train[{n_valid}:{pool}]",
+        "valid": f"train[:{n_valid}]",
+        "test": f"test[{cap}]" if cap else "test",
+        "unsupervised": f"unsupervised[{cap}]" if cap else "unsupervised",
+    }
+    datasets: dict[str, tf.data.Dataset | None] = dict.fromkeys(SPLITS)
+    sizes = {}
+    for name in wanted:
+        dataset = builder.as_dataset(split=spec[name], as_supervised=True, shuffle_files=False)
+        datasets[name] = dataset.map(lambda text, label: (text, tf.cast(label, tf.int32)))
+        total = builder.info.splits[spec[name]].num_examples
+        if total == 0:
+            raise DataError(f"The {name} split of TFDS '{TFDS_NAME}' is empty.")
+        sizes[name] = total
+    return _splits(datasets, sizes, f"tfds:{TFDS_NAME}")
+
+
+def _tfds_prepared(builder: Any) -> bool:
+    try:
+        return bool(builder.is_prepared())
+    except AttributeError:  # older TFDS
+        return bool(tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipelines
+
+
+@dataclass
+class TokenizedSplit:
+    """A split tokenised once and kept in memory.
+
+    Attributes:
+        ids: `tf.RaggedTensor` of int32 token ids, one row per review (never empty).
+        labels: int32 NumPy array of labels.
+    """
+
+    ids: tf.RaggedTensor
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Token count of each review."""
+        return self.ids.row_lengths().numpy()
+
+
+def tokenize(
+    texts: tf.data.Dataset | Iterable[str], encoder: TextEncoder, *, batch_size: int = 1024
+) -> TokenizedSplit:
+    """Tokenises a split (or a list of strings) once with `encoder`.
+
+    Args:
+        texts: unbatched dataset of `(text, label)` pairs or of strings, or a list of strings
+            (labels are then -1).
+        encoder: an adapted `TextEncoder`.
+        batch_size: reviews tokenised per call. Default 1024.
+
+    Returns:
+        A `TokenizedSplit`, in the order of the input.
+    """
+    if not isinstance(texts, tf.data.Dataset):
+        strings = list(texts)
+        labels_ds = tf.data.Dataset.from_tensor_slices(tf.fill([len(strings)], UNLABELLED))
+        texts = tf.data.Dataset.zip(
+            (tf.data.Dataset.from_tensor_slices(tf.constant(strings, dtype=tf.string)), labels_ds)
+        )
+    elif isinstance(texts.element_spec, tf.TensorSpec):
+        texts = texts.map(lambda text: (text, tf.constant(UNLABELLED, tf.int32)))
+    batches = texts.batch(batch_size).map(
+        lambda text, label: (encoder.encode_ragged(text), tf.cast(label, tf.int32)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    id_parts, label_parts = [], []
+    for ids, labels in batches:
+        id_parts.append(ids)
+        label_parts.append(labels.numpy())
+    if not id_parts:
+        return TokenizedSplit(
+            tf.ragged.constant([], dtype=tf.int32, ragged_rank=1), np.zeros(0, np.int32)
+        )
+    return TokenizedSplit(tf.concat(id_parts, axis=0), np.concatenate(label_parts).astype(np.int32))
+
+
+def _rows(ids: tf.RaggedTensor, labels: np.ndarray) -> tf.data.Dataset:
+    """One `(ids, label)` element per review, the ids as a plain 1-D tensor."""
+    # Slices of a ragged tensor come out as rank-0-ragged specs that padded_batch refuses; an
+    # identity map turns them into ordinary tensors.
+    return tf.data.Dataset.from_tensor_slices((ids, labels)).map(lambda row, label: (row, label))
+
+
+def bucket_boundaries(lengths: np.ndarray, *, batch_size: int, max_buckets: int = 32) -> list[int]:
+    """Chooses bucket boundaries at length quantiles, so buckets hold similar numbers of reviews.
+
+    Each bucket gets at least about eight batches' worth of reviews on average, which bounds the
+    partial batches left at the end of an epoch.
+    """
+    num_buckets = int(min(max_buckets, max(1, len(lengths) // (batch_size * 8))))
+    if num_buckets <= 1:
+        return []
+    quantiles = np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:-1])
+    return sorted({math.ceil(q) + 1 for q in quantiles})
+
+
+def bucketed_steps(lengths: np.ndarray, boundaries: list[int], batch_size: int) -> int:
+    """Number of batches `bucketed_batches` yields per epoch (the same every epoch)."""
+    bucket = np.searchsorted(np.asarray(boundaries, dtype=np.int64), lengths, side="right")
+    counts = np.bincount(bucket, minlength=len(boundaries) + 1)
+    return int(sum(math.ceil(c / batch_size) for c in counts))
+
+
+def bucketed_batches(
+    split: TokenizedSplit,
+    *,
+    batch_size: int = 64,
+    shuffle_buffer: int = 10_000,
+    seed: int | None = None,
+    max_buckets: int = 32,
+) -> tf.data.Dataset:
+    """Training batches of reviews of similar length, reshuffled every epoch.
+
+    Reviews are shuffled, then routed to length buckets; a bucket emits a batch when it holds
+    `batch_size` reviews and the remainders are emitted at the end of the epoch, so each review
+    appears exactly once per epoch. Each batch is padded to its own longest review.
+
+    Args:
+        split: a `TokenizedSplit`.
+        batch_size: reviews per batch. Default 64.
+        shuffle_buffer: shuffle buffer before bucketing. Default 10,000.
+        seed: shuffle seed. Default None.
+        max_buckets: at most this many length buckets. Default 32.
+
+    Returns:
+        A dataset of `(ids (batch, time) int32, labels (batch,) int32)` with known cardinality.
+    """
+    lengths = split.lengths
+    boundaries = bucket_boundaries(lengths, batch_size=batch_size, max_buckets=max_buckets)
+    steps = bucketed_steps(lengths, boundaries, batch_size)
+    dataset = _rows(split.ids, split.labels)
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.bucket_by_sequence_length(
+        element_length_func=lambda ids, label: tf.shape(ids)[0],
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+    )
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def length_sorted_batches(
+    split: TokenizedSplit, *, batch_size: int = 256
+) -> tuple[tf.data.Dataset, np.ndarray]:
+    """Batches in order of length (least padding), for evaluation and prediction.
+
+    Returns:
+        `(dataset, order)`: the dataset yields `(ids, labels)` for the reviews `order[0], order[1],
+        ...`; results `r` computed on it go back to the input order with `r[inverse]`, where
+        `inverse = np.argsort(order)`.
+    """
+    order = np.argsort(split.lengths, kind="stable")
+    ids = tf.gather(split.ids, order)
+    dataset = _rows(ids, split.labels[order]).padded_batch(batch_size)
+    return dataset.prefetch(tf.data.AUTOTUNE), order
+
+
+def plain_batches(
+    dataset: tf.data.Dataset,
+    encoder: TextEncoder,
+    *,
+    batch_size: int = 64,
+    shuffle_buffer: int | None = 10_000,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """The reference pipeline: shuffle raw text, batch, then tokenise every batch every epoch,
+    padding it to its longest review.
+
+    Args:
+        dataset: unbatched `(text, label)` pairs.
+        encoder: an adapted `TextEncoder`.
+        batch_size: reviews per batch. Default 64.
+        shuffle_buffer: shuffle buffer, or None for no shuffle (evaluation). Default 10,000.
+        seed: shuffle seed. Default None.
+    """
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(lambda text, label: (encoder(text), label))
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,613 @@
+"""Trainer: adapt, compile, fit, evaluate, predict, save and load an imdb-rnn model.
+
+Example (on any `ImdbSplits`, here a tiny in-memory one):
+
+>>> import tensorflow as tf
+>>> from imdb_rnn import ImdbSplits, RunConfig, Trainer
+>>> texts = ["a great film", "an awful film"] * 8
+>>> labels = [1, 0] * 8
+>>> pairs = tf.data.Dataset.from_tensor_slices((texts, labels))
+>>> splits = ImdbSplits(pairs, pairs, pairs, pairs.map(lambda t, l: (t, -1)),
+...                     sizes=dict.fromkeys(["train", "valid", "test", "unsupervised"], 16),
+...                     source="demo")
+>>> config = RunConfig().replace(model={"max_tokens": 20, "embedding_dim": 4, "rnn_units": 2},
+...                               training={"epochs": 1})
+>>> trainer = Trainer(config)
+>>> history = trainer.fit(splits)
+>>> trainer.predict_proba(["a great film"]).shape
+(1,)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imdb_rnn.config import ConfigError, RunConfig
+from imdb_rnn.datasets import (
+    ImdbSplits,
+    bucketed_batches,
+    length_sorted_batches,
+    load_imdb,
+    plain_batches,
+    tokenize,
+)
+from imdb_rnn.files import write_json
+from imdb_rnn.layers import TextEncoder
+from imdb_rnn.models import (
+    ModelFileError,
+    build_classifier,
+    build_text_model,
+    load_text_model,
+    save_text_model,
+    split_text_model,
+)
+
+__all__ = [
+    "MODEL_FILE",
+    "EvaluationResult",
+    "TrainResult",
+    "Trainer",
+    "evaluate",
+    "predict",
+    "train",
+]
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.json"
+METRICS_FILE = "metrics.json"
+
+#: Reports a stage of a long operation ("Reading data", "Adapting vocabulary" ...).
+StageCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Metrics of a model on a labelled split (positive class = 1).
+
+    Attributes:
+        loss: mean binary cross-entropy.
+        accuracy, precision, recall, f1: the usual metrics at probability 0.5.
+        confusion: `[[tn, fp], [fn, tp]]` (rows: true label, columns: predicted label).
+        examples: number of reviews.
+        seconds: wall time of tokenising and predicting.
+    """
+
+    loss: float
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    confusion: list[list[int]]
+    examples: int
+    seconds: float
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "examples_per_second": self.examples_per_second}
+
+    @classmethod
+    def from_logits(
+        cls, logits: np.ndarray, labels: np.ndarray, seconds: float
+    ) -> EvaluationResult:
+        """Computes the metrics from logits and 0/1 labels."""
+        logits = np.asarray(logits, dtype=np.float64).reshape(-1)
+        labels = np.asarray(labels).reshape(-1).astype(np.int64)
+        if logits.shape != labels.shape:
+            raise ValueError(
+                f"Expected as many logits as labels. Received: {logits.shape} and {labels.shape}"
+            )
+        if labels.size == 0:
+            raise ValueError("Cannot evaluate on an empty split.")
+        if np.any((labels != 0) & (labels != 1)):
+            raise ValueError("Cannot evaluate on unlabelled reviews (labels must be 0 or 1).")
+        # Numerically stable binary cross-entropy from logits.
+        losses = np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))
+        predicted = (logits > 0).astype(np.int64)
+        tp = int(np.sum((predicted == 1) & (labels == 1)))
+        tn = int(np.sum((predicted == 0) & (labels == 0)))
+        fp = int(np.sum((predicted == 1) & (labels == 0)))
+        fn = int(np.sum((predicted == 0) & (labels == 1)))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return cls(
+            loss=float(np.mean(losses)),
+            accuracy=(tp + tn) / labels.size,
+            precision=precision,
+            recall=recall,
+            f1=f1,
+            confusion=[[tn, fp], [fn, tp]],
+            examples=int(labels.size),
+            seconds=float(seconds),
+        )
+
+
+@dataclass
+class TrainResult:
+    """What `train` did.
+
+    Attributes:
+        output: model directory (None if nothing was saved).
+        epochs: epochs run (early stopping may end before the configured number).
+        best_epoch: 1-based epoch whose weights were kept.
+        train_seconds: wall time of `fit` (validation included).
+        train_examples_per_second: training reviews per second of training-batch time.
+        epoch_train_seconds: training-batch time of each epoch (validation excluded).
+        history: per-epoch `loss`, `accuracy`, `val_loss`, `val_accuracy`, `learning_rate`.
+        valid: metrics on the validation split with the kept weights.
+        test: metrics on the test split (None if not evaluated).
+        sizes: reviews per split.
+    """
+
+    output: str | None
+    epochs: int
+    best_epoch: int
+    train_seconds: float
+    train_examples_per_second: float
+    epoch_train_seconds: list[float]
+    history: dict[str, list[float]]
+    valid: EvaluationResult | None
+    test: EvaluationResult | None
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["valid"] = self.valid.to_dict() if self.valid else None
+        out["test"] = self.test.to_dict() if self.test else None
+        return out
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Measures the training-batch time of each epoch, validation excluded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+        self._start = 0.0
+        self._open = False
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._start, self._open = time.perf_counter(), True
+
+    def _close(self) -> None:
+        if self._open:
+            self.seconds.append(time.perf_counter() - self._start)
+            self._open = False
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._close()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._close()
+
+
+class _LearningRateLogger(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is not None:
+            optimizer = self.model.optimizer
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class Trainer:
+    """Builds, trains, evaluates and saves one imdb-rnn model.
+
+    Args:
+        config: the `RunConfig` to follow.
+        encoder: an adapted `TextEncoder` to reuse. Default None: built and adapted by `fit`.
+        classifier: a token-id classifier to reuse. Default None: built by `fit`.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        encoder: TextEncoder | None = None,
+        classifier: keras.Model | None = None,
+    ) -> None:
+        self.config = config
+        self.encoder = encoder
+        self.classifier = classifier
+        self.history: dict[str, list[float]] = {}
+        self._text_model: keras.Model | None = None
+
+    # -- building ------------------------------------------------------------------------------
+
+    def adapt(self, splits: ImdbSplits) -> TextEncoder:
+        """Builds the encoder and its vocabulary from the split(s) named by
+        `config.data.vocabulary_source`."""
+        data, model = self.config.data, self.config.model
+        encoder = TextEncoder(
+            max_tokens=model.max_tokens,
+            max_length=data.max_length,
+            truncation=data.truncation,
+            name="text_encoder",
+        )
+        names = {"unsupervised": ["unsupervised"], "train": ["train"]}.get(
+            data.vocabulary_source, ["train", "unsupervised"]
+        )
+        texts = None
+        for name in names:
+            part = splits[name].map(lambda text, label: text)
+            texts = part if texts is None else texts.concatenate(part)
+        encoder.adapt(texts)
+        self.encoder = encoder
+        self._text_model = None
+        return encoder
+
+    def build(self, steps_per_epoch: int) -> keras.Model:
+        """Builds and compiles the classifier (binary cross-entropy on logits, Adam, accuracy)."""
+        if self.classifier is None:
+            self.classifier = build_classifier(self.config.model)
+            self._text_model = None
+        training = self.config.training
+        learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = (
+            training.learning_rate
+        )
+        if training.lr_schedule == "cosine":
+            total = max(1, steps_per_epoch * training.epochs)
+            warmup = min(total - 1, round(steps_per_epoch * training.warmup_epochs))
+            learning_rate = keras.optimizers.schedules.CosineDecay(
+                initial_learning_rate=0.0 if warmup else training.learning_rate,
+                decay_steps=total - warmup,
+                warmup_target=training.learning_rate if warmup else None,
+                warmup_steps=warmup,
+            )
+        optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=training.clip_norm)
+        self.classifier.compile(
+            optimizer=optimizer,
+            loss=keras.losses.BinaryCrossentropy(from_logits=True),
+            metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
+        )
+        return self.classifier
+
+    @property
+    def text_model(self) -> keras.Model:
+        """The end-to-end model: raw strings `(batch,)` -> logits `(batch, 1)`."""
+        if self.encoder is None or self.classifier is None:
+            raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
+        if self._text_model is None:
+            self._text_model = build_text_model(self.encoder, self.classifier)
+        return self._text_model
+
+    # -- pipelines -----------------------------------------------------------------------------
+
+    def _encoder(self) -> TextEncoder:
+        if self.encoder is None:
+            raise RuntimeError("The encoder is not adapted yet: call fit() or adapt() first.")
+        return self.encoder
+
+    def training_batches(
+        self, dataset: tf.data.Dataset, *, seed: int | None = None
+    ) -> tf.data.Dataset:
+        """Training batches of a `(text, label)` split through the configured pipeline."""
+        data = self.config.data
+        if data.pipeline == "plain":
+            return plain_batches(
+                dataset,
+                self._encoder(),
+                batch_size=data.batch_size,
+                shuffle_buffer=data.shuffle_buffer,
+                seed=seed,
+            )
+        return bucketed_batches(
+            tokenize(dataset, self._encoder()),
+            batch_size=data.batch_size,
+            shuffle_buffer=data.shuffle_buffer,
+            seed=seed,
+        )
+
+    def _eval_batches(
+        self, dataset: tf.data.Dataset, pipeline: str
+    ) -> tuple[tf.data.Dataset, np.ndarray, np.ndarray | None]:
+        """Returns `(batches of (ids, labels), labels in batch order, order or None)`."""
+        data = self.config.data
+        if pipeline == "plain":
+            batches = plain_batches(
+                dataset, self._encoder(), batch_size=data.batch_size, shuffle_buffer=None
+            )
+            labels = np.fromiter(
+                dataset.map(lambda text, label: label).as_numpy_iterator(), dtype=np.int32
+            )
+            return batches, labels, None
+        split = tokenize(dataset, self._encoder(), batch_size=max(data.eval_batch_size, 1024))
+        batches, order = length_sorted_batches(split, batch_size=data.eval_batch_size)
+        return batches, split.labels[order], order
+
+    # -- training ------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        splits: ImdbSplits,
+        *,
+        callbacks: Iterable[keras.callbacks.Callback] = (),
+        on_stage: StageCallback | None = None,
+    ) -> dict[str, list[float]]:
+        """Adapts the vocabulary (unless an encoder was given), builds the model and trains it
+        on `splits.train`, validating on `splits.valid` after every epoch.
+
+        Args:
+            splits: the data, from `load_imdb`.
+            callbacks: extra Keras callbacks (progress display, checkpoints ...).
+            on_stage: called with a short description as each preparation stage starts.
+
+        Returns:
+            The per-epoch history (`loss`, `accuracy`, `val_loss`, `val_accuracy`,
+            `learning_rate`).
+        """
+        stage = on_stage or (lambda name: None)
+        training = self.config.training
+        keras.utils.set_random_seed(training.seed)
+        if self.encoder is None:
+            stage("Adapting the vocabulary")
+            self.adapt(splits)
+        stage("Preparing batches")
+        train_batches = self.training_batches(splits["train"], seed=training.seed)
+        valid_batches, _, _ = self._eval_batches(splits["valid"], self.config.data.pipeline)
+        steps = int(train_batches.cardinality())
+        if steps < 0:  # plain pipeline on a source of unknown size
+            steps = math.ceil(splits.sizes["train"] / self.config.data.batch_size)
+        self.build(steps)
+        timer = _EpochTimer()
+        all_callbacks: list[keras.callbacks.Callback] = [timer, _LearningRateLogger()]
+        self._early_stopping = None
+        if training.early_stopping_patience:
+            self._early_stopping = keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=training.early_stopping_patience,
+                restore_best_weights=True,
+            )
+            all_callbacks.append(self._early_stopping)
+        all_callbacks.extend(callbacks)
+        stage("Training")
+        assert self.classifier is not None
+        result = self.classifier.fit(
+            train_batches,
+            validation_data=valid_batches,
+            epochs=training.epochs,
+            callbacks=all_callbacks,
+            verbose=0,
+            shuffle=False,
+        )
+        self.history = {k: [float(v) for v in values] for k, values in result.history.items()}
+        self.epoch_train_seconds = list(timer.seconds)
+        return self.history
+
+    @property
+    def best_epoch(self) -> int:
+        """1-based epoch whose weights the model holds after `fit`."""
+        losses = self.history.get("val_loss", [])
+        if self._early_stopping is not None and losses:
+            return int(np.argmin(losses)) + 1
+        return len(self.history.get("loss", []))
+
+    # -- inference -----------------------------------------------------------------------------
+
+    def evaluate(
+        self, dataset: tf.data.Dataset, *, pipeline: str | None = None
+    ) -> EvaluationResult:
+        """Evaluates on an unbatched `(text, label)` split.
+
+        Args:
+            dataset: labelled reviews.
+            pipeline: `"bucketed"` (tokenise once, batch by length) or `"plain"`. Default: the
+                config's pipeline.
+        """
+        if self.classifier is None:
+            raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
+        start = time.perf_counter()
+        batches, labels, _ = self._eval_batches(dataset, pipeline or self.config.data.pipeline)
+        logits = self.classifier.predict(batches.map(lambda ids, label: ids), verbose=0)
+        return EvaluationResult.from_logits(logits, labels, time.perf_counter() - start)
+
+    def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Returns one logit per review, in the order given."""
+        if self.classifier is None:
+            raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
+        texts = list(texts)
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        split = tokenize(texts, self._encoder())
+        batches, order = length_sorted_batches(split, batch_size=self.config.data.eval_batch_size)
+        sorted_logits = self.classifier.predict(
+            batches.map(lambda ids, label: ids), verbose=0
+        ).reshape(-1)
+        logits = np.empty_like(sorted_logits)
+        logits[order] = sorted_logits
+        return logits
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Returns the probability that each review is positive, in the order given."""
+        logits = self.predict_logits(texts)
+        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def save(
+        self, directory: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None
+    ) -> Path:
+        """Writes `model.keras`, `config.json`, `history.json` and, if given, `metrics.json` into
+        `directory`, each file atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_text_model(self.text_model, directory / MODEL_FILE)
+        write_json(directory / CONFIG_FILE, self.config.to_dict())
+        write_json(directory / HISTORY_FILE, self.history)
+        if metrics is not None:
+            write_json(directory / METRICS_FILE, metrics)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Trainer:
+        """Loads a model directory written by `save` (safe mode on).
+
+        Raises:
+            ModelFileError: if the directory, the model file or the config is missing or bad.
+        """
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise ModelFileError(f"No model directory at {directory}")
+        model_path = directory / MODEL_FILE
+        if not model_path.exists():
+            raise ModelFileError(
+                f"{directory} holds no {MODEL_FILE}: is it a directory written by 'imdb-rnn train'?"
+            )
+        config_path = directory / CONFIG_FILE
+        try:
+            config = (
+                RunConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+                if config_path.exists()
+                else RunConfig()
+            )
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ModelFileError(f"{config_path} is not valid JSON ({error}).") from None
+        except ConfigError as error:
+            raise ModelFileError(f"{config_path}: {error}") from None
+        model = load_text_model(model_path)
+        encoder, classifier = split_text_model(model)
+        trainer = cls(config, encoder=encoder, classifier=classifier)
+        trainer._text_model = model
+        history_path = directory / HISTORY_FILE
+        if history_path.exists():
+            try:
+                trainer.history = json.loads(history_path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                trainer.history = {}
+        return trainer
+
+
+# -- one-call workflows (what the CLI runs) ------------------------------------------------------
+
+
+def train(
+    config: RunConfig,
+    *,
+    source: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
+    evaluate_test: bool = True,
+    callbacks: Iterable[keras.callbacks.Callback] = (),
+    on_stage: StageCallback | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> TrainResult:
+    """Loads the data, trains a model, evaluates it and saves it.
+
+    Args:
+        config: the run configuration.
+        source: data source (see `load_imdb`). Default None: `IMDB_RNN_DATA`, else TFDS.
+        output: model directory to write. Default None: nothing is saved.
+        evaluate_test: evaluate on the test split after training. Default True.
+        callbacks: extra Keras callbacks.
+        on_stage: called with a short description as each stage starts.
+        data_dir: TFDS data directory.
+
+    Returns:
+        A `TrainResult`.
+    """
+    stage = on_stage or (lambda name: None)
+    stage("Reading data")
+    wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
+    if config.data.vocabulary_source == "train":
+        wanted.remove("unsupervised")
+    splits = load_imdb(
+        source,
+        splits=wanted,
+        valid_fraction=config.data.valid_fraction,
+        limit=config.data.limit,
+        data_dir=data_dir,
+    )
+    trainer = Trainer(config)
+    start = time.perf_counter()
+    history = trainer.fit(splits, callbacks=callbacks, on_stage=stage)
+    train_seconds = time.perf_counter() - start
+    stage("Evaluating")
+    valid = trainer.evaluate(splits["valid"])
+    test = trainer.evaluate(splits["test"]) if evaluate_test else None
+    batch_seconds = sum(trainer.epoch_train_seconds)
+    epochs_run = len(history.get("loss", []))
+    result = TrainResult(
+        output=os.fspath(output) if output is not None else None,
+        epochs=epochs_run,
+        best_epoch=trainer.best_epoch,
+        train_seconds=train_seconds,
+        train_examples_per_second=splits.sizes["train"] * epochs_run / batch_seconds
+        if batch_seconds
+        else 0.0,
+        epoch_train_seconds=trainer.epoch_train_seconds,
+        history=history,
+        valid=valid,
+        test=test,
+        sizes=dict(splits.sizes),
+    )
+    if output is not None:
+        stage("Saving")
+        trainer.save(output, metrics=result.to_dict())
+    return result
+
+
+def evaluate(
+    model_dir: str | os.PathLike[str],
+    *,
+    source: str | os.PathLike[str] | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    on_stage: StageCallback | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> EvaluationResult:
+    """Evaluates a saved model on the `test` or `valid` split.
+
+    Raises:
+        ModelFileError: if the model directory cannot be loaded.
+        DataError: if the data cannot be read.
+        ValueError: if `split` is not `test` or `valid`.
+    """
+    if split not in ("test", "valid"):
+        raise ValueError(f"Expected split to be 'test' or 'valid'. Received: split={split!r}")
+    stage = on_stage or (lambda name: None)
+    stage("Loading the model")
+    trainer = Trainer.load(model_dir)
+    stage("Reading data")
+    splits = load_imdb(
+        source,
+        splits=[split],
+        valid_fraction=trainer.config.data.valid_fraction,
+        limit=limit,
+        data_dir=data_dir,
+    )
+    stage("Evaluating")
+    return trainer.evaluate(splits[split], pipeline="bucketed")
+
+
+def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dict[str, Any]]:
+    """Predicts the sentiment of each review with a saved model.
+
+    Returns:
+        One `{"text", "label", "probability"}` dict per review, in order; `probability` is the
+        probability of `"pos"`.
+
+    Raises:
+        ModelFileError: if the model directory cannot be loaded.
+        ValueError: if `texts` is empty.
+    """
+    texts = list(texts)
+    if not texts:
+        raise ValueError("No reviews to predict: give at least one text.")
+    trainer = Trainer.load(model_dir)
+    probabilities = trainer.predict_proba(texts)
+    return [
+        {"text": text, "label": "pos" if p >= 0.5 else "neg", "probability": float(p)}
+        for text, p in zip(texts, probabilities, strict=True)
+    ]

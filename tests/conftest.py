@@ -1,0 +1,128 @@
+"""Shared fixtures: a tiny IMDB archive in the official layout, written by the tests themselves."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import tarfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+_POSITIVE = [
+    "great",
+    "wonderful",
+    "superb",
+    "moving",
+    "brilliant",
+    "loved",
+    "masterpiece",
+    "excellent",
+]
+_NEGATIVE = ["awful", "boring", "terrible", "dull", "waste", "hated", "mess", "worst"]
+_NEUTRAL = ["the", "film", "movie", "plot", "acting", "story", "was", "and", "a", "cast", "scene"]
+
+
+def make_review(rng: random.Random, label: str) -> str:
+    """A short made-up review whose sentiment words match its label."""
+    words = _POSITIVE if label == "pos" else _NEGATIVE
+    tokens = [rng.choice(_NEUTRAL) for _ in range(rng.randint(3, 12))]
+    for _ in range(rng.randint(2, 4)):
+        tokens.insert(rng.randrange(len(tokens) + 1), rng.choice(words))
+    text = " ".join(tokens).capitalize() + "."
+    if rng.random() < 0.3:
+        text += "<br /><br />" + " ".join(rng.choice(_NEUTRAL) for _ in range(rng.randint(1, 30)))
+    return text
+
+
+def build_reviews(
+    seed: int = 0, *, train: int = 40, test: int = 20, unsup: int = 30
+) -> dict[str, str]:
+    """Archive member name -> text, in the official layout (counts are per class)."""
+    rng = random.Random(seed)
+    members: dict[str, str] = {}
+    for part, count in (("train", train), ("test", test)):
+        for label in ("neg", "pos"):
+            for index in range(count):
+                stars = rng.randint(1, 4) if label == "neg" else rng.randint(7, 10)
+                members[f"aclImdb/{part}/{label}/{index}_{stars}.txt"] = make_review(rng, label)
+    for index in range(unsup):
+        text = make_review(rng, rng.choice(["neg", "pos"]))
+        if index == 0:
+            # IMDB text holds U+0085 (NEL), which once broke reloading a saved vocabulary.
+            text += " odd\x85word and\u2028more"
+        members[f"aclImdb/train/unsup/{index}_0.txt"] = text
+    return members
+
+
+def write_archive(
+    path: Path, members: dict[str, str | bytes], *, extra: dict[str, bytes] | None = None
+) -> Path:
+    """Writes `members` as a .tar.gz in sorted order, like the official archive."""
+    with tarfile.open(path, "w:gz") as archive:
+        everything = {
+            name: (text.encode("utf-8") if isinstance(text, str) else text)
+            for name, text in members.items()
+        }
+        everything.update(extra or {"aclImdb/README": b"Large Movie Review Dataset (fixture)\n"})
+        for name in sorted(everything):
+            data = everything[name]
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def fixture_reviews() -> dict[str, str]:
+    return build_reviews()
+
+
+@pytest.fixture(scope="session")
+def imdb_archive(tmp_path_factory: pytest.TempPathFactory, fixture_reviews: dict[str, str]) -> Path:
+    """A tiny aclImdb_v1.tar.gz: 80 train, 40 test, 30 unlabelled reviews."""
+    return write_archive(tmp_path_factory.mktemp("archive") / "aclImdb_v1.tar.gz", fixture_reviews)
+
+
+@pytest.fixture(scope="session")
+def imdb_folder(tmp_path_factory: pytest.TempPathFactory, imdb_archive: Path) -> Path:
+    """The same reviews extracted to a folder (the parent of aclImdb/)."""
+    root = tmp_path_factory.mktemp("folder")
+    with tarfile.open(imdb_archive) as archive:
+        archive.extractall(root, filter="data")
+    return root
+
+
+def tiny_config(**training: object):
+    """A model small enough to train in seconds on the fixture data."""
+    from imdb_rnn.config import get_preset
+
+    return get_preset("default").replace(
+        data={"batch_size": 8, "eval_batch_size": 16, "shuffle_buffer": 100},
+        model={"max_tokens": 50, "embedding_dim": 8, "rnn_units": 4, "dense_units": (4,)},
+        training={"epochs": 2, "learning_rate": 1e-2, "early_stopping_patience": None, **training},
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, imdb_archive: Path) -> Path:
+    """A model directory written by `train` on the fixture archive (shared, read-only)."""
+    from imdb_rnn.trainer import train
+
+    output = tmp_path_factory.mktemp("model") / "run"
+    train(tiny_config(epochs=3), source=imdb_archive, output=output)
+    return output
+
+
+def real_data_path() -> Path | None:
+    """The real aclImdb archive: $IMDB_RNN_DATA, else ../shared/data/imdb beside the checkout."""
+    candidates = [os.environ.get("IMDB_RNN_DATA")]
+    root = Path(__file__).resolve().parents[1]
+    candidates.append(str(root.parent / "shared" / "data" / "imdb" / "aclImdb_v1.tar.gz"))
+    for candidate in candidates:
+        if candidate and candidate != "tfds" and Path(candidate).exists():
+            return Path(candidate)
+    return None

@@ -1,0 +1,184 @@
+"""Tests for the `imdb-rnn` command line, through Typer's runner and real subprocesses."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from imdb_rnn.cli import EXIT_DATA, EXIT_MODEL, EXIT_USAGE, app
+
+TINY = [
+    "--max-tokens",
+    "50",
+    "--embedding-dim",
+    "8",
+    "--rnn-units",
+    "4",
+    "--dense-units",
+    "4",
+    "--batch-size",
+    "8",
+    "--learning-rate",
+    "0.01",
+]
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def _json(result):
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_help_does_not_import_tensorflow():
+    """`imdb-rnn --help` (and importing the CLI) leaves TensorFlow unloaded."""
+    code = "import sys, imdb_rnn; from imdb_rnn.cli import app; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    help_run = subprocess.run(
+        [sys.executable, "-m", "imdb_rnn", "--help"], capture_output=True, text=True
+    )
+    assert help_run.returncode == 0 and "train" in help_run.stdout and "predict" in help_run.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "predict"])
+def test_every_command_has_help(runner, command):
+    """Each command explains itself."""
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.stdout
+
+
+def test_train_json_then_eval_and_predict(runner, tmp_path, imdb_archive):
+    """train --json writes a model and one JSON object; eval and predict use that model."""
+    output = tmp_path / "run"
+    summary = _json(
+        runner.invoke(
+            app,
+            [
+                "train",
+                "--data",
+                str(imdb_archive),
+                "--output",
+                str(output),
+                "--epochs",
+                "2",
+                "--json",
+                *TINY,
+            ],
+        )
+    )
+    assert {
+        "output",
+        "epochs",
+        "train_seconds",
+        "train_examples_per_second",
+        "history",
+        "test",
+    } <= set(summary)
+    assert {"loss", "accuracy"} <= set(summary["test"]) and summary["epochs"] == 2
+    assert (output / "model.keras").is_file()
+
+    metrics = _json(
+        runner.invoke(app, ["eval", str(output), "--data", str(imdb_archive), "--json"])
+    )
+    assert {
+        "loss",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "examples",
+        "seconds",
+        "examples_per_second",
+    } <= set(metrics)
+    assert metrics["accuracy"] == pytest.approx(summary["test"]["accuracy"])
+
+    result = runner.invoke(
+        app,
+        ["predict", str(output), "great superb film", "-", "--json"],
+        input="awful boring mess\n\ndull worst film\n",
+    )
+    predictions = _json(result)
+    assert [p["text"] for p in predictions] == [
+        "great superb film",
+        "awful boring mess",
+        "dull worst film",
+    ]
+    assert all(p["label"] in ("pos", "neg") and 0 <= p["probability"] <= 1 for p in predictions)
+
+
+def test_train_refuses_to_overwrite(runner, trained_model_dir, imdb_archive):
+    """A finished model in --output is not silently replaced."""
+    result = runner.invoke(
+        app, ["train", "--data", str(imdb_archive), "--output", str(trained_model_dir)]
+    )
+    assert result.exit_code == EXIT_USAGE and "--overwrite" in result.stderr
+
+
+def test_eval_table(runner, trained_model_dir, imdb_archive):
+    """eval without --json renders a table with accuracy and the confusion matrix."""
+    result = runner.invoke(
+        app, ["eval", str(trained_model_dir), "--data", str(imdb_archive), "--split", "valid"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.stdout and "true pos" in result.stdout
+
+
+def test_predict_file_latin1_and_binary(runner, tmp_path, trained_model_dir):
+    """--file reads one review per line, UTF-8 or Latin-1; binary bytes do not crash it."""
+    path = tmp_path / "reviews.txt"
+    path.write_bytes("Caf\xe9 film was great\nterrible\n".encode("latin-1"))
+    predictions = _json(
+        runner.invoke(app, ["predict", str(trained_model_dir), "--file", str(path), "--json"])
+    )
+    assert [p["text"] for p in predictions] == ["Café film was great", "terrible"]
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    assert (
+        runner.invoke(
+            app, ["predict", str(trained_model_dir), "--file", str(binary), "--json"]
+        ).exit_code
+        == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["train", "--epochs", "0"], EXIT_USAGE, "--epochs"),
+        (["train", "--limit", "0"], EXIT_USAGE, "--limit"),
+        (["train", "--preset", "huge", "--output", "{tmp}/a"], EXIT_USAGE, "preset"),
+        (["train", "--cell", "rnn", "--output", "{tmp}/b"], EXIT_USAGE, "cell"),
+        (["train", "--dropout", "1.5", "--output", "{tmp}/c"], EXIT_USAGE, "dropout"),
+        (["train", "--rnn-units", "-3", "--output", "{tmp}/d"], EXIT_USAGE, "rnn_units"),
+        (
+            ["train", "--data", "{tmp}/missing.tar.gz", "--output", "{tmp}/e"],
+            EXIT_DATA,
+            "No IMDB data",
+        ),
+        (["eval", "{tmp}/no-model"], EXIT_MODEL, "No model directory"),
+        (["eval", "{tmp}"], EXIT_MODEL, "holds no model.keras"),
+        (["predict", "{tmp}/no-model", "text"], EXIT_MODEL, "No model directory"),
+        (["predict", "{tmp}"], EXIT_USAGE, "No reviews"),
+    ],
+)
+def test_user_mistakes_get_one_clear_line(runner, tmp_path, args, code, needle):
+    """A user's mistake prints one line on stderr, no traceback, and a distinct exit code."""
+    result = runner.invoke(app, [arg.replace("{tmp}", str(tmp_path)) for arg in args])
+    assert result.exit_code == code, result.output
+    assert needle in result.stderr
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_version(runner):
+    """--version prints the installed version."""
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("imdb-rnn ")

@@ -1,0 +1,97 @@
+"""Tests for imdb_rnn.config."""
+
+import json
+
+import pytest
+
+from imdb_rnn.config import (
+    CONFIG_VERSION,
+    PRESETS,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainingConfig,
+    get_preset,
+)
+
+
+def test_reference_preset_is_the_reference_recipe():
+    """The reference preset keeps the recipe: 10k vocab, 64-d embedding, BiGRU(64), Dense(64)."""
+    config = get_preset("reference")
+    assert (config.model.max_tokens, config.model.embedding_dim) == (10_000, 64)
+    assert (config.model.cell, config.model.rnn_units, config.model.num_rnn_layers) == (
+        "gru",
+        64,
+        1,
+    )
+    assert config.model.dense_units == (64,)
+    assert config.model.pooling == "final"
+    assert (config.data.batch_size, config.data.shuffle_buffer, config.data.valid_fraction) == (
+        64,
+        10_000,
+        0.1,
+    )
+    assert config.data.vocabulary_source == "unsupervised"
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_round_trip_through_json(name):
+    """Every preset survives to_dict -> JSON -> from_dict unchanged."""
+    config = get_preset(name)
+    assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_replace_ignores_none_and_validates():
+    """replace() keeps fields given as None and validates the new values."""
+    config = get_preset("reference").replace(model={"cell": "lstm", "rnn_units": None})
+    assert config.model.cell == "lstm" and config.model.rnn_units == 64
+    with pytest.raises(ConfigError, match="rnn_units"):
+        config.replace(model={"rnn_units": 0})
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "field"),
+    [
+        (DataConfig, {"batch_size": 0}, "batch_size"),
+        (DataConfig, {"limit": -5}, "limit"),
+        (DataConfig, {"valid_fraction": 1.0}, "valid_fraction"),
+        (DataConfig, {"pipeline": "fast"}, "pipeline"),
+        (DataConfig, {"truncation": "middle"}, "truncation"),
+        (ModelConfig, {"cell": "rnn"}, "cell"),
+        (ModelConfig, {"dropout": 1.0}, "dropout"),
+        (ModelConfig, {"dropout": -0.1}, "dropout"),
+        (ModelConfig, {"dense_units": (64, 0)}, "dense_units"),
+        (ModelConfig, {"max_tokens": 2}, "max_tokens"),
+        (ModelConfig, {"pooling": "attention"}, "pooling"),
+        (TrainingConfig, {"epochs": 0}, "epochs"),
+        (TrainingConfig, {"learning_rate": 0}, "learning_rate"),
+        (TrainingConfig, {"seed": -1}, "seed"),
+    ],
+)
+def test_bad_values_name_the_field(section, values, field):
+    """A bad value raises ConfigError naming the field and the value received."""
+    with pytest.raises(ConfigError, match=field):
+        section(**values)
+
+
+def test_unknown_preset():
+    """An unknown preset name lists the known ones."""
+    with pytest.raises(ConfigError, match="reference"):
+        get_preset("huge")
+
+
+def test_future_config_version_is_refused():
+    """A config written by a newer version asks for an upgrade."""
+    values = get_preset("default").to_dict()
+    values["version"] = CONFIG_VERSION + 1
+    with pytest.raises(ConfigError, match="newer"):
+        RunConfig.from_dict(values)
+
+
+def test_unknown_fields_are_refused():
+    """Unknown sections or fields are errors, not silently dropped."""
+    values = get_preset("default").to_dict()
+    values["model"]["units"] = 3
+    with pytest.raises(ConfigError, match="units"):
+        RunConfig.from_dict(values)

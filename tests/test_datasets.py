@@ -1,0 +1,235 @@
+"""Tests for imdb_rnn.datasets: sources, splits and pipelines, on a tiny archive."""
+
+import collections
+import gzip
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import build_reviews, write_archive
+from imdb_rnn.datasets import (
+    DATA_ENV_VAR,
+    DataError,
+    TokenizedSplit,
+    bucket_boundaries,
+    bucketed_batches,
+    bucketed_steps,
+    length_sorted_batches,
+    load_imdb,
+    plain_batches,
+    resolve_source,
+    tokenize,
+)
+from imdb_rnn.layers import TextEncoder
+
+
+def _pairs(dataset):
+    return [(text.decode(), int(label)) for text, label in dataset.as_numpy_iterator()]
+
+
+def test_archive_splits_and_sizes(imdb_archive):
+    """The archive gives train/valid/test/unsupervised with the documented sizes and labels."""
+    splits = load_imdb(imdb_archive)
+    assert splits.sizes == {"train": 72, "valid": 8, "test": 40, "unsupervised": 30}
+    assert {label for _, label in _pairs(splits.unsupervised)} == {-1}
+    assert {label for _, label in _pairs(splits.test)} == {0, 1}
+    train_text = {text for text, _ in _pairs(splits.train)}
+    assert not train_text & {text for text, _ in _pairs(splits.valid)}
+
+
+def test_folder_and_archive_agree(imdb_archive, imdb_folder):
+    """An extracted folder (or its aclImdb/ child) yields exactly the archive's splits."""
+    from_archive = load_imdb(imdb_archive)
+    for folder in (imdb_folder, imdb_folder / "aclImdb"):
+        from_folder = load_imdb(folder)
+        for name in ("train", "valid", "test", "unsupervised"):
+            assert _pairs(from_folder[name]) == _pairs(from_archive[name])
+
+
+def test_labels_follow_folders(imdb_archive, fixture_reviews):
+    """neg/ reviews are 0 and pos/ reviews are 1."""
+    truth = {
+        text: (0 if "/neg/" in name else 1)
+        for name, text in fixture_reviews.items()
+        if "/test/" in name
+    }
+    for text, label in _pairs(load_imdb(imdb_archive, splits=["test"]).test):
+        assert truth[text] == label
+
+
+def test_validation_split_is_mixed_and_stable(imdb_archive):
+    """The validation split holds both classes and is the same on every call."""
+    first = _pairs(load_imdb(imdb_archive, splits=["valid"]).valid)
+    assert {label for _, label in first} == {0, 1}
+    assert _pairs(load_imdb(imdb_archive, splits=["valid"]).valid) == first
+
+
+def test_limit_keeps_mixed_subsets(imdb_archive):
+    """limit caps the training pool and each split, and subsets still hold both classes."""
+    splits = load_imdb(imdb_archive, limit=20)
+    assert splits.sizes == {"train": 18, "valid": 2, "test": 20, "unsupervised": 20}
+    assert {label for _, label in _pairs(splits.train)} == {0, 1}
+    assert {label for _, label in _pairs(splits.test)} == {0, 1}
+
+
+def test_source_resolution(monkeypatch, imdb_archive):
+    """An explicit source wins over IMDB_RNN_DATA, which wins over TFDS."""
+    monkeypatch.setenv(DATA_ENV_VAR, str(imdb_archive))
+    assert resolve_source() == str(imdb_archive)
+    assert resolve_source("other.tar.gz") == "other.tar.gz"
+    assert resolve_source("tfds") is None
+    monkeypatch.delenv(DATA_ENV_VAR)
+    assert resolve_source() is None
+
+
+def test_missing_path(tmp_path):
+    """A missing path names --data and IMDB_RNN_DATA."""
+    with pytest.raises(DataError, match="IMDB_RNN_DATA"):
+        load_imdb(tmp_path / "nothing.tar.gz")
+
+
+def test_archive_without_reviews(tmp_path):
+    """An archive that is not aclImdb is refused."""
+    path = write_archive(tmp_path / "other.tar.gz", {"data/file.txt": "hello"}, extra={})
+    with pytest.raises(DataError, match="no aclImdb reviews"):
+        load_imdb(path)
+
+
+def test_not_an_archive(tmp_path):
+    """A file that is no archive at all is refused."""
+    path = tmp_path / "plain.tar.gz"
+    path.write_bytes(b"just text")
+    with pytest.raises(DataError, match="not a readable aclImdb archive"):
+        load_imdb(path)
+
+
+def test_truncated_archive(tmp_path, imdb_archive):
+    """A truncated .tar.gz is refused with a hint to download again."""
+    data = imdb_archive.read_bytes()
+    path = tmp_path / "cut.tar.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="truncated"):
+        load_imdb(path)
+
+
+def test_folder_that_is_not_aclimdb(tmp_path):
+    """A folder without train/ or test/ is refused."""
+    with pytest.raises(DataError, match="not an aclImdb folder"):
+        load_imdb(tmp_path)
+
+
+def test_invalid_utf8_is_replaced_and_counted(tmp_path):
+    """A review that is not UTF-8 is decoded with replacement and counted."""
+    members = build_reviews(train=5, test=5, unsup=2)
+    members["aclImdb/train/pos/99_9.txt"] = b"Caf\xe9 \xff good film"
+    splits = load_imdb(write_archive(tmp_path / "bad.tar.gz", members))
+    assert splits.decode_errors == 1
+    texts = [t for t, _ in _pairs(splits.train)] + [t for t, _ in _pairs(splits.valid)]
+    assert any("\ufffd" in text for text in texts)
+
+
+def test_empty_split(tmp_path):
+    """A requested split with no reviews is an error naming the split."""
+    members = {
+        k: v for k, v in build_reviews(train=5, test=5, unsup=2).items() if "/test/" not in k
+    }
+    with pytest.raises(DataError, match="test split"):
+        load_imdb(write_archive(tmp_path / "notest.tar.gz", members), splits=["test"])
+
+
+def test_tfds_without_data_names_the_offline_options(tmp_path):
+    """Without prepared TFDS data or a download, the error names --data and IMDB_RNN_DATA."""
+    with pytest.raises(DataError, match=r"--data.*IMDB_RNN_DATA"):
+        load_imdb("tfds", data_dir=tmp_path, download=False)
+
+
+def test_gzip_of_garbage(tmp_path):
+    """A gzip file holding no tar archive is refused."""
+    path = tmp_path / "garbage.tar.gz"
+    path.write_bytes(gzip.compress(b"x" * 2000))
+    with pytest.raises(DataError):
+        load_imdb(path)
+
+
+# -- pipelines ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenized():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 120, size=500)
+    ids = tf.RaggedTensor.from_row_lengths(
+        rng.integers(2, 50, size=int(lengths.sum())).astype("int32"), lengths
+    )
+    return TokenizedSplit(ids, np.arange(500, dtype=np.int32))  # label = review index
+
+
+def test_bucketed_batches_hold_every_review_once_per_epoch(tokenized):
+    """Each epoch yields every review exactly once, with the advertised number of batches."""
+    dataset = bucketed_batches(tokenized, batch_size=16, shuffle_buffer=100, seed=1)
+    epochs = []
+    for _ in range(2):
+        seen, batches = [], 0
+        for ids, labels in dataset:
+            batches += 1
+            assert ids.shape[0] <= 16
+            # each row keeps its own ids (right-padded)
+            for row, label in zip(ids.numpy(), labels.numpy(), strict=True):
+                expected = tokenized.ids[int(label)].numpy()
+                assert row[: len(expected)].tolist() == expected.tolist()
+                assert not row[len(expected) :].any()
+            seen.extend(labels.numpy().tolist())
+        assert sorted(seen) == list(range(500))
+        assert batches == int(dataset.cardinality())
+        epochs.append(seen)
+    assert epochs[0] != epochs[1]  # reshuffled across epochs
+
+
+def test_bucketed_batches_group_similar_lengths(tokenized):
+    """Bucketing pads far less than random batches of the same size."""
+
+    def padding_efficiency(dataset):
+        real = padded = 0
+        for ids, _ in dataset:
+            real += int(tf.reduce_sum(tf.cast(ids > 0, tf.int32)))
+            padded += int(tf.size(ids))
+        return real / padded
+
+    bucketed = bucketed_batches(tokenized, batch_size=16, shuffle_buffer=500, seed=1, max_buckets=8)
+    plain = tf.data.Dataset.from_tensor_slices((tokenized.ids, tokenized.labels)).map(
+        lambda x, y: (x, y)
+    )
+    plain = plain.shuffle(500, seed=1).padded_batch(16)
+    assert padding_efficiency(bucketed) > padding_efficiency(plain) + 0.2
+
+
+def test_bucketed_steps_counts_partial_batches():
+    """Steps per epoch = sum over buckets of ceil(count / batch)."""
+    lengths = np.array([1, 2, 3, 10, 11, 50])
+    assert bucketed_steps(lengths, [5, 20], 2) == 2 + 1 + 1
+    assert bucket_boundaries(lengths, batch_size=64) == []
+
+
+def test_length_sorted_batches_restore_order(tokenized):
+    """Results computed on length-sorted batches go back to the input order."""
+    dataset, order = length_sorted_batches(tokenized, batch_size=32)
+    labels = np.concatenate([labels.numpy() for _, labels in dataset])
+    lengths = np.concatenate([(ids.numpy() > 0).sum(axis=1) for ids, _ in dataset])
+    assert (np.diff(lengths) >= 0).all()
+    restored = np.empty_like(labels)
+    restored[order] = labels
+    assert restored.tolist() == list(range(500))
+
+
+def test_tokenize_and_plain_batches_agree(imdb_archive):
+    """tokenize and the plain pipeline produce the same ids for the same reviews."""
+    splits = load_imdb(imdb_archive, splits=["test", "unsupervised"])
+    encoder = TextEncoder(max_tokens=40)
+    encoder.adapt(splits.unsupervised.map(lambda text, label: text))
+    tokens = tokenize(splits.test, encoder)
+    plain = plain_batches(splits.test, encoder, batch_size=1, shuffle_buffer=None)
+    for index, (ids, label) in enumerate(plain):
+        assert ids.numpy()[0].tolist() == tokens.ids[index].numpy().tolist()
+        assert int(label[0]) == int(tokens.labels[index])
+    assert collections.Counter(tokens.labels.tolist()) == {0: 20, 1: 20}

@@ -1,0 +1,67 @@
+"""Tests for imdb_rnn.layers."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from imdb_rnn.layers import OOV_ID, MaskedPooling, TextEncoder, imdb_standardize
+
+
+def _encoder(**kwargs):
+    encoder = TextEncoder(max_tokens=30, **kwargs)
+    encoder.adapt(tf.data.Dataset.from_tensor_slices(["one two three four five six", "one two"]))
+    return encoder
+
+
+def test_standardize_removes_breaks_and_punctuation():
+    """<br /> tags, NEL and other line breaks become spaces; punctuation goes; case is lowered."""
+    out = (
+        imdb_standardize(tf.constant(["Good!<br /><br />Bad\x85Worse\u2028end."]))
+        .numpy()[0]
+        .decode()
+    )
+    assert out.split() == ["good", "bad", "worse", "end"]
+
+
+def test_vocabulary_has_no_line_breaking_tokens():
+    """No vocabulary token contains a character that str.splitlines() splits on."""
+    encoder = TextEncoder(max_tokens=50)
+    encoder.adapt(tf.data.Dataset.from_tensor_slices(["a\x85b c\x1cd e\x0bf g\u2029h <br />i"]))
+    for token in encoder.get_vocabulary()[1:]:
+        assert token.splitlines() == [token]
+
+
+@pytest.mark.parametrize(
+    ("truncation", "expected"), [("head", ["one", "two"]), ("tail", ["five", "six"])]
+)
+def test_truncation_keeps_documented_tokens(truncation, expected):
+    """head keeps the first max_length tokens, tail the last."""
+    encoder = _encoder(max_length=2, truncation=truncation)
+    vocabulary = encoder.get_vocabulary()
+    ids = encoder(tf.constant(["one two three four five six"])).numpy()[0]
+    assert [vocabulary[i] for i in ids] == expected
+
+
+def test_empty_review_gets_one_token():
+    """An empty or punctuation-only review encodes to one OOV id, so no row is fully masked."""
+    encoder = _encoder()
+    ids = encoder(tf.constant(["", "!!!", "one"])).numpy()
+    assert ids.shape == (3, 1)
+    assert ids[:, 0].tolist()[:2] == [OOV_ID, OOV_ID]
+    assert (ids != 0).any(axis=1).all()
+
+
+def test_encoder_output_is_right_padded():
+    """Shorter reviews are padded with 0 on the right."""
+    ids = _encoder()(tf.constant(["one two three", "one"])).numpy()
+    assert ids[1].tolist() == [ids[0][0], 0, 0]
+
+
+@pytest.mark.parametrize("mode", ["max", "mean"])
+def test_masked_pooling_ignores_padding(mode):
+    """Masked steps do not change max or mean pooling."""
+    values = tf.constant([[[1.0], [3.0], [100.0]]])
+    mask = tf.constant([[True, True, False]])
+    out = MaskedPooling(mode)(values, mask=mask).numpy()
+    assert out[0, 0] == pytest.approx(3.0 if mode == "max" else 2.0)
+    assert np.isfinite(out).all()

@@ -1,0 +1,128 @@
+"""Tests for imdb_rnn.trainer on the fixture archive."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from imdb_rnn.datasets import load_imdb
+from imdb_rnn.models import ModelFileError
+from imdb_rnn.trainer import EvaluationResult, Trainer, evaluate, predict
+
+
+def test_metrics_from_logits():
+    """Metrics, confusion matrix and loss are computed from logits as documented."""
+    logits = np.array([2.0, -1.0, 0.5, -3.0, 1.0])
+    labels = np.array([1, 0, 0, 1, 1])
+    result = EvaluationResult.from_logits(logits, labels, seconds=2.0)
+    assert result.confusion == [[1, 1], [1, 2]]
+    assert result.accuracy == pytest.approx(3 / 5)
+    assert result.precision == pytest.approx(2 / 3)
+    assert result.recall == pytest.approx(2 / 3)
+    assert result.f1 == pytest.approx(2 / 3)
+    expected_loss = np.mean(np.log1p(np.exp(-np.where(labels == 1, logits, -logits))))
+    assert result.loss == pytest.approx(expected_loss)
+    assert result.examples_per_second == pytest.approx(2.5)
+
+
+def test_metrics_refuse_unlabelled():
+    """Evaluating on unlabelled reviews (-1) is an error."""
+    with pytest.raises(ValueError, match="unlabelled"):
+        EvaluationResult.from_logits(np.zeros(2), np.array([-1, 1]), seconds=1.0)
+
+
+def test_saved_run_learns_the_fixture(trained_model_dir):
+    """A model trained on the fixture separates its made-up classes and records its run."""
+    metrics = json.loads((trained_model_dir / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.8
+    history = json.loads((trained_model_dir / "history.json").read_text())
+    assert len(history["loss"]) == 3 and history["loss"][-1] < history["loss"][0]
+    config = json.loads((trained_model_dir / "config.json").read_text())
+    assert config["model"]["rnn_units"] == 4
+
+
+def test_predict_keeps_the_callers_order(trained_model_dir):
+    """Predictions come back in input order, whatever the lengths."""
+    trainer = Trainer.load(trained_model_dir)
+    texts = [
+        "wonderful superb brilliant film " * 6,
+        "awful",
+        "great",
+        "the worst boring dull mess " * 3,
+        "",
+    ]
+    together = trainer.predict_proba(texts)
+    one_by_one = np.array([trainer.predict_proba([text])[0] for text in texts])
+    np.testing.assert_allclose(together, one_by_one, rtol=1e-5, atol=1e-6)
+    assert together[0] > 0.5 > together[3]
+
+
+def test_empty_and_odd_reviews_predict(trained_model_dir):
+    """Empty, whitespace-only, punctuation-only and very long reviews all predict."""
+    probabilities = Trainer.load(trained_model_dir).predict_proba(
+        ["", "   ", "?!", "film " * 20_000]
+    )
+    assert probabilities.shape == (4,) and np.isfinite(probabilities).all()
+
+
+def test_reloaded_model_evaluates_like_the_original(trained_model_dir, imdb_archive):
+    """evaluate() on the saved model reproduces the test accuracy recorded at training time."""
+    metrics = json.loads((trained_model_dir / "metrics.json").read_text())
+    result = evaluate(trained_model_dir, source=imdb_archive, split="test")
+    assert result.accuracy == pytest.approx(metrics["test"]["accuracy"])
+    assert result.examples == 40
+
+
+def test_plain_and_bucketed_evaluation_agree(trained_model_dir, imdb_archive):
+    """Both pipelines give the same metrics on the same model and split."""
+    trainer = Trainer.load(trained_model_dir)
+    test = load_imdb(imdb_archive, splits=["test"]).test
+    plain, bucketed = (
+        trainer.evaluate(test, pipeline="plain"),
+        trainer.evaluate(test, pipeline="bucketed"),
+    )
+    assert plain.confusion == bucketed.confusion
+    assert plain.loss == pytest.approx(bucketed.loss, rel=1e-4)
+
+
+def test_predict_function(trained_model_dir):
+    """predict() returns text, label and probability per review."""
+    (item,) = predict(trained_model_dir, ["a great film"])
+    assert set(item) == {"text", "label", "probability"}
+    assert item["label"] == ("pos" if item["probability"] >= 0.5 else "neg")
+    with pytest.raises(ValueError, match="No reviews"):
+        predict(trained_model_dir, [])
+
+
+def test_load_refuses_bad_directories(tmp_path, trained_model_dir):
+    """Missing, empty and future-version model directories raise ModelFileError."""
+    with pytest.raises(ModelFileError, match="No model directory"):
+        Trainer.load(tmp_path / "missing")
+    with pytest.raises(ModelFileError, match=r"holds no model\.keras"):
+        Trainer.load(tmp_path)
+    future = tmp_path / "future"
+    future.mkdir()
+    (future / "model.keras").write_bytes((trained_model_dir / "model.keras").read_bytes())
+    config = json.loads((trained_model_dir / "config.json").read_text())
+    config["version"] = 99
+    (future / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFileError, match="newer"):
+        Trainer.load(future)
+
+
+@pytest.mark.parametrize("pipeline", ["plain", "bucketed"])
+def test_both_pipelines_train(imdb_archive, pipeline):
+    """Each pipeline trains the same model to well above chance on the fixture."""
+    splits = load_imdb(imdb_archive)
+    trainer = Trainer(tiny_config(epochs=3).replace(data={"pipeline": pipeline}))
+    history = trainer.fit(splits)
+    assert len(history["val_loss"]) == 3
+    assert trainer.evaluate(splits.test).accuracy >= 0.8
+
+
+def test_same_seed_same_result(imdb_archive):
+    """Two runs with the same seed give the same training history."""
+    splits = load_imdb(imdb_archive, limit=30)
+    runs = [Trainer(tiny_config(epochs=1)).fit(splits) for _ in range(2)]
+    assert runs[0]["loss"] == pytest.approx(runs[1]["loss"], rel=1e-6)
