@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imdb_rnn.layers import OOV_ID, MaskedPooling, TextEncoder, imdb_standardize
+from imdb_rnn.layers import OOV_ID, FusedBidirectional, MaskedPooling, TextEncoder, imdb_standardize
 
 
 def _encoder(**kwargs):
@@ -65,3 +65,62 @@ def test_masked_pooling_ignores_padding(mode):
     out = MaskedPooling(mode)(values, mask=mask).numpy()
     assert out[0, 0] == pytest.approx(3.0 if mode == "max" else 2.0)
     assert np.isfinite(out).all()
+
+
+def test_with_options_shares_the_vocabulary():
+    """with_options keeps the vocabulary and ids, and changes only the length limit."""
+    encoder = _encoder()
+    short = encoder.with_options(max_length=2, truncation="tail")
+    assert short.get_vocabulary() == encoder.get_vocabulary()
+    full = encoder(tf.constant(["one two three four"])).numpy()[0]
+    assert short(tf.constant(["one two three four"])).numpy()[0].tolist() == full[-2:].tolist()
+
+
+def _same_weights_pair(**gru_options):
+    import keras
+
+    fused = FusedBidirectional(keras.layers.GRU(4, **gru_options), fused="always")
+    reference = FusedBidirectional(keras.layers.GRU(4, **gru_options), fused="never")
+    return fused, reference
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"return_sequences": True}, {"return_sequences": True, "return_state": True}],
+)
+def test_fused_bidirectional_gru_matches_keras(options):
+    """The fused CPU loop gives Keras' Bidirectional(GRU) outputs and gradients on masked input."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(5, 7, 6)).astype("float32"))
+    mask = tf.sequence_mask([7, 3, 1, 5, 2], 7)
+    valid = tf.cast(mask, "float32")[:, :, None]
+    fused, reference = _same_weights_pair(**options)
+    fused(x, mask=mask)
+    reference(x, mask=mask)
+    reference.set_weights(fused.get_weights())
+
+    def loss_and_outputs(layer):
+        with tf.GradientTape() as tape:
+            outputs = layer(x, mask=mask)
+            outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+            outputs = [o * valid if o.shape.rank == 3 else o for o in outputs]
+            loss = sum(tf.reduce_sum(o**2) for o in outputs)
+        return outputs, tape.gradient(loss, layer.trainable_weights)
+
+    (out_fused, grad_fused), (out_ref, grad_ref) = (
+        loss_and_outputs(fused),
+        loss_and_outputs(reference),
+    )
+    for a, b in zip(out_fused, out_ref, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    for a, b in zip(grad_fused, grad_ref, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
+
+
+def test_fused_bidirectional_defers_for_lstm():
+    """Anything but a plain GRU runs through Keras' own Bidirectional."""
+    import keras
+
+    layer = FusedBidirectional(keras.layers.LSTM(3))
+    assert not layer._fusable(None)
+    assert layer(tf.zeros((2, 4, 5))).shape == (2, 6)

@@ -1,0 +1,207 @@
+"""Throughput benchmark: the plain (reference) pipeline against the default pipeline.
+
+Trains the same model (the reference preset's BiGRU: 10k vocabulary, 64-d embedding, 64 units,
+Dense(64), batch 64) on the same fixed set of real training reviews, once per pipeline variant, in
+one process, and prints for each:
+
+- training reviews per second, over the epochs after the first (the first epoch traces the
+  training function for new batch shapes);
+- input-pipeline-only reviews per second (one pass over the training batches with no model), to
+  show how the time splits between input pipeline and model;
+- evaluation reviews per second on the test split (tokenising included);
+- test accuracy after the same number of epochs;
+
+and the ratios to the plain pipeline. Writes the result as JSON too.
+
+Usage:
+
+    python benchmarks/throughput.py --data ../shared/data/imdb/aclImdb_v1.tar.gz
+    python benchmarks/throughput.py --data ... --variant plain --variant bucketed \\
+        --variant bucketed:max_length=400:truncation=tail
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+import tensorflow as tf
+
+from imdb_rnn.config import DataConfig, get_preset
+from imdb_rnn.datasets import ImdbSplits, load_imdb
+from imdb_rnn.layers import TextEncoder
+from imdb_rnn.trainer import Trainer
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """`bucketed:max_length=400:truncation=tail` -> DataConfig overrides."""
+    pipeline, *options = text.split(":")
+    values: dict[str, Any] = {"pipeline": pipeline}
+    for option in options:
+        key, _, value = option.partition("=")
+        values[key] = int(value) if value.isdigit() else (None if value == "none" else value)
+    DataConfig(**values)  # validate early
+    return values
+
+
+def label(variant: dict[str, Any]) -> str:
+    extras = [f"{k}={v}" for k, v in variant.items() if k != "pipeline"]
+    return ":".join([variant["pipeline"], *extras])
+
+
+def input_only_seconds(batches: tf.data.Dataset) -> float:
+    start = time.perf_counter()
+    for _ in batches:
+        pass
+    return time.perf_counter() - start
+
+
+def run_variant(
+    variant: dict[str, Any], splits: ImdbSplits, base_encoder: TextEncoder, args: argparse.Namespace
+) -> dict[str, Any]:
+    config = get_preset("reference").replace(
+        data={**variant, "limit": None},
+        training={"epochs": args.epochs, "learning_rate": args.learning_rate, "seed": args.seed},
+    )
+    keras.backend.clear_session()
+    encoder = base_encoder.with_options(
+        max_length=config.data.max_length, truncation=config.data.truncation
+    )
+    trainer = Trainer(config, encoder=encoder)
+    pipeline_seconds = input_only_seconds(trainer.training_batches(splits["train"], seed=args.seed))
+    start = time.perf_counter()
+    history = trainer.fit(splits)
+    fit_seconds = time.perf_counter() - start
+    later = trainer.epoch_train_seconds[1:]
+    n_train = splits.sizes["train"]
+    test = trainer.evaluate(splits["test"])
+    return {
+        "variant": label(variant),
+        "config": config.to_dict()["data"],
+        "epochs": len(history["loss"]),
+        "epoch_train_seconds": trainer.epoch_train_seconds,
+        "fit_seconds": fit_seconds,
+        "train_reviews_per_second": n_train * len(later) / sum(later),
+        "input_only_reviews_per_second": n_train / pipeline_seconds,
+        "eval_reviews_per_second": test.examples_per_second,
+        "eval_seconds": test.seconds,
+        "test_accuracy": test.accuracy,
+        "test_loss": test.loss,
+        "val_accuracy": history["val_accuracy"][-1],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", default=os.environ.get("IMDB_RNN_DATA"), help="aclImdb archive or folder"
+    )
+    parser.add_argument(
+        "--train-size", type=int, default=10_000, help="training reviews (fixed subset)"
+    )
+    parser.add_argument(
+        "--test-size", type=int, default=None, help="test reviews (default: all 25,000)"
+    )
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per variant (>= 2)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        dest="variants",
+        help="pipeline[:key=value...], e.g. plain, bucketed, bucketed:max_length=400 "
+        "(default: plain and the default pipeline)",
+    )
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/throughput.json"))
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (the first epoch is not timed)")
+    default_data = DataConfig()
+    variants = (
+        [parse_variant(v) for v in args.variants]
+        if args.variants
+        else [
+            {"pipeline": "plain"},
+            {
+                "pipeline": default_data.pipeline,
+                "max_length": default_data.max_length,
+                "truncation": default_data.truncation,
+            },
+        ]
+    )
+
+    full = load_imdb(args.data, splits=["train", "valid", "test", "unsupervised"])
+    test_size = args.test_size or full.sizes["test"]
+    splits = ImdbSplits(
+        train=full.train.take(args.train_size).cache(),
+        valid=full.valid.cache(),
+        test=full.test.take(test_size).cache(),
+        unsupervised=full.unsupervised,
+        sizes={
+            **full.sizes,
+            "train": min(args.train_size, full.sizes["train"]),
+            "test": min(test_size, full.sizes["test"]),
+        },
+        source=full.source,
+    )
+    base_encoder = TextEncoder(max_tokens=get_preset("reference").model.max_tokens)
+    base_encoder.adapt(full.unsupervised.map(lambda text, label: text))
+
+    results = []
+    for variant in variants:
+        print(f"running {label(variant)} ...", flush=True)
+        results.append(run_variant(variant, splits, base_encoder, args))
+        print(json.dumps(results[-1], indent=None), flush=True)
+
+    plain = next((r for r in results if r["variant"] == "plain"), results[0])
+    for r in results:
+        r["train_speedup"] = r["train_reviews_per_second"] / plain["train_reviews_per_second"]
+        r["eval_speedup"] = r["eval_reviews_per_second"] / plain["eval_reviews_per_second"]
+        r["accuracy_delta_points"] = 100 * (r["test_accuracy"] - plain["test_accuracy"])
+
+    columns = ["train/s", "input/s", "eval/s", "train x", "eval x", "test acc", "delta"]
+    print()
+    print(
+        f"train reviews: {splits.sizes['train']}, test reviews: {splits.sizes['test']}, "
+        f"epochs: {args.epochs}"
+    )
+    print(f"{'variant':<40}" + "".join(f"{c:>10}" for c in columns))
+    for r in results:
+        cells = [
+            f"{r['train_reviews_per_second']:.0f}",
+            f"{r['input_only_reviews_per_second']:.0f}",
+            f"{r['eval_reviews_per_second']:.0f}",
+            f"{r['train_speedup']:.2f}",
+            f"{r['eval_speedup']:.2f}",
+            f"{r['test_accuracy']:.4f}",
+            f"{r['accuracy_delta_points']:+.2f}",
+        ]
+        print(f"{r['variant']:<40}" + "".join(f"{c:>10}" for c in cells))
+    report = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "results": results,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
