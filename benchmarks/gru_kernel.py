@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     config = get_preset("reference").model
     rng = np.random.default_rng(0)
-    print(f"{'length':>7}{'keras ms':>10}{"fast ms":>10}{'speedup':>9}")
+    print(f"{'length':>7}{'keras ms':>10}{'fast ms':>10}{'speedup':>9}")
     for length in args.lengths:
         # Right-padded ids with lengths spread over the upper half of the batch length.
         lengths = rng.integers(length // 2, length + 1, size=args.batch_size)

@@ -49,6 +49,7 @@ __all__ = [
     "load_imdb",
     "plain_batches",
     "resolve_source",
+    "sorted_window_batches",
     "tokenize",
 ]
 
@@ -477,6 +478,56 @@ def bucketed_batches(
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
     )
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def windowed_steps(count: int, batch_size: int, window_batches: int) -> int:
+    """Number of batches `sorted_window_batches` yields per epoch (the same every epoch)."""
+    window = batch_size * window_batches
+    return (count // window) * window_batches + math.ceil((count % window) / batch_size)
+
+
+def sorted_window_batches(
+    split: TokenizedSplit,
+    *,
+    batch_size: int = 64,
+    shuffle_buffer: int = 10_000,
+    seed: int | None = None,
+    window_batches: int = 50,
+) -> tf.data.Dataset:
+    """Training batches of reviews of similar length: sorted within large shuffled windows.
+
+    Reviews are shuffled, taken `batch_size * window_batches` at a time, sorted by length within
+    that window and cut into batches, which are shuffled again before they are yielded. Batches
+    hold reviews of almost equal length (little padding), every review appears exactly once per
+    epoch, and both the windows and the batch order change every epoch.
+
+    Args:
+        split: a `TokenizedSplit`.
+        batch_size: reviews per batch. Default 64.
+        shuffle_buffer: shuffle buffer for reviews. Default 10,000.
+        seed: shuffle seed. Default None.
+        window_batches: batches per sorting window. Default 50.
+
+    Returns:
+        A dataset of `(ids (batch, time) int32, labels (batch,) int32)` with known cardinality.
+    """
+    steps = windowed_steps(len(split), batch_size, window_batches)
+    dataset = _rows(split.ids, split.labels)
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.ragged_batch(batch_size * window_batches)
+
+    def sorted_batches(ids: tf.RaggedTensor, labels: tf.Tensor) -> tf.data.Dataset:
+        order = tf.argsort(ids.row_lengths(), stable=True)
+        window = tf.data.Dataset.from_tensor_slices(
+            (tf.gather(ids, order), tf.gather(labels, order))
+        )
+        return window.map(lambda row, label: (row, label)).padded_batch(batch_size)
+
+    dataset = dataset.flat_map(sorted_batches)
+    batch_seed = None if seed is None else seed + 1
+    dataset = dataset.shuffle(2 * window_batches, seed=batch_seed, reshuffle_each_iteration=True)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
     return dataset.prefetch(tf.data.AUTOTUNE)
 

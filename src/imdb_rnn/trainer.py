@@ -40,6 +40,7 @@ from imdb_rnn.datasets import (
     length_sorted_batches,
     load_imdb,
     plain_batches,
+    sorted_window_batches,
     tokenize,
 )
 from imdb_rnn.files import write_json
@@ -304,7 +305,8 @@ class Trainer:
                 shuffle_buffer=data.shuffle_buffer,
                 seed=seed,
             )
-        return bucketed_batches(
+        batches = sorted_window_batches if data.pipeline == "sorted" else bucketed_batches
+        return batches(
             tokenize(dataset, self._encoder()),
             batch_size=data.batch_size,
             shuffle_buffer=data.shuffle_buffer,
@@ -404,8 +406,8 @@ class Trainer:
 
         Args:
             dataset: labelled reviews.
-            pipeline: `"bucketed"` (tokenise once, batch by length) or `"plain"`. Default: the
-                config's pipeline.
+            pipeline: `"plain"` (the reference pipeline), or `"sorted"` / `"bucketed"` (both:
+                tokenise once, batch in order of length). Default: the config's pipeline.
         """
         if self.classifier is None:
             raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
@@ -588,7 +590,7 @@ def evaluate(
         data_dir=data_dir,
     )
     stage("Evaluating")
-    return trainer.evaluate(splits[split], pipeline="bucketed")
+    return trainer.evaluate(splits[split], pipeline="sorted")
 
 
 def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dict[str, Any]]:
