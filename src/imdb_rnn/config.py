@@ -83,7 +83,8 @@ class DataConfig:
             train; for a local archive, after a fixed-seed shuffle). Default 0.1.
         limit: keep at most this many reviews of each split, for quick runs. Default None (all).
         batch_size: training mini-batch size. Default 64.
-        eval_batch_size: batch size for evaluation and prediction. Default 256.
+        eval_batch_size: batch size for evaluation and prediction (batches are length-sorted, so
+            large ones waste no padding and run faster). Default 1024.
         shuffle_buffer: `tf.data` shuffle buffer for training. Default 10,000.
         pipeline: `"sorted"` tokenises once, keeps the token ids in memory and batches reviews of
             similar length together by sorting them within large shuffled windows; `"bucketed"`
@@ -102,7 +103,7 @@ class DataConfig:
     valid_fraction: float = 0.1
     limit: int | None = None
     batch_size: int = 64
-    eval_batch_size: int = 256
+    eval_batch_size: int = 1024
     shuffle_buffer: int = 10_000
     pipeline: str = "sorted"
     max_length: int | None = 256
@@ -305,10 +306,15 @@ def _reference() -> RunConfig:
 
 
 def _default() -> RunConfig:
+    # Chosen on the validation split (docs/results.md, benchmarks/ablation.py): max, mean and
+    # final-state pooling, a 20k vocabulary adapted on train + unlabelled text, cosine decay over
+    # three epochs, early stopping on validation loss with the best weights restored.
     return RunConfig(
-        data=DataConfig(),
-        model=ModelConfig(),
-        training=TrainingConfig(epochs=10, learning_rate=1e-3, early_stopping_patience=2),
+        data=DataConfig(vocabulary_source="train+unsupervised"),
+        model=ModelConfig(max_tokens=20_000, pooling="final_max_mean"),
+        training=TrainingConfig(
+            epochs=3, learning_rate=1e-3, lr_schedule="cosine", early_stopping_patience=2
+        ),
         preset="default",
     )
 

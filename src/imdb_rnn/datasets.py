@@ -533,7 +533,7 @@ def sorted_window_batches(
 
 
 def length_sorted_batches(
-    split: TokenizedSplit, *, batch_size: int = 256
+    split: TokenizedSplit, *, batch_size: int = 1024
 ) -> tuple[tf.data.Dataset, np.ndarray]:
     """Batches in order of length (least padding), for evaluation and prediction.
 
