@@ -182,3 +182,69 @@ def test_version(runner):
     """--version prints the installed version."""
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("imdb-rnn ")
+
+
+def test_presets_print_toml_that_train_reads(runner, tmp_path):
+    """`presets NAME` prints TOML; `train --config` with it resolves to that preset."""
+    listing = runner.invoke(app, ["presets"])
+    assert listing.exit_code == 0 and "reference" in listing.stdout and "deep" in listing.stdout
+    result = runner.invoke(app, ["presets", "deep"])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "run.toml"
+    path.write_text(result.stdout, encoding="utf-8")
+    shown = _json(runner.invoke(app, ["train", "--config", str(path), "--show-config", "--json"]))
+    from imdb_rnn.config import get_preset
+
+    assert shown == get_preset("deep").to_dict()
+
+
+def test_command_line_overrides_the_config_file(runner, tmp_path):
+    """Options given on the command line beat the file, which beats the preset."""
+    path = tmp_path / "run.toml"
+    path.write_text(
+        'preset = "reference"\n[model]\nrnn_units = 8\ncell = "lstm"\n[training]\nepochs = 4\n'
+    )
+    shown = _json(
+        runner.invoke(
+            app, ["train", "--config", str(path), "--epochs", "2", "--show-config", "--json"]
+        )
+    )
+    assert shown["preset"] == "reference"
+    assert (shown["model"]["rnn_units"], shown["model"]["cell"]) == (8, "lstm")
+    assert shown["training"]["epochs"] == 2
+    assert shown["training"]["learning_rate"] == 1e-4  # the reference preset's
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("[model]\nunits = 3\n", "'units'"), ("[model]\ndropout = 2.0\n", "dropout"), ("[x", "TOML")],
+)
+def test_bad_config_file_is_one_line_and_exit_2(runner, tmp_path, text, needle):
+    """A config file with an unknown key, a bad value or bad syntax is a usage error."""
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    result = runner.invoke(app, ["train", "--config", str(path), "--output", str(tmp_path / "o")])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert needle in result.stderr and str(path) in result.stderr
+    assert "Traceback" not in result.output and result.stdout == ""
+
+
+def test_train_config_toml_reproduces_the_run(runner, tmp_path, imdb_archive):
+    """`train --config DIR/config.toml` repeats a run: same config, same history."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    base = ["train", "--data", str(imdb_archive), "--json"]
+    _json(
+        runner.invoke(app, [*base, "--output", str(first), "--epochs", "2", "--seed", "7", *TINY])
+    )
+    assert (first / "config.toml").is_file()
+    _json(
+        runner.invoke(app, [*base, "--output", str(second), "--config", str(first / "config.toml")])
+    )
+    assert json.loads((second / "config.json").read_text()) == json.loads(
+        (first / "config.json").read_text()
+    )
+    history_first = json.loads((first / "history.json").read_text())
+    history_second = json.loads((second / "history.json").read_text())
+    assert history_second.keys() == history_first.keys()
+    for key, values in history_first.items():
+        assert history_second[key] == pytest.approx(values, rel=1e-4), key

@@ -125,8 +125,22 @@ def train(
         Path, typer.Option("--output", "-o", help="Model directory to write.")
     ] = Path("runs/imdb-rnn"),
     preset: Annotated[
-        str, typer.Option(help="Starting configuration: default, reference or deep.")
-    ] = "default",
+        str | None,
+        typer.Option(
+            help="Starting configuration: default, reference or deep (see 'imdb-rnn presets'). "
+            "[default: the config file's preset, else default]",
+            show_default=False,
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML run config (e.g. a model directory's config.toml) laid over the preset; "
+            "the options below override it.",
+            show_default=False,
+        ),
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="Maximum epochs. [default: preset's]", show_default=False)
     ] = None,
@@ -203,22 +217,33 @@ def train(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a model already in --output.")
     ] = False,
+    show_config: Annotated[
+        bool,
+        typer.Option(
+            "--show-config",
+            help="Print the resolved config as TOML (JSON with --json) and exit without training.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Train a model and save it to --output (model.keras, config.json, history.json, metrics.json).
+    """Train a model and save it to --output (model.keras, config.json, config.toml,
+    history.json, metrics.json).
 
     Reads the data, adapts the vocabulary, trains with validation after every epoch, evaluates on
-    the test split and saves. Examples:
+    the test split and saves. The config is the preset, then --config's values, then the options
+    given here. Examples:
 
         imdb-rnn train --data aclImdb_v1.tar.gz --output runs/default
 
         imdb-rnn train --preset reference --epochs 3 --limit 2000 --output runs/quick
+
+        imdb-rnn train --config runs/quick/config.toml --output runs/again
     """
     if epochs is not None and epochs < 1:
         _fail(f"--epochs must be at least 1 (got {epochs}).", EXIT_USAGE)
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
-    if (output / "model.keras").exists() and not overwrite:
+    if not show_config and (output / "model.keras").exists() and not overwrite:
         _fail(
             f"{output} already holds a model; pass --overwrite to replace it "
             "or choose another --output.",
@@ -227,9 +252,11 @@ def train(
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
-        from imdb_rnn.config import get_preset
+        from imdb_rnn.tomlconfig import read_config_file, resolve_config
 
-        config = get_preset(preset).replace(
+        file_values = read_config_file(config_file) if config_file is not None else None
+        origin = str(config_file) if config_file is not None else "config"
+        config = resolve_config(file_values, preset=preset, origin=origin).replace(
             data={
                 "limit": limit,
                 "batch_size": batch_size,
@@ -249,6 +276,9 @@ def train(
             },
             training={"epochs": epochs, "learning_rate": learning_rate, "seed": seed},
         )
+        if show_config:
+            _show_config(config, as_json=as_json)
+            return
         _check_writable(output)
         from imdb_rnn.progress import RichProgress
         from imdb_rnn.trainer import train as run_training
@@ -281,6 +311,64 @@ def train(
         f"(best epoch {result.best_epoch}) in {result.train_seconds:.0f} s "
         f"({result.train_examples_per_second:,.0f} reviews/s)."
     )
+
+
+def _show_config(config: Any, *, as_json: bool) -> None:
+    if as_json:
+        _print_json(config.to_dict())
+        return
+    from imdb_rnn.tomlconfig import config_to_toml
+
+    sys.stdout.write(config_to_toml(config))
+    sys.stdout.flush()
+
+
+_PRESET_NOTES = {
+    "default": "the best measured recipe on CPU (early stopping, learning rate 1e-3)",
+    "reference": "the reference recipe (TensorFlow's RNN text-classification tutorial, GRU)",
+    "deep": "two stacked Bidirectional layers with dropout",
+}
+
+
+@app.command()
+def presets(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Preset to print as TOML; leave out to list them.", show_default=False),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the presets, or print one as a TOML config to edit and pass to 'train --config'.
+
+    Examples:
+
+        imdb-rnn presets
+
+        imdb-rnn presets reference > run.toml && imdb-rnn train --config run.toml
+    """
+    with _user_errors():
+        from imdb_rnn.config import PRESETS, get_preset
+
+        if name is not None:
+            _show_config(get_preset(name), as_json=as_json)
+            return
+    if as_json:
+        _print_json({key: get_preset(key).to_dict() for key in PRESETS})
+        return
+    table = Table(title="Presets (imdb-rnn presets NAME prints one as TOML)")
+    for column in ("name", "cell x layers", "units", "learning rate", "epochs", "what"):
+        table.add_column(column)
+    for key in PRESETS:
+        config = get_preset(key)
+        table.add_row(
+            key,
+            f"{config.model.cell} x {config.model.num_rnn_layers}",
+            str(config.model.rnn_units),
+            f"{config.training.learning_rate:g}",
+            str(config.training.epochs),
+            _PRESET_NOTES.get(key, ""),
+        )
+    Console().print(table)
 
 
 def _check_writable(output: Path) -> None:

@@ -42,7 +42,7 @@ from imdb_rnn.datasets import (
     plain_batches,
     tokenize,
 )
-from imdb_rnn.files import write_json
+from imdb_rnn.files import write_json, write_text
 from imdb_rnn.layers import TextEncoder
 from imdb_rnn.models import (
     ModelFileError,
@@ -52,6 +52,7 @@ from imdb_rnn.models import (
     save_text_model,
     split_text_model,
 )
+from imdb_rnn.tomlconfig import CONFIG_TOML_FILE, config_to_toml
 
 __all__ = [
     "MODEL_FILE",
@@ -440,12 +441,14 @@ class Trainer:
     def save(
         self, directory: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None
     ) -> Path:
-        """Writes `model.keras`, `config.json`, `history.json` and, if given, `metrics.json` into
+        """Writes `model.keras`, `config.json` (and the same config as `config.toml`, which
+        `imdb-rnn train --config` reads), `history.json` and, if given, `metrics.json` into
         `directory`, each file atomically."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_text_model(self.text_model, directory / MODEL_FILE)
         write_json(directory / CONFIG_FILE, self.config.to_dict())
+        write_text(directory / CONFIG_TOML_FILE, config_to_toml(self.config))
         write_json(directory / HISTORY_FILE, self.history)
         if metrics is not None:
             write_json(directory / METRICS_FILE, metrics)
