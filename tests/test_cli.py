@@ -248,3 +248,61 @@ def test_train_config_toml_reproduces_the_run(runner, tmp_path, imdb_archive):
     assert history_second.keys() == history_first.keys()
     for key, values in history_first.items():
         assert history_second[key] == pytest.approx(values, rel=1e-4), key
+
+
+def _event_scalars(log_dir):
+    """{tag: [(step, value), ...]} from the TensorBoard event files under `log_dir`."""
+    import tensorflow as tf
+
+    scalars = {}
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else None
+                scalars.setdefault(value.tag, []).append((event.step, number))
+    return scalars
+
+
+def test_train_writes_tensorboard_scalars(runner, tmp_path, imdb_archive):
+    """train writes loss, accuracy and learning rate per epoch to OUTPUT/logs; stale logs go."""
+    output = tmp_path / "run"
+    stale = output / "logs" / "train" / "events.out.tfevents.0.stale.v2"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
+    args = ["train", "--data", str(imdb_archive), "--output", str(output), "--epochs", "2"]
+    summary = _json(runner.invoke(app, [*args, "--json", *TINY]))
+    assert summary["tensorboard_logs"] == str(output / "logs") and not stale.exists()
+    train = _event_scalars(output / "logs" / "train")
+    valid = _event_scalars(output / "logs" / "validation")
+    history = summary["history"]
+    for tag, values in [
+        ("epoch_loss", history["loss"]),
+        ("epoch_accuracy", history["accuracy"]),
+        ("epoch_learning_rate", history["learning_rate"]),
+    ]:
+        assert [step for step, _ in train[tag]] == [0, 1]
+        assert [value for _, value in train[tag]] == pytest.approx(values, rel=1e-5)
+    assert [value for _, value in valid["epoch_loss"]] == pytest.approx(history["val_loss"])
+    assert [value for _, value in valid["epoch_accuracy"]] == pytest.approx(history["val_accuracy"])
+
+
+def test_no_tensorboard_writes_no_logs(runner, tmp_path, imdb_archive):
+    """--no-tensorboard leaves no logs directory."""
+    output = tmp_path / "run"
+    args = ["train", "--data", str(imdb_archive), "--output", str(output), "--epochs", "1"]
+    summary = _json(runner.invoke(app, [*args, "--no-tensorboard", "--json", *TINY]))
+    assert summary["tensorboard_logs"] is None and not (output / "logs").exists()
+
+
+def test_missing_tensorboard_package_is_a_clear_error(runner, tmp_path, monkeypatch):
+    """Without the tensorboard package, train says how to fix it before training starts."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name)
+    )
+    result = runner.invoke(app, ["train", "--output", str(tmp_path / "run"), "--data", "tfds"])
+    assert result.exit_code == EXIT_USAGE
+    assert "pip install tensorboard" in result.stderr and "--no-tensorboard" in result.stderr

@@ -47,6 +47,7 @@ _EXPORTS = {
     "Trainer": "imdb_rnn.trainer",
     "evaluate": "imdb_rnn.trainer",
     "predict": "imdb_rnn.trainer",
+    "tensorboard_callback": "imdb_rnn.trainer",
     "train": "imdb_rnn.trainer",
     # progress
     "RichProgress": "imdb_rnn.progress",

@@ -217,6 +217,14 @@ def train(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a model already in --output.")
     ] = False,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            "--tensorboard/--no-tensorboard",
+            help="Write TensorBoard logs (loss, accuracy, learning rate per epoch) to "
+            "OUTPUT/logs; view them with: tensorboard --logdir OUTPUT/logs",
+        ),
+    ] = True,
     show_config: Annotated[
         bool,
         typer.Option(
@@ -280,6 +288,7 @@ def train(
             _show_config(config, as_json=as_json)
             return
         _check_writable(output)
+        log_dir = _tensorboard_dir(output, enabled=tensorboard)
         from imdb_rnn.progress import RichProgress
         from imdb_rnn.trainer import train as run_training
 
@@ -289,6 +298,7 @@ def train(
             output=output,
             callbacks=[RichProgress(console)],
             on_stage=_stage_printer(console, True),
+            tensorboard_dir=log_dir,
         )
     summary = {
         "output": str(output),
@@ -300,6 +310,7 @@ def train(
         "history": result.history,
         "valid": result.valid.to_dict() if result.valid else None,
         "test": result.test.to_dict() if result.test else None,
+        "tensorboard_logs": str(log_dir) if log_dir is not None else None,
     }
     if as_json:
         _print_json(summary)
@@ -311,6 +322,29 @@ def train(
         f"(best epoch {result.best_epoch}) in {result.train_seconds:.0f} s "
         f"({result.train_examples_per_second:,.0f} reviews/s)."
     )
+    if log_dir is not None:
+        console.print(f"TensorBoard: [bold]tensorboard --logdir {log_dir}[/]", highlight=False)
+
+
+def _tensorboard_dir(output: Path, *, enabled: bool) -> Path | None:
+    """OUTPUT/logs, emptied first: TensorBoard would draw an earlier run's events (a replaced
+    model's, or a failed run's) as part of this one."""
+    if not enabled:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        _fail(
+            "TensorBoard logging needs the tensorboard package: pip install tensorboard "
+            "(or pass --no-tensorboard).",
+            EXIT_USAGE,
+        )
+    log_dir = output / "logs"
+    if log_dir.is_dir():
+        import shutil
+
+        shutil.rmtree(log_dir)
+    return log_dir
 
 
 def _show_config(config: Any, *, as_json: bool) -> None:

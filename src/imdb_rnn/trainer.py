@@ -20,6 +20,7 @@ Example (on any `ImdbSplits`, here a tiny in-memory one):
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -61,6 +62,7 @@ __all__ = [
     "Trainer",
     "evaluate",
     "predict",
+    "tensorboard_callback",
     "train",
 ]
 
@@ -496,6 +498,22 @@ class Trainer:
 # -- one-call workflows (what the CLI runs) ------------------------------------------------------
 
 
+def tensorboard_callback(log_dir: str | os.PathLike[str]) -> keras.callbacks.TensorBoard:
+    """Returns Keras' TensorBoard callback writing per-epoch scalars (loss, accuracy, learning
+    rate; validation under `validation/`) into `log_dir`.
+
+    Raises:
+        ModuleNotFoundError: if the `tensorboard` package is not installed (TensorFlow writes
+            summaries through it); checked here rather than after the first epoch.
+    """
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ModuleNotFoundError(
+            "TensorBoard logging needs the tensorboard package: pip install tensorboard",
+            name="tensorboard",
+        )
+    return keras.callbacks.TensorBoard(log_dir=os.fspath(log_dir), write_graph=False)
+
+
 def train(
     config: RunConfig,
     *,
@@ -505,6 +523,7 @@ def train(
     callbacks: Iterable[keras.callbacks.Callback] = (),
     on_stage: StageCallback | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    tensorboard_dir: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Loads the data, trains a model, evaluates it and saves it.
 
@@ -516,11 +535,20 @@ def train(
         callbacks: extra Keras callbacks.
         on_stage: called with a short description as each stage starts.
         data_dir: TFDS data directory.
+        tensorboard_dir: write TensorBoard event files here (`train/` and `validation/`: loss,
+            accuracy and learning rate per epoch). Default None: no TensorBoard logs.
+
+    Raises:
+        ModuleNotFoundError: if `tensorboard_dir` is given and the `tensorboard` package,
+            which TensorFlow needs to write summaries, is not installed.
 
     Returns:
         A `TrainResult`.
     """
     stage = on_stage or (lambda name: None)
+    callbacks = list(callbacks)
+    if tensorboard_dir is not None:
+        callbacks.append(tensorboard_callback(tensorboard_dir))
     stage("Reading data")
     wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
     if config.data.vocabulary_source == "train":
