@@ -36,10 +36,13 @@ def _json(result):
 
 
 def test_help_does_not_import_tensorflow():
-    """`imdb-rnn --help` (and importing the CLI) leaves TensorFlow unloaded."""
-    code = "import sys, imdb_rnn; from imdb_rnn.cli import app; print('tensorflow' in sys.modules)"
+    """`imdb-rnn --help` (and importing the CLI) leaves TensorFlow and matplotlib unloaded."""
+    code = (
+        "import sys, imdb_rnn; from imdb_rnn.cli import app; "
+        "print('tensorflow' in sys.modules, 'matplotlib' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"
     help_run = subprocess.run(
         [sys.executable, "-m", "imdb_rnn", "--help"], capture_output=True, text=True
     )
@@ -119,6 +122,17 @@ def test_train_refuses_to_overwrite(runner, trained_model_dir, imdb_archive):
         app, ["train", "--data", str(imdb_archive), "--output", str(trained_model_dir)]
     )
     assert result.exit_code == EXIT_USAGE and "--overwrite" in result.stderr
+
+
+def test_eval_confusion_png(runner, tmp_path, trained_model_dir, imdb_archive):
+    """eval --confusion-png saves a picture of the confusion matrix that decodes."""
+    import matplotlib.image
+
+    path = tmp_path / "confusion.png"
+    args = ["eval", str(trained_model_dir), "--data", str(imdb_archive), "--json"]
+    _json(runner.invoke(app, [*args, "--confusion-png", str(path)]))
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] >= 300 and image.shape[1] >= 300
 
 
 def test_eval_table(runner, trained_model_dir, imdb_archive):

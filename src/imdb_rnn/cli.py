@@ -322,6 +322,7 @@ def train(
         f"(best epoch {result.best_epoch}) in {result.train_seconds:.0f} s "
         f"({result.train_examples_per_second:,.0f} reviews/s)."
     )
+    console.print(f"Training curves: [bold]{output / 'curves.png'}[/]", highlight=False)
     if log_dir is not None:
         console.print(f"TensorBoard: [bold]tensorboard --logdir {log_dir}[/]", highlight=False)
 
@@ -423,13 +424,23 @@ def evaluate(
     limit: Annotated[
         int | None, typer.Option(help="Evaluate on at most N reviews.", show_default=False)
     ] = None,
+    confusion_png: Annotated[
+        Path | None,
+        typer.Option(
+            "--confusion-png",
+            help="Also save the confusion matrix as a PNG picture at this path.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate a saved model: loss, accuracy, precision, recall, F1, confusion matrix, speed.
 
-    Example:
+    Examples:
 
         imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --split test
+
+        imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --confusion-png confusion.png
     """
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
@@ -445,6 +456,15 @@ def evaluate(
             limit=limit,
             on_stage=_stage_printer(console, not as_json),
         )
+        if confusion_png is not None:
+            from imdb_rnn.plots import save_confusion_matrix
+
+            save_confusion_matrix(
+                result.confusion,
+                confusion_png,
+                title=f"{model_dir.name} on the {split.value} split: "
+                f"accuracy {result.accuracy:.1%} ({result.examples:,} reviews)",
+            )
     metrics = result.to_dict()
     if as_json:
         _print_json(metrics)

@@ -525,7 +525,8 @@ def train(
     data_dir: str | os.PathLike[str] | None = None,
     tensorboard_dir: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
-    """Loads the data, trains a model, evaluates it and saves it.
+    """Loads the data, trains a model, evaluates it and saves it, with a picture of its training
+    curves (`curves.png`: loss and accuracy per epoch, training and validation).
 
     Args:
         config: the run configuration.
@@ -586,6 +587,14 @@ def train(
     if output is not None:
         stage("Saving")
         trainer.save(output, metrics=result.to_dict())
+        from imdb_rnn.plots import CURVES_FILE, save_training_curves  # matplotlib: only here
+
+        save_training_curves(
+            history,
+            Path(output) / CURVES_FILE,
+            best_epoch=result.best_epoch,
+            title=f"{Path(output).name}: loss and accuracy per epoch",
+        )
     return result
 
 
