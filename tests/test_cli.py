@@ -49,7 +49,7 @@ def test_help_does_not_import_tensorflow():
     assert help_run.returncode == 0 and "train" in help_run.stdout and "predict" in help_run.stdout
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "predict"])
+@pytest.mark.parametrize("command", ["train", "eval", "predict", "presets", "export"])
 def test_every_command_has_help(runner, command):
     """Each command explains itself."""
     result = runner.invoke(app, [command, "--help"])
@@ -320,3 +320,14 @@ def test_missing_tensorboard_package_is_a_clear_error(runner, tmp_path, monkeypa
     result = runner.invoke(app, ["train", "--output", str(tmp_path / "run"), "--data", "tfds"])
     assert result.exit_code == EXIT_USAGE
     assert "pip install tensorboard" in result.stderr and "--no-tensorboard" in result.stderr
+
+
+def test_export_command(runner, tmp_path, trained_model_dir):
+    """export writes a SavedModel, then refuses to replace it without --overwrite."""
+    out = tmp_path / "serving" / "1"
+    summary = _json(runner.invoke(app, ["export", str(trained_model_dir), str(out), "--json"]))
+    assert summary["output"] == str(out) and (out / "saved_model.pb").is_file()
+    again = runner.invoke(app, ["export", str(trained_model_dir), str(out)])
+    assert again.exit_code == EXIT_USAGE and "--overwrite" in again.stderr
+    missing = runner.invoke(app, ["export", str(tmp_path / "none"), str(tmp_path / "o")])
+    assert missing.exit_code == EXIT_MODEL and "No model directory" in missing.stderr

@@ -51,6 +51,8 @@ _EXPORTS = {
     "train": "imdb_rnn.trainer",
     # progress
     "RichProgress": "imdb_rnn.progress",
+    # serving export
+    "export_saved_model": "imdb_rnn.export",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -530,6 +530,57 @@ def predict(
     Console().print(table)
 
 
+@app.command("export")
+def export_model(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
+    out_dir: Annotated[
+        Path, typer.Argument(help="SavedModel directory to create (for TF Serving: NAME/1).")
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUT_DIR if it exists.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Export a model as a TensorFlow SavedModel for serving: raw review strings in,
+    probabilities out, no imdb-rnn needed to load it.
+
+    The 'serving_default' signature takes 'text' (a batch of strings) and returns 'probability'
+    (of a positive review) and 'logit'. Examples:
+
+        imdb-rnn export runs/default serving/imdb_rnn/1
+
+        python -c "import tensorflow as tf; f = tf.saved_model.load('serving/imdb_rnn/1')
+        .signatures['serving_default']; print(f(text=tf.constant(['Great film!'])))"
+    """
+    if out_dir.exists() and not overwrite:
+        _fail(
+            f"{out_dir} already exists; pass --overwrite to replace it or choose another OUT_DIR.",
+            EXIT_USAGE,
+        )
+    _quiet_tensorflow()
+    console = _stderr()
+    with _user_errors():
+        from imdb_rnn.export import export_saved_model
+
+        if not as_json:
+            console.print("[dim]»[/] Exporting", highlight=False)
+        export_saved_model(model_dir, out_dir, overwrite=overwrite)
+    summary = {
+        "output": str(out_dir),
+        "signature": "serving_default",
+        "inputs": {"text": "string [batch]"},
+        "outputs": {"probability": "float32 [batch]", "logit": "float32 [batch]"},
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    console.print(
+        f"Exported to [bold]{out_dir}[/]: signature 'serving_default', "
+        "text (strings) -> probability, logit.",
+        highlight=False,
+    )
+
+
 def _decode_lines(raw: bytes) -> list[str]:
     """Decodes UTF-8, falling back to Latin-1 (which cannot fail) for legacy files."""
     try:
