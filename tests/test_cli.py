@@ -331,3 +331,36 @@ def test_export_command(runner, tmp_path, trained_model_dir):
     assert again.exit_code == EXIT_USAGE and "--overwrite" in again.stderr
     missing = runner.invoke(app, ["export", str(tmp_path / "none"), str(tmp_path / "o")])
     assert missing.exit_code == EXIT_MODEL and "No model directory" in missing.stderr
+
+
+def test_predict_explain_json(runner, trained_model_dir):
+    """predict --explain --json gives each prediction an explanation list of {word, weight}."""
+    predictions = _json(
+        runner.invoke(
+            app, ["predict", str(trained_model_dir), "--explain", "--json", "Superb film!", ""]
+        )
+    )
+    assert [p["text"] for p in predictions] == ["Superb film!", ""]
+    words = {entry["word"]: entry["weight"] for entry in predictions[0]["explanation"]}
+    assert set(words) == {"superb", "film"} and words["superb"] > 0
+    assert predictions[1]["explanation"] == []
+
+
+def test_predict_explain_colours_words(trained_model_dir):
+    """predict --explain renders the review with its strongest words coloured."""
+    result = CliRunner().invoke(
+        app,
+        ["predict", str(trained_model_dir), "--explain", "great superb film, awful [/] plot"],
+        env={"FORCE_COLOR": "1", "COLUMNS": "120"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "\x1b[1;32mgreat" in result.stdout or "\x1b[1;32msuperb" in result.stdout
+    assert "\x1b[1;31mawful" in result.stdout or "\x1b[31mawful" in result.stdout
+    assert "towards pos:" in result.stdout and "[/]" in result.stdout
+
+
+def test_predict_table_shows_brackets_literally(runner, trained_model_dir):
+    """A review holding Rich markup such as "[/]" is printed as written, not interpreted."""
+    result = runner.invoke(app, ["predict", str(trained_model_dir), "x [/] [bold]y"])
+    assert result.exit_code == 0, result.output
+    assert "[/] [bold]y" in result.stdout

@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["app", "main"]
 
@@ -488,6 +489,14 @@ def predict(
             "--file", "-f", help="Read one review per line from this file.", show_default=False
         ),
     ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Show which words pushed each prediction, and by how much: the change in "
+            "P(pos) when the word is removed (green: towards positive, red: towards negative).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Classify reviews as positive or negative, with the probability of positive.
@@ -497,6 +506,8 @@ def predict(
         imdb-rnn predict runs/default "A moving, beautifully acted film."
 
         cat reviews.txt | imdb-rnn predict runs/default - --json
+
+        imdb-rnn predict runs/default --explain "Great cast, but a dull, dull plot."
     """
     reviews: list[str] = []
     for text in texts or []:
@@ -514,11 +525,17 @@ def predict(
         _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
     _quiet_tensorflow()
     with _user_errors():
-        from imdb_rnn.trainer import predict as run_prediction
+        if explain:
+            from imdb_rnn.explain import predict_and_explain as run_prediction
+        else:
+            from imdb_rnn.trainer import predict as run_prediction
 
         predictions = run_prediction(model_dir, reviews)
     if as_json:
         _print_json(predictions)
+        return
+    if explain:
+        _print_explanations(predictions)
         return
     table = Table(title="Predictions")
     table.add_column("label")
@@ -526,8 +543,62 @@ def predict(
     table.add_column("review", overflow="ellipsis", no_wrap=True, max_width=60)
     for item in predictions:
         colour = "green" if item["label"] == "pos" else "red"
-        table.add_row(f"[{colour}]{item['label']}[/]", f"{item['probability']:.3f}", item["text"])
+        # Text, not markup: a review may hold brackets such as "[/]".
+        table.add_row(
+            f"[{colour}]{item['label']}[/]", f"{item['probability']:.3f}", Text(item["text"])
+        )
     Console().print(table)
+
+
+_TOP_WORDS = 8
+
+
+def _print_explanations(predictions: list[dict[str, Any]]) -> None:
+    """Prints each review with its words coloured by weight, then its strongest words."""
+    from imdb_rnn.explain import words_of
+
+    console = Console()
+    for number, item in enumerate(predictions, 1):
+        weights = {entry["word"]: entry["weight"] for entry in item["explanation"]}
+        largest = max((abs(weight) for weight in weights.values()), default=0.0)
+        colour = "green" if item["label"] == "pos" else "red"
+        console.print(
+            Text.assemble(
+                f"{number}. ",
+                (item["label"], f"bold {colour}"),
+                f"  P(pos) {item['probability']:.3f}",
+            )
+        )
+        # The review as written, each token coloured by the weight of the word(s) it holds.
+        tokens = item["text"].split()
+        if not item["explanation"]:
+            console.print(Text("   (no words)", style="dim"))
+        else:
+            text = Text("   ")
+            for token, words in zip(tokens, words_of(tokens), strict=True):
+                weight = max((weights.get(word, 0.0) for word in words), key=abs, default=0.0)
+                text.append(token, style=_weight_style(weight, largest))
+                text.append(" ")
+            console.print(text)
+        for sign, label in ((1, "towards pos"), (-1, "towards neg")):
+            # Weights that would print as 0.000 say nothing.
+            top = [e for e in item["explanation"] if sign * e["weight"] >= 5e-4][:_TOP_WORDS]
+            if top:
+                line = Text()
+                line.append(f"   {label}: ", style="dim")
+                for entry in top:
+                    line.append(entry["word"], style="green" if sign > 0 else "red")
+                    line.append(f" {entry['weight']:+.3f}  ")
+                console.print(line)
+        console.print()
+
+
+def _weight_style(weight: float, largest: float) -> str:
+    """Green for words that pushed towards positive, red towards negative; bold when strong."""
+    if largest <= 1e-4 or abs(weight) < 0.1 * largest:
+        return ""
+    colour = "green" if weight > 0 else "red"
+    return f"bold {colour}" if abs(weight) >= 0.5 * largest else colour
 
 
 @app.command("export")
