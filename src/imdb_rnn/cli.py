@@ -616,12 +616,10 @@ def export_model(
     probabilities out, no imdb-rnn needed to load it.
 
     The 'serving_default' signature takes 'text' (a batch of strings) and returns 'probability'
-    (of a positive review) and 'logit'. Examples:
+    (of a positive review) and 'logit'; load it with
+    tf.saved_model.load(OUT_DIR).signatures['serving_default'] or TensorFlow Serving. Example:
 
         imdb-rnn export runs/default serving/imdb_rnn/1
-
-        python -c "import tensorflow as tf; f = tf.saved_model.load('serving/imdb_rnn/1')
-        .signatures['serving_default']; print(f(text=tf.constant(['Great film!'])))"
     """
     if out_dir.exists() and not overwrite:
         _fail(
