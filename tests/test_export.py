@@ -144,3 +144,40 @@ def test_failed_export_leaves_the_old_one(tmp_path, trained_model_dir, monkeypat
         export_saved_model(trained_model_dir, out, overwrite=True)
     assert (out / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_export_made_on_a_gpu_runs_on_a_cpu(tmp_path, monkeypatch, cell):
+    """With a GPU visible while tracing (simulated), the export still holds no cuDNN ops, which
+    a CPU-only model server could not run."""
+    import importlib
+
+    import keras
+    import tensorflow as tf
+
+    from imdb_rnn import layers
+    from imdb_rnn.config import get_preset
+    from imdb_rnn.layers import TextEncoder
+    from imdb_rnn.models import build_classifier, build_text_model
+
+    config = get_preset("default").replace(
+        model={"cell": cell, "max_tokens": 20, "embedding_dim": 4, "rnn_units": 2}
+    )
+    encoder = TextEncoder(max_tokens=20)
+    encoder.adapt(tf.constant(["a good film", "a bad film"]))
+    classifier = build_classifier(config.model)
+    Trainer(config, encoder=encoder, classifier=classifier).save(tmp_path / "model")
+    monkeypatch.setattr(layers, "_gpu_visible", lambda: True)
+    keras_tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
+    monkeypatch.setattr(keras_tf_rnn, "_is_gpu_available", lambda: True)
+
+    # Control: without the export's care, this simulation does put cuDNN ops in the graph.
+    text_model = build_text_model(encoder, classifier)
+    traced = tf.function(lambda text: text_model(text, training=False)).get_concrete_function(
+        tf.TensorSpec([None], tf.string)
+    )
+    if "CudnnRNN" not in str(traced.graph.as_graph_def()):
+        pytest.skip(f"cannot simulate a GPU with Keras {keras.__version__}")
+
+    out = export_saved_model(tmp_path / "model", tmp_path / "export")
+    assert b"CudnnRNN" not in (out / "saved_model.pb").read_bytes()

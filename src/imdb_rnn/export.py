@@ -3,7 +3,8 @@
 The SavedModel's `serving_default` signature takes a batch of raw review strings
 (`text`: `tf.string`, shape `[None]`) and returns `probability` (of a positive review) and `logit`
 (`tf.float32`, shape `[None]`). Standardisation, the vocabulary lookup and the network are all in
-the graph, so `tf.saved_model.load` and TensorFlow Serving can run it without this package:
+the graph, so `tf.saved_model.load` and TensorFlow Serving can run it without this package, on
+a CPU or a GPU, whatever machine made the export (recurrent layers are traced without cuDNN):
 
     import tensorflow as tf
     serve = tf.saved_model.load("exported").signatures["serving_default"]
@@ -12,9 +13,11 @@ the graph, so `tf.saved_model.load` and TensorFlow Serving can run it without th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from imdb_rnn.files import _fsync_directory, _umask
+from imdb_rnn.layers import FusedBidirectional
 
 __all__ = ["SIGNATURE_NAME", "export_saved_model"]
 
@@ -31,6 +35,29 @@ SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "text"
 
 _CONFIG_COPY = "imdb_rnn_config.json"
+
+
+@contextlib.contextmanager
+def _device_portable(model: keras.Model) -> Iterator[None]:
+    """Traces recurrent layers with plain TensorFlow ops, never the cuDNN kernels.
+
+    Keras picks cuDNN when a GPU is visible *while tracing*; a SavedModel exported on a GPU
+    machine would then hold `CudnnRNNV3` ops, which have no CPU kernel, and fail on a CPU-only
+    model server. The plain loops run on either device.
+    """
+    changed: list[tuple[Any, str, Any]] = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, FusedBidirectional):
+            changed.append((layer, "fused", layer.fused))
+            layer.fused = "always"
+        if isinstance(layer, (keras.layers.GRU, keras.layers.LSTM)):
+            changed.append((layer, "use_cudnn", layer.use_cudnn))
+            layer.use_cudnn = False
+    try:
+        yield
+    finally:
+        for layer, name, value in reversed(changed):
+            setattr(layer, name, value)
 
 
 def _serving_function(text_model: keras.Model) -> Any:
@@ -92,14 +119,15 @@ def export_saved_model(
     # mkdtemp makes the directory private; a model server running as another user must read it.
     os.chmod(staging, 0o777 & ~_umask())
     try:
-        archive = keras.export.ExportArchive()
-        archive.track(text_model)
-        archive.add_endpoint(
-            SIGNATURE_NAME,
-            _serving_function(text_model),
-            input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
-        )
-        archive.write_out(str(staging), verbose=False)
+        with _device_portable(text_model):
+            archive = keras.export.ExportArchive()
+            archive.track(text_model)
+            archive.add_endpoint(
+                SIGNATURE_NAME,
+                _serving_function(text_model),
+                input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
+            )
+            archive.write_out(str(staging), verbose=False)
         if (model_dir / CONFIG_FILE).is_file():
             (staging / "assets.extra").mkdir(exist_ok=True)
             shutil.copyfile(model_dir / CONFIG_FILE, staging / "assets.extra" / _CONFIG_COPY)
