@@ -36,13 +36,21 @@ def _json(result):
 
 
 def test_help_does_not_import_tensorflow():
-    """`imdb-rnn --help` (and importing the CLI) leaves TensorFlow and matplotlib unloaded."""
+    """`imdb-rnn --help` (and importing the CLI, and `presets`) leaves TensorFlow and matplotlib
+    unloaded."""
     code = (
         "import sys, imdb_rnn; from imdb_rnn.cli import app; "
         "print('tensorflow' in sys.modules, 'matplotlib' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+    presets = (
+        "import sys; from typer.testing import CliRunner; from imdb_rnn.cli import app; "
+        "assert CliRunner().invoke(app, ['presets', 'deep']).exit_code == 0; "
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", presets], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
     help_run = subprocess.run(
         [sys.executable, "-m", "imdb_rnn", "--help"], capture_output=True, text=True
     )

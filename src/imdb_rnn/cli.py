@@ -382,12 +382,16 @@ def presets(
 
         imdb-rnn presets reference > run.toml && imdb-rnn train --config run.toml
     """
-    with _user_errors():
-        from imdb_rnn.config import PRESETS, get_preset
+    # Not _user_errors(): it imports TensorFlow, which listing presets does not need.
+    from imdb_rnn.config import PRESETS, ConfigError, get_preset
 
-        if name is not None:
-            _show_config(get_preset(name), as_json=as_json)
-            return
+    if name is not None:
+        try:
+            config = get_preset(name)
+        except ConfigError as error:
+            _fail(str(error), EXIT_USAGE)
+        _show_config(config, as_json=as_json)
+        return
     if as_json:
         _print_json({key: get_preset(key).to_dict() for key in PRESETS})
         return
