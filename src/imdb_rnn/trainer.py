@@ -539,12 +539,12 @@ def train(
         tensorboard_dir: write TensorBoard event files here (`train/` and `validation/`: loss,
             accuracy and learning rate per epoch). Default None: no TensorBoard logs.
 
+    Returns:
+        A `TrainResult`.
+
     Raises:
         ModuleNotFoundError: if `tensorboard_dir` is given and the `tensorboard` package,
             which TensorFlow needs to write summaries, is not installed.
-
-    Returns:
-        A `TrainResult`.
     """
     stage = on_stage or (lambda name: None)
     callbacks = list(callbacks)
