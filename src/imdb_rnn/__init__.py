@@ -47,9 +47,15 @@ _EXPORTS = {
     "Trainer": "imdb_rnn.trainer",
     "evaluate": "imdb_rnn.trainer",
     "predict": "imdb_rnn.trainer",
+    "tensorboard_callback": "imdb_rnn.trainer",
     "train": "imdb_rnn.trainer",
     # progress
     "RichProgress": "imdb_rnn.progress",
+    # serving export and explanations
+    "export_saved_model": "imdb_rnn.export",
+    # (imdb_rnn.explain.explain is not re-exported: its name is the module's.)
+    "Explanation": "imdb_rnn.explain",
+    "predict_and_explain": "imdb_rnn.explain",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["app", "main"]
 
@@ -125,8 +126,22 @@ def train(
         Path, typer.Option("--output", "-o", help="Model directory to write.")
     ] = Path("runs/imdb-rnn"),
     preset: Annotated[
-        str, typer.Option(help="Starting configuration: default, reference or deep.")
-    ] = "default",
+        str | None,
+        typer.Option(
+            help="Starting configuration: default, reference or deep (see 'imdb-rnn presets'). "
+            "[default: the config file's preset, else default]",
+            show_default=False,
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML run config (e.g. a model directory's config.toml) laid over the preset; "
+            "the options below override it.",
+            show_default=False,
+        ),
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="Maximum epochs. [default: preset's]", show_default=False)
     ] = None,
@@ -203,22 +218,41 @@ def train(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a model already in --output.")
     ] = False,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            "--tensorboard/--no-tensorboard",
+            help="Write TensorBoard logs (loss, accuracy, learning rate per epoch) to "
+            "OUTPUT/logs; view them with: tensorboard --logdir OUTPUT/logs",
+        ),
+    ] = True,
+    show_config: Annotated[
+        bool,
+        typer.Option(
+            "--show-config",
+            help="Print the resolved config as TOML (JSON with --json) and exit without training.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Train a model and save it to --output (model.keras, config.json, history.json, metrics.json).
+    """Train a model and save it to --output (model.keras, config.json, config.toml,
+    history.json, metrics.json).
 
     Reads the data, adapts the vocabulary, trains with validation after every epoch, evaluates on
-    the test split and saves. Examples:
+    the test split and saves. The config is the preset, then --config's values, then the options
+    given here. Examples:
 
         imdb-rnn train --data aclImdb_v1.tar.gz --output runs/default
 
         imdb-rnn train --preset reference --epochs 3 --limit 2000 --output runs/quick
+
+        imdb-rnn train --config runs/quick/config.toml --output runs/again
     """
     if epochs is not None and epochs < 1:
         _fail(f"--epochs must be at least 1 (got {epochs}).", EXIT_USAGE)
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
-    if (output / "model.keras").exists() and not overwrite:
+    if not show_config and (output / "model.keras").exists() and not overwrite:
         _fail(
             f"{output} already holds a model; pass --overwrite to replace it "
             "or choose another --output.",
@@ -227,9 +261,11 @@ def train(
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
-        from imdb_rnn.config import get_preset
+        from imdb_rnn.tomlconfig import read_config_file, resolve_config
 
-        config = get_preset(preset).replace(
+        file_values = read_config_file(config_file) if config_file is not None else None
+        origin = str(config_file) if config_file is not None else "config"
+        config = resolve_config(file_values, preset=preset, origin=origin).replace(
             data={
                 "limit": limit,
                 "batch_size": batch_size,
@@ -249,7 +285,11 @@ def train(
             },
             training={"epochs": epochs, "learning_rate": learning_rate, "seed": seed},
         )
+        if show_config:
+            _show_config(config, as_json=as_json)
+            return
         _check_writable(output)
+        log_dir = _tensorboard_dir(output, enabled=tensorboard)
         from imdb_rnn.progress import RichProgress
         from imdb_rnn.trainer import train as run_training
 
@@ -259,6 +299,7 @@ def train(
             output=output,
             callbacks=[RichProgress(console)],
             on_stage=_stage_printer(console, True),
+            tensorboard_dir=log_dir,
         )
     summary = {
         "output": str(output),
@@ -270,6 +311,7 @@ def train(
         "history": result.history,
         "valid": result.valid.to_dict() if result.valid else None,
         "test": result.test.to_dict() if result.test else None,
+        "tensorboard_logs": str(log_dir) if log_dir is not None else None,
     }
     if as_json:
         _print_json(summary)
@@ -281,6 +323,92 @@ def train(
         f"(best epoch {result.best_epoch}) in {result.train_seconds:.0f} s "
         f"({result.train_examples_per_second:,.0f} reviews/s)."
     )
+    console.print(f"Training curves: [bold]{output / 'curves.png'}[/]", highlight=False)
+    if log_dir is not None:
+        console.print(f"TensorBoard: [bold]tensorboard --logdir {log_dir}[/]", highlight=False)
+
+
+def _tensorboard_dir(output: Path, *, enabled: bool) -> Path | None:
+    """OUTPUT/logs, emptied first: TensorBoard would draw an earlier run's events (a replaced
+    model's, or a failed run's) as part of this one."""
+    if not enabled:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        _fail(
+            "TensorBoard logging needs the tensorboard package: pip install tensorboard "
+            "(or pass --no-tensorboard).",
+            EXIT_USAGE,
+        )
+    log_dir = output / "logs"
+    if log_dir.is_dir():
+        import shutil
+
+        shutil.rmtree(log_dir)
+    return log_dir
+
+
+def _show_config(config: Any, *, as_json: bool) -> None:
+    if as_json:
+        _print_json(config.to_dict())
+        return
+    from imdb_rnn.tomlconfig import config_to_toml
+
+    sys.stdout.write(config_to_toml(config))
+    sys.stdout.flush()
+
+
+_PRESET_NOTES = {
+    "default": "the best measured recipe on CPU (early stopping, learning rate 1e-3)",
+    "reference": "the reference recipe (TensorFlow's RNN text-classification tutorial, GRU)",
+    "deep": "two stacked Bidirectional layers with dropout",
+}
+
+
+@app.command()
+def presets(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Preset to print as TOML; leave out to list them.", show_default=False),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the presets, or print one as a TOML config to edit and pass to 'train --config'.
+
+    Examples:
+
+        imdb-rnn presets
+
+        imdb-rnn presets reference > run.toml && imdb-rnn train --config run.toml
+    """
+    # Not _user_errors(): it imports TensorFlow, which listing presets does not need.
+    from imdb_rnn.config import PRESETS, ConfigError, get_preset
+
+    if name is not None:
+        try:
+            config = get_preset(name)
+        except ConfigError as error:
+            _fail(str(error), EXIT_USAGE)
+        _show_config(config, as_json=as_json)
+        return
+    if as_json:
+        _print_json({key: get_preset(key).to_dict() for key in PRESETS})
+        return
+    table = Table(title="Presets (imdb-rnn presets NAME prints one as TOML)")
+    for column in ("name", "cell x layers", "units", "learning rate", "epochs", "what"):
+        table.add_column(column)
+    for key in PRESETS:
+        config = get_preset(key)
+        table.add_row(
+            key,
+            f"{config.model.cell} x {config.model.num_rnn_layers}",
+            str(config.model.rnn_units),
+            f"{config.training.learning_rate:g}",
+            str(config.training.epochs),
+            _PRESET_NOTES.get(key, ""),
+        )
+    Console().print(table)
 
 
 def _check_writable(output: Path) -> None:
@@ -301,13 +429,23 @@ def evaluate(
     limit: Annotated[
         int | None, typer.Option(help="Evaluate on at most N reviews.", show_default=False)
     ] = None,
+    confusion_png: Annotated[
+        Path | None,
+        typer.Option(
+            "--confusion-png",
+            help="Also save the confusion matrix as a PNG picture at this path.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate a saved model: loss, accuracy, precision, recall, F1, confusion matrix, speed.
 
-    Example:
+    Examples:
 
         imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --split test
+
+        imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --confusion-png confusion.png
     """
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
@@ -323,6 +461,15 @@ def evaluate(
             limit=limit,
             on_stage=_stage_printer(console, not as_json),
         )
+        if confusion_png is not None:
+            from imdb_rnn.plots import save_confusion_matrix
+
+            save_confusion_matrix(
+                result.confusion,
+                confusion_png,
+                title=f"{model_dir.name} on the {split.value} split: "
+                f"accuracy {result.accuracy:.1%} ({result.examples:,} reviews)",
+            )
     metrics = result.to_dict()
     if as_json:
         _print_json(metrics)
@@ -346,6 +493,14 @@ def predict(
             "--file", "-f", help="Read one review per line from this file.", show_default=False
         ),
     ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Show which words pushed each prediction, and by how much: the change in "
+            "P(pos) when the word is removed (green: towards positive, red: towards negative).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Classify reviews as positive or negative, with the probability of positive.
@@ -355,6 +510,8 @@ def predict(
         imdb-rnn predict runs/default "A moving, beautifully acted film."
 
         cat reviews.txt | imdb-rnn predict runs/default - --json
+
+        imdb-rnn predict runs/default --explain "Great cast, but a dull, dull plot."
     """
     reviews: list[str] = []
     for text in texts or []:
@@ -372,11 +529,17 @@ def predict(
         _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
     _quiet_tensorflow()
     with _user_errors():
-        from imdb_rnn.trainer import predict as run_prediction
+        if explain:
+            from imdb_rnn.explain import predict_and_explain as run_prediction
+        else:
+            from imdb_rnn.trainer import predict as run_prediction
 
         predictions = run_prediction(model_dir, reviews)
     if as_json:
         _print_json(predictions)
+        return
+    if explain:
+        _print_explanations(predictions)
         return
     table = Table(title="Predictions")
     table.add_column("label")
@@ -384,8 +547,111 @@ def predict(
     table.add_column("review", overflow="ellipsis", no_wrap=True, max_width=60)
     for item in predictions:
         colour = "green" if item["label"] == "pos" else "red"
-        table.add_row(f"[{colour}]{item['label']}[/]", f"{item['probability']:.3f}", item["text"])
+        # Text, not markup: a review may hold brackets such as "[/]".
+        table.add_row(
+            f"[{colour}]{item['label']}[/]", f"{item['probability']:.3f}", Text(item["text"])
+        )
     Console().print(table)
+
+
+_TOP_WORDS = 8
+
+
+def _print_explanations(predictions: list[dict[str, Any]]) -> None:
+    """Prints each review with its words coloured by weight, then its strongest words."""
+    from imdb_rnn.explain import words_of
+
+    console = Console()
+    for number, item in enumerate(predictions, 1):
+        weights = {entry["word"]: entry["weight"] for entry in item["explanation"]}
+        largest = max((abs(weight) for weight in weights.values()), default=0.0)
+        colour = "green" if item["label"] == "pos" else "red"
+        console.print(
+            Text.assemble(
+                f"{number}. ",
+                (item["label"], f"bold {colour}"),
+                f"  P(pos) {item['probability']:.3f}",
+            )
+        )
+        # The review as written, each token coloured by the weight of the word(s) it holds.
+        tokens = item["text"].split()
+        if not item["explanation"]:
+            console.print(Text("   (no words)", style="dim"))
+        else:
+            text = Text("   ")
+            for token, words in zip(tokens, words_of(tokens), strict=True):
+                weight = max((weights.get(word, 0.0) for word in words), key=abs, default=0.0)
+                text.append(token, style=_weight_style(weight, largest))
+                text.append(" ")
+            console.print(text)
+        for sign, label in ((1, "towards pos"), (-1, "towards neg")):
+            # Weights that would print as 0.000 say nothing.
+            top = [e for e in item["explanation"] if sign * e["weight"] >= 5e-4][:_TOP_WORDS]
+            if top:
+                line = Text()
+                line.append(f"   {label}: ", style="dim")
+                for entry in top:
+                    line.append(entry["word"], style="green" if sign > 0 else "red")
+                    line.append(f" {entry['weight']:+.3f}  ")
+                console.print(line)
+        console.print()
+
+
+def _weight_style(weight: float, largest: float) -> str:
+    """Green for words that pushed towards positive, red towards negative; bold when strong."""
+    if largest <= 1e-4 or abs(weight) < 0.1 * largest:
+        return ""
+    colour = "green" if weight > 0 else "red"
+    return f"bold {colour}" if abs(weight) >= 0.5 * largest else colour
+
+
+@app.command("export")
+def export_model(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
+    out_dir: Annotated[
+        Path, typer.Argument(help="SavedModel directory to create (for TF Serving: NAME/1).")
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUT_DIR if it exists.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Export a model as a TensorFlow SavedModel for serving: raw review strings in,
+    probabilities out, no imdb-rnn needed to load it.
+
+    The 'serving_default' signature takes 'text' (a batch of strings) and returns 'probability'
+    (of a positive review) and 'logit'; load it with
+    tf.saved_model.load(OUT_DIR).signatures['serving_default'] or TensorFlow Serving. Example:
+
+        imdb-rnn export runs/default serving/imdb_rnn/1
+    """
+    if out_dir.exists() and not overwrite:
+        _fail(
+            f"{out_dir} already exists; pass --overwrite to replace it or choose another OUT_DIR.",
+            EXIT_USAGE,
+        )
+    _quiet_tensorflow()
+    console = _stderr()
+    with _user_errors():
+        from imdb_rnn.export import export_saved_model
+
+        if not as_json:
+            console.print("[dim]»[/] Exporting", highlight=False)
+        export_saved_model(model_dir, out_dir, overwrite=overwrite)
+    summary = {
+        "output": str(out_dir),
+        "signature": "serving_default",
+        "inputs": {"text": "string [batch]"},
+        "outputs": {"probability": "float32 [batch]", "logit": "float32 [batch]"},
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    console.print(
+        f"Exported to [bold]{out_dir}[/]: signature 'serving_default', "
+        "text (strings) -> probability, logit.",
+        highlight=False,
+    )
 
 
 def _decode_lines(raw: bytes) -> list[str]:

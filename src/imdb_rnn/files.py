@@ -37,6 +37,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     )
     os.close(handle)
     tmp = Path(name)
+    # mkstemp creates the file readable by its owner only; give it the usual permissions.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         with open(tmp, "rb+") as stream:
@@ -46,6 +48,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_directory(target.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(directory: Path) -> None:

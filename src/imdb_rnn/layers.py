@@ -71,9 +71,11 @@ class TextEncoder(keras.layers.Layer):
 
     >>> import tensorflow as tf
     >>> encoder = TextEncoder(max_tokens=10)
-    >>> encoder.adapt(tf.data.Dataset.from_tensor_slices(["A good film.", "A bad film"]))
+    >>> encoder.adapt(tf.data.Dataset.from_tensor_slices(["A good film.", "A film", "A"]))
+    >>> encoder.get_vocabulary()
+    ['', '[UNK]', 'a', 'film', 'good']
     >>> encoder(tf.constant(["a good film", ""])).numpy().tolist()
-    [[2, 5, 3], [1, 0, 0]]
+    [[2, 4, 3], [1, 0, 0]]
     """
 
     def __init__(

@@ -20,6 +20,7 @@ Example (on any `ImdbSplits`, here a tiny in-memory one):
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -43,7 +44,7 @@ from imdb_rnn.datasets import (
     sorted_window_batches,
     tokenize,
 )
-from imdb_rnn.files import write_json
+from imdb_rnn.files import write_json, write_text
 from imdb_rnn.layers import TextEncoder
 from imdb_rnn.models import (
     ModelFileError,
@@ -53,6 +54,7 @@ from imdb_rnn.models import (
     save_text_model,
     split_text_model,
 )
+from imdb_rnn.tomlconfig import CONFIG_TOML_FILE, config_to_toml
 
 __all__ = [
     "MODEL_FILE",
@@ -61,6 +63,7 @@ __all__ = [
     "Trainer",
     "evaluate",
     "predict",
+    "tensorboard_callback",
     "train",
 ]
 
@@ -442,12 +445,14 @@ class Trainer:
     def save(
         self, directory: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None
     ) -> Path:
-        """Writes `model.keras`, `config.json`, `history.json` and, if given, `metrics.json` into
+        """Writes `model.keras`, `config.json` (and the same config as `config.toml`, which
+        `imdb-rnn train --config` reads), `history.json` and, if given, `metrics.json` into
         `directory`, each file atomically."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_text_model(self.text_model, directory / MODEL_FILE)
         write_json(directory / CONFIG_FILE, self.config.to_dict())
+        write_text(directory / CONFIG_TOML_FILE, config_to_toml(self.config))
         write_json(directory / HISTORY_FILE, self.history)
         if metrics is not None:
             write_json(directory / METRICS_FILE, metrics)
@@ -495,6 +500,22 @@ class Trainer:
 # -- one-call workflows (what the CLI runs) ------------------------------------------------------
 
 
+def tensorboard_callback(log_dir: str | os.PathLike[str]) -> keras.callbacks.TensorBoard:
+    """Returns Keras' TensorBoard callback writing per-epoch scalars (loss, accuracy, learning
+    rate; validation under `validation/`) into `log_dir`.
+
+    Raises:
+        ModuleNotFoundError: if the `tensorboard` package is not installed (TensorFlow writes
+            summaries through it); checked here rather than after the first epoch.
+    """
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ModuleNotFoundError(
+            "TensorBoard logging needs the tensorboard package: pip install tensorboard",
+            name="tensorboard",
+        )
+    return keras.callbacks.TensorBoard(log_dir=os.fspath(log_dir), write_graph=False)
+
+
 def train(
     config: RunConfig,
     *,
@@ -504,8 +525,10 @@ def train(
     callbacks: Iterable[keras.callbacks.Callback] = (),
     on_stage: StageCallback | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    tensorboard_dir: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
-    """Loads the data, trains a model, evaluates it and saves it.
+    """Loads the data, trains a model, evaluates it and saves it, with a picture of its training
+    curves (`curves.png`: loss and accuracy per epoch, training and validation).
 
     Args:
         config: the run configuration.
@@ -515,11 +538,20 @@ def train(
         callbacks: extra Keras callbacks.
         on_stage: called with a short description as each stage starts.
         data_dir: TFDS data directory.
+        tensorboard_dir: write TensorBoard event files here (`train/` and `validation/`: loss,
+            accuracy and learning rate per epoch). Default None: no TensorBoard logs.
 
     Returns:
         A `TrainResult`.
+
+    Raises:
+        ModuleNotFoundError: if `tensorboard_dir` is given and the `tensorboard` package,
+            which TensorFlow needs to write summaries, is not installed.
     """
     stage = on_stage or (lambda name: None)
+    callbacks = list(callbacks)
+    if tensorboard_dir is not None:
+        callbacks.append(tensorboard_callback(tensorboard_dir))
     stage("Reading data")
     wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
     if config.data.vocabulary_source == "train":
@@ -557,6 +589,14 @@ def train(
     if output is not None:
         stage("Saving")
         trainer.save(output, metrics=result.to_dict())
+        from imdb_rnn.plots import CURVES_FILE, save_training_curves  # matplotlib: only here
+
+        save_training_curves(
+            history,
+            Path(output) / CURVES_FILE,
+            best_epoch=result.best_epoch,
+            title=f"{Path(output).name}: loss and accuracy per epoch",
+        )
     return result
 
 

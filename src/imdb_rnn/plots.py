@@ -1,0 +1,146 @@
+"""Pictures of a run as PNG files: training curves and a confusion matrix.
+
+Drawn with matplotlib's object API on the Agg canvas (no `pyplot`, no display, no global state),
+and written atomically.
+
+Example:
+
+>>> import pathlib, tempfile
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> history = {"loss": [0.6, 0.4], "val_loss": [0.5, 0.45],
+...            "accuracy": [0.7, 0.8], "val_accuracy": [0.75, 0.78]}
+>>> save_training_curves(history, folder / "curves.png").stat().st_size > 0
+True
+>>> save_confusion_matrix([[40, 10], [5, 45]], folder / "confusion.png").name
+'confusion.png'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from imdb_rnn.files import atomic_path
+
+__all__ = ["CURVES_FILE", "save_confusion_matrix", "save_training_curves"]
+
+#: Name of the training-curves picture in a model directory.
+CURVES_FILE = "curves.png"
+
+_TRAIN_COLOUR = "tab:blue"
+_VALID_COLOUR = "tab:orange"
+_DPI = 100
+
+
+def _write(figure: Figure, path: str | os.PathLike[str]) -> Path:
+    FigureCanvasAgg(figure)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=_DPI)
+    return Path(path)
+
+
+def save_training_curves(
+    history: Mapping[str, Sequence[float]],
+    path: str | os.PathLike[str],
+    *,
+    best_epoch: int | None = None,
+    title: str | None = None,
+) -> Path:
+    """Draws loss and accuracy per epoch, training and validation, side by side.
+
+    Args:
+        history: per-epoch lists under `loss` and, where present, `val_loss`, `accuracy`,
+            `val_accuracy` (a Keras or `Trainer` history).
+        path: the PNG file to write.
+        best_epoch: 1-based epoch whose weights were kept, marked with a dotted line.
+            Default None: no mark.
+        title: figure title. Default None: "Training curves".
+
+    Returns:
+        `path`, as a `Path`.
+
+    Raises:
+        ValueError: if `history` has no `loss` values.
+    """
+    losses = list(history.get("loss", []))
+    if not losses:
+        raise ValueError(f"Expected a history with 'loss' values. Received keys: {sorted(history)}")
+    epochs = list(range(1, len(losses) + 1))
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    figure.suptitle(title or "Training curves")
+    for axes, metric in zip(figure.subplots(1, 2), ("loss", "accuracy"), strict=True):
+        for key, label, colour in (
+            (metric, "train", _TRAIN_COLOUR),
+            (f"val_{metric}", "validation", _VALID_COLOUR),
+        ):
+            values = list(history.get(key, []))
+            if values:
+                axes.plot(epochs[: len(values)], values, marker="o", label=label, color=colour)
+        if best_epoch is not None:
+            axes.axvline(
+                best_epoch, color="grey", linestyle=":", label=f"kept (epoch {best_epoch})"
+            )
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(metric)
+        axes.set_title(metric)
+        axes.set_xticks(epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)])
+        axes.grid(alpha=0.3)
+        axes.legend()
+    return _write(figure, path)
+
+
+def save_confusion_matrix(
+    confusion: Sequence[Sequence[int]],
+    path: str | os.PathLike[str],
+    *,
+    labels: Sequence[str] = ("neg", "pos"),
+    title: str | None = None,
+) -> Path:
+    """Draws a confusion matrix with counts and row percentages.
+
+    Args:
+        confusion: `[[tn, fp], [fn, tp]]` (rows: true label, columns: predicted label), as in
+            `EvaluationResult.confusion`.
+        path: the PNG file to write.
+        labels: class names, in the order of the rows. Default ("neg", "pos").
+        title: figure title. Default None: "Confusion matrix" with the accuracy.
+
+    Returns:
+        `path`, as a `Path`.
+
+    Raises:
+        ValueError: if `confusion` is not square with one row per label, or holds negatives.
+    """
+    rows = [[int(count) for count in row] for row in confusion]
+    size = len(labels)
+    if len(rows) != size or any(len(row) != size for row in rows):
+        raise ValueError(
+            f"Expected a {size}x{size} confusion matrix. Received: confusion={confusion!r}"
+        )
+    if any(count < 0 for row in rows for count in row):
+        raise ValueError(f"Expected non-negative counts. Received: confusion={confusion!r}")
+    total = sum(map(sum, rows))
+    accuracy = sum(rows[i][i] for i in range(size)) / total if total else 0.0
+    figure = Figure(figsize=(5, 4.5), layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(rows, cmap="Blues", vmin=0)
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    peak = max(max(row) for row in rows)
+    for i, row in enumerate(rows):
+        row_total = sum(row)
+        for j, count in enumerate(row):
+            share = f"\n{count / row_total:.1%} of true {labels[i]}" if row_total else ""
+            colour = "white" if peak and count > peak / 2 else "black"
+            axes.text(j, i, f"{count:,}{share}", ha="center", va="center", color=colour)
+    axes.set_xticks(range(size), [f"predicted {label}" for label in labels])
+    axes.set_yticks(range(size), [f"true {label}" for label in labels])
+    axes.set_title(
+        title or f"Confusion matrix (accuracy {accuracy:.1%}, {total:,} reviews)",
+        fontsize="medium",
+        wrap=True,
+    )
+    return _write(figure, path)

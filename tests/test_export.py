@@ -1,0 +1,183 @@
+"""Tests for imdb_rnn.export: a SavedModel that serves raw strings without imdb-rnn."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from imdb_rnn import export as export_module
+from imdb_rnn.export import export_saved_model
+from imdb_rnn.trainer import Trainer
+
+# Runs in a fresh interpreter that cannot import imdb_rnn (whether or not it is installed).
+_LOAD_WITHOUT_IMDB_RNN = r"""
+import json, os, sys
+
+class _NoImdbRnn:
+    def find_spec(self, name, path=None, target=None):
+        if name == "imdb_rnn" or name.startswith("imdb_rnn."):
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden by the test)")
+        return None
+
+sys.meta_path.insert(0, _NoImdbRnn())
+try:
+    import imdb_rnn  # noqa: F401
+except ModuleNotFoundError:
+    pass
+else:
+    raise SystemExit("imdb_rnn is importable")
+
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+export_dir, texts_path, out_path = sys.argv[1:]
+texts = json.load(open(texts_path, encoding="utf-8"))
+serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+_, inputs = serve.structured_input_signature
+proto = saved_model_pb2.SavedModel()
+proto.ParseFromString(open(os.path.join(export_dir, "saved_model.pb"), "rb").read())
+meta_graph = proto.meta_graphs[0]
+outputs = serve(text=tf.constant(texts))
+json.dump(
+    {
+        "input": [inputs["text"].dtype.name, inputs["text"].shape.as_list()],
+        "outputs": {
+            k: [v.dtype.name, v.shape.as_list()] for k, v in serve.structured_outputs.items()
+        },
+        "probability": outputs["probability"].numpy().tolist(),
+        "tags": list(meta_graph.meta_info_def.tags),
+        "method": meta_graph.signature_def["serving_default"].method_name,
+        "imdb_rnn_loaded": any(name.startswith("imdb_rnn") for name in sys.modules),
+    },
+    open(out_path, "w"),
+)
+"""
+
+
+def _hundred_reviews(fixture_reviews):
+    """100 reviews: 60 of the fixture's reviews, edge cases, and variants of them."""
+    base = [text for _, text in sorted(fixture_reviews.items())][::2][:60]
+    odd = [
+        "",
+        "   ",
+        "GREAT!!! SUPERB!!!",
+        "awful<br /><br />boring",
+        "Café, naïve, 😀 wonderful",
+        "odd\x85word and\u2028more",
+        "unknownword " * 50,
+        "great " * 300,
+        "the worst film",
+        "a",
+    ]
+    variants = [text.upper() for text in base[:15]] + [text + " " + text for text in base[15:30]]
+    texts = base + odd + variants
+    assert len(texts) == 100
+    return texts
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, trained_model_dir):
+    out = tmp_path_factory.mktemp("export") / "imdb_rnn" / "1"
+    export_saved_model(trained_model_dir, out)
+    return out
+
+
+def test_export_serves_strings_without_imdb_rnn(
+    tmp_path, exported, trained_model_dir, fixture_reviews
+):
+    """A fresh process without imdb_rnn loads the export; its probabilities match the model's."""
+    texts = _hundred_reviews(fixture_reviews)
+    (tmp_path / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    run = subprocess.run(
+        [sys.executable, "-c", _LOAD_WITHOUT_IMDB_RNN, str(exported), "texts.json", "out.json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["input"] == ["string", [None]]
+    assert result["outputs"]["probability"] == ["float32", [None]]
+    assert "serve" in result["tags"] and result["method"] == "tensorflow/serving/predict"
+    assert not result["imdb_rnn_loaded"]
+    expected = Trainer.load(trained_model_dir).predict_proba(texts)
+    np.testing.assert_allclose(result["probability"], expected, rtol=0, atol=1e-5)
+    assert np.ptp(expected) > 0.5  # the comparison covers confident answers of both kinds
+
+
+def test_export_records_the_config(exported, trained_model_dir):
+    """The export carries the run's config.json in assets.extra/ for the record."""
+    copied = exported / "assets.extra" / "imdb_rnn_config.json"
+    assert copied.read_text() == (trained_model_dir / "config.json").read_text()
+
+
+def test_export_refuses_to_replace_without_overwrite(tmp_path, trained_model_dir):
+    """An existing output directory is kept unless overwrite=True."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        export_saved_model(trained_model_dir, out)
+    assert (out / "keep.txt").read_text() == "mine"
+    export_saved_model(trained_model_dir, out, overwrite=True)
+    assert (out / "saved_model.pb").is_file() and not (out / "keep.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary leftovers
+
+
+def test_failed_export_leaves_the_old_one(tmp_path, trained_model_dir, monkeypatch):
+    """An export that fails before the rename leaves the old directory and no temporary files."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+
+    def broken(directory):
+        raise RuntimeError("signature check failed")
+
+    monkeypatch.setattr(export_module, "_check_signature", broken)
+    with pytest.raises(RuntimeError, match="signature"):
+        export_saved_model(trained_model_dir, out, overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_export_made_on_a_gpu_runs_on_a_cpu(tmp_path, monkeypatch, cell):
+    """With a GPU visible while tracing (simulated), the export still holds no cuDNN ops, which
+    a CPU-only model server could not run."""
+    import importlib
+
+    import keras
+    import tensorflow as tf
+
+    from imdb_rnn import layers
+    from imdb_rnn.config import get_preset
+    from imdb_rnn.layers import TextEncoder
+    from imdb_rnn.models import build_classifier, build_text_model
+
+    config = get_preset("default").replace(
+        model={"cell": cell, "max_tokens": 20, "embedding_dim": 4, "rnn_units": 2}
+    )
+    encoder = TextEncoder(max_tokens=20)
+    encoder.adapt(tf.constant(["a good film", "a bad film"]))
+    classifier = build_classifier(config.model)
+    Trainer(config, encoder=encoder, classifier=classifier).save(tmp_path / "model")
+    monkeypatch.setattr(layers, "_gpu_visible", lambda: True)
+    keras_tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
+    monkeypatch.setattr(keras_tf_rnn, "_is_gpu_available", lambda: True)
+
+    # Control: without the export's care, this simulation does put cuDNN ops in the graph.
+    text_model = build_text_model(encoder, classifier)
+    traced = tf.function(lambda text: text_model(text, training=False)).get_concrete_function(
+        tf.TensorSpec([None], tf.string)
+    )
+    if "CudnnRNN" not in str(traced.graph.as_graph_def()):
+        pytest.skip(f"cannot simulate a GPU with Keras {keras.__version__}")
+
+    out = export_saved_model(tmp_path / "model", tmp_path / "export")
+    assert b"CudnnRNN" not in (out / "saved_model.pb").read_bytes()

@@ -1,0 +1,56 @@
+"""Tests for imdb_rnn.plots: the PNG pictures of a run."""
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from imdb_rnn.plots import save_confusion_matrix, save_training_curves
+
+HISTORY = {
+    "loss": [0.69, 0.5, 0.4],
+    "val_loss": [0.6, 0.45, 0.47],
+    "accuracy": [0.55, 0.75, 0.82],
+    "val_accuracy": [0.6, 0.78, 0.77],
+    "learning_rate": [1e-3, 1e-3, 1e-3],
+}
+
+
+def _decoded(path):
+    """The picture as an (height, width, channels) array; fails if it is not a PNG."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return matplotlib.image.imread(path)
+
+
+def test_training_curves_png_decodes(tmp_path):
+    """The curves picture is a real, wide, non-blank PNG."""
+    image = _decoded(save_training_curves(HISTORY, tmp_path / "curves.png", best_epoch=2))
+    height, width = image.shape[:2]
+    assert (width, height) == (1000, 400)
+    assert np.ptp(image[..., :3]) > 0.5  # something was drawn
+
+
+def test_training_curves_need_a_loss(tmp_path):
+    """An empty history is a ValueError, and no file is left behind."""
+    with pytest.raises(ValueError, match="loss"):
+        save_training_curves({}, tmp_path / "curves.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_confusion_matrix_png_decodes(tmp_path):
+    """The confusion-matrix picture is a real PNG of the expected size, in a new folder."""
+    image = _decoded(save_confusion_matrix([[90, 10], [5, 95]], tmp_path / "sub" / "c.png"))
+    height, width = image.shape[:2]
+    assert (width, height) == (500, 450)
+
+
+@pytest.mark.parametrize("confusion", [[[1, 2]], [[1, 2], [3]], [[1, -2], [3, 4]]])
+def test_confusion_matrix_refuses_bad_shapes(tmp_path, confusion):
+    """A matrix that is not 2x2 with non-negative counts is a ValueError."""
+    with pytest.raises(ValueError, match="confusion"):
+        save_confusion_matrix(confusion, tmp_path / "c.png")
+
+
+def test_train_saves_curves_beside_the_model(trained_model_dir):
+    """train() writes curves.png into the model directory."""
+    image = _decoded(trained_model_dir / "curves.png")
+    assert image.shape[0] >= 300 and image.shape[1] >= 600
