@@ -200,15 +200,28 @@ def train(
         int | None,
         typer.Option(help="Random seed for everything. [default: preset's]", show_default=False),
     ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            help="Write a resumable checkpoint every N batches (and at every epoch end). "
+            "[default: 200]",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace a model already in --output.")
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace a model, or discard an unfinished run, in --output."
+        ),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Train a model and save it to --output (model.keras, config.json, history.json, metrics.json).
 
     Reads the data, adapts the vocabulary, trains with validation after every epoch, evaluates on
-    the test split and saves. Examples:
+    the test split and saves. While training, a checkpoint in --output/checkpoint/ is updated
+    every --checkpoint-every batches and at every epoch end; running the same command again
+    resumes an interrupted run where its checkpoint left it. Examples:
 
         imdb-rnn train --data aclImdb_v1.tar.gz --output runs/default
 
@@ -247,7 +260,12 @@ def train(
                 "pooling": pooling,
                 "dropout": dropout,
             },
-            training={"epochs": epochs, "learning_rate": learning_rate, "seed": seed},
+            training={
+                "epochs": epochs,
+                "learning_rate": learning_rate,
+                "seed": seed,
+                "checkpoint_every_steps": checkpoint_every,
+            },
         )
         _check_writable(output)
         from imdb_rnn.progress import RichProgress
@@ -259,6 +277,7 @@ def train(
             output=output,
             callbacks=[RichProgress(console)],
             on_stage=_stage_printer(console, True),
+            resume=not overwrite,
         )
     summary = {
         "output": str(output),

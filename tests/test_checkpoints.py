@@ -1,0 +1,185 @@
+"""Tests for imdb_rnn.checkpoints: resumable checkpoints, on the fixture archive, in-process."""
+
+import json
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from imdb_rnn.checkpoints import (
+    STATE_FILE,
+    Checkpoint,
+    CheckpointError,
+    CheckpointMismatchError,
+)
+from imdb_rnn.datasets import load_imdb
+from imdb_rnn.trainer import Trainer
+
+# Dropout (random seed states), early stopping (its counters and best weights) and several
+# checkpoints per epoch: everything a resumed run has to get back.
+CONFIG = tiny_config(epochs=3, early_stopping_patience=2, checkpoint_every_steps=4).replace(
+    data={"batch_size": 4}, model={"dropout": 0.2}
+)
+STEPS = 19  # batches per epoch of the fixture's 72 training reviews in two length buckets
+
+
+class Snapshot(keras.callbacks.Callback):
+    """Copies the checkpoint folder after batch `step` (1-based) of epoch `epoch`, or at the end
+    of that epoch when `step` is None: what a process killed at that moment leaves on disk."""
+
+    def __init__(self, source, target, epoch, step=None):
+        super().__init__()
+        self.source, self.target, self.at, self.epoch = source, target, (epoch, step), 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch + 1) == self.at:
+            shutil.copytree(self.source, self.target)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch, None) == self.at:
+            shutil.copytree(self.source, self.target)
+
+
+LOGIT_TEXTS = ["a great film", "awful boring mess", ""]
+
+
+@pytest.fixture(scope="module")
+def splits(imdb_archive):
+    return load_imdb(imdb_archive)
+
+
+@pytest.fixture(scope="module")
+def run(splits, tmp_path_factory):
+    """An uninterrupted checkpointed run, with copies of its checkpoint folder taken mid-epoch
+    (after batch 7 of epoch 2, the last checkpoint being at batch 4) and at the end of epoch 2."""
+    root = tmp_path_factory.mktemp("run")
+    folder = root / "checkpoint"
+    snapshots = {"mid_epoch": root / "mid_epoch", "epoch_end": root / "epoch_end"}
+    trainer = Trainer(CONFIG)
+    history = trainer.fit(
+        splits,
+        checkpoint_dir=folder,
+        callbacks=[
+            Snapshot(folder, snapshots["mid_epoch"], epoch=1, step=7),
+            Snapshot(folder, snapshots["epoch_end"], epoch=1),
+        ],
+    )
+    return {
+        "history": history,
+        "logits": trainer.predict_logits(LOGIT_TEXTS),
+        "finished": folder,
+        **snapshots,
+    }
+
+
+def _copy(folder, tmp_path):
+    return shutil.copytree(folder, tmp_path / "checkpoint")
+
+
+def test_resume_mid_epoch_matches_an_uninterrupted_run(splits, run, tmp_path):
+    """A run killed mid-epoch resumes from its last step checkpoint and ends with exactly the
+    history and weights of the run that never stopped."""
+    folder = _copy(run["mid_epoch"], tmp_path)
+    state = Checkpoint(folder).read_state()
+    assert (state.epoch, state.step, state.finished) == (1, 4, False)
+    stages = []
+    trainer = Trainer(CONFIG)
+    history = trainer.fit(splits, checkpoint_dir=folder, on_stage=stages.append)
+    assert f"Resuming from the checkpoint at epoch 2/3, step 4/{STEPS}" in stages
+    assert "Adapting the vocabulary" not in stages  # the saved vocabulary is used
+    assert history == run["history"]
+    np.testing.assert_array_equal(trainer.predict_logits(LOGIT_TEXTS), run["logits"])
+    assert len(trainer.epoch_train_seconds) == 3
+
+
+def test_resume_at_an_epoch_boundary(splits, run, tmp_path):
+    """A run killed after an epoch's checkpoint resumes at the next epoch's first batch."""
+    folder = _copy(run["epoch_end"], tmp_path)
+    state = Checkpoint(folder).read_state()
+    assert (state.epoch, state.step) == (2, 0)
+    trainer = Trainer(CONFIG)
+    assert trainer.fit(splits, checkpoint_dir=folder) == run["history"]
+    np.testing.assert_array_equal(trainer.predict_logits(LOGIT_TEXTS), run["logits"])
+
+
+def test_finished_checkpoint_trains_no_more(splits, run, tmp_path):
+    """The checkpoint of a finished run (killed before the model was saved) restores the final
+    weights without training again."""
+    folder = _copy(run["finished"], tmp_path)
+    assert Checkpoint(folder).read_state().finished
+    epochs = []
+    trainer = Trainer(CONFIG)
+    trainer.fit(
+        splits,
+        checkpoint_dir=folder,
+        callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epochs.append(e))],
+    )
+    assert epochs == []
+    assert trainer.history == run["history"]
+    np.testing.assert_array_equal(trainer.predict_logits(LOGIT_TEXTS), run["logits"])
+
+
+def test_checkpoint_files(run):
+    """A checkpoint is a state file naming one variables file, plus the vocabulary."""
+    folder = run["mid_epoch"]
+    names = sorted(path.name for path in folder.iterdir())
+    assert names == [STATE_FILE, "variables-0001-000004.npz", "vocabulary.json"]
+    state = json.loads((folder / STATE_FILE).read_text())
+    assert state["variables"] == "variables-0001-000004.npz"
+    assert (state["epoch"], state["step"], state["steps_per_epoch"]) == (1, 4, STEPS)
+    assert state["seed"] == CONFIG.training.seed
+    assert state["config"] == CONFIG.to_dict()
+    assert set(state["early_stopping"]) == {"wait", "stopped_epoch", "best", "best_epoch"}
+    with np.load(folder / state["variables"], allow_pickle=False) as arrays:
+        groups = {key.split(".")[0] for key in arrays.files}
+    assert groups == {"model", "optimizer", "metrics", "best"}
+
+
+def test_resume_refuses_other_options(splits, run, tmp_path):
+    """Resuming with another config is refused with the differing fields named; changing only
+    how often checkpoints are written is allowed."""
+    folder = _copy(run["mid_epoch"], tmp_path)
+    with pytest.raises(CheckpointMismatchError, match=r"model\.rnn_units: 4 -> 5"):
+        Trainer(CONFIG.replace(model={"rnn_units": 5})).fit(splits, checkpoint_dir=folder)
+    checkpoint = Checkpoint(folder)
+    checkpoint.check_resumable(
+        checkpoint.read_state(), CONFIG.replace(training={"checkpoint_every_steps": 1})
+    )
+
+
+def test_resume_refuses_other_data(imdb_archive, run, tmp_path):
+    """Resuming on a training split of another size is refused."""
+    folder = _copy(run["mid_epoch"], tmp_path)
+    with pytest.raises(CheckpointMismatchError, match="other data"):
+        Trainer(CONFIG).fit(load_imdb(imdb_archive, limit=40), checkpoint_dir=folder)
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("{not json", "damaged"),
+        ('{"epoch": 1}', "damaged"),
+        ('{"version": 99}', "newer imdb-rnn"),
+    ],
+)
+def test_bad_state_file(tmp_path, content, needle):
+    """A damaged or future state file is a CheckpointError that says how to start over."""
+    (tmp_path / STATE_FILE).write_text(content)
+    with pytest.raises(CheckpointError, match=needle) as caught:
+        Checkpoint(tmp_path).read_state()
+    assert "--overwrite" in str(caught.value)
+
+
+def test_damaged_variables_file(run, tmp_path):
+    """A variables file cut short is reported as a damaged checkpoint."""
+    checkpoint = Checkpoint(_copy(run["mid_epoch"], tmp_path))
+    state = checkpoint.read_state()
+    path = checkpoint.directory / state.variables
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="damaged"):
+        checkpoint.load_arrays(state)
