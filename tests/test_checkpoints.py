@@ -1,7 +1,9 @@
 """Tests for imdb_rnn.checkpoints: resumable checkpoints, on the fixture archive, in-process."""
 
 import json
+import os
 import shutil
+import signal
 
 import keras
 import numpy as np
@@ -13,6 +15,8 @@ from imdb_rnn.checkpoints import (
     Checkpoint,
     CheckpointError,
     CheckpointMismatchError,
+    SignalStop,
+    TrainingInterrupted,
 )
 from imdb_rnn.datasets import load_imdb
 from imdb_rnn.trainer import Trainer
@@ -183,3 +187,25 @@ def test_damaged_variables_file(run, tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="damaged"):
         checkpoint.load_arrays(state)
+
+
+def test_signal_outside_training_stops_at_once():
+    """Outside the training loop a signal raises TrainingInterrupted at once, and the previous
+    handler is back afterwards."""
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted) as caught, SignalStop():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert caught.value.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_signal_during_training_is_deferred_once():
+    """While training, the first signal is only recorded (the guard stops at the next batch); a
+    second one raises at once."""
+    with SignalStop() as stop:
+        stop.deferring = True
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.received == signal.SIGINT
+        with pytest.raises(TrainingInterrupted) as caught:
+            os.kill(os.getpid(), signal.SIGINT)
+    assert caught.value.exit_code == 130

@@ -53,7 +53,7 @@ import keras
 import numpy as np
 
 from imdb_rnn.config import ConfigError, RunConfig
-from imdb_rnn.files import atomic_path, write_json
+from imdb_rnn.files import atomic_path, remove_temporaries, write_json
 from imdb_rnn.layers import TextEncoder
 from imdb_rnn.models import ModelFileError
 
@@ -230,6 +230,7 @@ class Checkpoint:
         for old in self.directory.glob("variables-*.npz"):
             if old.name != name:
                 old.unlink(missing_ok=True)
+        remove_temporaries(self.directory)
 
     def load_arrays(self, state: CheckpointState) -> dict[str, list[np.ndarray]]:
         """Reads the variables file named by `state` (group name -> arrays, in order).

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from imdb_rnn.checkpoints import TrainingInterrupted
 
 __all__ = ["app", "main"]
 
@@ -30,10 +34,13 @@ app = typer.Typer(
 )
 
 # Exit codes: 2 is a usage error (Typer's own and ours); the others name the kind of failure.
+# A run stopped by a signal exits with 128 + the signal number (130 SIGINT, 143 SIGTERM).
+EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_DATA = 3
 EXIT_MODEL = 4
 EXIT_IO = 5
+EXIT_DIVERGED = 6
 
 
 class Split(str, Enum):
@@ -268,17 +275,28 @@ def train(
             },
         )
         _check_writable(output)
+        from imdb_rnn.checkpoints import NonFiniteLossError, SignalStop, TrainingInterrupted
         from imdb_rnn.progress import RichProgress
         from imdb_rnn.trainer import train as run_training
 
-        result = run_training(
-            config,
-            source=data,
-            output=output,
-            callbacks=[RichProgress(console)],
-            on_stage=_stage_printer(console, True),
-            resume=not overwrite,
-        )
+        progress = RichProgress(console)
+        try:
+            with SignalStop() as stop:
+                result = run_training(
+                    config,
+                    source=data,
+                    output=output,
+                    callbacks=[progress],
+                    on_stage=_stage_printer(console, True),
+                    resume=not overwrite,
+                    stop=stop,
+                )
+        except TrainingInterrupted as interrupted:
+            progress.close()
+            _stopped(console, output, interrupted)
+        except NonFiniteLossError as error:
+            progress.close()
+            _fail(f"{error} {_checkpoint_note(output)}", EXIT_DIVERGED)
     summary = {
         "output": str(output),
         "preset": config.preset,
@@ -300,6 +318,38 @@ def train(
         f"(best epoch {result.best_epoch}) in {result.train_seconds:.0f} s "
         f"({result.train_examples_per_second:,.0f} reviews/s)."
     )
+
+
+def _checkpoint_note(output: Path, subject: str = "The last good checkpoint") -> str:
+    """Says what the checkpoint in `output` holds, in one sentence."""
+    from imdb_rnn.checkpoints import CHECKPOINT_DIR, Checkpoint, CheckpointError
+
+    folder = output / CHECKPOINT_DIR
+    try:
+        state = Checkpoint(folder).read_state()
+    except CheckpointError:
+        state = None
+    if state is None:
+        return "No checkpoint was written."
+    return f"{subject} ({state.describe()}) is kept in {folder}."
+
+
+def _stopped(console: Console, output: Path, interrupted: TrainingInterrupted) -> NoReturn:
+    """Reports a run stopped by a signal, with the command that resumes it, and exits with
+    128 + the signal number."""
+    command = shlex.join(["imdb-rnn", *(arg for arg in sys.argv[1:] if arg != "--overwrite")])
+    note = _checkpoint_note(output, "Its checkpoint")
+    hint = (
+        f"To resume, run the same command again: {command}"
+        if not note.startswith("No checkpoint")
+        else "Nothing to resume; run the command again to start over."
+    )
+    console.print(
+        f"[bold yellow]Stopped by {interrupted.signal_name}.[/] {note}\n{hint}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(interrupted.exit_code)
 
 
 def _check_writable(output: Path) -> None:

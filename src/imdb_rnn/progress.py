@@ -120,13 +120,17 @@ class RichProgress(keras.callbacks.Callback):
         )
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        self.close()
         if self.history:
             self.console.print(
                 history_table(self.history, first_epoch=(self._first_epoch or 0) + 1)
             )
+
+    def close(self) -> None:
+        """Removes the progress bar; for training that ended by an exception."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
 
 
 def _format(value: Any) -> str:

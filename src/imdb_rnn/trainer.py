@@ -50,7 +50,7 @@ from imdb_rnn.datasets import (
     plain_batches,
     tokenize,
 )
-from imdb_rnn.files import write_json
+from imdb_rnn.files import remove_temporaries, write_json
 from imdb_rnn.layers import TextEncoder
 from imdb_rnn.models import (
     ModelFileError,
@@ -527,6 +527,7 @@ class Trainer:
         write_json(directory / HISTORY_FILE, self.history)
         if metrics is not None:
             write_json(directory / METRICS_FILE, metrics)
+        remove_temporaries(directory)  # left by an earlier save that was killed
         return directory
 
     @classmethod
