@@ -1,8 +1,10 @@
 """Tests for the `imdb-rnn` command line, through Typer's runner and real subprocesses."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -182,3 +184,104 @@ def test_version(runner):
     """--version prints the installed version."""
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("imdb-rnn ")
+
+
+# -- interruption and resume, in real subprocesses ---------------------------------------------
+
+# Four epochs of 19 batches; with a checkpoint after every batch (`_start_training`) an epoch
+# takes about a second, so a signal sent once a checkpoint of epoch 2 or 3 exists lands before
+# training ends.
+RESUMABLE = [*TINY, "--batch-size", "4", "--epochs", "4", "--json"]
+
+
+def _start_training(data, output, log):
+    command = [sys.executable, "-m", "imdb_rnn", "train", "--data", str(data)]
+    with open(log, "w") as stderr:
+        return subprocess.Popen(
+            [*command, "--output", str(output), *RESUMABLE, "--checkpoint-every", "1"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+
+
+def _finish(process, log, timeout=180):
+    stdout, _ = process.communicate(timeout=timeout)
+    return process.returncode, stdout, log.read_text()
+
+
+def _wait_for_checkpoint(process, output, epoch, log):
+    """Polls the checkpoint until one written after a batch of `epoch` (0-based) exists."""
+    path = output / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if path.exists():
+            state = json.loads(path.read_text())
+            if state["epoch"] == epoch and state["step"] > 0:
+                return state
+        if process.poll() is not None:
+            pytest.fail(f"training ended before epoch {epoch + 1}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.02)
+    process.kill()
+    pytest.fail("no checkpoint appeared in time")
+
+
+def _same_results(summary, reference):
+    """Identical history and metrics: the resumed run computed what the uninterrupted one did."""
+    assert summary["history"] == reference["history"]
+    for split in ("valid", "test"):
+        for key in ("loss", "accuracy", "precision", "recall", "f1", "confusion"):
+            assert summary[split][key] == reference[split][key], (split, key)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory, imdb_archive):
+    """The JSON summary of the resumable configuration trained without interruption (in this
+    process: runs are reproducible across processes, and this saves starting one)."""
+    output = tmp_path_factory.mktemp("uninterrupted") / "run"
+    arguments = ["train", "--data", str(imdb_archive), "--output", str(output), *RESUMABLE]
+    return _json(CliRunner().invoke(app, arguments))
+
+
+def test_sigkill_mid_epoch_then_resume(tmp_path, imdb_archive, uninterrupted_run):
+    """A run killed with SIGKILL mid-epoch is resumed by the same command and ends with exactly
+    the metrics of an uninterrupted run."""
+    output, log = tmp_path / "run", tmp_path / "stderr.txt"
+    process = _start_training(imdb_archive, output, log)
+    _wait_for_checkpoint(process, output, 1, log)
+    process.send_signal(signal.SIGKILL)
+    assert _finish(process, log)[0] == -signal.SIGKILL
+    assert not (output / "model.keras").exists()
+    state = json.loads((output / "checkpoint" / "state.json").read_text())
+    assert not state["finished"] and state["epoch"] >= 1
+
+    code, stdout, stderr = _finish(_start_training(imdb_archive, output, log), log)
+    assert code == 0, stderr[-3000:]
+    assert "Resuming from the checkpoint at epoch" in stderr
+    assert "Adapting the vocabulary" not in stderr
+    _same_results(json.loads(stdout), uninterrupted_run)
+    assert (output / "model.keras").is_file()
+    assert not (output / "checkpoint").exists()  # the saved model supersedes it
+
+
+def test_sigint_and_sigterm_stop_with_a_checkpoint(tmp_path, imdb_archive, uninterrupted_run):
+    """SIGINT, then SIGTERM on the resumed run, each stop training after a batch with a fresh
+    checkpoint, exit with 130 and 143 and say how to resume; the third run finishes with the
+    metrics of an uninterrupted run."""
+    output, log = tmp_path / "run", tmp_path / "stderr.txt"
+    for epoch, signum, expected in ((1, signal.SIGINT, 130), (2, signal.SIGTERM, 143)):
+        process = _start_training(imdb_archive, output, log)
+        _wait_for_checkpoint(process, output, epoch, log)
+        process.send_signal(signum)
+        code, stdout, stderr = _finish(process, log)
+        assert code == expected, stderr[-3000:]
+        assert stdout == ""
+        assert f"Stopped by {signum.name}" in stderr
+        assert "To resume, run the same command again: imdb-rnn train" in stderr
+        assert "Traceback" not in stderr
+        state = json.loads((output / "checkpoint" / "state.json").read_text())
+        assert state["epoch"] == epoch and state["step"] > 0 and not state["finished"]
+
+    code, stdout, stderr = _finish(_start_training(imdb_archive, output, log), log)
+    assert code == 0, stderr[-3000:]
+    _same_results(json.loads(stdout), uninterrupted_run)
