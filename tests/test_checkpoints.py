@@ -1,15 +1,20 @@
 """Tests for imdb_rnn.checkpoints: resumable checkpoints, on the fixture archive, in-process."""
 
+import dataclasses
+import errno
 import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 
 from conftest import tiny_config
+from imdb_rnn import checkpoints
 from imdb_rnn.checkpoints import (
     STATE_FILE,
     Checkpoint,
@@ -209,3 +214,78 @@ def test_signal_during_training_is_deferred_once():
         with pytest.raises(TrainingInterrupted) as caught:
             os.kill(os.getpid(), signal.SIGINT)
     assert caught.value.exit_code == 130
+
+
+# -- atomic saves ------------------------------------------------------------------------------
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _half_written_savez(stream, **arrays):
+    stream.write(b"PK\x03\x04 half a zip file")
+    _disk_full()
+
+
+@pytest.mark.parametrize("failing", ["variables", "state"])
+def test_failed_save_keeps_the_previous_checkpoint(run, tmp_path, monkeypatch, failing):
+    """A save that fails while writing the variables or the state leaves the previous checkpoint
+    whole and loadable, and no temporary file behind."""
+    checkpoint = Checkpoint(_copy(run["mid_epoch"], tmp_path))
+    state = checkpoint.read_state()
+    arrays = checkpoint.load_arrays(state)
+    before = sorted(path.name for path in checkpoint.directory.iterdir())
+    if failing == "variables":
+        monkeypatch.setattr(np, "savez", _half_written_savez)
+    else:
+        monkeypatch.setattr(checkpoints, "write_json", _disk_full)
+    with pytest.raises(OSError, match="No space"):
+        checkpoint.save(dataclasses.replace(state, step=8), arrays)
+    assert checkpoint.read_state() == state
+    reloaded = checkpoint.load_arrays(state)
+    for group, values in arrays.items():
+        for value, again in zip(values, reloaded[group], strict=True):
+            np.testing.assert_array_equal(value, again)
+    after = {path.name for path in checkpoint.directory.iterdir()}
+    assert not [name for name in after if name.startswith(".")]
+    if failing == "variables":
+        assert sorted(after) == before
+
+
+KILLED_MID_SAVE = """
+import dataclasses, os, signal, sys
+import numpy as np
+from imdb_rnn.checkpoints import Checkpoint
+
+checkpoint = Checkpoint(sys.argv[1])
+state = checkpoint.read_state()
+
+def killed_savez(stream, **arrays):
+    stream.write(b"PK\\x03\\x04 half a zip file")
+    stream.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+np.savez = killed_savez
+checkpoint.save(dataclasses.replace(state, step=8), checkpoint.load_arrays(state))
+"""
+
+
+def test_process_killed_mid_save_leaves_the_previous_checkpoint(run, tmp_path):
+    """A process killed with SIGKILL in the middle of writing a checkpoint leaves the previous
+    one loadable; the half-written temporary file is removed by the next save."""
+    checkpoint = Checkpoint(_copy(run["mid_epoch"], tmp_path))
+    state = checkpoint.read_state()
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_SAVE, str(checkpoint.directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    leftovers = [p.name for p in checkpoint.directory.iterdir() if p.name.startswith(".")]
+    assert len(leftovers) == 1 and ".tmp" in leftovers[0]
+    assert checkpoint.read_state() == state
+    arrays = checkpoint.load_arrays(state)
+    checkpoint.save(dataclasses.replace(state, step=8), arrays)
+    assert not [p for p in checkpoint.directory.iterdir() if p.name.startswith(".")]

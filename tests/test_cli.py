@@ -1,5 +1,7 @@
 """Tests for the `imdb-rnn` command line, through Typer's runner and real subprocesses."""
 
+import collections
+import errno
 import json
 import signal
 import subprocess
@@ -9,7 +11,8 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn.cli import EXIT_DATA, EXIT_MODEL, EXIT_USAGE, app
+from imdb_rnn import checkpoints, files
+from imdb_rnn.cli import EXIT_DATA, EXIT_IO, EXIT_MODEL, EXIT_USAGE, app
 
 TINY = [
     "--max-tokens",
@@ -285,3 +288,75 @@ def test_sigint_and_sigterm_stop_with_a_checkpoint(tmp_path, imdb_archive, unint
     code, stdout, stderr = _finish(_start_training(imdb_archive, output, log), log)
     assert code == 0, stderr[-3000:]
     _same_results(json.loads(stdout), uninterrupted_run)
+
+
+# -- disks -------------------------------------------------------------------------------------
+
+
+def _train(runner, data, output, *extra):
+    arguments = ["train", "--data", str(data), "--output", str(output), "--epochs", "2", *TINY]
+    return runner.invoke(app, [*arguments, *extra])
+
+
+def test_output_that_cannot_be_created(runner, tmp_path, imdb_archive):
+    """An --output below a file fails at once with exit code 5 and one line."""
+    (tmp_path / "file").write_text("not a folder")
+    result = _train(runner, imdb_archive, tmp_path / "file" / "run")
+    assert result.exit_code == EXIT_IO, result.output
+    assert "Cannot create the output directory" in result.stderr
+    assert "Reading data" not in result.stderr
+
+
+def test_output_that_cannot_be_written(runner, tmp_path, imdb_archive, monkeypatch):
+    """An --output where no file can be written (read-only file system, no permission) fails
+    before reading the data."""
+
+    def read_only(path, text):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(files, "write_text", read_only)
+    result = _train(runner, imdb_archive, tmp_path / "run")
+    assert result.exit_code == EXIT_IO, result.output
+    assert "Cannot write into the output directory" in result.stderr
+    assert "Read-only file system" in result.stderr
+    assert "Reading data" not in result.stderr
+
+
+def test_too_little_free_space_is_refused_before_training(
+    runner, tmp_path, imdb_archive, monkeypatch
+):
+    """Too little free space for checkpoints and the model fails before the first batch."""
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
+    result = _train(runner, imdb_archive, tmp_path / "run")
+    assert result.exit_code == EXIT_IO, result.output
+    assert "Not enough free space" in result.stderr and "choose another --output" in result.stderr
+    assert "epoch 1/" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoint" / "state.json").exists()
+
+
+def test_disk_full_while_training_keeps_the_last_checkpoint(
+    runner, tmp_path, imdb_archive, monkeypatch
+):
+    """A checkpoint save that fails for lack of space stops training with exit code 5 and a
+    line naming the last good checkpoint, which still loads."""
+    save = checkpoints.Checkpoint.save
+    calls = []
+
+    def fill_up(self, state, arrays):
+        calls.append(state)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.directory))
+        save(self, state, arrays)
+
+    monkeypatch.setattr(checkpoints.Checkpoint, "save", fill_up)
+    result = _train(runner, imdb_archive, tmp_path / "run", "--checkpoint-every", "3")
+    assert result.exit_code == EXIT_IO, result.output
+    assert "No space left on device" in result.stderr
+    assert "The last good checkpoint (epoch 1/2, step 6/9) is kept" in result.stderr
+    assert "Traceback" not in result.output
+    checkpoint = checkpoints.Checkpoint(tmp_path / "run" / "checkpoint")
+    state = checkpoint.read_state()
+    assert (state.epoch, state.step) == (0, 6)
+    assert checkpoint.load_arrays(state)["model"]
+    assert not (tmp_path / "run" / "model.keras").exists()

@@ -1,7 +1,10 @@
 """Tests for imdb_rnn.trainer on the fixture archive."""
 
+import errno
 import json
+import shutil
 
+import keras
 import numpy as np
 import pytest
 
@@ -126,3 +129,24 @@ def test_same_seed_same_result(imdb_archive):
     splits = load_imdb(imdb_archive, limit=30)
     runs = [Trainer(tiny_config(epochs=1)).fit(splits) for _ in range(2)]
     assert runs[0]["loss"] == pytest.approx(runs[1]["loss"], rel=1e-6)
+
+
+def test_failed_model_save_keeps_the_old_model(trained_model_dir, tmp_path, monkeypatch):
+    """A save that fails half-way (here: a full disk) leaves the previous model.keras intact and
+    loadable, and no temporary file behind."""
+    directory = shutil.copytree(trained_model_dir, tmp_path / "run")
+    trainer = Trainer.load(directory)
+    before = trainer.predict_proba(["a great film", "awful boring mess"])
+
+    def half_written_save(model, path, *args, **kwargs):
+        with open(path, "wb") as stream:
+            stream.write(b"PK\x03\x04 half a model")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", half_written_save)
+    with pytest.raises(OSError, match="No space"):
+        trainer.save(directory)
+    monkeypatch.undo()
+    after = Trainer.load(directory).predict_proba(["a great film", "awful boring mess"])
+    np.testing.assert_array_equal(before, after)
+    assert not [path for path in directory.iterdir() if path.name.startswith(".")]

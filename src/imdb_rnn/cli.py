@@ -73,7 +73,11 @@ def _user_errors() -> Iterator[None]:
     except ModelFileError as error:
         _fail(str(error), EXIT_MODEL)
     except OSError as error:
-        _fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), EXIT_IO)
+        _fail(_os_error_message(error), EXIT_IO)
+
+
+def _os_error_message(error: OSError) -> str:
+    return f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
 
 
 def _quiet_tensorflow() -> None:
@@ -297,6 +301,9 @@ def train(
         except NonFiniteLossError as error:
             progress.close()
             _fail(f"{error} {_checkpoint_note(output)}", EXIT_DIVERGED)
+        except OSError as error:  # a full disk while saving a checkpoint or the model
+            progress.close()
+            _fail(f"{_os_error_message(error)}. {_checkpoint_note(output)}", EXIT_IO)
     summary = {
         "output": str(output),
         "preset": config.preset,
@@ -353,13 +360,20 @@ def _stopped(console: Console, output: Path, interrupted: TrainingInterrupted) -
 
 
 def _check_writable(output: Path) -> None:
-    """Fails before training if the model directory cannot be created or written."""
+    """Fails before training if the model directory cannot be created or written (a test file
+    is written and removed: permissions, read-only file systems and full disks all show)."""
+    from imdb_rnn.files import write_text
+
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         _fail(f"Cannot create the output directory {output}: {error.strerror}.", EXIT_IO)
-    if not os.access(output, os.W_OK | os.X_OK):
-        _fail(f"The output directory {output} is not writable.", EXIT_IO)
+    probe = output / ".imdb-rnn-write-test"
+    try:
+        write_text(probe, "imdb-rnn checks that it can write here before training.\n")
+        probe.unlink()
+    except OSError as error:
+        _fail(f"Cannot write into the output directory {output}: {error.strerror}.", EXIT_IO)
 
 
 @app.command("eval")
