@@ -20,6 +20,7 @@ from imdb_rnn.checkpoints import (
     Checkpoint,
     CheckpointError,
     CheckpointMismatchError,
+    NonFiniteLossError,
     SignalStop,
     TrainingInterrupted,
 )
@@ -289,3 +290,35 @@ def test_process_killed_mid_save_leaves_the_previous_checkpoint(run, tmp_path):
     arrays = checkpoint.load_arrays(state)
     checkpoint.save(dataclasses.replace(state, step=8), arrays)
     assert not [p for p in checkpoint.directory.iterdir() if p.name.startswith(".")]
+
+
+# -- non-finite loss ---------------------------------------------------------------------------
+
+
+class Poison(keras.callbacks.Callback):
+    """Sets the output bias to NaN after batch `step` (1-based) of epoch `epoch`, so that the
+    next batch's loss is NaN."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        super().__init__()
+        self.at, self.epoch = (epoch, step), 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch + 1) == self.at:
+            self.model.get_layer("logits").bias.assign([float("nan")])
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(splits, tmp_path):
+    """A NaN loss stops training at that batch with NonFiniteLossError; the checkpoint on disk is
+    the last one written before it, with finite weights."""
+    poison = Poison(epoch=1, step=6)
+    with pytest.raises(NonFiniteLossError, match=r"became nan in epoch 2 \(step 7/19\)") as caught:
+        Trainer(CONFIG).fit(splits, checkpoint_dir=tmp_path, callbacks=[poison])
+    assert (caught.value.epoch, caught.value.step) == (1, 7)
+    checkpoint = Checkpoint(tmp_path)
+    state = checkpoint.read_state()
+    assert (state.epoch, state.step) == (1, 4)
+    assert all(np.isfinite(value).all() for value in checkpoint.load_arrays(state)["model"])

@@ -11,8 +11,8 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn import checkpoints, files
-from imdb_rnn.cli import EXIT_DATA, EXIT_IO, EXIT_MODEL, EXIT_USAGE, app
+from imdb_rnn import checkpoints, files, progress
+from imdb_rnn.cli import EXIT_DATA, EXIT_DIVERGED, EXIT_IO, EXIT_MODEL, EXIT_USAGE, app
 
 TINY = [
     "--max-tokens",
@@ -359,4 +359,23 @@ def test_disk_full_while_training_keeps_the_last_checkpoint(
     state = checkpoint.read_state()
     assert (state.epoch, state.step) == (0, 6)
     assert checkpoint.load_arrays(state)["model"]
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_nan_loss_exits_with_one_line(runner, tmp_path, imdb_archive, monkeypatch):
+    """A loss that becomes NaN stops training with exit code 6 and a line naming the batch and
+    the last good checkpoint."""
+
+    class PoisonedProgress(progress.RichProgress):
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+            if batch + 1 == 5:
+                self.model.get_layer("logits").bias.assign([float("nan")])
+
+    monkeypatch.setattr(progress, "RichProgress", PoisonedProgress)
+    result = _train(runner, imdb_archive, tmp_path / "run", "--checkpoint-every", "2")
+    assert result.exit_code == EXIT_DIVERGED, result.output
+    assert "The training loss became nan in epoch 1 (step 6/9)" in result.stderr
+    assert "The last good checkpoint (epoch 1/2, step 4/9) is kept" in result.stderr
+    assert "Traceback" not in result.output
     assert not (tmp_path / "run" / "model.keras").exists()
