@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import build_reviews, tiny_config, write_archive
 from imdb_rnn.datasets import load_imdb
 from imdb_rnn.models import ModelFileError
-from imdb_rnn.trainer import EvaluationResult, Trainer, evaluate, predict
+from imdb_rnn.trainer import EvaluationResult, Trainer, evaluate, predict, train
 
 
 def test_metrics_from_logits():
@@ -150,3 +150,18 @@ def test_failed_model_save_keeps_the_old_model(trained_model_dir, tmp_path, monk
     after = Trainer.load(directory).predict_proba(["a great film", "awful boring mess"])
     np.testing.assert_array_equal(before, after)
     assert not [path for path in directory.iterdir() if path.name.startswith(".")]
+
+
+def test_train_reports_review_files_that_are_not_utf8(tmp_path):
+    """Reviews that are not UTF-8 are read with replacement characters, counted and reported."""
+    members = build_reviews(train=5, test=5, unsup=4)
+    members["aclImdb/train/pos/99_9.txt"] = b"Caf\xe9 \xff good film"
+    stages = []
+    result = train(
+        tiny_config(epochs=1),
+        source=write_archive(tmp_path / "latin1.tar.gz", members),
+        evaluate_test=False,
+        on_stage=stages.append,
+    )
+    assert result.decode_errors == 1
+    assert "1 review files were not valid UTF-8: read with replacement characters" in stages

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,15 +20,42 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from imdb_rnn.checkpoints import TrainingInterrupted
 
 __all__ = ["app", "main"]
 
+
+class _Commands(TyperGroup):
+    """The command group: an unexpected error becomes one line saying it is a bug (the traceback
+    shows with --debug), and Ctrl-C outside training exits with 130 instead of a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt as error:
+            _stderr().print("Interrupted.", highlight=False)
+            raise typer.Exit(getattr(error, "exit_code", 128 + signal.SIGINT)) from None
+        except Exception as error:
+            if hasattr(error, "exit_code") or (ctx.obj or {}).get("debug"):
+                raise  # a usage error for Typer to report, or --debug
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            _fail(
+                f"internal error ({type(error).__name__}{': ' + detail if detail else ''}). "
+                "This is a bug in imdb-rnn: please report it with the traceback that "
+                "'imdb-rnn --debug ...' shows.",
+                EXIT_INTERNAL,
+            )
+
+
 app = typer.Typer(
     name="imdb-rnn",
     help="Train, evaluate and use a bidirectional-GRU sentiment classifier on IMDB movie reviews.",
+    cls=_Commands,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -41,6 +69,9 @@ EXIT_DATA = 3
 EXIT_MODEL = 4
 EXIT_IO = 5
 EXIT_DIVERGED = 6
+
+#: Longer reviews are refused by `predict` (the longest IMDB review has about 14,000).
+MAX_REVIEW_CHARACTERS = 100_000
 
 
 class Split(str, Enum):
@@ -314,6 +345,7 @@ def train(
         "history": result.history,
         "valid": result.valid.to_dict() if result.valid else None,
         "test": result.test.to_dict() if result.test else None,
+        "decode_errors": result.decode_errors,
     }
     if as_json:
         _print_json(summary)
@@ -442,7 +474,11 @@ def predict(
     reviews: list[str] = []
     for text in texts or []:
         if text == "-":
-            reviews.extend(line.rstrip("\r\n") for line in sys.stdin if line.strip())
+            stdin = getattr(sys.stdin, "buffer", None)
+            raw = stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8")
+            reviews.extend(_review_lines(raw, "The standard input"))
+        elif not text.strip():
+            _fail(f"Review {len(reviews) + 1} is empty: give some text to classify.", EXIT_USAGE)
         else:
             reviews.append(text)
     if file is not None:
@@ -450,9 +486,17 @@ def predict(
             raw = file.read_bytes()
         except OSError as error:
             _fail(f"Cannot read {file}: {error.strerror}.", EXIT_IO)
-        reviews.extend(line for line in _decode_lines(raw) if line.strip())
+        reviews.extend(_review_lines(raw, str(file)))
     if not reviews:
         _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
+    for number, review in enumerate(reviews, start=1):
+        if len(review) > MAX_REVIEW_CHARACTERS:
+            _fail(
+                f"Review {number} has {len(review):,} characters; imdb-rnn classifies reviews "
+                f"of up to {MAX_REVIEW_CHARACTERS:,} (the longest IMDB review has about "
+                "14,000). Shorten it.",
+                EXIT_USAGE,
+            )
     _quiet_tensorflow()
     with _user_errors():
         from imdb_rnn.trainer import predict as run_prediction
@@ -471,13 +515,21 @@ def predict(
     Console().print(table)
 
 
-def _decode_lines(raw: bytes) -> list[str]:
-    """Decodes UTF-8, falling back to Latin-1 (which cannot fail) for legacy files."""
+def _review_lines(raw: bytes, source: str) -> list[str]:
+    """The non-blank lines of a text, decoded as UTF-8 or else Latin-1 (which cannot fail) for
+    legacy files; binary data (NUL bytes) is refused."""
+    if b"\x00" in raw:
+        _fail(
+            f"{source} is not text (it holds NUL bytes): give one review per line, "
+            "as UTF-8 or Latin-1 text.",
+            EXIT_DATA,
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    return text.splitlines()
+    # Only line feeds separate reviews: reviews hold U+0085 and U+2028, which splitlines() splits.
+    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
 
 
 def _version_callback(value: bool) -> None:
@@ -490,6 +542,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -499,8 +552,15 @@ def _root(
             help="Show the version and exit.",
         ),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", help="Show the traceback of an unexpected error (to report a bug)."
+        ),
+    ] = False,
 ) -> None:
     """Train, evaluate and use a bidirectional-GRU sentiment classifier on IMDB movie reviews."""
+    ctx.obj = {"debug": debug}
 
 
 def main() -> None:

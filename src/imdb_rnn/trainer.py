@@ -161,6 +161,7 @@ class TrainResult:
         valid: metrics on the validation split with the kept weights.
         test: metrics on the test split (None if not evaluated).
         sizes: reviews per split.
+        decode_errors: review files that were not valid UTF-8 (read with replacement characters).
     """
 
     output: str | None
@@ -173,6 +174,7 @@ class TrainResult:
     valid: EvaluationResult | None
     test: EvaluationResult | None
     sizes: dict[str, int] = field(default_factory=dict)
+    decode_errors: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -628,6 +630,11 @@ def train(
         limit=config.data.limit,
         data_dir=data_dir,
     )
+    if splits.decode_errors:
+        stage(
+            f"{splits.decode_errors} review files were not valid UTF-8: read with "
+            "replacement characters"
+        )
     trainer = Trainer(config)
     start = time.perf_counter()
     history = trainer.fit(
@@ -656,6 +663,7 @@ def train(
         valid=valid,
         test=test,
         sizes=dict(splits.sizes),
+        decode_errors=splits.decode_errors,
     )
     if output is not None:
         stage("Saving")
