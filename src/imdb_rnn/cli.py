@@ -242,6 +242,14 @@ def train(
         int | None,
         typer.Option(help="Random seed for everything. [default: preset's]", show_default=False),
     ] = None,
+    deterministic: Annotated[
+        bool,
+        typer.Option(
+            "--deterministic",
+            help="Use only deterministic TensorFlow kernels (for exact repeats on a GPU; "
+            "CPU runs repeat exactly without it).",
+        ),
+    ] = False,
     checkpoint_every: Annotated[
         int | None,
         typer.Option(
@@ -307,6 +315,7 @@ def train(
                 "learning_rate": learning_rate,
                 "seed": seed,
                 "checkpoint_every_steps": checkpoint_every,
+                "deterministic": deterministic or None,
             },
         )
         _check_writable(output)

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Bump when a saved config can no longer be read by older code.
-#: 2: `training.checkpoint_every_steps`.
+#: 2: `training.checkpoint_every_steps` and `training.deterministic`.
 CONFIG_VERSION = 2
 
 CELLS = ("gru", "lstm")
@@ -185,6 +185,10 @@ class TrainingConfig:
         checkpoint_every_steps: write a resumable checkpoint every this many training batches,
             besides the one at every epoch end (only when training writes to a model
             directory). Default 200.
+        deterministic: ask TensorFlow for deterministic kernels only
+            (`tf.config.experimental.enable_op_determinism`, for the whole process). Runs on a
+            CPU repeat exactly without it; on a GPU some kernels (cuDNN, atomic adds) vary from
+            run to run unless it is on, at some cost in speed. Default False.
     """
 
     epochs: int = 10
@@ -195,6 +199,7 @@ class TrainingConfig:
     early_stopping_patience: int | None = None
     seed: int = 42
     checkpoint_every_steps: int = 200
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
@@ -216,6 +221,10 @@ class TrainingConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"Expected seed to be an integer >= 0. Received: seed={self.seed!r}")
         _check_positive("checkpoint_every_steps", self.checkpoint_every_steps)
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(
+                f"Expected deterministic to be true or false. Received: {self.deterministic!r}"
+            )
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}

@@ -387,7 +387,9 @@ class Trainer:
         """
         stage = on_stage or (lambda name: None)
         training = self.config.training
-        keras.utils.set_random_seed(training.seed)
+        keras.utils.set_random_seed(training.seed)  # Python, NumPy and TensorFlow
+        if training.deterministic:
+            tf.config.experimental.enable_op_determinism()
         checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         resume = checkpoint.read_state() if checkpoint is not None else None
         if checkpoint is not None and resume is not None:
