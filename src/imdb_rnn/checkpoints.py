@@ -273,9 +273,12 @@ class Checkpoint:
             name="text_encoder",
         )
 
-    def check_resumable(self, state: CheckpointState, config: RunConfig) -> None:
+    def check_resumable(
+        self, state: CheckpointState, config: RunConfig, *, train_size: int | None = None
+    ) -> None:
         """Raises `CheckpointMismatchError` unless `config` is the config `state` was saved with
-        (`checkpoint_every_steps` may differ)."""
+        (`checkpoint_every_steps` may differ) and, if given, `train_size` its training-split
+        size."""
         saved, current = state.config, config.to_dict()
         differences = [
             f"{section}.{name}: {saved.get(section, {}).get(name)!r} -> {value!r}"
@@ -290,6 +293,12 @@ class Checkpoint:
                 f"{self.directory} holds an unfinished run with other options "
                 f"({'; '.join(differences)}). Rerun with that run's options to resume it, "
                 "or pass --overwrite to start over."
+            )
+        if train_size is not None and train_size != state.train_size:
+            raise CheckpointMismatchError(
+                f"{self.directory} holds an unfinished run on other data ({state.train_size} "
+                f"training reviews; now {train_size}). Pass the same --data to resume it, or "
+                "--overwrite to start over."
             )
 
     def remove(self) -> None:

@@ -301,36 +301,23 @@ class Trainer:
         process: a resumed run replays the epoch it was interrupted in.
         """
         data = self.config.data
-        seeds = [
-            None if seed is None else seed + e for e in range(first_epoch, first_epoch + epochs)
-        ]
+        first_seed = None if seed is None else seed + first_epoch
         if data.pipeline == "plain":
-            encoder = self._encoder()
-            parts = [
-                plain_batches(
-                    dataset,
-                    encoder,
-                    batch_size=data.batch_size,
-                    shuffle_buffer=data.shuffle_buffer,
-                    seed=epoch_seed,
-                )
-                for epoch_seed in seeds
-            ]
-        else:
-            split = tokenize(dataset, self._encoder())
-            parts = [
-                bucketed_batches(
-                    split,
-                    batch_size=data.batch_size,
-                    shuffle_buffer=data.shuffle_buffer,
-                    seed=epoch_seed,
-                )
-                for epoch_seed in seeds
-            ]
-        batches = parts[0]
-        for part in parts[1:]:
-            batches = batches.concatenate(part)
-        return batches
+            return plain_batches(
+                dataset,
+                self._encoder(),
+                batch_size=data.batch_size,
+                shuffle_buffer=data.shuffle_buffer,
+                seed=first_seed,
+                epochs=epochs,
+            )
+        return bucketed_batches(
+            tokenize(dataset, self._encoder()),
+            batch_size=data.batch_size,
+            shuffle_buffer=data.shuffle_buffer,
+            seed=first_seed,
+            epochs=epochs,
+        )
 
     def _eval_batches(
         self, dataset: tf.data.Dataset, pipeline: str
@@ -393,13 +380,7 @@ class Trainer:
         checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         resume = checkpoint.read_state() if checkpoint is not None else None
         if checkpoint is not None and resume is not None:
-            checkpoint.check_resumable(resume, self.config)
-            if resume.train_size != splits.sizes["train"]:
-                raise CheckpointMismatchError(
-                    f"{checkpoint.directory} holds an unfinished run on other data "
-                    f"({resume.train_size} training reviews; now {splits.sizes['train']}). "
-                    "Pass the same --data to resume it, or --overwrite to start over."
-                )
+            checkpoint.check_resumable(resume, self.config, train_size=splits.sizes["train"])
             if self.encoder is None:
                 self.encoder = checkpoint.load_encoder(self.config)
         if self.encoder is None:
