@@ -2,13 +2,15 @@
 
 Trains the same model (the reference preset's BiGRU: 10k vocabulary, 64-d embedding, 64 units,
 Dense(64), batch 64) on the same fixed set of real training reviews, once per pipeline variant, in
-one process, and prints for each:
+one process, the variants taking turns epoch by epoch (so that load from other processes on a
+shared machine affects them alike), and prints for each:
 
 - training reviews per second, over the epochs after the first (the first epoch traces the
   training function for new batch shapes);
 - input-pipeline-only reviews per second (one pass over the training batches with no model), to
   show how the time splits between input pipeline and model;
-- evaluation reviews per second on the test split (tokenising included);
+- evaluation reviews per second on the test split (tokenising included; best of alternating
+  rounds);
 - test accuracy after the same number of epochs;
 
 and the ratios to the plain pipeline. Writes the result as JSON too.
@@ -64,39 +66,61 @@ def input_only_seconds(batches: tf.data.Dataset) -> float:
     return time.perf_counter() - start
 
 
-def run_variant(
-    variant: dict[str, Any], splits: ImdbSplits, base_encoder: TextEncoder, args: argparse.Namespace
-) -> dict[str, Any]:
-    config = get_preset("reference").replace(
-        data={**variant, "limit": None},
-        training={"epochs": args.epochs, "learning_rate": args.learning_rate, "seed": args.seed},
-    )
-    keras.backend.clear_session()
-    encoder = base_encoder.with_options(
-        max_length=config.data.max_length, truncation=config.data.truncation
-    )
-    trainer = Trainer(config, encoder=encoder)
-    pipeline_seconds = input_only_seconds(trainer.training_batches(splits["train"], seed=args.seed))
-    start = time.perf_counter()
-    history = trainer.fit(splits)
-    fit_seconds = time.perf_counter() - start
-    later = trainer.epoch_train_seconds[1:]
-    n_train = splits.sizes["train"]
-    test = trainer.evaluate(splits["test"])
-    return {
-        "variant": label(variant),
-        "config": config.to_dict()["data"],
-        "epochs": len(history["loss"]),
-        "epoch_train_seconds": trainer.epoch_train_seconds,
-        "fit_seconds": fit_seconds,
-        "train_reviews_per_second": n_train * len(later) / sum(later),
-        "input_only_reviews_per_second": n_train / pipeline_seconds,
-        "eval_reviews_per_second": test.examples_per_second,
-        "eval_seconds": test.seconds,
-        "test_accuracy": test.accuracy,
-        "test_loss": test.loss,
-        "val_accuracy": history["val_accuracy"][-1],
-    }
+class Run:
+    """One variant's trainer, batches and timings."""
+
+    def __init__(
+        self,
+        variant: dict[str, Any],
+        splits: ImdbSplits,
+        base_encoder: TextEncoder,
+        args: argparse.Namespace,
+    ) -> None:
+        self.variant = variant
+        self.config = get_preset("reference").replace(
+            data={**variant, "limit": None},
+            training={
+                "epochs": args.epochs,
+                "learning_rate": args.learning_rate,
+                "seed": args.seed,
+            },
+        )
+        encoder = base_encoder.with_options(
+            max_length=self.config.data.max_length, truncation=self.config.data.truncation
+        )
+        self.trainer = Trainer(self.config, encoder=encoder)
+        keras.utils.set_random_seed(args.seed)
+        self.batches = self.trainer.training_batches(splits["train"], seed=args.seed)
+        self.input_seconds = input_only_seconds(self.batches)
+        self.classifier = self.trainer.build(int(self.batches.cardinality()))
+        self.epoch_seconds: list[float] = []
+        self.eval_rounds: list[Any] = []
+
+    def train_epoch(self, epoch: int) -> None:
+        start = time.perf_counter()
+        self.classifier.fit(
+            self.batches, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False
+        )
+        self.epoch_seconds.append(time.perf_counter() - start)
+
+    def evaluate(self, test: tf.data.Dataset) -> None:
+        self.eval_rounds.append(self.trainer.evaluate(test))
+
+    def summary(self, n_train: int) -> dict[str, Any]:
+        later = self.epoch_seconds[1:]
+        best_eval = min(self.eval_rounds, key=lambda result: result.seconds)
+        return {
+            "variant": label(self.variant),
+            "config": self.config.to_dict()["data"],
+            "epochs": len(self.epoch_seconds),
+            "epoch_train_seconds": self.epoch_seconds,
+            "train_reviews_per_second": n_train * len(later) / sum(later),
+            "input_only_reviews_per_second": n_train / self.input_seconds,
+            "eval_reviews_per_second": best_eval.examples_per_second,
+            "eval_seconds_per_round": [result.seconds for result in self.eval_rounds],
+            "test_accuracy": best_eval.accuracy,
+            "test_loss": best_eval.loss,
+        }
 
 
 def main() -> None:
@@ -115,6 +139,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per variant (>= 2)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--eval-rounds", type=int, default=2, help="evaluation rounds (best kept)")
     parser.add_argument(
         "--variant",
         action="append",
@@ -157,11 +182,21 @@ def main() -> None:
     base_encoder = TextEncoder(max_tokens=get_preset("reference").model.max_tokens)
     base_encoder.adapt(full.unsupervised.map(lambda text, label: text))
 
-    results = []
-    for variant in variants:
-        print(f"running {label(variant)} ...", flush=True)
-        results.append(run_variant(variant, splits, base_encoder, args))
-        print(json.dumps(results[-1], indent=None), flush=True)
+    # Variants advance epoch by epoch in turn, and evaluation rounds alternate, so that a change
+    # in the machine's load affects every variant alike.
+    runs = [Run(variant, splits, base_encoder, args) for variant in variants]
+    for epoch in range(args.epochs):
+        for run in runs:
+            run.train_epoch(epoch)
+            print(
+                f"{label(run.variant)}: epoch {epoch + 1} {run.epoch_seconds[-1]:.1f} s", flush=True
+            )
+    for _ in range(args.eval_rounds):
+        for run in runs:
+            run.evaluate(splits["test"])
+    results = [run.summary(splits.sizes["train"]) for run in runs]
+    for result in results:
+        print(json.dumps({k: v for k, v in result.items() if k != "config"}), flush=True)
 
     plain = next((r for r in results if r["variant"] == "plain"), results[0])
     for r in results:

@@ -19,7 +19,9 @@ from imdb_rnn.datasets import (
     load_imdb,
     plain_batches,
     resolve_source,
+    sorted_window_batches,
     tokenize,
+    windowed_steps,
 )
 from imdb_rnn.layers import TextEncoder
 
@@ -188,18 +190,20 @@ def test_bucketed_batches_hold_every_review_once_per_epoch(tokenized):
 
 def test_epoch_streams_can_be_replayed_from_any_epoch(tokenized, imdb_archive):
     """With `epochs`, epoch i of a stream seeded s holds the batches of epoch 0 of a new stream
-    seeded s + i, in both pipelines: a resumed run can rebuild the epoch it stopped in."""
+    seeded s + i, in every pipeline: a resumed run can rebuild the epoch it stopped in."""
 
     def labels_by_epoch(dataset, steps):
         labels = [batch[1].numpy().tolist() for batch in dataset]
         return [labels[i : i + steps] for i in range(0, len(labels), steps)]
 
-    stream = bucketed_batches(tokenized, batch_size=16, shuffle_buffer=100, seed=5, epochs=3)
-    steps = int(stream.cardinality()) // 3
-    epochs = labels_by_epoch(stream, steps)
-    assert len(epochs) == 3 and epochs[0] != epochs[1] != epochs[2]
-    again = bucketed_batches(tokenized, batch_size=16, shuffle_buffer=100, seed=7, epochs=1)
-    assert labels_by_epoch(again, steps) == [epochs[2]]
+    for batches in (bucketed_batches, sorted_window_batches):
+        options = {"batch_size": 16, "shuffle_buffer": 100}
+        stream = batches(tokenized, seed=5, epochs=3, **options)
+        steps = int(stream.cardinality()) // 3
+        epochs = labels_by_epoch(stream, steps)
+        assert len(epochs) == 3 and epochs[0] != epochs[1] != epochs[2]
+        again = batches(tokenized, seed=7, epochs=1, **options)
+        assert labels_by_epoch(again, steps) == [epochs[2]]
 
     test = load_imdb(imdb_archive, splits=["test", "unsupervised"])
     encoder = TextEncoder(max_tokens=40)
@@ -258,3 +262,40 @@ def test_tokenize_and_plain_batches_agree(imdb_archive):
         assert ids.numpy()[0].tolist() == tokens.ids[index].numpy().tolist()
         assert int(label[0]) == int(tokens.labels[index])
     assert collections.Counter(tokens.labels.tolist()) == {0: 20, 1: 20}
+
+
+def test_sorted_window_batches_hold_every_review_once_per_epoch(tokenized):
+    """Sorted windows yield every review once per epoch, intact, and reshuffle across epochs."""
+    dataset = sorted_window_batches(
+        tokenized, batch_size=16, shuffle_buffer=100, seed=1, window_batches=4
+    )
+    assert int(dataset.cardinality()) == windowed_steps(500, 16, 4) == 7 * 4 + 4
+    epochs = []
+    for _ in range(2):
+        seen = []
+        for ids, labels in dataset:
+            for row, label in zip(ids.numpy(), labels.numpy(), strict=True):
+                expected = tokenized.ids[int(label)].numpy()
+                assert row[: len(expected)].tolist() == expected.tolist()
+                assert not row[len(expected) :].any()
+            seen.extend(labels.numpy().tolist())
+        assert sorted(seen) == list(range(500))
+        epochs.append(seen)
+    assert epochs[0] != epochs[1]
+
+
+def test_sorted_windows_pad_less_than_buckets(tokenized):
+    """Sorting within windows pads less than length buckets, which pad less than plain batches."""
+
+    def padding_efficiency(dataset):
+        real = padded = 0
+        for ids, _ in dataset:
+            real += int(tf.reduce_sum(tf.cast(ids > 0, tf.int32)))
+            padded += int(tf.size(ids))
+        return real / padded
+
+    windows = sorted_window_batches(
+        tokenized, batch_size=16, shuffle_buffer=500, seed=1, window_batches=10
+    )
+    buckets = bucketed_batches(tokenized, batch_size=16, shuffle_buffer=500, seed=1, max_buckets=4)
+    assert padding_efficiency(windows) > padding_efficiency(buckets) > 0.5

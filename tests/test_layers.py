@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imdb_rnn.layers import OOV_ID, FusedBidirectional, MaskedPooling, TextEncoder, imdb_standardize
+from imdb_rnn.layers import OOV_ID, FastBidirectional, MaskedPooling, TextEncoder, imdb_standardize
 
 
 def _encoder(**kwargs):
@@ -79,8 +79,8 @@ def test_with_options_shares_the_vocabulary():
 def _same_weights_pair(**gru_options):
     import keras
 
-    fused = FusedBidirectional(keras.layers.GRU(4, **gru_options), fused="always")
-    reference = FusedBidirectional(keras.layers.GRU(4, **gru_options), fused="never")
+    fused = FastBidirectional(keras.layers.GRU(4, **gru_options), fused="always")
+    reference = FastBidirectional(keras.layers.GRU(4, **gru_options), fused="never")
     return fused, reference
 
 
@@ -121,6 +121,6 @@ def test_fused_bidirectional_defers_for_lstm():
     """Anything but a plain GRU runs through Keras' own Bidirectional."""
     import keras
 
-    layer = FusedBidirectional(keras.layers.LSTM(3))
+    layer = FastBidirectional(keras.layers.LSTM(3))
     assert not layer._fusable(None)
     assert layer(tf.zeros((2, 4, 5))).shape == (2, 6)

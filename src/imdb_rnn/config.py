@@ -42,7 +42,7 @@ CONFIG_VERSION = 2
 
 CELLS = ("gru", "lstm")
 POOLINGS = ("final", "max", "mean", "final_max_mean")
-PIPELINES = ("bucketed", "plain")
+PIPELINES = ("sorted", "bucketed", "plain")
 TRUNCATIONS = ("head", "tail")
 VOCABULARY_SOURCES = ("unsupervised", "train", "train+unsupervised")
 LR_SCHEDULES = ("constant", "cosine")
@@ -86,13 +86,17 @@ class DataConfig:
         batch_size: training mini-batch size. Default 64.
         eval_batch_size: batch size for evaluation and prediction. Default 256.
         shuffle_buffer: `tf.data` shuffle buffer for training. Default 10,000.
-        pipeline: `"bucketed"` tokenises once, caches the token ids and batches reviews of
-            similar length together; `"plain"` is the reference pipeline (shuffle raw text, batch,
-            tokenise every epoch, pad to the longest review of each batch). Default "bucketed".
-        max_length: keep at most this many tokens of each review. Default None (no limit).
+        pipeline: `"sorted"` tokenises once, keeps the token ids in memory and batches reviews of
+            similar length together by sorting them within large shuffled windows; `"bucketed"`
+            does the same with length buckets (`tf.data` `bucket_by_sequence_length`); `"plain"`
+            is the reference pipeline (shuffle raw text, batch, tokenise every epoch, pad to the
+            longest review of each batch). Default "sorted".
+        max_length: keep at most this many tokens of each review, or None for all. Default 256
+            (the median training review has 172 tokens; docs/performance.md has its measured
+            effect).
         truncation: which tokens a too-long review keeps: `"head"` (the first `max_length`) or
             `"tail"` (the last `max_length`, where reviews tend to state their verdict).
-            Default "head".
+            Default "tail".
         vocabulary_source: text the vocabulary is adapted on. Default "unsupervised".
     """
 
@@ -101,9 +105,9 @@ class DataConfig:
     batch_size: int = 64
     eval_batch_size: int = 256
     shuffle_buffer: int = 10_000
-    pipeline: str = "bucketed"
-    max_length: int | None = None
-    truncation: str = "head"
+    pipeline: str = "sorted"
+    max_length: int | None = 256
+    truncation: str = "tail"
     vocabulary_source: str = "unsupervised"
 
     def __post_init__(self) -> None:
@@ -309,7 +313,7 @@ def _build_section(section_cls: type, values: Any, name: str) -> Any:
 def _reference() -> RunConfig:
     # The recipe of the TensorFlow "text classification with an RNN" tutorial, with a GRU.
     return RunConfig(
-        data=DataConfig(),
+        data=DataConfig(max_length=None),
         model=ModelConfig(),
         training=TrainingConfig(epochs=10, learning_rate=1e-4),
         preset="reference",
@@ -328,7 +332,7 @@ def _default() -> RunConfig:
 def _deep() -> RunConfig:
     # The tutorial's stacked variant: two Bidirectional layers, dropout before the head.
     return RunConfig(
-        data=DataConfig(),
+        data=DataConfig(max_length=None),
         model=ModelConfig(num_rnn_layers=2, dense_units=(64,), dropout=0.5),
         training=TrainingConfig(epochs=10, learning_rate=1e-4),
         preset="deep",

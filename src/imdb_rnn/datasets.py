@@ -49,6 +49,7 @@ __all__ = [
     "load_imdb",
     "plain_batches",
     "resolve_source",
+    "sorted_window_batches",
     "tokenize",
 ]
 
@@ -499,6 +500,61 @@ def _epochs(
     if seed is None:
         return tf.data.Dataset.range(epochs).flat_map(lambda index: one_epoch(None))
     return tf.data.Dataset.range(seed, seed + epochs).flat_map(one_epoch)
+
+
+def windowed_steps(count: int, batch_size: int, window_batches: int) -> int:
+    """Number of batches `sorted_window_batches` yields per epoch (the same every epoch)."""
+    window = batch_size * window_batches
+    return (count // window) * window_batches + math.ceil((count % window) / batch_size)
+
+
+def sorted_window_batches(
+    split: TokenizedSplit,
+    *,
+    batch_size: int = 64,
+    shuffle_buffer: int = 10_000,
+    seed: int | None = None,
+    window_batches: int = 50,
+    epochs: int | None = None,
+) -> tf.data.Dataset:
+    """Training batches of reviews of similar length: sorted within large shuffled windows.
+
+    Reviews are shuffled, taken `batch_size * window_batches` at a time, sorted by length within
+    that window and cut into batches, which are shuffled again before they are yielded. Batches
+    hold reviews of almost equal length (little padding), every review appears exactly once per
+    epoch, and both the windows and the batch order change every epoch.
+
+    Args:
+        split: a `TokenizedSplit`.
+        batch_size: reviews per batch. Default 64.
+        shuffle_buffer: shuffle buffer for reviews. Default 10,000.
+        seed: shuffle seed. Default None.
+        window_batches: batches per sorting window. Default 50.
+        epochs: None (the default): one epoch per iteration. A number: that many epochs back to
+            back, epoch `i` shuffled with `seed + i` (see `bucketed_batches`).
+
+    Returns:
+        A dataset of `(ids (batch, time) int32, labels (batch,) int32)` with known cardinality.
+    """
+    steps = windowed_steps(len(split), batch_size, window_batches)
+    rows = _rows(split.ids, split.labels)
+
+    def sorted_batches(ids: tf.RaggedTensor, labels: tf.Tensor) -> tf.data.Dataset:
+        order = tf.argsort(ids.row_lengths(), stable=True)
+        window = tf.data.Dataset.from_tensor_slices(
+            (tf.gather(ids, order), tf.gather(labels, order))
+        )
+        return window.map(lambda row, label: (row, label)).padded_batch(batch_size)
+
+    def one_epoch(epoch_seed: Any) -> tf.data.Dataset:
+        shuffled = rows.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
+        batches = shuffled.ragged_batch(batch_size * window_batches).flat_map(sorted_batches)
+        batch_seed = None if epoch_seed is None else epoch_seed + 1
+        return batches.shuffle(2 * window_batches, seed=batch_seed, reshuffle_each_iteration=True)
+
+    dataset = _epochs(one_epoch, seed, epochs)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps * (epochs or 1)))
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def length_sorted_batches(

@@ -14,7 +14,7 @@ import tensorflow as tf
 __all__ = [
     "OOV_ID",
     "PAD_ID",
-    "FusedBidirectional",
+    "FastBidirectional",
     "MaskedPooling",
     "TextEncoder",
     "imdb_standardize",
@@ -215,21 +215,23 @@ def _gpu_visible() -> bool:
 
 
 @keras.saving.register_keras_serializable(package="imdb_rnn")
-class FusedBidirectional(keras.layers.Bidirectional):
-    """`Bidirectional(GRU)` that runs both directions in one loop on the CPU.
+class FastBidirectional(keras.layers.Bidirectional):
+    """`Bidirectional(GRU)` with a leaner loop on the CPU.
 
     Same weights, config and results as `keras.layers.Bidirectional` (concatenated outputs). Where
     a GPU is visible, or the wrapped layer is not a plain GRU, it defers to Keras, which picks the
-    fused cuDNN kernel. Otherwise it runs its own loop, which on a CPU is several times cheaper
-    than Keras' two masked loops: the input projections of all time steps are one matrix product
-    before the loop, and each step advances both directions with one batched product.
+    fused cuDNN kernel. On the CPU it runs its own loop per direction: the input projections of
+    all time steps are one matrix product before the loop (Keras multiplies each step's input
+    inside the loop), and masking is one multiply-add per step. The two directions stay separate
+    loops so that TensorFlow runs them concurrently on two cores. `benchmarks/gru_kernel.py`
+    measures the gain.
 
     The CPU loop needs right-padded masks (as `TextEncoder` and the pipelines produce); the
     backward direction is computed on each review reversed within its own length.
 
     Args:
         layer: a `keras.layers.GRU` (reset_after, tanh/sigmoid, no recurrent dropout, for the
-            fused loop; anything else runs through Keras).
+            CPU loop; anything else runs through Keras).
         fused: `"auto"` (the loop on CPU, Keras on GPU), `"always"` or `"never"`.
         **kwargs: `keras.layers.Bidirectional` arguments.
     """
@@ -271,70 +273,69 @@ class FusedBidirectional(keras.layers.Bidirectional):
             return super().call(
                 sequences, initial_state=initial_state, mask=mask, training=training
             )
-        return self._fused_call(sequences, mask, training)
+        return self._cpu_call(sequences, mask, training)
 
-    def _fused_call(
-        self, sequences: tf.Tensor, mask: tf.Tensor | None, training: bool | None
-    ) -> Any:
-        forward, backward = self.forward_layer.cell, self.backward_layer.cell
+    def _cpu_call(self, sequences: tf.Tensor, mask: tf.Tensor | None, training: bool | None) -> Any:
         dtype = sequences.dtype
         batch, steps = tf.shape(sequences)[0], tf.shape(sequences)[1]
         if mask is None:
             lengths = tf.fill([batch], steps)
         else:
             lengths = tf.reduce_sum(tf.cast(mask, "int32"), axis=1)
+        keep = tf.transpose(tf.sequence_mask(lengths, steps, dtype=dtype))[
+            :, :, None
+        ]  # (time, batch, 1)
         reversed_sequences = tf.reverse_sequence(sequences, lengths, seq_axis=1, batch_axis=0)
-        inputs = [sequences, reversed_sequences]
-        if training and 0.0 < forward.dropout < 1.0:
-            # One dropout mask per review and direction, shared by all steps, as Keras' GRU does.
-            inputs = [
-                x
-                * keras.random.dropout(
-                    tf.ones_like(x[:, :1, :]), forward.dropout, seed=cell.seed_generator
-                )
-                for x, cell in zip(inputs, (forward, backward), strict=True)
-            ]
-
-        def both(name: str) -> tf.Tensor:
-            return tf.stack(
-                [tf.convert_to_tensor(getattr(cell, name)) for cell in (forward, backward)]
+        states = [
+            self._direction(x, cell, keep, training)
+            for x, cell in (
+                (sequences, self.forward_layer.cell),
+                (reversed_sequences, self.backward_layer.cell),
             )
-
-        kernel = both("kernel")  # (2, features, 3 units)
-        recurrent_kernel = both("recurrent_kernel")  # (2, units, 3 units)
-        bias = both("bias")  # (2, 2, 3 units): input bias, recurrent bias
-        projected = (
-            tf.einsum("kbtf,kfg->tkbg", tf.stack(inputs), kernel) + bias[None, :, 0, None, :]
-        )
-        keep = tf.transpose(tf.sequence_mask(lengths, steps, dtype=dtype))[:, None, :, None]
-        recurrent_bias = bias[:, 1, None, :]
-        units = forward.units
-
-        def step(state: tf.Tensor, elements: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
-            x_t, keep_t = elements
-            inner = tf.matmul(state, recurrent_kernel) + recurrent_bias
-            z = tf.sigmoid(x_t[..., :units] + inner[..., :units])
-            r = tf.sigmoid(x_t[..., units : 2 * units] + inner[..., units : 2 * units])
-            candidate = tf.tanh(x_t[..., 2 * units :] + r * inner[..., 2 * units :])
-            new_state = z * state + (1.0 - z) * candidate
-            # Past a review's end the state is carried unchanged.
-            return state + keep_t * (new_state - state)
-
-        initial = tf.zeros(tf.stack([2, batch, units]), dtype=dtype)
-        states = tf.scan(step, (projected, keep), initializer=initial)  # (time, 2, batch, units)
-        final_forward, final_backward = states[-1, 0], states[-1, 1]
+        ]  # each (time, batch, units)
+        final_forward, final_backward = states[0][-1], states[1][-1]
         if not self.return_sequences:
             output = tf.concat([final_forward, final_backward], axis=-1)
         else:
-            outputs_forward = tf.transpose(states[:, 0], [1, 0, 2])
+            outputs_forward = tf.transpose(states[0], [1, 0, 2])
             outputs_backward = tf.reverse_sequence(
-                tf.transpose(states[:, 1], [1, 0, 2]), lengths, seq_axis=1, batch_axis=0
+                tf.transpose(states[1], [1, 0, 2]), lengths, seq_axis=1, batch_axis=0
             )
             valid = tf.sequence_mask(lengths, steps, dtype=dtype)[:, :, None]
             output = tf.concat([outputs_forward, outputs_backward], axis=-1) * valid
         if self.return_state:
             return output, final_forward, final_backward
         return output
+
+    @staticmethod
+    def _direction(x: tf.Tensor, cell: Any, keep: tf.Tensor, training: bool | None) -> tf.Tensor:
+        """Runs one GRU direction over right-padded `x`; returns the states of every step."""
+        if training and 0.0 < cell.dropout < 1.0:
+            # One dropout mask per review, shared by all steps, as Keras' GRU does.
+            x = x * keras.random.dropout(
+                tf.ones_like(x[:, :1, :]), cell.dropout, seed=cell.seed_generator
+            )
+        kernel = tf.convert_to_tensor(cell.kernel)
+        recurrent_kernel = tf.convert_to_tensor(cell.recurrent_kernel)
+        input_bias, recurrent_bias = tf.unstack(tf.convert_to_tensor(cell.bias))
+        projected = tf.transpose(
+            tf.tensordot(x, kernel, 1) + input_bias, [1, 0, 2]
+        )  # (time, batch, 3u)
+
+        def step(state: tf.Tensor, elements: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+            x_t, keep_t = elements
+            inner = tf.matmul(state, recurrent_kernel) + recurrent_bias
+            x_z, x_r, x_h = tf.split(x_t, 3, axis=-1)
+            inner_z, inner_r, inner_h = tf.split(inner, 3, axis=-1)
+            z = tf.sigmoid(x_z + inner_z)
+            r = tf.sigmoid(x_r + inner_r)
+            candidate = tf.tanh(x_h + r * inner_h)
+            new_state = z * state + (1.0 - z) * candidate
+            # Past a review's end the state is carried unchanged.
+            return state + keep_t * (new_state - state)
+
+        initial = tf.zeros(tf.stack([tf.shape(x)[0], cell.units]), dtype=x.dtype)
+        return tf.scan(step, (projected, keep), initializer=initial, parallel_iterations=32)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "fused": self.fused}
@@ -367,8 +368,8 @@ def recurrent_stack(
         A tensor of shape `(batch, features)`.
     """
     rnn_class = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[cell]
-    # FusedBidirectional is Bidirectional with a faster CPU loop for GRUs (cuDNN on a GPU).
-    wrapper = FusedBidirectional if cell == "gru" else keras.layers.Bidirectional
+    # FastBidirectional is Bidirectional with a faster CPU loop for GRUs (cuDNN on a GPU).
+    wrapper = FastBidirectional if cell == "gru" else keras.layers.Bidirectional
     x = sequences
     for index in range(num_rnn_layers):
         last = index == num_rnn_layers - 1

@@ -48,6 +48,7 @@ from imdb_rnn.datasets import (
     length_sorted_batches,
     load_imdb,
     plain_batches,
+    sorted_window_batches,
     tokenize,
 )
 from imdb_rnn.files import remove_temporaries, write_json
@@ -311,7 +312,8 @@ class Trainer:
                 seed=first_seed,
                 epochs=epochs,
             )
-        return bucketed_batches(
+        batches = sorted_window_batches if data.pipeline == "sorted" else bucketed_batches
+        return batches(
             tokenize(dataset, self._encoder()),
             batch_size=data.batch_size,
             shuffle_buffer=data.shuffle_buffer,
@@ -467,8 +469,8 @@ class Trainer:
 
         Args:
             dataset: labelled reviews.
-            pipeline: `"bucketed"` (tokenise once, batch by length) or `"plain"`. Default: the
-                config's pipeline.
+            pipeline: `"plain"` (the reference pipeline), or `"sorted"` / `"bucketed"` (both:
+                tokenise once, batch in order of length). Default: the config's pipeline.
         """
         if self.classifier is None:
             raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
@@ -686,7 +688,7 @@ def evaluate(
         data_dir=data_dir,
     )
     stage("Evaluating")
-    return trainer.evaluate(splits[split], pipeline="bucketed")
+    return trainer.evaluate(splits[split], pipeline="sorted")
 
 
 def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dict[str, Any]]:

@@ -1,0 +1,110 @@
+"""Accuracy ablations: train variants of a preset on the real data and compare them on the
+validation split only (the test split is never used here, so it cannot leak into choices).
+
+Each variant is a list of `section.field=value` overrides applied to the base preset. Prints a
+table (validation accuracy and loss with the kept weights, epochs run, best epoch, wall time,
+parameters) and writes JSON.
+
+Usage:
+
+    python benchmarks/ablation.py --data ../shared/data/imdb/aclImdb_v1.tar.gz --preset default \\
+        --variant "" --variant "model.pooling=final" --variant "data.max_length=256"
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+
+from imdb_rnn.config import RunConfig, get_preset
+from imdb_rnn.datasets import load_imdb
+from imdb_rnn.trainer import Trainer
+
+
+def parse_overrides(text: str) -> dict[str, dict[str, Any]]:
+    """`model.rnn_units=96,data.max_length=none` -> {"model": {"rnn_units": 96}, ...}."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, _, raw = item.partition("=")
+        section, _, name = key.partition(".")
+        if raw.lower() == "none":
+            value: Any = None
+        else:
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                value = raw
+        overrides.setdefault(section, {})[name] = value
+    return overrides
+
+
+def apply(base: RunConfig, overrides: dict[str, dict[str, Any]]) -> RunConfig:
+    values = base.to_dict()
+    for section, fields in overrides.items():
+        values[section].update(fields)  # None values are kept (e.g. max_length=none)
+    return RunConfig.from_dict(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", default=os.environ.get("IMDB_RNN_DATA"))
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--variant", action="append", dest="variants", default=None)
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/ablation.json"))
+    args = parser.parse_args()
+    variants = args.variants or [""]
+
+    splits = load_imdb(args.data, splits=["train", "valid", "unsupervised"])
+    base = get_preset(args.preset)
+    rows = []
+    for text in variants:
+        config = apply(base, parse_overrides(text))
+        keras.backend.clear_session()
+        print(f"running [{text or 'base'}] ...", flush=True)
+        start = time.perf_counter()
+        trainer = Trainer(config)
+        history = trainer.fit(splits)
+        valid = trainer.evaluate(splits["valid"])
+        seconds = time.perf_counter() - start
+        assert trainer.classifier is not None
+        row = {
+            "variant": text or "base",
+            "val_accuracy": valid.accuracy,
+            "val_loss": valid.loss,
+            "epochs": len(history["loss"]),
+            "best_epoch": trainer.best_epoch,
+            "seconds": seconds,
+            "parameters": trainer.classifier.count_params(),
+            "val_accuracy_per_epoch": history["val_accuracy"],
+            "epoch_train_seconds": trainer.epoch_train_seconds,
+            "config": config.to_dict(),
+        }
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "config"}), flush=True)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps({"preset": args.preset, "rows": rows}, indent=2) + "\n")
+
+    print(
+        f"\n{'variant':<60}{'val acc':>9}{'val loss':>9}{'epochs':>7}{'best':>5}"
+        f"{'seconds':>9}{'params':>9}"
+    )
+    for row in rows:
+        print(
+            f"{row['variant']:<60}{row['val_accuracy']:>9.4f}{row['val_loss']:>9.4f}{row['epochs']:>7}"
+            f"{row['best_epoch']:>5}{row['seconds']:>9.0f}{row['parameters']:>9}"
+        )
+
+
+if __name__ == "__main__":
+    main()
