@@ -292,14 +292,19 @@ class Trainer:
         dataset: tf.data.Dataset,
         *,
         seed: int | None = None,
-        epochs: int = 1,
+        epochs: int | None = None,
         first_epoch: int = 0,
     ) -> tf.data.Dataset:
-        """Training batches of a `(text, label)` split through the configured pipeline, for
-        `epochs` epochs one after the other, starting at epoch `first_epoch`.
+        """Training batches of a `(text, label)` split through the configured pipeline.
 
-        Epoch `e` is shuffled with `seed + e`, so the batches of any epoch are the same in every
-        process: a resumed run replays the epoch it was interrupted in.
+        Args:
+            dataset: the split.
+            seed: shuffle seed. Default None.
+            epochs: None (the default): one epoch per iteration, reshuffled each time. A number:
+                that many epochs one after the other, starting at epoch `first_epoch`; epoch `e`
+                is shuffled with `seed + e`, so the batches of any epoch are the same in every
+                process and a resumed run replays the epoch it was interrupted in.
+            first_epoch: the first epoch's number, when `epochs` is given. Default 0.
         """
         data = self.config.data
         first_seed = None if seed is None else seed + first_epoch
