@@ -340,10 +340,10 @@ def train(
             _stopped(console, output, interrupted)
         except NonFiniteLossError as error:
             progress.close()
-            _fail(f"{error} {_checkpoint_note(output)}", EXIT_DIVERGED)
+            _fail(f"{error} {_checkpoint_note(output) or ''}".rstrip(), EXIT_DIVERGED)
         except OSError as error:  # a full disk while saving a checkpoint or the model
             progress.close()
-            _fail(f"{_os_error_message(error)}. {_checkpoint_note(output)}", EXIT_IO)
+            _fail(f"{_os_error_message(error)}. {_checkpoint_note(output) or ''}".rstrip(), EXIT_IO)
     summary = {
         "output": str(output),
         "preset": config.preset,
@@ -368,18 +368,16 @@ def train(
     )
 
 
-def _checkpoint_note(output: Path, subject: str = "The last good checkpoint") -> str:
-    """Says what the checkpoint in `output` holds, in one sentence."""
+def _checkpoint_note(output: Path, subject: str = "The last good checkpoint") -> str | None:
+    """Says in one sentence what the checkpoint in `output` holds, or None without one."""
     from imdb_rnn.checkpoints import CHECKPOINT_DIR, Checkpoint, CheckpointError
 
     folder = output / CHECKPOINT_DIR
     try:
         state = Checkpoint(folder).read_state()
     except CheckpointError:
-        state = None
-    if state is None:
-        return "No checkpoint was written."
-    return f"{subject} ({state.describe()}) is kept in {folder}."
+        return None
+    return f"{subject} ({state.describe()}) is kept in {folder}." if state else None
 
 
 def _stopped(console: Console, output: Path, interrupted: TrainingInterrupted) -> NoReturn:
@@ -389,9 +387,10 @@ def _stopped(console: Console, output: Path, interrupted: TrainingInterrupted) -
     note = _checkpoint_note(output, "Its checkpoint")
     hint = (
         f"To resume, run the same command again: {command}"
-        if not note.startswith("No checkpoint")
-        else "Nothing to resume; run the command again to start over."
+        if note
+        else "Nothing was saved to resume; run the command again to start over."
     )
+    note = note or "No checkpoint was written."
     console.print(
         f"[bold yellow]Stopped by {interrupted.signal_name}.[/] {note}\n{hint}",
         highlight=False,
