@@ -1,13 +1,30 @@
 """Tests for the `imdb-rnn` command line, through Typer's runner and real subprocesses."""
 
+import collections
+import errno
 import json
+import shutil
+import signal
 import subprocess
 import sys
+import time
+import zipfile
 
+import keras
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn.cli import EXIT_DATA, EXIT_MODEL, EXIT_USAGE, app
+from conftest import build_reviews, write_archive
+from imdb_rnn import checkpoints, files, progress, trainer
+from imdb_rnn.cli import (
+    EXIT_DATA,
+    EXIT_DIVERGED,
+    EXIT_INTERNAL,
+    EXIT_IO,
+    EXIT_MODEL,
+    EXIT_USAGE,
+    app,
+)
 
 TINY = [
     "--max-tokens",
@@ -152,22 +169,30 @@ def test_eval_table(runner, trained_model_dir, imdb_archive):
     assert "accuracy" in result.stdout and "true pos" in result.stdout
 
 
-def test_predict_file_latin1_and_binary(runner, tmp_path, trained_model_dir):
-    """--file reads one review per line, UTF-8 or Latin-1; binary bytes do not crash it."""
+def test_predict_file_latin1_and_utf8(runner, tmp_path, trained_model_dir):
+    """--file reads one review per line, UTF-8 or Latin-1; only line feeds end a review (IMDB
+    reviews hold U+0085 and U+2028)."""
     path = tmp_path / "reviews.txt"
-    path.write_bytes("Caf\xe9 film was great\nterrible\n".encode("latin-1"))
+    path.write_bytes("Caf\xe9 film was great\r\n\nterrible\n".encode("latin-1"))
     predictions = _json(
         runner.invoke(app, ["predict", str(trained_model_dir), "--file", str(path), "--json"])
     )
     assert [p["text"] for p in predictions] == ["Café film was great", "terrible"]
-    binary = tmp_path / "blob.bin"
-    binary.write_bytes(bytes(range(256)) * 4)
-    assert (
-        runner.invoke(
-            app, ["predict", str(trained_model_dir), "--file", str(binary), "--json"]
-        ).exit_code
-        == 0
+    path.write_text("odd\x85word and\u2028more\nsecond\n", encoding="utf-8")
+    predictions = _json(
+        runner.invoke(app, ["predict", str(trained_model_dir), "--file", str(path), "--json"])
     )
+    assert [p["text"] for p in predictions] == ["odd\x85word and\u2028more", "second"]
+
+
+def test_predict_ten_thousand_reviews_from_stdin(runner, trained_model_dir):
+    """10,000 reviews on stdin come back as 10,000 predictions, in order."""
+    reviews = [f"review {index} was {'great' if index % 2 else 'awful'}" for index in range(10_000)]
+    result = runner.invoke(
+        app, ["predict", str(trained_model_dir), "-", "--json"], input="\n".join(reviews) + "\n"
+    )
+    predictions = _json(result)
+    assert [p["text"] for p in predictions] == reviews
 
 
 @pytest.mark.parametrize(
@@ -188,16 +213,174 @@ def test_predict_file_latin1_and_binary(runner, tmp_path, trained_model_dir):
         (["eval", "{tmp}"], EXIT_MODEL, "holds no model.keras"),
         (["predict", "{tmp}/no-model", "text"], EXIT_MODEL, "No model directory"),
         (["predict", "{tmp}"], EXIT_USAGE, "No reviews"),
+        (["train", "--batch-size", "0", "--output", "{tmp}/f"], EXIT_USAGE, "batch_size"),
+        (["train", "--embedding-dim", "-1", "--output", "{tmp}/g"], EXIT_USAGE, "embedding_dim"),
+        (["train", "--learning-rate", "0", "--output", "{tmp}/h"], EXIT_USAGE, "learning_rate"),
+        (
+            ["train", "--checkpoint-every", "0", "--output", "{tmp}/i"],
+            EXIT_USAGE,
+            "checkpoint_every_steps",
+        ),
+        (["train", "--pipeline", "fast", "--output", "{tmp}/j"], EXIT_USAGE, "pipeline"),
+        (
+            ["train", "--data", "{tmp}", "--output", "{tmp}/k"],
+            EXIT_DATA,
+            "not an aclImdb folder",
+        ),
+        (["eval", "{tmp}", "--limit", "0"], EXIT_USAGE, "--limit"),
+        (["predict", "{tmp}", "a fine film", ""], EXIT_USAGE, "Review 2 is empty"),
+        (["predict", "{tmp}", "   "], EXIT_USAGE, "Review 1 is empty"),
+        (["predict", "{tmp}", "--file", "{tmp}/missing.txt"], EXIT_IO, "Cannot read"),
     ],
 )
 def test_user_mistakes_get_one_clear_line(runner, tmp_path, args, code, needle):
     """A user's mistake prints one line on stderr, no traceback, and a distinct exit code."""
     result = runner.invoke(app, [arg.replace("{tmp}", str(tmp_path)) for arg in args])
+    _one_clear_line(result, code, needle)
+
+
+def _one_clear_line(result, code, needle):
     assert result.exit_code == code, result.output
     assert needle in result.stderr
+    # Stage lines ("» Reading data") may come first; the problem itself is one line.
+    problem = [line for line in result.stderr.splitlines() if line and not line.startswith("»")]
+    assert len(problem) == 1 and problem[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.output
     assert result.stdout == ""
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def _cut(path, tmp_path):
+    data = path.read_bytes()
+    (tmp_path / path.name).write_bytes(data[: len(data) // 2])
+    return tmp_path / path.name
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda archive, tmp: _cut(archive, tmp), "truncated"),
+        (
+            lambda archive, tmp: write_archive(tmp / "x.tar.gz", {"a/b.txt": "hi"}, extra={}),
+            "no aclImdb",
+        ),
+        (
+            lambda archive, tmp: write_archive(
+                tmp / "no-test.tar.gz",
+                {k: v for k, v in build_reviews(train=5, test=5).items() if "/test/" not in k},
+            ),
+            "The test split",
+        ),
+    ],
+    ids=["truncated", "not-imdb", "empty-split"],
+)
+def test_bad_data_gets_one_clear_line(runner, tmp_path, imdb_archive, make, needle):
+    """A truncated archive, an archive that is not aclImdb and an empty split: exit code 3."""
+    data = make(imdb_archive, tmp_path)
+    result = runner.invoke(app, ["train", "--data", str(data), "--output", str(tmp_path / "run")])
+    _one_clear_line(result, EXIT_DATA, needle)
+
+
+@pytest.mark.parametrize(
+    ("input_bytes", "code", "needle"),
+    [
+        (b"fine\n" + b"long " * 210_000 + b"\n", EXIT_USAGE, "Review 2 has 1,050,000 characters"),
+        (bytes(range(256)) * 4, EXIT_DATA, "holds NUL bytes"),
+        (b"\n  \n\t\n", EXIT_USAGE, "No reviews"),
+    ],
+    ids=["1MB-review", "binary", "blank-lines"],
+)
+def test_bad_predict_input_gets_one_clear_line(runner, tmp_path, input_bytes, code, needle):
+    """A 1 MB review, binary data and only blank lines are refused before the model loads."""
+    path = tmp_path / "reviews.txt"
+    path.write_bytes(input_bytes)
+    for source in (["--file", str(path)], ["-"]):
+        result = runner.invoke(app, ["predict", str(tmp_path / "none"), *source], input=input_bytes)
+        _one_clear_line(result, code, needle)
+
+
+def _lambda_model(directory, trained):
+    inputs = keras.Input(shape=(3,))
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(
+        directory / "model.keras"
+    )
+
+
+def _unknown_class_model(directory, trained):
+    """A valid .keras file whose layer is a class imdb-rnn has never heard of."""
+    inputs = keras.Input(shape=(3,))
+    keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(directory / "plain.keras")
+    with (
+        zipfile.ZipFile(directory / "plain.keras") as source,
+        zipfile.ZipFile(directory / "model.keras", "w") as target,
+    ):
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                layer = config["config"]["layers"][-1]
+                layer.update(module="someone_else.layers", class_name="Doubler")
+                layer["registered_name"] = "someone_else>Doubler"
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+
+
+def _truncated_model(directory, trained):
+    data = (trained / "model.keras").read_bytes()
+    (directory / "model.keras").write_bytes(data[: len(data) * 2 // 3])
+
+
+def _future_config(directory, trained):
+    shutil.copy(trained / "model.keras", directory / "model.keras")
+    config = json.loads((trained / "config.json").read_text())
+    config["version"] = 99
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (_truncated_model, "corrupt or truncated"),
+        (_future_config, "newer imdb-rnn"),
+        (_lambda_model, "Lambda layer"),
+        (_unknown_class_model, "holds 'Doubler', which imdb-rnn does not know"),
+        (lambda directory, trained: (directory / "model.keras").mkdir(), "No model file"),
+    ],
+    ids=["truncated", "future-config", "lambda", "unknown-class", "not-a-file"],
+)
+def test_bad_model_directory_gets_one_clear_line(runner, tmp_path, trained_model_dir, make, needle):
+    """Model files that are cut short, from a newer version, hold code or unknown classes, or are
+    not files: refused with exit code 4 by predict and eval alike."""
+    make(tmp_path, trained_model_dir)
+    _one_clear_line(runner.invoke(app, ["predict", str(tmp_path), "a film"]), EXIT_MODEL, needle)
+    _one_clear_line(runner.invoke(app, ["eval", str(tmp_path)]), EXIT_MODEL, needle)
+
+
+def test_unexpected_error_is_one_line_unless_debug(runner, trained_model_dir, monkeypatch):
+    """A bug shows one line that says so and asks for --debug; --debug shows the traceback."""
+
+    def broken(model_dir, texts):
+        raise RuntimeError("something internal broke")
+
+    monkeypatch.setattr(trainer, "predict", broken)
+    result = runner.invoke(app, ["predict", str(trained_model_dir), "a film"])
+    _one_clear_line(result, EXIT_INTERNAL, "internal error (RuntimeError: something internal")
+    assert "bug" in result.stderr and "--debug" in result.stderr
+    result = runner.invoke(app, ["--debug", "predict", str(trained_model_dir), "a film"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, RuntimeError)
+
+
+def test_ctrl_c_outside_training_exits_130(runner, trained_model_dir, monkeypatch):
+    """Ctrl-C during predict or eval exits with 130 and no traceback."""
+
+    def interrupted(model_dir, texts):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "predict", interrupted)
+    result = runner.invoke(app, ["predict", str(trained_model_dir), "a film"])
+    assert result.exit_code == 130 and "Interrupted" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_version(runner):
@@ -372,3 +555,218 @@ def test_predict_table_shows_brackets_literally(runner, trained_model_dir):
     result = runner.invoke(app, ["predict", str(trained_model_dir), "x [/] [bold]y"])
     assert result.exit_code == 0, result.output
     assert "[/] [bold]y" in result.stdout
+
+
+# -- interruption and resume, in real subprocesses ---------------------------------------------
+
+# Four epochs of 19 batches; with a checkpoint after every batch (`_start_training`) an epoch
+# takes about a second, so a signal sent once a checkpoint of epoch 2 or 3 exists lands before
+# training ends.
+RESUMABLE = [*TINY, "--batch-size", "4", "--epochs", "4", "--json"]
+
+
+def _start_training(data, output, log):
+    command = [sys.executable, "-m", "imdb_rnn", "train", "--data", str(data)]
+    with open(log, "w") as stderr:
+        return subprocess.Popen(
+            [*command, "--output", str(output), *RESUMABLE, "--checkpoint-every", "1"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+
+
+def _finish(process, log, timeout=180):
+    stdout, _ = process.communicate(timeout=timeout)
+    return process.returncode, stdout, log.read_text()
+
+
+def _wait_for_checkpoint(process, output, epoch, log):
+    """Polls the checkpoint until one written after a batch of `epoch` (0-based) exists."""
+    path = output / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if path.exists():
+            state = json.loads(path.read_text())
+            if state["epoch"] == epoch and state["step"] > 0:
+                return state
+        if process.poll() is not None:
+            pytest.fail(f"training ended before epoch {epoch + 1}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.02)
+    process.kill()
+    pytest.fail("no checkpoint appeared in time")
+
+
+def _same_results(summary, reference):
+    """Identical history and metrics: the resumed run computed what the uninterrupted one did."""
+    assert summary["history"] == reference["history"]
+    for split in ("valid", "test"):
+        for key in ("loss", "accuracy", "precision", "recall", "f1", "confusion"):
+            assert summary[split][key] == reference[split][key], (split, key)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory, imdb_archive):
+    """The JSON summary of the resumable configuration trained without interruption (in this
+    process: runs are reproducible across processes, and this saves starting one)."""
+    output = tmp_path_factory.mktemp("uninterrupted") / "run"
+    arguments = ["train", "--data", str(imdb_archive), "--output", str(output), *RESUMABLE]
+    return _json(CliRunner().invoke(app, arguments))
+
+
+def test_sigkill_mid_epoch_then_resume(tmp_path, imdb_archive, uninterrupted_run):
+    """A run killed with SIGKILL mid-epoch is resumed by the same command and ends with exactly
+    the metrics of an uninterrupted run."""
+    output, log = tmp_path / "run", tmp_path / "stderr.txt"
+    process = _start_training(imdb_archive, output, log)
+    _wait_for_checkpoint(process, output, 1, log)
+    process.send_signal(signal.SIGKILL)
+    assert _finish(process, log)[0] == -signal.SIGKILL
+    assert not (output / "model.keras").exists()
+    state = json.loads((output / "checkpoint" / "state.json").read_text())
+    assert not state["finished"] and state["epoch"] >= 1
+
+    code, stdout, stderr = _finish(_start_training(imdb_archive, output, log), log)
+    assert code == 0, stderr[-3000:]
+    assert "Resuming from the checkpoint at epoch" in stderr
+    assert "Adapting the vocabulary" not in stderr
+    _same_results(json.loads(stdout), uninterrupted_run)
+    assert (output / "model.keras").is_file()
+    assert not (output / "checkpoint").exists()  # the saved model supersedes it
+
+
+def test_sigint_and_sigterm_stop_with_a_checkpoint(tmp_path, imdb_archive, uninterrupted_run):
+    """SIGINT, then SIGTERM on the resumed run, each stop training after a batch with a fresh
+    checkpoint, exit with 130 and 143 and say how to resume; the third run finishes with the
+    metrics of an uninterrupted run."""
+    output, log = tmp_path / "run", tmp_path / "stderr.txt"
+    for epoch, signum, expected in ((1, signal.SIGINT, 130), (2, signal.SIGTERM, 143)):
+        process = _start_training(imdb_archive, output, log)
+        _wait_for_checkpoint(process, output, epoch, log)
+        process.send_signal(signum)
+        code, stdout, stderr = _finish(process, log)
+        assert code == expected, stderr[-3000:]
+        assert stdout == ""
+        assert f"Stopped by {signum.name}" in stderr
+        assert "To resume, run the same command again: imdb-rnn train" in stderr
+        assert "Traceback" not in stderr
+        state = json.loads((output / "checkpoint" / "state.json").read_text())
+        assert state["epoch"] == epoch and state["step"] > 0 and not state["finished"]
+
+    code, stdout, stderr = _finish(_start_training(imdb_archive, output, log), log)
+    assert code == 0, stderr[-3000:]
+    _same_results(json.loads(stdout), uninterrupted_run)
+
+
+# -- disks -------------------------------------------------------------------------------------
+
+
+def _train(runner, data, output, *extra):
+    arguments = ["train", "--data", str(data), "--output", str(output), "--epochs", "2", *TINY]
+    return runner.invoke(app, [*arguments, *extra])
+
+
+def _fail_after(save, count):
+    """`Checkpoint.save` that works `count` times, then finds the disk full."""
+    calls = []
+
+    def fill_up(self, state, arrays):
+        calls.append(state)
+        if len(calls) > count:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.directory))
+        save(self, state, arrays)
+
+    return fill_up
+
+
+def test_output_that_cannot_be_created(runner, tmp_path, imdb_archive):
+    """An --output below a file fails at once with exit code 5 and one line."""
+    (tmp_path / "file").write_text("not a folder")
+    result = _train(runner, imdb_archive, tmp_path / "file" / "run")
+    assert result.exit_code == EXIT_IO, result.output
+    assert "Cannot create the output directory" in result.stderr
+    assert "Reading data" not in result.stderr
+
+
+def test_output_that_cannot_be_written(runner, tmp_path, imdb_archive, monkeypatch):
+    """An --output where no file can be written (read-only file system, no permission) fails
+    before reading the data."""
+
+    def read_only(path, text):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(files, "write_text", read_only)
+    result = _train(runner, imdb_archive, tmp_path / "run")
+    assert result.exit_code == EXIT_IO, result.output
+    assert "Cannot write into the output directory" in result.stderr
+    assert "Read-only file system" in result.stderr
+    assert "Reading data" not in result.stderr
+
+
+def test_too_little_free_space_is_refused_before_training(
+    runner, tmp_path, imdb_archive, monkeypatch
+):
+    """Too little free space for checkpoints and the model fails before the first batch."""
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
+    result = _train(runner, imdb_archive, tmp_path / "run")
+    assert result.exit_code == EXIT_IO, result.output
+    assert "Not enough free space" in result.stderr and "choose another --output" in result.stderr
+    assert "epoch 1/" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoint" / "state.json").exists()
+
+
+def test_disk_full_while_training_keeps_the_last_checkpoint(
+    runner, tmp_path, imdb_archive, monkeypatch
+):
+    """A checkpoint save that fails for lack of space stops training with exit code 5 and a
+    line naming the last good checkpoint, which still loads."""
+    monkeypatch.setattr(checkpoints.Checkpoint, "save", _fail_after(checkpoints.Checkpoint.save, 2))
+    result = _train(runner, imdb_archive, tmp_path / "run", "--checkpoint-every", "3")
+    assert result.exit_code == EXIT_IO, result.output
+    assert "No space left on device" in result.stderr
+    assert "The last good checkpoint (epoch 1/2, step 6/9) is kept" in result.stderr
+    assert "Traceback" not in result.output
+    checkpoint = checkpoints.Checkpoint(tmp_path / "run" / "checkpoint")
+    state = checkpoint.read_state()
+    assert (state.epoch, state.step) == (0, 6)
+    assert checkpoint.load_arrays(state)["model"]
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_nan_loss_exits_with_one_line(runner, tmp_path, imdb_archive, monkeypatch):
+    """A loss that becomes NaN stops training with exit code 6 and a line naming the batch and
+    the last good checkpoint."""
+
+    class PoisonedProgress(progress.RichProgress):
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+            if batch + 1 == 5:
+                self.model.get_layer("logits").bias.assign([float("nan")])
+
+    monkeypatch.setattr(progress, "RichProgress", PoisonedProgress)
+    result = _train(runner, imdb_archive, tmp_path / "run", "--checkpoint-every", "2")
+    assert result.exit_code == EXIT_DIVERGED, result.output
+    assert "The training loss became nan in epoch 1 (step 6/9)" in result.stderr
+    assert "The last good checkpoint (epoch 1/2, step 4/9) is kept" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_unfinished_run_resumes_only_with_its_options(runner, tmp_path, imdb_archive, monkeypatch):
+    """An unfinished run in --output is not resumed with other options (exit code 2, the
+    differences named); --overwrite discards it and starts over."""
+    output = tmp_path / "run"
+    with monkeypatch.context() as failing:
+        failing.setattr(checkpoints.Checkpoint, "save", _fail_after(checkpoints.Checkpoint.save, 2))
+        assert _train(runner, imdb_archive, output, "--checkpoint-every", "3").exit_code == EXIT_IO
+    assert (output / "checkpoint" / "state.json").exists()
+
+    result = _train(runner, imdb_archive, output, "--rnn-units", "5")
+    _one_clear_line(result, EXIT_USAGE, "holds an unfinished run with other options")
+    assert "model.rnn_units: 4 -> 5" in result.stderr and "--overwrite" in result.stderr
+
+    result = _train(runner, imdb_archive, output, "--rnn-units", "5", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert "Resuming" not in result.stderr
+    assert (output / "model.keras").is_file() and not (output / "checkpoint").exists()

@@ -67,6 +67,8 @@ def test_replace_ignores_none_and_validates():
         (TrainingConfig, {"epochs": 0}, "epochs"),
         (TrainingConfig, {"learning_rate": 0}, "learning_rate"),
         (TrainingConfig, {"seed": -1}, "seed"),
+        (TrainingConfig, {"checkpoint_every_steps": 0}, "checkpoint_every_steps"),
+        (TrainingConfig, {"checkpoint_every_steps": 2.5}, "checkpoint_every_steps"),
     ],
 )
 def test_bad_values_name_the_field(section, values, field):
@@ -95,3 +97,11 @@ def test_unknown_fields_are_refused():
     values["model"]["units"] = 3
     with pytest.raises(ConfigError, match="units"):
         RunConfig.from_dict(values)
+
+
+def test_version_1_configs_still_load():
+    """A config saved before checkpoint_every_steps existed loads with its default."""
+    values = get_preset("default").to_dict()
+    values["version"] = 1
+    del values["training"]["checkpoint_every_steps"]
+    assert RunConfig.from_dict(values).training.checkpoint_every_steps == 200

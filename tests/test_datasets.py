@@ -188,6 +188,33 @@ def test_bucketed_batches_hold_every_review_once_per_epoch(tokenized):
     assert epochs[0] != epochs[1]  # reshuffled across epochs
 
 
+def test_epoch_streams_can_be_replayed_from_any_epoch(tokenized, imdb_archive):
+    """With `epochs`, epoch i of a stream seeded s holds the batches of epoch 0 of a new stream
+    seeded s + i, in every pipeline: a resumed run can rebuild the epoch it stopped in."""
+
+    def labels_by_epoch(dataset, steps):
+        labels = [batch[1].numpy().tolist() for batch in dataset]
+        return [labels[i : i + steps] for i in range(0, len(labels), steps)]
+
+    for batches in (bucketed_batches, sorted_window_batches):
+        options = {"batch_size": 16, "shuffle_buffer": 100}
+        stream = batches(tokenized, seed=5, epochs=3, **options)
+        steps = int(stream.cardinality()) // 3
+        epochs = labels_by_epoch(stream, steps)
+        assert len(epochs) == 3 and epochs[0] != epochs[1] != epochs[2]
+        again = batches(tokenized, seed=7, epochs=1, **options)
+        assert labels_by_epoch(again, steps) == [epochs[2]]
+
+    test = load_imdb(imdb_archive, splits=["test", "unsupervised"])
+    encoder = TextEncoder(max_tokens=40)
+    encoder.adapt(test.unsupervised.map(lambda text, label: text))
+    options = {"batch_size": 8, "shuffle_buffer": 100}
+    plain = plain_batches(test.test, encoder, seed=5, epochs=2, **options)
+    assert int(plain.cardinality()) == 10
+    replayed = plain_batches(test.test, encoder, seed=6, epochs=1, **options)
+    assert labels_by_epoch(plain, 5)[1] == labels_by_epoch(replayed, 5)[0]
+
+
 def test_bucketed_batches_group_similar_lengths(tokenized):
     """Bucketing pads far less than random batches of the same size."""
 

@@ -120,3 +120,18 @@ def test_foreign_model_is_refused(tmp_path):
     keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(tmp_path / "dense.keras")
     with pytest.raises(ModelFileError, match="not an imdb-rnn model"):
         load_text_model(tmp_path / "dense.keras")
+
+
+def test_unknown_class_is_refused_by_name(tmp_path):
+    """A model file naming a class imdb-rnn does not know is refused, and the class is named."""
+    inputs = keras.Input(shape=(3,))
+    keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(tmp_path / "plain.keras")
+    with (
+        zipfile.ZipFile(tmp_path / "plain.keras") as source,
+        zipfile.ZipFile(tmp_path / "unknown.keras", "w") as target,
+    ):
+        for item in source.infolist():
+            data = source.read(item.filename).replace(b'"Dense"', b'"Doubler"')
+            target.writestr(item, data)
+    with pytest.raises(ModelFileError, match=r"holds '\S*Doubler', which imdb-rnn does not know"):
+        load_text_model(tmp_path / "unknown.keras")

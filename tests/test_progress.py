@@ -30,3 +30,11 @@ def test_history_table_lists_each_epoch():
     console.print(history_table({"loss": [0.5, 0.25], "val_loss": [0.6, 0.4]}))
     text = console.file.getvalue()
     assert "0.2500" in text and "0.4000" in text and "epoch" in text
+
+
+def test_history_table_of_a_resumed_run_numbers_its_epochs():
+    """A resumed run's table starts at the epoch it resumed in."""
+    console = Console(file=io.StringIO(), width=100)
+    console.print(history_table({"loss": [0.5, 0.25]}, first_epoch=3))
+    rows = [line for line in console.file.getvalue().splitlines() if "0.2500" in line]
+    assert rows and rows[0].split()[1] == "4"

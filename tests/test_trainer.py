@@ -1,14 +1,17 @@
 """Tests for imdb_rnn.trainer on the fixture archive."""
 
+import errno
 import json
+import shutil
 
+import keras
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import build_reviews, tiny_config, write_archive
 from imdb_rnn.datasets import load_imdb
 from imdb_rnn.models import ModelFileError
-from imdb_rnn.trainer import EvaluationResult, Trainer, evaluate, predict
+from imdb_rnn.trainer import EvaluationResult, Trainer, evaluate, predict, train
 
 
 def test_metrics_from_logits():
@@ -121,8 +124,61 @@ def test_both_pipelines_train(imdb_archive, pipeline):
     assert trainer.evaluate(splits.test).accuracy >= 0.8
 
 
-def test_same_seed_same_result(imdb_archive):
-    """Two runs with the same seed give the same training history."""
+@pytest.fixture
+def tf_config():
+    """TensorFlow's internal config module; op determinism is switched off again afterwards,
+    since it holds for the whole process."""
+    from tensorflow.python.framework import config
+
+    yield config
+    config.disable_op_determinism()
+
+
+def test_same_seed_same_result(imdb_archive, tf_config):
+    """Two runs with the same seed give exactly the same history and predictions (on a CPU,
+    deterministic kernels or not); another seed gives another result."""
     splits = load_imdb(imdb_archive, limit=30)
-    runs = [Trainer(tiny_config(epochs=1)).fit(splits) for _ in range(2)]
-    assert runs[0]["loss"] == pytest.approx(runs[1]["loss"], rel=1e-6)
+    texts = ["a great film", "awful boring mess", ""]
+    results = []
+    for training in ({}, {"deterministic": True}, {"seed": 7}):
+        trainer = Trainer(tiny_config(epochs=1, **training).replace(model={"dropout": 0.2}))
+        results.append((trainer.fit(splits), trainer.predict_logits(texts).tolist()))
+    assert results[0] == results[1]
+    assert results[2][0]["loss"] != results[0][0]["loss"]
+    assert tf_config.is_op_determinism_enabled()
+
+
+def test_failed_model_save_keeps_the_old_model(trained_model_dir, tmp_path, monkeypatch):
+    """A save that fails half-way (here: a full disk) leaves the previous model.keras intact and
+    loadable, and no temporary file behind."""
+    directory = shutil.copytree(trained_model_dir, tmp_path / "run")
+    trainer = Trainer.load(directory)
+    before = trainer.predict_proba(["a great film", "awful boring mess"])
+
+    def half_written_save(model, path, *args, **kwargs):
+        with open(path, "wb") as stream:
+            stream.write(b"PK\x03\x04 half a model")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", half_written_save)
+    with pytest.raises(OSError, match="No space"):
+        trainer.save(directory)
+    monkeypatch.undo()
+    after = Trainer.load(directory).predict_proba(["a great film", "awful boring mess"])
+    np.testing.assert_array_equal(before, after)
+    assert not [path for path in directory.iterdir() if path.name.startswith(".")]
+
+
+def test_train_reports_review_files_that_are_not_utf8(tmp_path):
+    """Reviews that are not UTF-8 are read with replacement characters, counted and reported."""
+    members = build_reviews(train=5, test=5, unsup=4)
+    members["aclImdb/train/pos/99_9.txt"] = b"Caf\xe9 \xff good film"
+    stages = []
+    result = train(
+        tiny_config(epochs=1),
+        source=write_archive(tmp_path / "latin1.tar.gz", members),
+        evaluate_test=False,
+        on_stage=stages.append,
+    )
+    assert result.decode_errors == 1
+    assert "1 review files were not valid UTF-8: read with replacement characters" in stages

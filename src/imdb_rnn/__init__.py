@@ -49,6 +49,12 @@ _EXPORTS = {
     "predict": "imdb_rnn.trainer",
     "tensorboard_callback": "imdb_rnn.trainer",
     "train": "imdb_rnn.trainer",
+    # checkpoints and safe stops
+    "CheckpointError": "imdb_rnn.checkpoints",
+    "CheckpointMismatchError": "imdb_rnn.checkpoints",
+    "NonFiniteLossError": "imdb_rnn.checkpoints",
+    "SignalStop": "imdb_rnn.checkpoints",
+    "TrainingInterrupted": "imdb_rnn.checkpoints",
     # progress
     "RichProgress": "imdb_rnn.progress",
     # serving export and explanations

@@ -8,33 +8,71 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from imdb_rnn.checkpoints import TrainingInterrupted
 
 __all__ = ["app", "main"]
+
+
+class _Commands(TyperGroup):
+    """The command group: an unexpected error becomes one line saying it is a bug (the traceback
+    shows with --debug), and Ctrl-C outside training exits with 130 instead of a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt as error:
+            _stderr().print("Interrupted.", highlight=False)
+            raise typer.Exit(getattr(error, "exit_code", 128 + signal.SIGINT)) from None
+        except Exception as error:
+            if hasattr(error, "exit_code") or (ctx.obj or {}).get("debug"):
+                raise  # a usage error for Typer to report, or --debug
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            _fail(
+                f"internal error ({type(error).__name__}{': ' + detail if detail else ''}). "
+                "This is a bug in imdb-rnn: please report it with the traceback that "
+                "'imdb-rnn --debug ...' shows.",
+                EXIT_INTERNAL,
+            )
+
 
 app = typer.Typer(
     name="imdb-rnn",
     help="Train, evaluate and use a bidirectional-GRU sentiment classifier on IMDB movie reviews.",
+    cls=_Commands,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
 )
 
 # Exit codes: 2 is a usage error (Typer's own and ours); the others name the kind of failure.
+# A run stopped by a signal exits with 128 + the signal number (130 SIGINT, 143 SIGTERM).
+EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_DATA = 3
 EXIT_MODEL = 4
 EXIT_IO = 5
+EXIT_DIVERGED = 6
+
+#: Longer reviews are refused by `predict` (the longest IMDB review has about 14,000).
+MAX_REVIEW_CHARACTERS = 100_000
 
 
 class Split(str, Enum):
@@ -67,7 +105,11 @@ def _user_errors() -> Iterator[None]:
     except ModelFileError as error:
         _fail(str(error), EXIT_MODEL)
     except OSError as error:
-        _fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), EXIT_IO)
+        _fail(_os_error_message(error), EXIT_IO)
+
+
+def _os_error_message(error: OSError) -> str:
+    return f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
 
 
 def _quiet_tensorflow() -> None:
@@ -215,8 +257,27 @@ def train(
         int | None,
         typer.Option(help="Random seed for everything. [default: preset's]", show_default=False),
     ] = None,
+    deterministic: Annotated[
+        bool,
+        typer.Option(
+            "--deterministic",
+            help="Use only deterministic TensorFlow kernels (for exact repeats on a GPU; "
+            "CPU runs repeat exactly without it).",
+        ),
+    ] = False,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            help="Write a resumable checkpoint every N batches (and at every epoch end). "
+            "[default: 200]",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace a model already in --output.")
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace a model, or discard an unfinished run, in --output."
+        ),
     ] = False,
     tensorboard: Annotated[
         bool,
@@ -240,7 +301,9 @@ def train(
 
     Reads the data, adapts the vocabulary, trains with validation after every epoch, evaluates on
     the test split and saves. The config is the preset, then --config's values, then the options
-    given here. Examples:
+    given here. While training, a checkpoint in --output/checkpoint/ is updated every
+    --checkpoint-every batches and at every epoch end; running the same command again resumes an
+    interrupted run where its checkpoint left it. Examples:
 
         imdb-rnn train --data aclImdb_v1.tar.gz --output runs/default
 
@@ -283,24 +346,45 @@ def train(
                 "pooling": pooling,
                 "dropout": dropout,
             },
-            training={"epochs": epochs, "learning_rate": learning_rate, "seed": seed},
+            training={
+                "epochs": epochs,
+                "learning_rate": learning_rate,
+                "seed": seed,
+                "checkpoint_every_steps": checkpoint_every,
+                "deterministic": deterministic or None,
+            },
         )
         if show_config:
             _show_config(config, as_json=as_json)
             return
         _check_writable(output)
         log_dir = _tensorboard_dir(output, enabled=tensorboard)
+        from imdb_rnn.checkpoints import NonFiniteLossError, SignalStop, TrainingInterrupted
         from imdb_rnn.progress import RichProgress
         from imdb_rnn.trainer import train as run_training
 
-        result = run_training(
-            config,
-            source=data,
-            output=output,
-            callbacks=[RichProgress(console)],
-            on_stage=_stage_printer(console, True),
-            tensorboard_dir=log_dir,
-        )
+        progress = RichProgress(console)
+        try:
+            with SignalStop() as stop:
+                result = run_training(
+                    config,
+                    source=data,
+                    output=output,
+                    callbacks=[progress],
+                    on_stage=_stage_printer(console, True),
+                    resume=not overwrite,
+                    stop=stop,
+                    tensorboard_dir=log_dir,
+                )
+        except TrainingInterrupted as interrupted:
+            progress.close()
+            _stopped(console, output, interrupted)
+        except NonFiniteLossError as error:
+            progress.close()
+            _fail(f"{error} {_checkpoint_note(output) or ''}".rstrip(), EXIT_DIVERGED)
+        except OSError as error:  # a full disk while saving a checkpoint or the model
+            progress.close()
+            _fail(f"{_os_error_message(error)}. {_checkpoint_note(output) or ''}".rstrip(), EXIT_IO)
     summary = {
         "output": str(output),
         "preset": config.preset,
@@ -312,6 +396,7 @@ def train(
         "valid": result.valid.to_dict() if result.valid else None,
         "test": result.test.to_dict() if result.test else None,
         "tensorboard_logs": str(log_dir) if log_dir is not None else None,
+        "decode_errors": result.decode_errors,
     }
     if as_json:
         _print_json(summary)
@@ -411,14 +496,52 @@ def presets(
     Console().print(table)
 
 
+def _checkpoint_note(output: Path, subject: str = "The last good checkpoint") -> str | None:
+    """Says in one sentence what the checkpoint in `output` holds, or None without one."""
+    from imdb_rnn.checkpoints import CHECKPOINT_DIR, Checkpoint, CheckpointError
+
+    folder = output / CHECKPOINT_DIR
+    try:
+        state = Checkpoint(folder).read_state()
+    except CheckpointError:
+        return None
+    return f"{subject} ({state.describe()}) is kept in {folder}." if state else None
+
+
+def _stopped(console: Console, output: Path, interrupted: TrainingInterrupted) -> NoReturn:
+    """Reports a run stopped by a signal, with the command that resumes it, and exits with
+    128 + the signal number."""
+    command = shlex.join(["imdb-rnn", *(arg for arg in sys.argv[1:] if arg != "--overwrite")])
+    note = _checkpoint_note(output, "Its checkpoint")
+    hint = (
+        f"To resume, run the same command again: {command}"
+        if note
+        else "Nothing was saved to resume; run the command again to start over."
+    )
+    note = note or "No checkpoint was written."
+    console.print(
+        f"[bold yellow]Stopped by {interrupted.signal_name}.[/] {note}\n{hint}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(interrupted.exit_code)
+
+
 def _check_writable(output: Path) -> None:
-    """Fails before training if the model directory cannot be created or written."""
+    """Fails before training if the model directory cannot be created or written (a test file
+    is written and removed: permissions, read-only file systems and full disks all show)."""
+    from imdb_rnn.files import write_text
+
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         _fail(f"Cannot create the output directory {output}: {error.strerror}.", EXIT_IO)
-    if not os.access(output, os.W_OK | os.X_OK):
-        _fail(f"The output directory {output} is not writable.", EXIT_IO)
+    probe = output / ".imdb-rnn-write-test"
+    try:
+        write_text(probe, "imdb-rnn checks that it can write here before training.\n")
+        probe.unlink()
+    except OSError as error:
+        _fail(f"Cannot write into the output directory {output}: {error.strerror}.", EXIT_IO)
 
 
 @app.command("eval")
@@ -516,7 +639,11 @@ def predict(
     reviews: list[str] = []
     for text in texts or []:
         if text == "-":
-            reviews.extend(line.rstrip("\r\n") for line in sys.stdin if line.strip())
+            stdin = getattr(sys.stdin, "buffer", None)
+            raw = stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8")
+            reviews.extend(_review_lines(raw, "The standard input"))
+        elif not text.strip():
+            _fail(f"Review {len(reviews) + 1} is empty: give some text to classify.", EXIT_USAGE)
         else:
             reviews.append(text)
     if file is not None:
@@ -524,9 +651,17 @@ def predict(
             raw = file.read_bytes()
         except OSError as error:
             _fail(f"Cannot read {file}: {error.strerror}.", EXIT_IO)
-        reviews.extend(line for line in _decode_lines(raw) if line.strip())
+        reviews.extend(_review_lines(raw, str(file)))
     if not reviews:
         _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
+    for number, review in enumerate(reviews, start=1):
+        if len(review) > MAX_REVIEW_CHARACTERS:
+            _fail(
+                f"Review {number} has {len(review):,} characters; imdb-rnn classifies reviews "
+                f"of up to {MAX_REVIEW_CHARACTERS:,} (the longest IMDB review has about "
+                "14,000). Shorten it.",
+                EXIT_USAGE,
+            )
     _quiet_tensorflow()
     with _user_errors():
         if explain:
@@ -654,13 +789,21 @@ def export_model(
     )
 
 
-def _decode_lines(raw: bytes) -> list[str]:
-    """Decodes UTF-8, falling back to Latin-1 (which cannot fail) for legacy files."""
+def _review_lines(raw: bytes, source: str) -> list[str]:
+    """The non-blank lines of a text, decoded as UTF-8 or else Latin-1 (which cannot fail) for
+    legacy files; binary data (NUL bytes) is refused."""
+    if b"\x00" in raw:
+        _fail(
+            f"{source} is not text (it holds NUL bytes): give one review per line, "
+            "as UTF-8 or Latin-1 text.",
+            EXIT_DATA,
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    return text.splitlines()
+    # Only line feeds separate reviews: reviews hold U+0085 and U+2028, which splitlines() splits.
+    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
 
 
 def _version_callback(value: bool) -> None:
@@ -673,6 +816,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -682,8 +826,15 @@ def _root(
             help="Show the version and exit.",
         ),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", help="Show the traceback of an unexpected error (to report a bug)."
+        ),
+    ] = False,
 ) -> None:
     """Train, evaluate and use a bidirectional-GRU sentiment classifier on IMDB movie reviews."""
+    ctx.obj = {"debug": debug}
 
 
 def main() -> None:

@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 #: Bump when a saved config can no longer be read by older code.
-CONFIG_VERSION = 1
+#: 2: `training.checkpoint_every_steps` and `training.deterministic`.
+CONFIG_VERSION = 2
 
 CELLS = ("gru", "lstm")
 POOLINGS = ("final", "max", "mean", "final_max_mean")
@@ -184,7 +185,15 @@ class TrainingConfig:
         clip_norm: clip each gradient to this global norm. Default None (no clipping).
         early_stopping_patience: stop when validation loss has not improved for this many
             epochs, and restore the best weights. Default None (train all epochs).
-        seed: seeds Python, NumPy, TensorFlow and every shuffle. Default 42.
+        seed: seeds Python, NumPy, TensorFlow and every shuffle (epoch `e` of the training data
+            is shuffled with `seed + e`, so a resumed run sees the same batches). Default 42.
+        checkpoint_every_steps: write a resumable checkpoint every this many training batches,
+            besides the one at every epoch end (only when training writes to a model
+            directory). Default 200.
+        deterministic: ask TensorFlow for deterministic kernels only
+            (`tf.config.experimental.enable_op_determinism`, for the whole process). Runs on a
+            CPU repeat exactly without it; on a GPU some kernels (cuDNN, atomic adds) vary from
+            run to run unless it is on, at some cost in speed. Default False.
     """
 
     epochs: int = 10
@@ -194,6 +203,8 @@ class TrainingConfig:
     clip_norm: float | None = None
     early_stopping_patience: int | None = None
     seed: int = 42
+    checkpoint_every_steps: int = 200
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
@@ -214,6 +225,11 @@ class TrainingConfig:
         _check_positive("early_stopping_patience", self.early_stopping_patience, allow_none=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"Expected seed to be an integer >= 0. Received: seed={self.seed!r}")
+        _check_positive("checkpoint_every_steps", self.checkpoint_every_steps)
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(
+                f"Expected deterministic to be true or false. Received: {self.deterministic!r}"
+            )
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}

@@ -26,7 +26,7 @@ import os
 import re
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -451,6 +451,7 @@ def bucketed_batches(
     shuffle_buffer: int = 10_000,
     seed: int | None = None,
     max_buckets: int = 32,
+    epochs: int | None = None,
 ) -> tf.data.Dataset:
     """Training batches of reviews of similar length, reshuffled every epoch.
 
@@ -464,6 +465,9 @@ def bucketed_batches(
         shuffle_buffer: shuffle buffer before bucketing. Default 10,000.
         seed: shuffle seed. Default None.
         max_buckets: at most this many length buckets. Default 32.
+        epochs: None (the default): one epoch per iteration of the dataset, reshuffled each
+            time. A number: that many epochs back to back, epoch `i` shuffled with `seed + i`,
+            so that any epoch's batches can be rebuilt in another process.
 
     Returns:
         A dataset of `(ids (batch, time) int32, labels (batch,) int32)` with known cardinality.
@@ -471,15 +475,31 @@ def bucketed_batches(
     lengths = split.lengths
     boundaries = bucket_boundaries(lengths, batch_size=batch_size, max_buckets=max_buckets)
     steps = bucketed_steps(lengths, boundaries, batch_size)
-    dataset = _rows(split.ids, split.labels)
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.bucket_by_sequence_length(
-        element_length_func=lambda ids, label: tf.shape(ids)[0],
-        bucket_boundaries=boundaries,
-        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-    )
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+    rows = _rows(split.ids, split.labels)
+
+    def one_epoch(epoch_seed: Any) -> tf.data.Dataset:
+        shuffled = rows.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
+        return shuffled.bucket_by_sequence_length(
+            element_length_func=lambda ids, label: tf.shape(ids)[0],
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        )
+
+    dataset = _epochs(one_epoch, seed, epochs)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps * (epochs or 1)))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _epochs(
+    one_epoch: Callable[[Any], tf.data.Dataset], seed: int | None, epochs: int | None
+) -> tf.data.Dataset:
+    """`one_epoch(seed)` if `epochs` is None, else `epochs` epochs back to back, epoch `i` made
+    by `one_epoch(seed + i)` (the data is captured once, however many epochs)."""
+    if epochs is None:
+        return one_epoch(seed)
+    if seed is None:
+        return tf.data.Dataset.range(epochs).flat_map(lambda index: one_epoch(None))
+    return tf.data.Dataset.range(seed, seed + epochs).flat_map(one_epoch)
 
 
 def windowed_steps(count: int, batch_size: int, window_batches: int) -> int:
@@ -495,6 +515,7 @@ def sorted_window_batches(
     shuffle_buffer: int = 10_000,
     seed: int | None = None,
     window_batches: int = 50,
+    epochs: int | None = None,
 ) -> tf.data.Dataset:
     """Training batches of reviews of similar length: sorted within large shuffled windows.
 
@@ -509,14 +530,14 @@ def sorted_window_batches(
         shuffle_buffer: shuffle buffer for reviews. Default 10,000.
         seed: shuffle seed. Default None.
         window_batches: batches per sorting window. Default 50.
+        epochs: None (the default): one epoch per iteration. A number: that many epochs back to
+            back, epoch `i` shuffled with `seed + i` (see `bucketed_batches`).
 
     Returns:
         A dataset of `(ids (batch, time) int32, labels (batch,) int32)` with known cardinality.
     """
     steps = windowed_steps(len(split), batch_size, window_batches)
-    dataset = _rows(split.ids, split.labels)
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.ragged_batch(batch_size * window_batches)
+    rows = _rows(split.ids, split.labels)
 
     def sorted_batches(ids: tf.RaggedTensor, labels: tf.Tensor) -> tf.data.Dataset:
         order = tf.argsort(ids.row_lengths(), stable=True)
@@ -525,10 +546,14 @@ def sorted_window_batches(
         )
         return window.map(lambda row, label: (row, label)).padded_batch(batch_size)
 
-    dataset = dataset.flat_map(sorted_batches)
-    batch_seed = None if seed is None else seed + 1
-    dataset = dataset.shuffle(2 * window_batches, seed=batch_seed, reshuffle_each_iteration=True)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+    def one_epoch(epoch_seed: Any) -> tf.data.Dataset:
+        shuffled = rows.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
+        batches = shuffled.ragged_batch(batch_size * window_batches).flat_map(sorted_batches)
+        batch_seed = None if epoch_seed is None else epoch_seed + 1
+        return batches.shuffle(2 * window_batches, seed=batch_seed, reshuffle_each_iteration=True)
+
+    dataset = _epochs(one_epoch, seed, epochs)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps * (epochs or 1)))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -555,6 +580,7 @@ def plain_batches(
     batch_size: int = 64,
     shuffle_buffer: int | None = 10_000,
     seed: int | None = None,
+    epochs: int | None = None,
 ) -> tf.data.Dataset:
     """The reference pipeline: shuffle raw text, batch, then tokenise every batch every epoch,
     padding it to its longest review.
@@ -565,8 +591,21 @@ def plain_batches(
         batch_size: reviews per batch. Default 64.
         shuffle_buffer: shuffle buffer, or None for no shuffle (evaluation). Default 10,000.
         seed: shuffle seed. Default None.
+        epochs: None (the default): one epoch per iteration. A number: that many epochs back to
+            back, epoch `i` shuffled with `seed + i` (see `bucketed_batches`).
     """
-    if shuffle_buffer:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(lambda text, label: (encoder(text), label))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def one_epoch(epoch_seed: Any) -> tf.data.Dataset:
+        shuffled = (
+            dataset.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
+            if shuffle_buffer
+            else dataset
+        )
+        return shuffled.batch(batch_size).map(lambda text, label: (encoder(text), label))
+
+    batches = _epochs(one_epoch, seed, epochs)
+    size = int(dataset.cardinality())
+    if epochs is not None and size >= 0:
+        steps = math.ceil(size / batch_size) * epochs
+        batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
+    return batches.prefetch(tf.data.AUTOTUNE)

@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from imdb_rnn.files import _fsync_directory, _umask
-from imdb_rnn.layers import FusedBidirectional
+from imdb_rnn.layers import FastBidirectional
 
 __all__ = ["SIGNATURE_NAME", "export_saved_model"]
 
@@ -47,7 +47,7 @@ def _device_portable(model: keras.Model) -> Iterator[None]:
     """
     changed: list[tuple[Any, str, Any]] = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, FusedBidirectional):
+        if isinstance(layer, FastBidirectional):
             changed.append((layer, "fused", layer.fused))
             layer.fused = "always"
         if isinstance(layer, (keras.layers.GRU, keras.layers.LSTM)):

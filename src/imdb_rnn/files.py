@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_json", "write_text"]
+__all__ = ["atomic_path", "remove_temporaries", "write_json", "write_text"]
+
+_TEMPORARY = ".tmp"  # infix of temporary names: `.model.k2j4a9.tmp.keras`
 
 
 @contextlib.contextmanager
@@ -33,7 +35,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+        prefix=f".{target.stem}.", suffix=f"{_TEMPORARY}{target.suffix}", dir=target.parent
     )
     os.close(handle)
     tmp = Path(name)
@@ -54,6 +56,13 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def remove_temporaries(directory: str | os.PathLike[str]) -> None:
+    """Deletes the temporary files that `atomic_path` leaves behind when its process is killed
+    mid-write (SIGKILL, power loss). Only one process may write into `directory` at a time."""
+    for path in Path(directory).glob(f".*{_TEMPORARY}*"):
+        path.unlink(missing_ok=True)
 
 
 def _fsync_directory(directory: Path) -> None:

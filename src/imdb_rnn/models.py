@@ -12,6 +12,7 @@ Two models share their weights:
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -133,7 +134,26 @@ def load_text_model(path: str | os.PathLike[str]) -> keras.Model:
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as error:  # Keras raises many kinds (TypeError, ValueError, OSError ...)
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelFileError(f"Could not load the model file {path}: {message}") from None
+        raise ModelFileError(_load_failure(path, error)) from None
     split_text_model(model)
     return model
+
+
+def _load_failure(path: Path, error: BaseException) -> str:
+    """Says in one line why Keras refused a model file, from the innermost error."""
+    while (error.__cause__ or error.__context__) is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    text = str(error).strip()
+    unknown = re.search(r"Could not (?:locate class|locate function|deserialize) '([^']+)'", text)
+    if unknown:
+        return (
+            f"The model file {path} holds {unknown.group(1)!r}, which imdb-rnn does not know: "
+            "only models written by 'imdb-rnn train' load."
+        )
+    if "Lambda" in text:
+        return (
+            f"The model file {path} holds a Lambda layer (Python code), which imdb-rnn never "
+            "loads: only models written by 'imdb-rnn train' load."
+        )
+    first_line = text.splitlines()[0] if text else type(error).__name__
+    return f"Could not load the model file {path}: {first_line}"

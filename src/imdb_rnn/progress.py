@@ -20,8 +20,11 @@ from rich.table import Table
 __all__ = ["RichProgress", "history_table"]
 
 
-def history_table(history: dict[str, list[float]], *, title: str = "Training history") -> Table:
-    """Renders a per-epoch history (`loss`, `accuracy`, `val_loss`, `val_accuracy`) as a table."""
+def history_table(
+    history: dict[str, list[float]], *, title: str = "Training history", first_epoch: int = 1
+) -> Table:
+    """Renders a per-epoch history (`loss`, `accuracy`, `val_loss`, `val_accuracy`) as a table
+    whose first row is epoch `first_epoch` (a resumed run shows only the epochs it ran)."""
     table = Table(title=title)
     table.add_column("epoch", justify="right")
     columns = [
@@ -35,7 +38,7 @@ def history_table(history: dict[str, list[float]], *, title: str = "Training his
         for column in columns:
             value = history[column][epoch]
             cells.append(f"{value:.2e}" if column == "learning_rate" else f"{value:.4f}")
-        table.add_row(str(epoch + 1), *cells)
+        table.add_row(str(first_epoch + epoch), *cells)
     return table
 
 
@@ -61,6 +64,7 @@ class RichProgress(keras.callbacks.Callback):
         self._progress: Progress | None = None
         self._task: Any = None
         self._epochs = 0
+        self._first_epoch: int | None = None
         self._epoch_start = 0.0
         self.history: dict[str, list[float]] = {}
 
@@ -68,6 +72,7 @@ class RichProgress(keras.callbacks.Callback):
         self._epochs = int(self.params.get("epochs") or 0)
         self._steps = self.params.get("steps") or self._steps
         self.history = {}
+        self._first_epoch = None
         self._progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
             BarColumn(),
@@ -82,6 +87,8 @@ class RichProgress(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         assert self._progress is not None
+        if self._first_epoch is None:
+            self._first_epoch = epoch
         self._epoch_start = time.perf_counter()
         self._task = self._progress.add_task(
             "train", total=self._steps, epoch=epoch + 1, epochs=self._epochs, loss="-", accuracy="-"
@@ -113,11 +120,17 @@ class RichProgress(keras.callbacks.Callback):
         )
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self.close()
+        if self.history:
+            self.console.print(
+                history_table(self.history, first_epoch=(self._first_epoch or 0) + 1)
+            )
+
+    def close(self) -> None:
+        """Removes the progress bar; for training that ended by an exception."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        if self.history:
-            self.console.print(history_table(self.history))
 
 
 def _format(value: Any) -> str:

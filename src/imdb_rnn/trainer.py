@@ -34,6 +34,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from imdb_rnn.checkpoints import (
+    CHECKPOINT_DIR,
+    Checkpoint,
+    CheckpointMismatchError,
+    SignalStop,
+    TrainingGuard,
+    check_free_space,
+)
 from imdb_rnn.config import ConfigError, RunConfig
 from imdb_rnn.datasets import (
     ImdbSplits,
@@ -44,7 +52,7 @@ from imdb_rnn.datasets import (
     sorted_window_batches,
     tokenize,
 )
-from imdb_rnn.files import write_json, write_text
+from imdb_rnn.files import remove_temporaries, write_json, write_text
 from imdb_rnn.layers import TextEncoder
 from imdb_rnn.models import (
     ModelFileError,
@@ -147,15 +155,17 @@ class TrainResult:
 
     Attributes:
         output: model directory (None if nothing was saved).
-        epochs: epochs run (early stopping may end before the configured number).
+        epochs: epochs run, resumed ones included (early stopping may end before the
+            configured number).
         best_epoch: 1-based epoch whose weights were kept.
-        train_seconds: wall time of `fit` (validation included).
+        train_seconds: wall time of `fit` in this process (validation included).
         train_examples_per_second: training reviews per second of training-batch time.
         epoch_train_seconds: training-batch time of each epoch (validation excluded).
         history: per-epoch `loss`, `accuracy`, `val_loss`, `val_accuracy`, `learning_rate`.
         valid: metrics on the validation split with the kept weights.
         test: metrics on the test split (None if not evaluated).
         sizes: reviews per split.
+        decode_errors: review files that were not valid UTF-8 (read with replacement characters).
     """
 
     output: str | None
@@ -168,6 +178,7 @@ class TrainResult:
     valid: EvaluationResult | None
     test: EvaluationResult | None
     sizes: dict[str, int] = field(default_factory=dict)
+    decode_errors: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -176,28 +187,12 @@ class TrainResult:
         return out
 
 
-class _EpochTimer(keras.callbacks.Callback):
-    """Measures the training-batch time of each epoch, validation excluded."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: list[float] = []
-        self._start = 0.0
-        self._open = False
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._start, self._open = time.perf_counter(), True
-
-    def _close(self) -> None:
-        if self._open:
-            self.seconds.append(time.perf_counter() - self._start)
-            self._open = False
-
-    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._close()
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._close()
+def _bytes_needed(classifier: keras.Model) -> int:
+    """Disk space a checkpointed run needs, with room to spare."""
+    # A checkpoint holds the weights about four times (weights, Adam's two slots, the best
+    # weights); two exist while one replaces the other; the saved model and its temporary
+    # copy add two more.
+    return 4 * classifier.count_params() * 10
 
 
 class _LearningRateLogger(keras.callbacks.Callback):
@@ -296,24 +291,42 @@ class Trainer:
         return self.encoder
 
     def training_batches(
-        self, dataset: tf.data.Dataset, *, seed: int | None = None
+        self,
+        dataset: tf.data.Dataset,
+        *,
+        seed: int | None = None,
+        epochs: int | None = None,
+        first_epoch: int = 0,
     ) -> tf.data.Dataset:
-        """Training batches of a `(text, label)` split through the configured pipeline."""
+        """Training batches of a `(text, label)` split through the configured pipeline.
+
+        Args:
+            dataset: the split.
+            seed: shuffle seed. Default None.
+            epochs: None (the default): one epoch per iteration, reshuffled each time. A number:
+                that many epochs one after the other, starting at epoch `first_epoch`; epoch `e`
+                is shuffled with `seed + e`, so the batches of any epoch are the same in every
+                process and a resumed run replays the epoch it was interrupted in.
+            first_epoch: the first epoch's number, when `epochs` is given. Default 0.
+        """
         data = self.config.data
+        first_seed = None if seed is None else seed + first_epoch
         if data.pipeline == "plain":
             return plain_batches(
                 dataset,
                 self._encoder(),
                 batch_size=data.batch_size,
                 shuffle_buffer=data.shuffle_buffer,
-                seed=seed,
+                seed=first_seed,
+                epochs=epochs,
             )
         batches = sorted_window_batches if data.pipeline == "sorted" else bucketed_batches
         return batches(
             tokenize(dataset, self._encoder()),
             batch_size=data.batch_size,
             shuffle_buffer=data.shuffle_buffer,
-            seed=seed,
+            seed=first_seed,
+            epochs=epochs,
         )
 
     def _eval_batches(
@@ -341,34 +354,74 @@ class Trainer:
         *,
         callbacks: Iterable[keras.callbacks.Callback] = (),
         on_stage: StageCallback | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        stop: SignalStop | None = None,
     ) -> dict[str, list[float]]:
         """Adapts the vocabulary (unless an encoder was given), builds the model and trains it
         on `splits.train`, validating on `splits.valid` after every epoch.
 
         Args:
             splits: the data, from `load_imdb`.
-            callbacks: extra Keras callbacks (progress display, checkpoints ...).
+            callbacks: extra Keras callbacks (progress display ...).
             on_stage: called with a short description as each preparation stage starts.
+            checkpoint_dir: folder for resumable checkpoints, written every
+                `training.checkpoint_every_steps` batches and at every epoch end. If it holds
+                a checkpoint of this config, training resumes from it. Default None: none.
+            stop: a `SignalStop` whose signals end training after the current batch, with a
+                checkpoint. Default None.
 
         Returns:
             The per-epoch history (`loss`, `accuracy`, `val_loss`, `val_accuracy`,
-            `learning_rate`).
+            `learning_rate`), resumed epochs included.
+
+        Raises:
+            CheckpointMismatchError: if `checkpoint_dir` holds a run of another config or data.
+            CheckpointError: if the checkpoint is damaged.
+            NonFiniteLossError: if the loss becomes NaN or infinite (the last good checkpoint
+                stays as it was).
+            TrainingInterrupted: when `stop` received a signal.
+            OSError: if the checkpoint folder's disk has too little free space.
         """
         stage = on_stage or (lambda name: None)
         training = self.config.training
-        keras.utils.set_random_seed(training.seed)
+        keras.utils.set_random_seed(training.seed)  # Python, NumPy and TensorFlow
+        if training.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+        resume = checkpoint.read_state() if checkpoint is not None else None
+        if checkpoint is not None and resume is not None:
+            checkpoint.check_resumable(resume, self.config, train_size=splits.sizes["train"])
+            if self.encoder is None:
+                self.encoder = checkpoint.load_encoder(self.config)
         if self.encoder is None:
             stage("Adapting the vocabulary")
             self.adapt(splits)
         stage("Preparing batches")
-        train_batches = self.training_batches(splits["train"], seed=training.seed)
+        first_epoch = resume.first_epoch if resume is not None else 0
+        epochs_left = max(1, training.epochs - first_epoch)  # 1: nothing is run when finished
+        train_batches = self.training_batches(
+            splits["train"],
+            seed=training.seed,
+            epochs=epochs_left,
+            first_epoch=min(first_epoch, training.epochs - 1),
+        )
         valid_batches, _, _ = self._eval_batches(splits["valid"], self.config.data.pipeline)
-        steps = int(train_batches.cardinality())
+        steps = int(train_batches.cardinality()) // epochs_left
         if steps < 0:  # plain pipeline on a source of unknown size
             steps = math.ceil(splits.sizes["train"] / self.config.data.batch_size)
+        if resume is not None and resume.steps_per_epoch != steps:
+            raise CheckpointMismatchError(
+                f"The checkpoint in {checkpoint_dir} has {resume.steps_per_epoch} batches per "
+                f"epoch; this data has {steps}. Pass --overwrite to start over."
+            )
         self.build(steps)
-        timer = _EpochTimer()
-        all_callbacks: list[keras.callbacks.Callback] = [timer, _LearningRateLogger()]
+        assert self.classifier is not None
+        if checkpoint is not None:
+            checkpoint.directory.mkdir(parents=True, exist_ok=True)
+            check_free_space(checkpoint.directory, _bytes_needed(self.classifier))
+            if resume is None:
+                checkpoint.save_vocabulary(self._encoder())
+        all_callbacks: list[keras.callbacks.Callback] = [_LearningRateLogger()]
         self._early_stopping = None
         if training.early_stopping_patience:
             self._early_stopping = keras.callbacks.EarlyStopping(
@@ -377,19 +430,34 @@ class Trainer:
                 restore_best_weights=True,
             )
             all_callbacks.append(self._early_stopping)
+        # After EarlyStopping, whose counters it saves and restores; before the caller's
+        # callbacks, so that they never see a step with a non-finite loss.
+        guard = TrainingGuard(
+            self.config,
+            steps_per_epoch=steps,
+            train_size=splits.sizes["train"],
+            checkpoint=checkpoint,
+            resume=resume,
+            early_stopping=self._early_stopping,
+            stop=stop,
+        )
+        all_callbacks.append(guard)
         all_callbacks.extend(callbacks)
+        if resume is not None:
+            stage(f"Resuming from the checkpoint at {resume.describe()}")
         stage("Training")
-        assert self.classifier is not None
-        result = self.classifier.fit(
+        self.classifier.fit(
             train_batches,
             validation_data=valid_batches,
             epochs=training.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps,
             callbacks=all_callbacks,
             verbose=0,
             shuffle=False,
         )
-        self.history = {k: [float(v) for v in values] for k, values in result.history.items()}
-        self.epoch_train_seconds = list(timer.seconds)
+        self.history = guard.history
+        self.epoch_train_seconds = guard.epoch_train_seconds
         return self.history
 
     @property
@@ -456,6 +524,7 @@ class Trainer:
         write_json(directory / HISTORY_FILE, self.history)
         if metrics is not None:
             write_json(directory / METRICS_FILE, metrics)
+        remove_temporaries(directory)  # left by an earlier save that was killed
         return directory
 
     @classmethod
@@ -526,9 +595,15 @@ def train(
     on_stage: StageCallback | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     tensorboard_dir: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    stop: SignalStop | None = None,
 ) -> TrainResult:
     """Loads the data, trains a model, evaluates it and saves it, with a picture of its training
     curves (`curves.png`: loss and accuracy per epoch, training and validation).
+
+    With an `output`, training writes resumable checkpoints to `output/checkpoint/` and, if that
+    folder holds an unfinished run of the same config, continues it; the checkpoint is deleted
+    once the model is saved.
 
     Args:
         config: the run configuration.
@@ -540,6 +615,8 @@ def train(
         data_dir: TFDS data directory.
         tensorboard_dir: write TensorBoard event files here (`train/` and `validation/`: loss,
             accuracy and learning rate per epoch). Default None: no TensorBoard logs.
+        resume: continue an unfinished run found in `output`. Default True; False discards it.
+        stop: a `SignalStop` whose signals end training after the current batch.
 
     Returns:
         A `TrainResult`.
@@ -547,11 +624,21 @@ def train(
     Raises:
         ModuleNotFoundError: if `tensorboard_dir` is given and the `tensorboard` package,
             which TensorFlow needs to write summaries, is not installed.
+        CheckpointMismatchError: if `output` holds an unfinished run of another config or data.
+        NonFiniteLossError: if the loss becomes NaN or infinite.
+        TrainingInterrupted: when `stop` received a signal.
     """
     stage = on_stage or (lambda name: None)
     callbacks = list(callbacks)
     if tensorboard_dir is not None:
         callbacks.append(tensorboard_callback(tensorboard_dir))
+    checkpoint = Checkpoint(Path(output) / CHECKPOINT_DIR) if output is not None else None
+    if checkpoint is not None:
+        if not resume:
+            checkpoint.remove()
+        state = checkpoint.read_state()
+        if state is not None:  # fail before reading the data if the options differ
+            checkpoint.check_resumable(state, config)
     stage("Reading data")
     wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
     if config.data.vocabulary_source == "train":
@@ -563,9 +650,20 @@ def train(
         limit=config.data.limit,
         data_dir=data_dir,
     )
+    if splits.decode_errors:
+        stage(
+            f"{splits.decode_errors} review files were not valid UTF-8: read with "
+            "replacement characters"
+        )
     trainer = Trainer(config)
     start = time.perf_counter()
-    history = trainer.fit(splits, callbacks=callbacks, on_stage=stage)
+    history = trainer.fit(
+        splits,
+        callbacks=callbacks,
+        on_stage=stage,
+        checkpoint_dir=checkpoint.directory if checkpoint is not None else None,
+        stop=stop,
+    )
     train_seconds = time.perf_counter() - start
     stage("Evaluating")
     valid = trainer.evaluate(splits["valid"])
@@ -585,6 +683,7 @@ def train(
         valid=valid,
         test=test,
         sizes=dict(splits.sizes),
+        decode_errors=splits.decode_errors,
     )
     if output is not None:
         stage("Saving")
@@ -597,6 +696,8 @@ def train(
             best_epoch=result.best_epoch,
             title=f"{Path(output).name}: loss and accuracy per epoch",
         )
+    if checkpoint is not None:
+        checkpoint.remove()  # the saved model supersedes it
     return result
 
 
