@@ -106,7 +106,13 @@ def tiny_config(**training: object):
     return get_preset("default").replace(
         data={"batch_size": 8, "eval_batch_size": 16, "shuffle_buffer": 100},
         model={"max_tokens": 50, "embedding_dim": 8, "rnn_units": 4, "dense_units": (4,)},
-        training={"epochs": 2, "learning_rate": 1e-2, "early_stopping_patience": None, **training},
+        training={
+            "epochs": 2,
+            "learning_rate": 1e-2,
+            "lr_schedule": "constant",
+            "early_stopping_patience": None,
+            **training,
+        },
     )
 
 

@@ -528,10 +528,10 @@ def test_predict_explain_json(runner, trained_model_dir):
     """predict --explain --json gives each prediction an explanation list of {word, weight}."""
     predictions = _json(
         runner.invoke(
-            app, ["predict", str(trained_model_dir), "--explain", "--json", "Superb film!", ""]
+            app, ["predict", str(trained_model_dir), "--explain", "--json", "Superb film!", "?!"]
         )
     )
-    assert [p["text"] for p in predictions] == ["Superb film!", ""]
+    assert [p["text"] for p in predictions] == ["Superb film!", "?!"]
     words = {entry["word"]: entry["weight"] for entry in predictions[0]["explanation"]}
     assert set(words) == {"superb", "film"} and words["superb"] > 0
     assert predictions[1]["explanation"] == []

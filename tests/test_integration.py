@@ -54,7 +54,7 @@ def test_real_data_train_save_reload_predict(tmp_path):
     )
     trainer = Trainer(config)
     trainer.fit(splits)
-    assert len(trainer.encoder.get_vocabulary()) == 10_000
+    assert len(trainer.encoder.get_vocabulary()) == config.model.max_tokens
     result = trainer.evaluate(splits.test)
     assert result.examples == 2000
     assert result.accuracy > 0.6, result

@@ -198,7 +198,8 @@ def train(
     pipeline: Annotated[
         str | None,
         typer.Option(
-            help="Input pipeline: bucketed or plain. [default: preset's]", show_default=False
+            help="Input pipeline: sorted, bucketed or plain. [default: preset's]",
+            show_default=False,
         ),
     ] = None,
     max_length: Annotated[
