@@ -100,14 +100,17 @@ class Run:
         self.eval_cpu_seconds: list[float] = []
 
     def train_epoch(self, epoch: int) -> None:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         self.classifier.fit(
             self.batches, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False
         )
         self.epoch_seconds.append(time.perf_counter() - start)
+        self.epoch_cpu_seconds.append(time.process_time() - cpu_start)
 
     def evaluate(self, test: tf.data.Dataset) -> None:
+        cpu_start = time.process_time()
         self.eval_rounds.append(self.trainer.evaluate(test))
+        self.eval_cpu_seconds.append(time.process_time() - cpu_start)
 
     def summary(self, n_train: int) -> dict[str, Any]:
         later, later_cpu = self.epoch_seconds[1:], self.epoch_cpu_seconds[1:]
