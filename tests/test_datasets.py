@@ -215,22 +215,24 @@ def test_epoch_streams_can_be_replayed_from_any_epoch(tokenized, imdb_archive):
     assert labels_by_epoch(plain, 5)[1] == labels_by_epoch(replayed, 5)[0]
 
 
+def _padding_efficiency(dataset):
+    """Share of the padded positions of all batches that hold a real token."""
+    real = padded = 0
+    for ids, _ in dataset:
+        real += int(tf.reduce_sum(tf.cast(ids > 0, tf.int32)))
+        padded += int(tf.size(ids))
+    return real / padded
+
+
 def test_bucketed_batches_group_similar_lengths(tokenized):
     """Bucketing pads far less than random batches of the same size."""
-
-    def padding_efficiency(dataset):
-        real = padded = 0
-        for ids, _ in dataset:
-            real += int(tf.reduce_sum(tf.cast(ids > 0, tf.int32)))
-            padded += int(tf.size(ids))
-        return real / padded
 
     bucketed = bucketed_batches(tokenized, batch_size=16, shuffle_buffer=500, seed=1, max_buckets=8)
     plain = tf.data.Dataset.from_tensor_slices((tokenized.ids, tokenized.labels)).map(
         lambda x, y: (x, y)
     )
     plain = plain.shuffle(500, seed=1).padded_batch(16)
-    assert padding_efficiency(bucketed) > padding_efficiency(plain) + 0.2
+    assert _padding_efficiency(bucketed) > _padding_efficiency(plain) + 0.2
 
 
 def test_bucketed_steps_counts_partial_batches():
@@ -287,15 +289,8 @@ def test_sorted_window_batches_hold_every_review_once_per_epoch(tokenized):
 def test_sorted_windows_pad_less_than_buckets(tokenized):
     """Sorting within windows pads less than length buckets, which pad less than plain batches."""
 
-    def padding_efficiency(dataset):
-        real = padded = 0
-        for ids, _ in dataset:
-            real += int(tf.reduce_sum(tf.cast(ids > 0, tf.int32)))
-            padded += int(tf.size(ids))
-        return real / padded
-
     windows = sorted_window_batches(
         tokenized, batch_size=16, shuffle_buffer=500, seed=1, window_batches=10
     )
     buckets = bucketed_batches(tokenized, batch_size=16, shuffle_buffer=500, seed=1, max_buckets=4)
-    assert padding_efficiency(windows) > padding_efficiency(buckets) > 0.5
+    assert _padding_efficiency(windows) > _padding_efficiency(buckets) > 0.5
