@@ -176,11 +176,7 @@ def test_bucketed_batches_hold_every_review_once_per_epoch(tokenized):
         for ids, labels in dataset:
             batches += 1
             assert ids.shape[0] <= 16
-            # each row keeps its own ids (right-padded)
-            for row, label in zip(ids.numpy(), labels.numpy(), strict=True):
-                expected = tokenized.ids[int(label)].numpy()
-                assert row[: len(expected)].tolist() == expected.tolist()
-                assert not row[len(expected) :].any()
+            _assert_rows_intact(tokenized, ids, labels)
             seen.extend(labels.numpy().tolist())
         assert sorted(seen) == list(range(500))
         assert batches == int(dataset.cardinality())
@@ -213,6 +209,14 @@ def test_epoch_streams_can_be_replayed_from_any_epoch(tokenized, imdb_archive):
     assert int(plain.cardinality()) == 10
     replayed = plain_batches(test.test, encoder, seed=6, epochs=1, **options)
     assert labels_by_epoch(plain, 5)[1] == labels_by_epoch(replayed, 5)[0]
+
+
+def _assert_rows_intact(tokenized, ids, labels):
+    """Each batch row holds its review's own ids (the label is the review index), right-padded."""
+    for row, label in zip(ids.numpy(), labels.numpy(), strict=True):
+        expected = tokenized.ids[int(label)].numpy()
+        assert row[: len(expected)].tolist() == expected.tolist()
+        assert not row[len(expected) :].any()
 
 
 def _padding_efficiency(dataset):
@@ -276,10 +280,7 @@ def test_sorted_window_batches_hold_every_review_once_per_epoch(tokenized):
     for _ in range(2):
         seen = []
         for ids, labels in dataset:
-            for row, label in zip(ids.numpy(), labels.numpy(), strict=True):
-                expected = tokenized.ids[int(label)].numpy()
-                assert row[: len(expected)].tolist() == expected.tolist()
-                assert not row[len(expected) :].any()
+            _assert_rows_intact(tokenized, ids, labels)
             seen.extend(labels.numpy().tolist())
         assert sorted(seen) == list(range(500))
         epochs.append(seen)

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.layers import imdb_standardize
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.trainer import Trainer, label_of
 
 __all__ = ["Explanation", "WordWeight", "explain", "predict_and_explain", "words_of"]
 
@@ -147,7 +147,7 @@ def predict_and_explain(
     return [
         {
             "text": text,
-            "label": "pos" if p >= 0.5 else "neg",
+            "label": label_of(p),
             "probability": float(p),
             "explanation": explanation.to_list(),
         }

@@ -734,6 +734,11 @@ def evaluate(
     return trainer.evaluate(splits[split], pipeline="sorted")
 
 
+def label_of(probability: float) -> str:
+    """`"pos"` when the probability of a positive review is at least 0.5, else `"neg"`."""
+    return "pos" if probability >= 0.5 else "neg"
+
+
 def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dict[str, Any]]:
     """Predicts the sentiment of each review with a saved model.
 
@@ -751,6 +756,6 @@ def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dic
     trainer = Trainer.load(model_dir)
     probabilities = trainer.predict_proba(texts)
     return [
-        {"text": text, "label": "pos" if p >= 0.5 else "neg", "probability": float(p)}
+        {"text": text, "label": label_of(p), "probability": float(p)}
         for text, p in zip(texts, probabilities, strict=True)
     ]
