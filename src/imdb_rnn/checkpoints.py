@@ -382,8 +382,11 @@ class TrainingGuard(keras.callbacks.Callback):
         steps_per_epoch: batches per epoch.
         train_size: reviews in the training split, recorded to refuse resuming on other data.
         checkpoint: where to save. Default None: no checkpoints, only the checks.
-        resume: the state to resume from (its variables are read from `checkpoint`).
+        resume: the state to resume from (its variables are read from `resume_from`).
             Default None: a fresh run.
+        resume_from: the checkpoint `resume` was read from. Default None: `checkpoint` (the
+            workers of a cluster other than the chief resume from the chief's checkpoint and
+            write their own to a temporary folder).
         early_stopping: the run's `EarlyStopping` callback, if any.
         stop: the `SignalStop` whose requests to honour. Default None.
 
@@ -400,17 +403,20 @@ class TrainingGuard(keras.callbacks.Callback):
         train_size: int,
         checkpoint: Checkpoint | None = None,
         resume: CheckpointState | None = None,
+        resume_from: Checkpoint | None = None,
         early_stopping: keras.callbacks.EarlyStopping | None = None,
         stop: SignalStop | None = None,
     ) -> None:
         super().__init__()
-        if resume is not None and checkpoint is None:
+        resume_from = resume_from or checkpoint
+        if resume is not None and resume_from is None:
             raise ValueError("Expected a checkpoint to resume from. Received: checkpoint=None")
         self.config = config
         self.steps_per_epoch = steps_per_epoch
         self.train_size = train_size
         self.checkpoint = checkpoint
         self.resume = resume
+        self.resume_from = resume_from
         self.early_stopping = early_stopping
         self.stop = stop
         self.history: dict[str, list[float]] = (
@@ -478,9 +484,9 @@ class TrainingGuard(keras.callbacks.Callback):
         return resume is not None and self._epoch == resume.epoch and step <= resume.step
 
     def _restore(self, state: CheckpointState) -> None:
-        assert self.checkpoint is not None
+        assert self.resume_from is not None
         model = self.model
-        arrays = self.checkpoint.load_arrays(state)
+        arrays = self.resume_from.load_arrays(state)
         optimizer = model.optimizer
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
@@ -492,9 +498,12 @@ class TrainingGuard(keras.callbacks.Callback):
             best = arrays.get("best")
             self.early_stopping.best_weights = list(best) if best else None
         if state.step and not state.finished:
-            # The compiled metrics create their variables on first use: create them now, so
-            # the interrupted epoch's running values can be put back.
-            model.compute_metrics(None, np.zeros((1, 1), "float32"), np.zeros((1, 1), "float32"))
+            # The compiled metrics create their variables on first use: create them now (unless
+            # a distributed training loop already has), so the interrupted epoch's running
+            # values can be put back.
+            if not all(getattr(metric, "built", True) for metric in model.metrics):
+                zeros = np.zeros((1, 1), "float32")
+                model.compute_metrics(None, zeros, zeros)
             self._metric_values = arrays.get("metrics", [])
             if len(self._metric_values) != len(model.metrics_variables):
                 raise CheckpointMismatchError(

@@ -193,7 +193,10 @@ def train(
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option(help="Training batch size. [default: preset's]", show_default=False),
+        typer.Option(
+            help="Training batch size (of each device, with --strategy). [default: preset's]",
+            show_default=False,
+        ),
     ] = None,
     pipeline: Annotated[
         str | None,
@@ -274,6 +277,15 @@ def train(
             show_default=False,
         ),
     ] = None,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="Where to train: auto (all GPUs if there are several, else one device), "
+            "default (one device), mirrored (all GPUs of this machine) or multi-worker (several "
+            "machines, from $TF_CONFIG; see docs/distributed.md). --batch-size is per device: "
+            "a step trains on batch size x devices reviews.",
+        ),
+    ] = "auto",
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -311,6 +323,8 @@ def train(
         imdb-rnn train --preset reference --epochs 3 --limit 2000 --output runs/quick
 
         imdb-rnn train --config runs/quick/config.toml --output runs/again
+
+        imdb-rnn train --strategy mirrored --output runs/gpus
     """
     if epochs is not None and epochs < 1:
         _fail(f"--epochs must be at least 1 (got {epochs}).", EXIT_USAGE)
@@ -358,8 +372,17 @@ def train(
         if show_config:
             _show_config(config, as_json=as_json)
             return
+        from imdb_rnn.distribute import STRATEGIES, cluster_task
+
+        if strategy not in STRATEGIES:
+            _fail(
+                f"--strategy must be one of {', '.join(STRATEGIES)} (got {strategy!r}).",
+                EXIT_USAGE,
+            )
+        # Only the chief of a cluster writes into --output (the others' logs are temporary).
+        chief = strategy != "multi-worker" or cluster_task().is_chief
         _check_writable(output)
-        log_dir = _tensorboard_dir(output, enabled=tensorboard)
+        log_dir = _tensorboard_dir(output, enabled=tensorboard, empty=chief)
         from imdb_rnn.checkpoints import NonFiniteLossError, SignalStop, TrainingInterrupted
         from imdb_rnn.progress import RichProgress
         from imdb_rnn.trainer import train as run_training
@@ -376,6 +399,7 @@ def train(
                     resume=not overwrite,
                     stop=stop,
                     tensorboard_dir=log_dir,
+                    strategy=strategy,
                 )
         except TrainingInterrupted as interrupted:
             progress.close()
@@ -387,7 +411,7 @@ def train(
             progress.close()
             _fail(f"{_os_error_message(error)}. {_checkpoint_note(output) or ''}".rstrip(), EXIT_IO)
     summary = {
-        "output": str(output),
+        "output": result.output,
         "preset": config.preset,
         "epochs": result.epochs,
         "best_epoch": result.best_epoch,
@@ -398,9 +422,20 @@ def train(
         "test": result.test.to_dict() if result.test else None,
         "tensorboard_logs": str(log_dir) if log_dir is not None else None,
         "decode_errors": result.decode_errors,
+        "strategy": result.strategy,
+        "replicas": result.replicas,
+        "global_batch_size": result.global_batch_size,
+        "chief": result.chief,
     }
     if as_json:
         _print_json(summary)
+        return
+    if not result.chief:
+        console.print(
+            f"This worker's part is done after {result.epochs} epochs on {result.replicas} "
+            f"replicas; the chief saves the model to [bold]{output}[/].",
+            highlight=False,
+        )
         return
     if result.test is not None:
         console.print(_metrics_table(result.test.to_dict(), "Test split"))
@@ -409,13 +444,21 @@ def train(
         f"(best epoch {result.best_epoch}) in {result.train_seconds:.0f} s "
         f"({result.train_examples_per_second:,.0f} reviews/s)."
     )
+    if result.strategy != "default":
+        console.print(
+            f"Trained with the {result.strategy} strategy on {result.replicas} "
+            f"replica{'s' if result.replicas > 1 else ''}, {result.global_batch_size} reviews "
+            "per step.",
+            highlight=False,
+        )
     console.print(f"Training curves: [bold]{output / 'curves.png'}[/]", highlight=False)
     if log_dir is not None:
         console.print(f"TensorBoard: [bold]tensorboard --logdir {log_dir}[/]", highlight=False)
 
 
-def _tensorboard_dir(output: Path, *, enabled: bool) -> Path | None:
-    """OUTPUT/logs, emptied first: TensorBoard would draw an earlier run's events (a replaced
+def _tensorboard_dir(output: Path, *, enabled: bool, empty: bool = True) -> Path | None:
+    """OUTPUT/logs, emptied first (unless `empty` is False: a worker that is not the chief
+    leaves the chief's folder alone): TensorBoard would draw an earlier run's events (a replaced
     model's, or a failed run's) as part of this one."""
     if not enabled:
         return None
@@ -428,7 +471,7 @@ def _tensorboard_dir(output: Path, *, enabled: bool) -> Path | None:
             EXIT_USAGE,
         )
     log_dir = output / "logs"
-    if log_dir.is_dir():
+    if empty and log_dir.is_dir():
         import shutil
 
         shutil.rmtree(log_dir)

@@ -24,7 +24,10 @@ import importlib.util
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +54,16 @@ from imdb_rnn.datasets import (
     plain_batches,
     sorted_window_batches,
     tokenize,
+)
+from imdb_rnn.distribute import (
+    agree_across_workers,
+    fit_distributed,
+    is_chief,
+    is_distributed,
+    is_multi_worker,
+    resolve_strategy,
+    strategy_name,
+    strategy_scope,
 )
 from imdb_rnn.files import remove_temporaries, write_json, write_text
 from imdb_rnn.layers import TextEncoder
@@ -166,6 +179,11 @@ class TrainResult:
         test: metrics on the test split (None if not evaluated).
         sizes: reviews per split.
         decode_errors: review files that were not valid UTF-8 (read with replacement characters).
+        strategy: the distribution strategy: `"default"`, `"mirrored"` or `"multi-worker"`.
+        replicas: replicas that trained in sync (devices, over all workers).
+        global_batch_size: reviews per training step: `data.batch_size x replicas`.
+        chief: whether this process wrote the model (False only on the other workers of a
+            multi-worker cluster, whose `output` is then None).
     """
 
     output: str | None
@@ -179,6 +197,10 @@ class TrainResult:
     test: EvaluationResult | None
     sizes: dict[str, int] = field(default_factory=dict)
     decode_errors: int = 0
+    strategy: str = "default"
+    replicas: int = 1
+    global_batch_size: int = 0
+    chief: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -209,6 +231,14 @@ class Trainer:
         config: the `RunConfig` to follow.
         encoder: an adapted `TextEncoder` to reuse. Default None: built and adapted by `fit`.
         classifier: a token-id classifier to reuse. Default None: built by `fit`.
+        strategy: where to train: `"auto"`, `"default"`, `"mirrored"` or `"multi-worker"`
+            (see `imdb_rnn.distribute`), or a `tf.distribute.Strategy`. Each replica trains on
+            `data.batch_size` reviews per step. Create a multi-worker trainer (or the strategy)
+            before any other TensorFlow operation, such as `load_imdb`. Default "auto": all
+            GPUs when there are several, else one device.
+
+    Raises:
+        ConfigError: on an unknown strategy, or `"multi-worker"` without a valid `TF_CONFIG`.
     """
 
     def __init__(
@@ -217,12 +247,24 @@ class Trainer:
         *,
         encoder: TextEncoder | None = None,
         classifier: keras.Model | None = None,
+        strategy: str | tf.distribute.Strategy = "auto",
     ) -> None:
         self.config = config
         self.encoder = encoder
         self.classifier = classifier
+        self.strategy = resolve_strategy(strategy)
         self.history: dict[str, list[float]] = {}
         self._text_model: keras.Model | None = None
+
+    @property
+    def replicas(self) -> int:
+        """Replicas that train in sync (1 under the default strategy)."""
+        return int(self.strategy.num_replicas_in_sync)
+
+    @property
+    def global_batch_size(self) -> int:
+        """Reviews per training step: `data.batch_size` on each of the `replicas`."""
+        return self.config.data.batch_size * self.replicas
 
     # -- building ------------------------------------------------------------------------------
 
@@ -249,7 +291,12 @@ class Trainer:
         return encoder
 
     def build(self, steps_per_epoch: int) -> keras.Model:
-        """Builds and compiles the classifier (binary cross-entropy on logits, Adam, accuracy)."""
+        """Builds and compiles the classifier (binary cross-entropy on logits, Adam, accuracy),
+        in the strategy's scope."""
+        with strategy_scope(self.strategy):
+            return self._build(steps_per_epoch)
+
+    def _build(self, steps_per_epoch: int) -> keras.Model:
         if self.classifier is None:
             self.classifier = build_classifier(self.config.model)
             self._text_model = None
@@ -298,7 +345,8 @@ class Trainer:
         epochs: int | None = None,
         first_epoch: int = 0,
     ) -> tf.data.Dataset:
-        """Training batches of a `(text, label)` split through the configured pipeline.
+        """Training batches of a `(text, label)` split through the configured pipeline, of
+        `global_batch_size` reviews (the strategy splits each between the replicas).
 
         Args:
             dataset: the split.
@@ -315,7 +363,7 @@ class Trainer:
             return plain_batches(
                 dataset,
                 self._encoder(),
-                batch_size=data.batch_size,
+                batch_size=self.global_batch_size,
                 shuffle_buffer=data.shuffle_buffer,
                 seed=first_seed,
                 epochs=epochs,
@@ -323,7 +371,7 @@ class Trainer:
         batches = sorted_window_batches if data.pipeline == "sorted" else bucketed_batches
         return batches(
             tokenize(dataset, self._encoder()),
-            batch_size=data.batch_size,
+            batch_size=self.global_batch_size,
             shuffle_buffer=data.shuffle_buffer,
             seed=first_seed,
             epochs=epochs,
@@ -356,9 +404,15 @@ class Trainer:
         on_stage: StageCallback | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         stop: SignalStop | None = None,
+        resume: bool = True,
     ) -> dict[str, list[float]]:
         """Adapts the vocabulary (unless an encoder was given), builds the model and trains it
         on `splits.train`, validating on `splits.valid` after every epoch.
+
+        Under a distribution strategy, the model and optimizer are built in its scope and each
+        step trains on `global_batch_size` reviews. On the workers of a multi-worker cluster
+        other than the chief, checkpoints go to a temporary folder, deleted when `fit` returns;
+        all workers resume from the checkpoint in `checkpoint_dir`.
 
         Args:
             splits: the data, from `load_imdb`.
@@ -369,6 +423,8 @@ class Trainer:
                 a checkpoint of this config, training resumes from it. Default None: none.
             stop: a `SignalStop` whose signals end training after the current batch, with a
                 checkpoint. Default None.
+            resume: resume from a checkpoint in `checkpoint_dir`. Default True; False ignores
+                it (it is overwritten).
 
         Returns:
             The per-epoch history (`loss`, `accuracy`, `val_loss`, `val_accuracy`,
@@ -377,27 +433,56 @@ class Trainer:
         Raises:
             CheckpointMismatchError: if `checkpoint_dir` holds a run of another config or data.
             CheckpointError: if the checkpoint is damaged.
+            ConfigError: if the workers of a cluster disagree on the data or the checkpoint.
             NonFiniteLossError: if the loss becomes NaN or infinite (the last good checkpoint
                 stays as it was).
             TrainingInterrupted: when `stop` received a signal.
             OSError: if the checkpoint folder's disk has too little free space.
         """
+        checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+        writer = checkpoint
+        if checkpoint is not None and not is_chief(self.strategy):
+            writer = Checkpoint(tempfile.mkdtemp(prefix="imdb-rnn-worker-checkpoint-"))
+        try:
+            return self._fit(
+                splits,
+                callbacks=callbacks,
+                on_stage=on_stage,
+                checkpoint=checkpoint,
+                writer=writer,
+                stop=stop,
+                resume=resume,
+            )
+        finally:
+            if writer is not checkpoint and writer is not None:
+                writer.remove()
+
+    def _fit(
+        self,
+        splits: ImdbSplits,
+        *,
+        callbacks: Iterable[keras.callbacks.Callback],
+        on_stage: StageCallback | None,
+        checkpoint: Checkpoint | None,
+        writer: Checkpoint | None,
+        stop: SignalStop | None,
+        resume: bool,
+    ) -> dict[str, list[float]]:
         stage = on_stage or (lambda name: None)
         training = self.config.training
         keras.utils.set_random_seed(training.seed)  # Python, NumPy and TensorFlow
         if training.deterministic:
             tf.config.experimental.enable_op_determinism()
-        checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-        resume = checkpoint.read_state() if checkpoint is not None else None
-        if checkpoint is not None and resume is not None:
-            checkpoint.check_resumable(resume, self.config, train_size=splits.sizes["train"])
+        state = checkpoint.read_state() if checkpoint is not None and resume else None
+        if checkpoint is not None and state is not None:
+            checkpoint.check_resumable(state, self.config, train_size=splits.sizes["train"])
             if self.encoder is None:
                 self.encoder = checkpoint.load_encoder(self.config)
         if self.encoder is None:
             stage("Adapting the vocabulary")
             self.adapt(splits)
         stage("Preparing batches")
-        first_epoch = resume.first_epoch if resume is not None else 0
+        first_epoch = state.first_epoch if state is not None else 0
         epochs_left = max(1, training.epochs - first_epoch)  # 1: nothing is run when finished
         train_batches = self.training_batches(
             splits["train"],
@@ -408,19 +493,33 @@ class Trainer:
         valid_batches, _, _ = self._eval_batches(splits["valid"], self.config.data.pipeline)
         steps = int(train_batches.cardinality()) // epochs_left
         if steps < 0:  # plain pipeline on a source of unknown size
-            steps = math.ceil(splits.sizes["train"] / self.config.data.batch_size)
-        if resume is not None and resume.steps_per_epoch != steps:
+            steps = math.ceil(splits.sizes["train"] / self.global_batch_size)
+        if state is not None and state.steps_per_epoch != steps:
+            batch = f" of {self.global_batch_size} reviews" if self.replicas > 1 else ""
             raise CheckpointMismatchError(
-                f"The checkpoint in {checkpoint_dir} has {resume.steps_per_epoch} batches per "
-                f"epoch; this data has {steps}. Pass --overwrite to start over."
+                f"The checkpoint in {checkpoint.directory if checkpoint else None} has "
+                f"{state.steps_per_epoch} batches per epoch; this run has {steps}{batch} "
+                f"({self.replicas} replica{'s' if self.replicas > 1 else ''} of "
+                f"{self.config.data.batch_size}). Resume on as many devices, or pass "
+                "--overwrite to start over."
             )
+        agree_across_workers(
+            self.strategy,
+            {
+                "training reviews": splits.sizes["train"],
+                "batches per epoch": steps,
+                "vocabulary": zlib.crc32("\n".join(self._encoder().get_vocabulary()).encode()),
+                "epoch to resume": first_epoch,
+                "step to resume": state.step if state is not None else 0,
+            },
+        )
         self.build(steps)
         assert self.classifier is not None
-        if checkpoint is not None:
-            checkpoint.directory.mkdir(parents=True, exist_ok=True)
-            check_free_space(checkpoint.directory, _bytes_needed(self.classifier))
-            if resume is None:
-                checkpoint.save_vocabulary(self._encoder())
+        if writer is not None:
+            writer.directory.mkdir(parents=True, exist_ok=True)
+            check_free_space(writer.directory, _bytes_needed(self.classifier))
+            if state is None:
+                writer.save_vocabulary(self._encoder())
         all_callbacks: list[keras.callbacks.Callback] = [_LearningRateLogger()]
         self._early_stopping = None
         if training.early_stopping_patience:
@@ -436,26 +535,45 @@ class Trainer:
             self.config,
             steps_per_epoch=steps,
             train_size=splits.sizes["train"],
-            checkpoint=checkpoint,
-            resume=resume,
+            checkpoint=writer,
+            resume=state,
+            resume_from=checkpoint,
             early_stopping=self._early_stopping,
             stop=stop,
         )
         all_callbacks.append(guard)
         all_callbacks.extend(callbacks)
-        if resume is not None:
-            stage(f"Resuming from the checkpoint at {resume.describe()}")
-        stage("Training")
-        self.classifier.fit(
-            train_batches,
-            validation_data=valid_batches,
-            epochs=training.epochs,
-            initial_epoch=first_epoch,
-            steps_per_epoch=steps,
-            callbacks=all_callbacks,
-            verbose=0,
-            shuffle=False,
-        )
+        if state is not None:
+            stage(f"Resuming from the checkpoint at {state.describe()}")
+        if is_distributed(self.strategy):
+            stage(
+                f"Training on {self.replicas} replica{'s' if self.replicas > 1 else ''} "
+                f"({strategy_name(self.strategy)}), {self.global_batch_size} reviews per step"
+            )
+        else:
+            stage("Training")
+        if is_distributed(self.strategy):
+            fit_distributed(
+                self.classifier,
+                self.strategy,
+                train_batches,
+                validation_batches=valid_batches,
+                epochs=training.epochs,
+                initial_epoch=first_epoch,
+                steps_per_epoch=steps,
+                callbacks=all_callbacks,
+            )
+        else:
+            self.classifier.fit(
+                train_batches,
+                validation_data=valid_batches,
+                epochs=training.epochs,
+                initial_epoch=first_epoch,
+                steps_per_epoch=steps,
+                callbacks=all_callbacks,
+                verbose=0,
+                shuffle=False,
+            )
         self.history = guard.history
         self.epoch_train_seconds = guard.epoch_train_seconds
         return self.history
@@ -484,7 +602,7 @@ class Trainer:
             raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
         start = time.perf_counter()
         batches, labels, _ = self._eval_batches(dataset, pipeline or self.config.data.pipeline)
-        logits = self.classifier.predict(batches.map(lambda ids, label: ids), verbose=0)
+        logits = self._logits(batches.map(lambda ids, label: ids))
         return EvaluationResult.from_logits(logits, labels, time.perf_counter() - start)
 
     def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
@@ -496,12 +614,22 @@ class Trainer:
             return np.zeros(0, dtype=np.float32)
         split = tokenize(texts, self._encoder())
         batches, order = length_sorted_batches(split, batch_size=self.config.data.eval_batch_size)
-        sorted_logits = self.classifier.predict(
-            batches.map(lambda ids, label: ids), verbose=0
-        ).reshape(-1)
+        sorted_logits = self._logits(batches.map(lambda ids, label: ids)).reshape(-1)
         logits = np.empty_like(sorted_logits)
         logits[order] = sorted_logits
         return logits
+
+    def _logits(self, batches: tf.data.Dataset) -> np.ndarray:
+        """The classifier's logits on batches of token ids, in order."""
+        assert self.classifier is not None
+        if not is_multi_worker(self.strategy):
+            return np.asarray(self.classifier.predict(batches, verbose=0))
+        # Each worker of a cluster predicts on its own, on every batch: Keras' predict would
+        # share the batches between workers and gather the results with collective operations.
+        classifier = self.classifier
+        forward = tf.function(lambda ids: classifier(ids, training=False), reduce_retracing=True)
+        parts = [forward(ids).numpy() for ids in batches]
+        return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Returns the probability that each review is positive, in the order given."""
@@ -555,7 +683,7 @@ class Trainer:
             raise ModelFileError(f"{config_path}: {error}") from None
         model = load_text_model(model_path)
         encoder, classifier = split_text_model(model)
-        trainer = cls(config, encoder=encoder, classifier=classifier)
+        trainer = cls(config, encoder=encoder, classifier=classifier, strategy="default")
         trainer._text_model = model
         history_path = directory / HISTORY_FILE
         if history_path.exists():
@@ -597,6 +725,7 @@ def train(
     tensorboard_dir: str | os.PathLike[str] | None = None,
     resume: bool = True,
     stop: SignalStop | None = None,
+    strategy: str | tf.distribute.Strategy = "auto",
 ) -> TrainResult:
     """Loads the data, trains a model, evaluates it and saves it, with a picture of its training
     curves (`curves.png`: loss and accuracy per epoch, training and validation).
@@ -604,6 +733,10 @@ def train(
     With an `output`, training writes resumable checkpoints to `output/checkpoint/` and, if that
     folder holds an unfinished run of the same config, continues it; the checkpoint is deleted
     once the model is saved.
+
+    In a multi-worker cluster, run the same call on every worker: only the chief writes
+    `output`, its checkpoints and `tensorboard_dir`; the other workers write theirs to temporary
+    folders, which they delete.
 
     Args:
         config: the run configuration.
@@ -617,26 +750,71 @@ def train(
             accuracy and learning rate per epoch). Default None: no TensorBoard logs.
         resume: continue an unfinished run found in `output`. Default True; False discards it.
         stop: a `SignalStop` whose signals end training after the current batch.
+        strategy: `"auto"`, `"default"`, `"mirrored"` or `"multi-worker"`, or a
+            `tf.distribute.Strategy` (see `Trainer`). Default "auto".
 
     Returns:
         A `TrainResult`.
 
     Raises:
+        ConfigError: on an unknown strategy, or `"multi-worker"` without a valid `TF_CONFIG`.
         ModuleNotFoundError: if `tensorboard_dir` is given and the `tensorboard` package,
             which TensorFlow needs to write summaries, is not installed.
         CheckpointMismatchError: if `output` holds an unfinished run of another config or data.
         NonFiniteLossError: if the loss becomes NaN or infinite.
         TrainingInterrupted: when `stop` received a signal.
     """
+    # First: a multi-worker strategy must exist before any other TensorFlow operation.
+    trainer = Trainer(config, strategy=strategy)
+    chief = is_chief(trainer.strategy)
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
+    try:
+        return _train(
+            trainer,
+            source=source,
+            output=output,
+            write_to=(Path(output) if output is not None else None) if chief else scratch,
+            evaluate_test=evaluate_test,
+            callbacks=callbacks,
+            on_stage=on_stage,
+            data_dir=data_dir,
+            tensorboard_dir=tensorboard_dir if chief or tensorboard_dir is None else scratch,
+            resume=resume,
+            stop=stop,
+        )
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(
+    trainer: Trainer,
+    *,
+    source: str | os.PathLike[str] | None,
+    output: str | os.PathLike[str] | None,
+    write_to: Path | None,
+    evaluate_test: bool,
+    callbacks: Iterable[keras.callbacks.Callback],
+    on_stage: StageCallback | None,
+    data_dir: str | os.PathLike[str] | None,
+    tensorboard_dir: str | os.PathLike[str] | None,
+    resume: bool,
+    stop: SignalStop | None,
+) -> TrainResult:
+    """`train`, with the model written to `write_to` (`output`, or a temporary folder on the
+    workers of a cluster other than the chief)."""
+    config = trainer.config
+    chief = is_chief(trainer.strategy)
     stage = on_stage or (lambda name: None)
     callbacks = list(callbacks)
     if tensorboard_dir is not None:
         callbacks.append(tensorboard_callback(tensorboard_dir))
+    # Every worker resumes from the chief's checkpoint; only the chief deletes it.
     checkpoint = Checkpoint(Path(output) / CHECKPOINT_DIR) if output is not None else None
     if checkpoint is not None:
-        if not resume:
+        if not resume and chief:
             checkpoint.remove()
-        state = checkpoint.read_state()
+        state = checkpoint.read_state() if resume else None
         if state is not None:  # fail before reading the data if the options differ
             checkpoint.check_resumable(state, config)
     stage("Reading data")
@@ -655,7 +833,6 @@ def train(
             f"{splits.decode_errors} review files were not valid UTF-8: read with "
             "replacement characters"
         )
-    trainer = Trainer(config)
     start = time.perf_counter()
     history = trainer.fit(
         splits,
@@ -663,6 +840,7 @@ def train(
         on_stage=stage,
         checkpoint_dir=checkpoint.directory if checkpoint is not None else None,
         stop=stop,
+        resume=resume,
     )
     train_seconds = time.perf_counter() - start
     stage("Evaluating")
@@ -671,7 +849,7 @@ def train(
     batch_seconds = sum(trainer.epoch_train_seconds)
     epochs_run = len(history.get("loss", []))
     result = TrainResult(
-        output=os.fspath(output) if output is not None else None,
+        output=os.fspath(output) if output is not None and chief else None,
         epochs=epochs_run,
         best_epoch=trainer.best_epoch,
         train_seconds=train_seconds,
@@ -684,10 +862,17 @@ def train(
         test=test,
         sizes=dict(splits.sizes),
         decode_errors=splits.decode_errors,
+        strategy=strategy_name(trainer.strategy),
+        replicas=trainer.replicas,
+        global_batch_size=trainer.global_batch_size,
+        chief=chief,
     )
-    if output is not None:
-        stage("Saving")
-        trainer.save(output, metrics=result.to_dict())
+    if write_to is not None:
+        # The other workers save too (to a temporary folder), as TensorFlow's multi-worker
+        # guide prescribes: reading distributed variables may need every worker.
+        stage("Saving" if chief else "Saving to a temporary folder (only the chief keeps it)")
+        trainer.save(write_to, metrics=result.to_dict())
+    if output is not None and chief:
         from imdb_rnn.plots import CURVES_FILE, save_training_curves  # matplotlib: only here
 
         save_training_curves(
@@ -696,8 +881,8 @@ def train(
             best_epoch=result.best_epoch,
             title=f"{Path(output).name}: loss and accuracy per epoch",
         )
-    if checkpoint is not None:
-        checkpoint.remove()  # the saved model supersedes it
+        if checkpoint is not None:
+            checkpoint.remove()  # the saved model supersedes it
     return result
 
 
