@@ -274,7 +274,6 @@ def test_two_workers_train_and_the_chief_saves(imdb_archive, tmp_path, mirrored_
     assert probabilities[0] > 0.5 > probabilities[1]
 
 
-@pytest.mark.slow  # another two-process run: about 30 s on two cores
 def test_two_workers_resume_a_checkpoint(imdb_archive, tmp_path, mirrored_runs):
     """Both workers resume the checkpoint in the chief's --output (here one written mid-epoch
     by the mirrored run) and end where the uninterrupted run did."""

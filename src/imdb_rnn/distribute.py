@@ -334,7 +334,9 @@ def fit_distributed(
         callbacks: Keras callbacks.
     """
     train_data = _distribute(strategy, train_batches)
-    valid_data = _distribute(strategy, validation_batches)
+    # Repeated, so that one iterator serves every epoch: making a distributed iterator rewrites
+    # the dataset's graph, in-memory batches included, which takes seconds on real data.
+    valid_data = _distribute(strategy, validation_batches.repeat())
     valid_steps = _count(validation_batches)
     with strategy.scope():
         if not model.optimizer.built:
@@ -367,7 +369,7 @@ def fit_distributed(
     model.stop_training = False
     try:
         callback_list.on_train_begin()
-        iterator = iter(train_data)
+        iterator, valid_iterator = iter(train_data), iter(valid_data)
         epoch_logs: dict[str, float] = {}
         for epoch in range(initial_epoch, epochs):
             model.reset_metrics()
@@ -382,7 +384,6 @@ def fit_distributed(
             epoch_logs = dict(logs or _floats(model.get_metrics_result()))
             model.reset_metrics()
             callback_list.on_test_begin()
-            valid_iterator = iter(valid_data)
             val_logs: dict[str, float] = {}
             for step in range(valid_steps):
                 callback_list.on_test_batch_begin(step)
