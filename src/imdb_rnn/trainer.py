@@ -550,9 +550,6 @@ class Trainer:
                 f"Training on {self.replicas} replica{'s' if self.replicas > 1 else ''} "
                 f"({strategy_name(self.strategy)}), {self.global_batch_size} reviews per step"
             )
-        else:
-            stage("Training")
-        if is_distributed(self.strategy):
             fit_distributed(
                 self.classifier,
                 self.strategy,
@@ -564,6 +561,7 @@ class Trainer:
                 callbacks=all_callbacks,
             )
         else:
+            stage("Training")
             self.classifier.fit(
                 train_batches,
                 validation_data=valid_batches,
