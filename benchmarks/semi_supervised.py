@@ -55,15 +55,6 @@ from imdb_rnn.layers import FastBidirectional, TextEncoder
 from imdb_rnn.trainer import Trainer
 
 
-def texts(splits: ImdbSplits, *names: str) -> tf.data.Dataset:
-    """The review strings of some splits, one after the other."""
-    parts = [splits[name].map(lambda text, label: text) for name in names]
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.concatenate(part)
-    return out
-
-
 def fit_from(
     trainer: Trainer,
     splits: ImdbSplits,
@@ -181,7 +172,7 @@ def run_ppmi(args: argparse.Namespace, config: RunConfig, splits: ImdbSplits) ->
     start = time.perf_counter()
     vectors = ppmi_vectors(
         encoder,
-        texts(splits, "train", "unsupervised"),
+        splits.texts("train", "unsupervised"),
         vocabulary=config.model.max_tokens,
         dim=config.model.embedding_dim,
         window=args.window,
@@ -289,7 +280,7 @@ def run_lm(args: argparse.Namespace, config: RunConfig, splits: ImdbSplits) -> d
     embedding, recurrent, curve = pretrain_language_models(
         config,
         encoder,
-        texts(splits, "unsupervised", "train"),
+        splits.texts("unsupervised", "train"),
         epochs=args.lm_epochs,
         learning_rate=args.lm_learning_rate,
         sampled=args.sampled,

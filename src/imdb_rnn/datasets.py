@@ -97,6 +97,16 @@ class ImdbSplits:
             raise KeyError(f"The {name!r} split was not loaded.")
         return dataset
 
+    def texts(self, *names: str) -> tf.data.Dataset:
+        """The review strings of the named splits, one split after the other."""
+        if not names:
+            raise ValueError("Expected at least one split name. Received: none")
+        parts = [self[name].map(lambda text, label: text) for name in names]
+        texts = parts[0]
+        for part in parts[1:]:
+            texts = texts.concatenate(part)
+        return texts
+
 
 def _splits(
     datasets: dict[str, tf.data.Dataset | None],

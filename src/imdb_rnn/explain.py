@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.layers import imdb_standardize
-from imdb_rnn.trainer import Trainer, label_of
+from imdb_rnn.trainer import Trainer, prediction_rows
 
 __all__ = ["Explanation", "WordWeight", "explain", "predict_and_explain", "words_of"]
 
@@ -143,13 +143,9 @@ def predict_and_explain(
     if not texts:
         raise ValueError("No reviews to explain: give at least one text.")
     trainer = Trainer.load(model_dir)
-    probabilities = trainer.predict_proba(texts)
     return [
-        {
-            "text": text,
-            "label": label_of(p),
-            "probability": float(p),
-            "explanation": explanation.to_list(),
-        }
-        for text, p, explanation in zip(texts, probabilities, explain(trainer, texts), strict=True)
+        {**row, "explanation": explanation.to_list()}
+        for row, explanation in zip(
+            prediction_rows(trainer, texts), explain(trainer, texts), strict=True
+        )
     ]

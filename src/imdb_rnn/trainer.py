@@ -281,11 +281,7 @@ class Trainer:
         names = {"unsupervised": ["unsupervised"], "train": ["train"]}.get(
             data.vocabulary_source, ["train", "unsupervised"]
         )
-        texts = None
-        for name in names:
-            part = splits[name].map(lambda text, label: text)
-            texts = part if texts is None else texts.concatenate(part)
-        encoder.adapt(texts)
+        encoder.adapt(splits.texts(*names))
         self.encoder = encoder
         self._text_model = None
         return encoder
@@ -936,7 +932,11 @@ def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dic
     texts = list(texts)
     if not texts:
         raise ValueError("No reviews to predict: give at least one text.")
-    trainer = Trainer.load(model_dir)
+    return prediction_rows(Trainer.load(model_dir), texts)
+
+
+def prediction_rows(trainer: Trainer, texts: Sequence[str]) -> list[dict[str, Any]]:
+    """One `{"text", "label", "probability"}` dict per review of `texts`, in order."""
     probabilities = trainer.predict_proba(texts)
     return [
         {"text": text, "label": label_of(p), "probability": float(p)}
