@@ -19,13 +19,20 @@ ratio barely moves when other processes share the machine). Writes the result as
 Usage:
 
     python benchmarks/throughput.py --data ../shared/data/imdb/aclImdb_v1.tar.gz
-    python benchmarks/throughput.py --data ... --variant plain --variant bucketed \\
-        --variant bucketed:max_length=400:truncation=tail
+    python benchmarks/throughput.py --data ... --variant plain:kernel=keras --variant bucketed \\
+        --variant sorted:max_length=256:truncation=tail:kernel=graph
+
+By default the plain variant is the reference recipe as written (random batches tokenised every
+epoch, Keras' `Bidirectional(GRU)`), and the default variant is what `imdb-rnn train` runs
+(sorted batches, 256-token tails, the native GRU kernel). `kernel=` picks how a variant runs the
+BiGRU: `keras`, `graph` (`FastBidirectional`'s TensorFlow loop) or `native`; variants in between
+show what each part contributes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -38,20 +45,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 import tensorflow as tf
 
+from imdb_rnn import native
 from imdb_rnn.config import DataConfig, get_preset
 from imdb_rnn.datasets import ImdbSplits, load_imdb
-from imdb_rnn.layers import TextEncoder
+from imdb_rnn.layers import FastBidirectional, TextEncoder
 from imdb_rnn.trainer import Trainer
+
+#: How a variant runs the BiGRU on the CPU: Keras' own `Bidirectional(GRU)` loop (the reference
+#: recipe as written), `FastBidirectional`'s TensorFlow graph loop, or its native kernel (the
+#: default where it builds).
+KERNELS = ("keras", "graph", "native")
 
 
 def parse_variant(text: str) -> dict[str, Any]:
-    """`bucketed:max_length=400:truncation=tail` -> DataConfig overrides."""
+    """`bucketed:max_length=400:truncation=tail:kernel=graph` -> DataConfig overrides plus the
+    kernel (default `native`)."""
     pipeline, *options = text.split(":")
     values: dict[str, Any] = {"pipeline": pipeline}
     for option in options:
         key, _, value = option.partition("=")
         values[key] = int(value) if value.isdigit() else (None if value == "none" else value)
-    DataConfig(**values)  # validate early
+    kernel = values.setdefault("kernel", "native")
+    if kernel not in KERNELS:
+        raise SystemExit(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    DataConfig(**{k: v for k, v in values.items() if k != "kernel"})  # validate early
     return values
 
 
@@ -78,8 +95,10 @@ class Run:
         args: argparse.Namespace,
     ) -> None:
         self.variant = variant
+        self.kernel = variant["kernel"]
+        data = {k: v for k, v in variant.items() if k != "kernel"}
         self.config = get_preset("reference").replace(
-            data={**variant, "limit": None},
+            data={**data, "limit": None},
             training={
                 "epochs": args.epochs,
                 "learning_rate": args.learning_rate,
@@ -94,22 +113,34 @@ class Run:
         self.batches = self.trainer.training_batches(splits["train"], seed=args.seed)
         self.input_seconds = input_only_seconds(self.batches)
         self.classifier = self.trainer.build(int(self.batches.cardinality()))
+        if self.kernel == "keras":
+            for layer in self.classifier._flatten_layers(include_self=False, recursive=True):
+                if isinstance(layer, FastBidirectional):
+                    layer.fused = "never"
+        elif self.kernel == "native" and not native.available():
+            raise SystemExit("the native kernel is unavailable here (see the warning above)")
         self.epoch_seconds: list[float] = []
         self.epoch_cpu_seconds: list[float] = []
         self.eval_rounds: list[Any] = []
         self.eval_cpu_seconds: list[float] = []
 
+    def kernel_scope(self) -> contextlib.AbstractContextManager[None]:
+        """Functions traced in this block use the variant's kernel."""
+        return native.disabled() if self.kernel == "graph" else contextlib.nullcontext()
+
     def train_epoch(self, epoch: int) -> None:
         start, cpu_start = time.perf_counter(), time.process_time()
-        self.classifier.fit(
-            self.batches, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False
-        )
+        with self.kernel_scope():
+            self.classifier.fit(
+                self.batches, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False
+            )
         self.epoch_seconds.append(time.perf_counter() - start)
         self.epoch_cpu_seconds.append(time.process_time() - cpu_start)
 
     def evaluate(self, test: tf.data.Dataset) -> None:
         cpu_start = time.process_time()
-        self.eval_rounds.append(self.trainer.evaluate(test))
+        with self.kernel_scope():
+            self.eval_rounds.append(self.trainer.evaluate(test))
         self.eval_cpu_seconds.append(time.process_time() - cpu_start)
 
     def summary(self, n_train: int) -> dict[str, Any]:
@@ -154,8 +185,10 @@ def main() -> None:
         "--variant",
         action="append",
         dest="variants",
-        help="pipeline[:key=value...], e.g. plain, bucketed, bucketed:max_length=400 "
-        "(default: plain and the default pipeline)",
+        help="pipeline[:key=value...], e.g. plain:kernel=keras, bucketed:max_length=400, "
+        "sorted:max_length=256:truncation=tail:kernel=graph; kernel is one of "
+        f"{', '.join(KERNELS)} (default native) (default variants: plain:kernel=keras, the "
+        "reference recipe as written, and the default pipeline)",
     )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/throughput.json"))
     args = parser.parse_args()
@@ -166,11 +199,12 @@ def main() -> None:
         [parse_variant(v) for v in args.variants]
         if args.variants
         else [
-            {"pipeline": "plain"},
+            {"pipeline": "plain", "kernel": "keras"},
             {
                 "pipeline": default_data.pipeline,
                 "max_length": default_data.max_length,
                 "truncation": default_data.truncation,
+                "kernel": "native",
             },
         ]
     )
@@ -208,7 +242,8 @@ def main() -> None:
     for result in results:
         print(json.dumps({k: v for k, v in result.items() if k != "config"}), flush=True)
 
-    plain = next((r for r in results if r["variant"] == "plain"), results[0])
+    # Ratios are to the first variant (the reference recipe by default).
+    plain = results[0]
     for r in results:
         r["train_speedup"] = r["train_reviews_per_second"] / plain["train_reviews_per_second"]
         r["eval_speedup"] = r["eval_reviews_per_second"] / plain["eval_reviews_per_second"]

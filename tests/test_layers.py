@@ -1,9 +1,12 @@
 """Tests for imdb_rnn.layers."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from imdb_rnn import native
 from imdb_rnn.layers import OOV_ID, FastBidirectional, MaskedPooling, TextEncoder, imdb_standardize
 
 
@@ -84,12 +87,22 @@ def _same_weights_pair(**gru_options):
     return fused, reference
 
 
+@pytest.mark.parametrize("kernel", ["native", "graph"])
 @pytest.mark.parametrize(
     "options",
     [{}, {"return_sequences": True}, {"return_sequences": True, "return_state": True}],
 )
-def test_fused_bidirectional_gru_matches_keras(options):
-    """The fused CPU loop gives Keras' Bidirectional(GRU) outputs and gradients on masked input."""
+def test_fused_bidirectional_gru_matches_keras(options, kernel):
+    """The fused CPU loop, with the native kernel or TensorFlow's graph loop, gives Keras'
+    Bidirectional(GRU) outputs and gradients on masked input."""
+    if kernel == "native" and not native.available():
+        pytest.skip("the native kernel cannot be built here")
+    scope = native.disabled() if kernel == "graph" else contextlib.nullcontext()
+    with scope:
+        _check_fused_matches_keras(options)
+
+
+def _check_fused_matches_keras(options):
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(5, 7, 6)).astype("float32"))
     mask = tf.sequence_mask([7, 3, 1, 5, 2], 7)

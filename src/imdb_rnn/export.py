@@ -24,6 +24,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from imdb_rnn import native
 from imdb_rnn.files import _fsync_directory, _umask
 from imdb_rnn.layers import FastBidirectional
 
@@ -39,11 +40,13 @@ _CONFIG_COPY = "imdb_rnn_config.json"
 
 @contextlib.contextmanager
 def _device_portable(model: keras.Model) -> Iterator[None]:
-    """Traces recurrent layers with plain TensorFlow ops, never the cuDNN kernels.
+    """Traces recurrent layers with plain TensorFlow ops, never the cuDNN kernels nor the native
+    GRU op.
 
     Keras picks cuDNN when a GPU is visible *while tracing*; a SavedModel exported on a GPU
     machine would then hold `CudnnRNNV3` ops, which have no CPU kernel, and fail on a CPU-only
-    model server. The plain loops run on either device.
+    model server. The native op exists only where imdb-rnn is installed. The plain loops run on
+    either device, anywhere.
     """
     changed: list[tuple[Any, str, Any]] = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
@@ -54,7 +57,8 @@ def _device_portable(model: keras.Model) -> Iterator[None]:
             changed.append((layer, "use_cudnn", layer.use_cudnn))
             layer.use_cudnn = False
     try:
-        yield
+        with native.disabled():
+            yield
     finally:
         for layer, name, value in reversed(changed):
             setattr(layer, name, value)

@@ -11,6 +11,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from imdb_rnn import native
+
 __all__ = [
     "OOV_ID",
     "PAD_ID",
@@ -218,15 +220,16 @@ def _gpu_visible() -> bool:
 
 @keras.saving.register_keras_serializable(package="imdb_rnn")
 class FastBidirectional(keras.layers.Bidirectional):
-    """`Bidirectional(GRU)` with a leaner loop on the CPU.
+    """`Bidirectional(GRU)` with a faster loop on the CPU.
 
     Same weights, config and results as `keras.layers.Bidirectional` (concatenated outputs). Where
     a GPU is visible, or the wrapped layer is not a plain GRU, it defers to Keras, which picks the
-    fused cuDNN kernel. On the CPU it runs its own loop per direction: the input projections of
-    all time steps are one matrix product before the loop (Keras multiplies each step's input
-    inside the loop), and masking is one multiply-add per step. The two directions stay separate
-    loops so that TensorFlow runs them concurrently on two cores. `benchmarks/gru_kernel.py`
-    measures the gain.
+    fused cuDNN kernel. On the CPU it runs each direction as: the input projections of all time
+    steps as one matrix product before the loop (Keras multiplies each step's input inside the
+    loop), then the recurrence in the native kernel of `imdb_rnn.native` (one op for the whole
+    loop and one for its gradient), or, where that kernel cannot be built, in a TensorFlow
+    `scan` loop with the same results. The two directions are separate ops, so TensorFlow runs
+    them concurrently on two cores. `benchmarks/gru_kernel.py` measures each way.
 
     The CPU loop needs right-padded masks (as `TextEncoder` and the pipelines produce); the
     backward direction is computed on each review reversed within its own length.
@@ -284,12 +287,14 @@ class FastBidirectional(keras.layers.Bidirectional):
             lengths = tf.fill([batch], steps)
         else:
             lengths = tf.reduce_sum(tf.cast(mask, "int32"), axis=1)
+        # On a GPU ("always"), the graph loop: the native kernel is CPU-only.
+        use_native = dtype == tf.float32 and not _gpu_visible() and native.available()
         keep = tf.transpose(tf.sequence_mask(lengths, steps, dtype=dtype))[
             :, :, None
         ]  # (time, batch, 1)
         reversed_sequences = tf.reverse_sequence(sequences, lengths, seq_axis=1, batch_axis=0)
         states = [
-            self._direction(x, cell, keep, training)
+            self._direction(x, cell, lengths, keep, training, use_native)
             for x, cell in (
                 (sequences, self.forward_layer.cell),
                 (reversed_sequences, self.backward_layer.cell),
@@ -310,7 +315,14 @@ class FastBidirectional(keras.layers.Bidirectional):
         return output
 
     @staticmethod
-    def _direction(x: tf.Tensor, cell: Any, keep: tf.Tensor, training: bool | None) -> tf.Tensor:
+    def _direction(
+        x: tf.Tensor,
+        cell: Any,
+        lengths: tf.Tensor,
+        keep: tf.Tensor,
+        training: bool | None,
+        use_native: bool,
+    ) -> tf.Tensor:
         """Runs one GRU direction over right-padded `x`; returns the states of every step."""
         if training and 0.0 < cell.dropout < 1.0:
             # One dropout mask per review, shared by all steps, as Keras' GRU does.
@@ -320,9 +332,12 @@ class FastBidirectional(keras.layers.Bidirectional):
         kernel = tf.convert_to_tensor(cell.kernel)
         recurrent_kernel = tf.convert_to_tensor(cell.recurrent_kernel)
         input_bias, recurrent_bias = tf.unstack(tf.convert_to_tensor(cell.bias))
-        projected = tf.transpose(
-            tf.tensordot(x, kernel, 1) + input_bias, [1, 0, 2]
-        )  # (time, batch, 3u)
+        # Time-major before the product: the input is narrower than its projection.
+        projected = tf.tensordot(tf.transpose(x, [1, 0, 2]), kernel, 1) + input_bias
+        if use_native:
+            return native.gru_sequence(
+                projected, lengths, recurrent_kernel, recurrent_bias, training=training
+            )
 
         def step(state: tf.Tensor, elements: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
             x_t, keep_t = elements

@@ -37,6 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from imdb_rnn import native
 from imdb_rnn.checkpoints import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -509,6 +510,9 @@ class Trainer:
                 "step to resume": state.step if state is not None else 0,
             },
         )
+        if self.config.model.cell == "gru" and native.wanted() and not native.is_built():
+            stage("Compiling the native GRU kernel (once on this machine)")
+            native.available()
         self.build(steps)
         assert self.classifier is not None
         if writer is not None:

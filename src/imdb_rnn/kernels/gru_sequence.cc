@@ -1,0 +1,295 @@
+// Fused CPU kernels for one direction of a Keras GRU (reset_after=True, sigmoid / tanh) over a
+// whole right-padded sequence, and its gradient.
+//
+// The input projections (x @ kernel + input_bias) are computed by TensorFlow before the loop;
+// these kernels run the recurrence: for every time step one small matrix product and the gate
+// arithmetic, in one op instead of a dozen graph operations per step. Rows whose length is
+// reached carry their state unchanged, exactly like a masked Keras GRU.
+//
+//   inner = h_prev @ recurrent_kernel + recurrent_bias        (batch, 3 units)
+//   z = sigmoid(x_z + inner_z), r = sigmoid(x_r + inner_r)
+//   c = tanh(x_h + r * inner_h)
+//   h = z * h_prev + (1 - z) * c
+//
+// Compiled on first use by imdb_rnn.native with the C++ compiler and TensorFlow's headers; see
+// docs/performance.md.
+
+#include <algorithm>
+#include <cstdint>
+
+#include "Eigen/Core"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace {
+
+using tensorflow::DEVICE_CPU;
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+using tensorflow::errors::InvalidArgument;
+using tensorflow::shape_inference::DimensionHandle;
+using tensorflow::shape_inference::InferenceContext;
+using tensorflow::shape_inference::ShapeHandle;
+
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatrixMap = Eigen::Map<Matrix>;
+using ConstMatrixMap = Eigen::Map<const Matrix>;
+using RowVector = Eigen::Matrix<float, 1, Eigen::Dynamic>;
+using ConstRowVectorMap = Eigen::Map<const RowVector>;
+using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
+using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
+
+// sigmoid(x) = (1 + tanh(x / 2)) / 2: Eigen vectorises tanh.
+template <typename Expr>
+auto Sigmoid(const Expr& x) {
+  return (x * 0.5f).tanh() * 0.5f + 0.5f;
+}
+
+tensorflow::Status CheckInputs(OpKernelContext* context, const Tensor& projected,
+                               const Tensor& lengths, const Tensor& recurrent_kernel,
+                               const Tensor& recurrent_bias) {
+  if (projected.dims() != 3) {
+    return InvalidArgument("projected must be (time, batch, 3 * units), got ",
+                           projected.shape().DebugString());
+  }
+  const int64_t units = recurrent_kernel.dim_size(0);
+  if (recurrent_kernel.dims() != 2 || recurrent_kernel.dim_size(1) != 3 * units) {
+    return InvalidArgument("recurrent_kernel must be (units, 3 * units), got ",
+                           recurrent_kernel.shape().DebugString());
+  }
+  if (projected.dim_size(2) != 3 * units) {
+    return InvalidArgument("projected's last dimension must be 3 * units = ", 3 * units,
+                           ", got ", projected.dim_size(2));
+  }
+  if (recurrent_bias.dims() != 1 || recurrent_bias.dim_size(0) != 3 * units) {
+    return InvalidArgument("recurrent_bias must be (3 * units,), got ",
+                           recurrent_bias.shape().DebugString());
+  }
+  if (lengths.dims() != 1 || lengths.dim_size(0) != projected.dim_size(1)) {
+    return InvalidArgument("lengths must be (batch,), got ", lengths.shape().DebugString());
+  }
+  return tensorflow::OkStatus();
+}
+
+}  // namespace
+
+REGISTER_OP("ImdbRnnGruSequence")
+    .Input("projected: float")
+    .Input("lengths: int32")
+    .Input("recurrent_kernel: float")
+    .Input("recurrent_bias: float")
+    .Attr("save_activations: bool = true")
+    .Output("states: float")
+    .Output("activations: float")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle projected;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &projected));
+      DimensionHandle units = c->Dim(c->input(2), 0);
+      DimensionHandle four_units;
+      TF_RETURN_IF_ERROR(c->Multiply(units, 4, &four_units));
+      c->set_output(0, c->MakeShape({c->Dim(projected, 0), c->Dim(projected, 1), units}));
+      bool save = true;
+      TF_RETURN_IF_ERROR(c->GetAttr("save_activations", &save));
+      if (save) {
+        c->set_output(1, c->MakeShape({c->Dim(projected, 0), c->Dim(projected, 1), four_units}));
+      } else {
+        c->set_output(1, c->MakeShape({0}));
+      }
+      return tensorflow::OkStatus();
+    })
+    .Doc(R"doc(
+Runs one GRU direction (Keras reset_after=True) over a right-padded sequence.
+
+projected: (time, batch, 3 * units) input projections, input bias included, gates z | r | h.
+lengths: (batch,) number of valid steps per row; later steps carry the state unchanged.
+recurrent_kernel: (units, 3 * units).
+recurrent_bias: (3 * units,).
+states: (time, batch, units) state after every step (zero initial state).
+activations: (time, batch, 4 * units) z | r | candidate | inner_h per step, for the gradient;
+  an empty tensor when save_activations is false.
+)doc");
+
+REGISTER_OP("ImdbRnnGruSequenceGrad")
+    .Input("grad_states: float")
+    .Input("states: float")
+    .Input("activations: float")
+    .Input("lengths: int32")
+    .Input("recurrent_kernel: float")
+    .Output("grad_projected: float")
+    .Output("grad_inner: float")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle activations;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 3, &activations));
+      DimensionHandle three_units;
+      TF_RETURN_IF_ERROR(c->Multiply(c->Dim(c->input(4), 0), 3, &three_units));
+      ShapeHandle out = c->MakeShape({c->Dim(activations, 0), c->Dim(activations, 1), three_units});
+      c->set_output(0, out);
+      c->set_output(1, out);
+      return tensorflow::OkStatus();
+    })
+    .Doc(R"doc(
+Gradient of ImdbRnnGruSequence.
+
+grad_projected: gradient with respect to `projected`.
+grad_inner: gradient with respect to `h_prev @ recurrent_kernel + recurrent_bias` at every
+  step; the recurrent kernel's gradient is sum_t h_prev_t^T @ grad_inner_t and the recurrent
+  bias's the sum of grad_inner over time and batch (one large product, outside the loop).
+)doc");
+
+class GruSequenceOp : public OpKernel {
+ public:
+  explicit GruSequenceOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("save_activations", &save_activations_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& projected = context->input(0);
+    const Tensor& lengths_tensor = context->input(1);
+    const Tensor& kernel_tensor = context->input(2);
+    const Tensor& bias_tensor = context->input(3);
+    OP_REQUIRES_OK(context,
+                   CheckInputs(context, projected, lengths_tensor, kernel_tensor, bias_tensor));
+    const int64_t time = projected.dim_size(0);
+    const int64_t batch = projected.dim_size(1);
+    const int64_t units = kernel_tensor.dim_size(0);
+
+    Tensor* states_tensor = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({time, batch, units}),
+                                                     &states_tensor));
+    Tensor* activations_tensor = nullptr;
+    const TensorShape activations_shape =
+        save_activations_ ? TensorShape({time, batch, 4 * units}) : TensorShape({0});
+    OP_REQUIRES_OK(context, context->allocate_output(1, activations_shape, &activations_tensor));
+    if (time == 0 || batch == 0) return;
+
+    const int32_t* lengths = lengths_tensor.flat<int32_t>().data();
+    ConstMatrixMap kernel(kernel_tensor.flat<float>().data(), units, 3 * units);
+    ConstRowVectorMap bias(bias_tensor.flat<float>().data(), 3 * units);
+    const float* x_data = projected.flat<float>().data();
+    float* states = states_tensor->flat<float>().data();
+    float* activations = save_activations_ ? activations_tensor->flat<float>().data() : nullptr;
+
+    const RowVector zero_state = RowVector::Zero(units);
+    Matrix inner(batch, 3 * units);
+    // Gates of one step when they are not kept for the gradient.
+    Matrix scratch(save_activations_ ? 0 : batch, 4 * units);
+    for (int64_t t = 0; t < time; ++t) {
+      const float* h_prev = t == 0 ? nullptr : states + (t - 1) * batch * units;
+      float* h = states + t * batch * units;
+      float* gates = save_activations_ ? activations + t * batch * 4 * units : scratch.data();
+      if (h_prev == nullptr) {
+        inner.rowwise() = bias;
+      } else {
+        inner.noalias() = ConstMatrixMap(h_prev, batch, units) * kernel;
+        inner.rowwise() += bias;
+      }
+      const float* x_t = x_data + t * batch * 3 * units;
+      for (int64_t b = 0; b < batch; ++b) {
+        ArrayMap h_row(h + b * units, units);
+        ConstArrayMap h_prev_row(h_prev == nullptr ? zero_state.data() : h_prev + b * units,
+                                 units);
+        if (t >= lengths[b]) {  // past the row's end: the state is carried unchanged
+          h_row = h_prev_row;
+          if (save_activations_) ArrayMap(gates + b * 4 * units, 4 * units).setZero();
+          continue;
+        }
+        ConstArrayMap x_row(x_t + b * 3 * units, 3 * units);
+        ConstArrayMap inner_row(inner.data() + b * 3 * units, 3 * units);
+        ArrayMap g(gates + b * 4 * units, 4 * units);  // z | r | candidate | inner_h
+        g.head(2 * units) = Sigmoid(x_row.head(2 * units) + inner_row.head(2 * units));
+        g.segment(2 * units, units) =
+            (x_row.tail(units) + g.segment(units, units) * inner_row.tail(units)).tanh();
+        g.tail(units) = inner_row.tail(units);
+        h_row = g.head(units) * h_prev_row + (1.0f - g.head(units)) * g.segment(2 * units, units);
+      }
+    }
+  }
+
+ private:
+  bool save_activations_ = true;
+};
+
+class GruSequenceGradOp : public OpKernel {
+ public:
+  explicit GruSequenceGradOp(OpKernelConstruction* context) : OpKernel(context) {}
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& grad_states_tensor = context->input(0);
+    const Tensor& states_tensor = context->input(1);
+    const Tensor& activations_tensor = context->input(2);
+    const Tensor& lengths_tensor = context->input(3);
+    const Tensor& kernel_tensor = context->input(4);
+    const int64_t time = states_tensor.dim_size(0);
+    const int64_t batch = states_tensor.dim_size(1);
+    const int64_t units = kernel_tensor.dim_size(0);
+    OP_REQUIRES(context,
+                grad_states_tensor.shape() == states_tensor.shape() &&
+                    activations_tensor.dims() == 3 &&
+                    activations_tensor.dim_size(0) == time &&
+                    activations_tensor.dim_size(1) == batch &&
+                    activations_tensor.dim_size(2) == 4 * units &&
+                    lengths_tensor.NumElements() == batch,
+                InvalidArgument("inconsistent shapes in ImdbRnnGruSequenceGrad"));
+
+    Tensor* grad_projected_tensor = nullptr;
+    Tensor* grad_inner_tensor = nullptr;
+    const TensorShape out_shape({time, batch, 3 * units});
+    OP_REQUIRES_OK(context, context->allocate_output(0, out_shape, &grad_projected_tensor));
+    OP_REQUIRES_OK(context, context->allocate_output(1, out_shape, &grad_inner_tensor));
+    if (time == 0 || batch == 0) return;
+
+    const int32_t* lengths = lengths_tensor.flat<int32_t>().data();
+    ConstMatrixMap kernel(kernel_tensor.flat<float>().data(), units, 3 * units);
+    const float* grad_states = grad_states_tensor.flat<float>().data();
+    const float* states = states_tensor.flat<float>().data();
+    const float* activations = activations_tensor.flat<float>().data();
+    float* grad_projected = grad_projected_tensor->flat<float>().data();
+    float* grad_inner_all = grad_inner_tensor->flat<float>().data();
+
+    const RowVector zero_state = RowVector::Zero(units);
+    Matrix grad_h = Matrix::Zero(batch, units);  // gradient reaching h_t from later steps
+    Matrix grad_carry(batch, units);
+    for (int64_t t = time - 1; t >= 0; --t) {
+      grad_h += ConstMatrixMap(grad_states + t * batch * units, batch, units);
+      const float* h_prev = t == 0 ? nullptr : states + (t - 1) * batch * units;
+      for (int64_t b = 0; b < batch; ++b) {
+        ArrayMap grad_x(grad_projected + (t * batch + b) * 3 * units, 3 * units);
+        ArrayMap grad_inner(grad_inner_all + (t * batch + b) * 3 * units, 3 * units);
+        ArrayMap carry(grad_carry.data() + b * units, units);
+        ConstArrayMap grad_h_row(grad_h.data() + b * units, units);
+        if (t >= lengths[b]) {
+          // The step copied h_prev: the gradient passes through unchanged.
+          grad_x.setZero();
+          grad_inner.setZero();
+          carry = grad_h_row;
+          continue;
+        }
+        ConstArrayMap h_prev_row(h_prev == nullptr ? zero_state.data() : h_prev + b * units,
+                                 units);
+        ConstArrayMap g(activations + (t * batch + b) * 4 * units, 4 * units);
+        const auto z = g.head(units);
+        const auto r = g.segment(units, units);
+        const auto candidate = g.segment(2 * units, units);
+        const auto inner_h = g.tail(units);
+        // h = z * h_prev + (1 - z) * candidate; candidate = tanh(x_h + r * inner_h)
+        grad_x.tail(units) = grad_h_row * (1.0f - z) * (1.0f - candidate * candidate);
+        grad_x.head(units) = grad_h_row * (h_prev_row - candidate) * z * (1.0f - z);
+        grad_x.segment(units, units) = grad_x.tail(units) * inner_h * r * (1.0f - r);
+        grad_inner.head(2 * units) = grad_x.head(2 * units);
+        grad_inner.tail(units) = grad_x.tail(units) * r;
+        carry = grad_h_row * z;
+      }
+      grad_h.noalias() = grad_carry;
+      grad_h.noalias() +=
+          ConstMatrixMap(grad_inner_all + t * batch * 3 * units, batch, 3 * units) *
+          kernel.transpose();
+    }
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("ImdbRnnGruSequence").Device(DEVICE_CPU), GruSequenceOp);
+REGISTER_KERNEL_BUILDER(Name("ImdbRnnGruSequenceGrad").Device(DEVICE_CPU), GruSequenceGradOp);

@@ -1,0 +1,285 @@
+"""The fused CPU kernel of the GRU recurrence: built on first use, optional, with a fallback.
+
+`FastBidirectional` runs each GRU direction on the CPU as one TensorFlow op,
+`ImdbRnnGruSequence` (and `ImdbRnnGruSequenceGrad` for training), written in C++ in
+`kernels/gru_sequence.cc`. The op does the whole time loop natively: per step one small matrix
+product (Eigen) and the gate arithmetic, instead of a dozen graph operations per step, which is
+what bounds a GRU step on a CPU. Results equal Keras' `GRU` to float32 rounding.
+
+The kernel is compiled the first time it is needed (about 25 s, with the C++ compiler named by
+`CXX` or `c++`, TensorFlow's headers and `-march=native`) and cached per machine, source and
+TensorFlow version under `IMDB_RNN_CACHE_DIR`, else `$XDG_CACHE_HOME/imdb-rnn`, else
+`~/.cache/imdb-rnn`. Where it cannot be built or loaded (no compiler, another platform), or with
+`IMDB_RNN_NATIVE=0`, `FastBidirectional` runs its TensorFlow graph loop instead, with the same
+results, about half as fast; a `RuntimeWarning` says why once.
+
+Example:
+
+>>> from imdb_rnn import native
+>>> native.available() in (True, False)
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+__all__ = [
+    "ENV_CACHE_DIR",
+    "ENV_SWITCH",
+    "NativeBuildError",
+    "available",
+    "build",
+    "cache_path",
+    "disabled",
+    "gru_sequence",
+    "is_built",
+    "load",
+    "wanted",
+]
+
+#: Set to 0, false, off or no to never use the native kernel.
+ENV_SWITCH = "IMDB_RNN_NATIVE"
+#: Folder for the compiled kernel (default: `$XDG_CACHE_HOME/imdb-rnn` or `~/.cache/imdb-rnn`).
+ENV_CACHE_DIR = "IMDB_RNN_CACHE_DIR"
+
+_SOURCE = Path(__file__).with_name("kernels") / "gru_sequence.cc"
+_LIBRARY_NAME = "imdb_rnn_gru_sequence.so"
+_BUILD_TIMEOUT_S = 600
+
+_lock = threading.Lock()
+_library: Any = None
+_failure: str | None = None
+_disabled_depth = 0
+
+
+class NativeBuildError(RuntimeError):
+    """The native kernel could not be compiled or loaded; the message says why."""
+
+
+def _switched_off() -> bool:
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "off", "no")
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Within this block, layers traced use TensorFlow's graph loop instead of the native op.
+
+    `imdb_rnn.export` traces under it, so that a SavedModel never holds the op (a model server
+    without this package could not run it).
+    """
+    global _disabled_depth
+    with _lock:
+        _disabled_depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _disabled_depth -= 1
+
+
+def _compiler() -> str:
+    return os.environ.get("CXX") or "c++"
+
+
+def _build_flags() -> list[str]:
+    return [
+        "-shared",
+        "-fPIC",
+        "-O3",
+        "-DNDEBUG",
+        "-march=native",
+        "-Wno-deprecated-declarations",
+        *tf.sysconfig.get_compile_flags(),
+    ]
+
+
+def _cpu_signature() -> str:
+    """The CPU model and instruction sets: a kernel built with -march=native stays on its CPU."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        return platform.processor()
+    wanted = [line for line in lines if line.startswith(("model name", "flags", "Features"))]
+    return "\n".join(sorted(set(wanted)))
+
+
+def cache_path() -> Path:
+    """Where the kernel for this source, TensorFlow, compiler and CPU is (or will be) cached."""
+    key = hashlib.sha256()
+    for part in (
+        _SOURCE.read_bytes(),
+        tf.__version__.encode(),
+        _compiler().encode(),
+        " ".join(_build_flags() + tf.sysconfig.get_link_flags()).encode(),
+        platform.machine().encode(),
+        _cpu_signature().encode(),
+    ):
+        key.update(part)
+        key.update(b"\0")
+    root = os.environ.get(ENV_CACHE_DIR)
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = str(Path(xdg) / "imdb-rnn") if xdg else str(Path.home() / ".cache" / "imdb-rnn")
+    return Path(root) / "native" / key.hexdigest()[:20] / _LIBRARY_NAME
+
+
+def is_built() -> bool:
+    """True when the kernel is already compiled for this machine (loading it is then instant)."""
+    return cache_path().is_file()
+
+
+def build(force: bool = False) -> Path:
+    """Compiles the kernel into the cache (unless it is there) and returns its path.
+
+    Several processes may build at once: each compiles to its own temporary file, and the last
+    rename wins with an identical file.
+
+    Raises:
+        NativeBuildError: no compiler, or the compiler failed (its last lines are in the message).
+    """
+    target = cache_path()
+    if target.is_file() and not force:
+        return target
+    compiler = shutil.which(_compiler())
+    if compiler is None:
+        raise NativeBuildError(f"no C++ compiler found (tried {_compiler()!r}; set CXX)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=".so")
+    os.close(handle)
+    command = [
+        compiler,
+        *_build_flags(),
+        str(_SOURCE),
+        "-o",
+        partial,
+        *tf.sysconfig.get_link_flags(),
+    ]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S, check=False
+        )
+        if result.returncode != 0:
+            tail = "\n".join(result.stderr.strip().splitlines()[-8:])
+            raise NativeBuildError(f"{Path(compiler).name} failed ({result.returncode}):\n{tail}")
+        os.replace(partial, target)
+    except subprocess.TimeoutExpired as error:
+        raise NativeBuildError(f"the compiler ran over {_BUILD_TIMEOUT_S} s") from error
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+    return target
+
+
+def load() -> Any:
+    """Returns the loaded op library, building it first if needed.
+
+    Raises:
+        NativeBuildError: the kernel cannot be built or loaded here.
+    """
+    global _library, _failure
+    with _lock:
+        if _library is not None:
+            return _library
+        if _failure is not None:
+            raise NativeBuildError(_failure)
+        try:
+            path = build()
+            try:
+                _library = tf.load_op_library(str(path))
+            except (tf.errors.OpError, OSError) as error:
+                raise NativeBuildError(f"cannot load {path}: {error}") from error
+        except NativeBuildError as error:
+            _failure = str(error)
+            raise
+        return _library
+
+
+def wanted() -> bool:
+    """True when a CPU GRU would use the native kernel if it loads: switched on, not within
+    `disabled()`, and no GPU visible (on a GPU, Keras' cuDNN kernel runs instead)."""
+    return (
+        not _switched_off() and _disabled_depth == 0 and not tf.config.list_logical_devices("GPU")
+    )
+
+
+def available() -> bool:
+    """True when the native kernel is switched on and loads (building it if needed).
+
+    The first call that fails warns once with the reason; layers then use the graph loop.
+    """
+    if _switched_off() or _disabled_depth > 0:
+        return False
+    try:
+        load()
+    except NativeBuildError as error:
+        if not getattr(available, "_warned", False):
+            available._warned = True  # type: ignore[attr-defined]
+            warnings.warn(
+                f"imdb-rnn runs the GRU with TensorFlow ops (about half as fast on a CPU): "
+                f"the native kernel is unavailable: {error}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return False
+    return True
+
+
+def gru_sequence(
+    projected: tf.Tensor,
+    lengths: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    recurrent_bias: tf.Tensor,
+    training: bool | None = None,
+) -> tf.Tensor:
+    """Runs one GRU direction over right-padded steps with the native op; differentiable.
+
+    Args:
+        projected: `(time, batch, 3 * units)` input projections with the input bias, gates in
+            Keras' order z | r | h.
+        lengths: `(batch,)` int32 number of valid steps per row; later steps carry the state.
+        recurrent_kernel: `(units, 3 * units)`.
+        recurrent_bias: `(3 * units,)`.
+        training: when falsy, the gates are not kept for a gradient (they are recomputed if one
+            is asked for anyway).
+
+    Returns:
+        The state after every step, `(time, batch, units)`, from a zero initial state.
+    """
+    library = load()
+    lengths = tf.cast(lengths, "int32")
+    keep = bool(training)
+
+    @tf.custom_gradient
+    def run(projected: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> Any:
+        states, activations = library.imdb_rnn_gru_sequence(
+            projected, lengths, kernel, bias, save_activations=keep
+        )
+
+        def gradient(grad_states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            saved = activations
+            if not keep:
+                _, saved = library.imdb_rnn_gru_sequence(projected, lengths, kernel, bias)
+            grad_projected, grad_inner = library.imdb_rnn_gru_sequence_grad(
+                grad_states, states, saved, lengths, kernel
+            )
+            previous = tf.concat([tf.zeros_like(states[:1]), states[:-1]], axis=0)
+            grad_kernel = tf.tensordot(previous, grad_inner, [[0, 1], [0, 1]])
+            return grad_projected, grad_kernel, tf.reduce_sum(grad_inner, axis=[0, 1])
+
+        return states, gradient
+
+    return run(projected, recurrent_kernel, recurrent_bias)

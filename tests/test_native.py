@@ -1,0 +1,164 @@
+"""Tests for imdb_rnn.native: the fused CPU kernel of the GRU recurrence and its fallback."""
+
+import shutil
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from imdb_rnn import native
+from imdb_rnn.layers import FastBidirectional
+
+needs_native = pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None,
+    reason="no C++ compiler to build the native kernel",
+)
+
+
+def _graph_loop_states(projected, lengths, kernel, bias):
+    """The recurrence in numpy, step by step, as the reference."""
+    time, batch, three_units = projected.shape
+    units = three_units // 3
+    state = np.zeros((batch, units), "float32")
+    states = []
+    for t in range(time):
+        inner = state @ kernel + bias
+        z = 1 / (1 + np.exp(-(projected[t, :, :units] + inner[:, :units])))
+        r = 1 / (1 + np.exp(-(projected[t, :, units : 2 * units] + inner[:, units : 2 * units])))
+        candidate = np.tanh(projected[t, :, 2 * units :] + r * inner[:, 2 * units :])
+        new = z * state + (1 - z) * candidate
+        state = np.where((t < lengths)[:, None], new, state)
+        states.append(state)
+    return np.stack(states)
+
+
+def _random_inputs(time=9, batch=6, units=5, seed=0):
+    rng = np.random.default_rng(seed)
+    projected = rng.normal(size=(time, batch, 3 * units)).astype("float32")
+    kernel = (rng.normal(size=(units, 3 * units)) * 0.5).astype("float32")
+    bias = rng.normal(size=(3 * units,)).astype("float32")
+    # Full, partial, one-step and empty rows.
+    lengths = np.array([time, 4, 1, 0, time - 1, 2], "int32")[:batch]
+    return projected, lengths, kernel, bias
+
+
+@needs_native
+def test_native_kernel_builds_and_loads():
+    """The kernel compiles on this machine and is cached where cache_path() says."""
+    assert native.available()
+    assert native.is_built()
+    assert native.cache_path().is_file()
+
+
+@needs_native
+@pytest.mark.parametrize("training", [True, False])
+def test_native_states_and_gradients_match_the_recurrence(training):
+    """States equal a step-by-step numpy GRU (rows ending early carry their state, an empty row
+    stays zero); gradients equal TensorFlow's autodiff of the graph loop, also when the gates
+    were not kept (training=False) and must be recomputed."""
+    projected, lengths, kernel, bias = _random_inputs()
+    expected = _graph_loop_states(projected, lengths, kernel, bias)
+    tensors = [tf.constant(projected), tf.constant(kernel), tf.constant(bias)]
+    weights = tf.constant(np.random.default_rng(1).normal(size=expected.shape).astype("float32"))
+
+    with tf.GradientTape() as tape:
+        tape.watch(tensors)
+        states = native.gru_sequence(
+            tensors[0], tf.constant(lengths), tensors[1], tensors[2], training=training
+        )
+        loss = tf.reduce_sum(states * weights)
+    native_grads = tape.gradient(loss, tensors)
+    np.testing.assert_allclose(states.numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(states.numpy()[:, 3], 0.0)
+
+    keep = tf.transpose(tf.sequence_mask(lengths, projected.shape[0], dtype="float32"))[:, :, None]
+    with tf.GradientTape() as tape:
+        tape.watch(tensors)
+
+        def step(state, elements):
+            x_t, keep_t = elements
+            inner = tf.matmul(state, tensors[1]) + tensors[2]
+            x_z, x_r, x_h = tf.split(x_t, 3, axis=-1)
+            i_z, i_r, i_h = tf.split(inner, 3, axis=-1)
+            z, r = tf.sigmoid(x_z + i_z), tf.sigmoid(x_r + i_r)
+            new = z * state + (1 - z) * tf.tanh(x_h + r * i_h)
+            return state + keep_t * (new - state)
+
+        reference = tf.scan(step, (tensors[0], keep), initializer=tf.zeros((6, 5)))
+        loss = tf.reduce_sum(reference * weights)
+    reference_grads = tape.gradient(loss, tensors)
+    for ours, theirs in zip(native_grads, reference_grads, strict=True):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-4)
+
+
+@needs_native
+def test_native_op_rejects_inconsistent_shapes():
+    """Shape errors are reported by the op, not a crash."""
+    library = native.load()
+    projected, lengths, kernel, bias = _random_inputs()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="3 \\* units"):
+        library.imdb_rnn_gru_sequence(projected[:, :, :-1], lengths, kernel, bias)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="lengths"):
+        library.imdb_rnn_gru_sequence(projected, lengths[:-1], kernel, bias)
+
+
+def _traced_ops(layer, x, mask):
+    function = tf.function(lambda x, mask: layer(x, mask=mask, training=True))
+    graph = function.get_concrete_function(x, mask).graph
+    names = {op.type for op in graph.get_operations()}
+    for function_def in graph.as_graph_def().library.function:
+        names.update(node.op for node in function_def.node_def)
+    return names
+
+
+@needs_native
+def test_disabled_traces_the_graph_loop():
+    """Under native.disabled() (as export traces), the layer holds no native op; otherwise it
+    does."""
+    layer = FastBidirectional(keras.layers.GRU(3), fused="always")
+    x, mask = tf.zeros((2, 4, 5)), tf.sequence_mask([4, 2], 4)
+    assert "ImdbRnnGruSequence" in _traced_ops(layer, x, mask)
+    with native.disabled():
+        assert "ImdbRnnGruSequence" not in _traced_ops(layer, x, mask)
+        assert not native.available()
+
+
+def test_environment_switch_turns_it_off(monkeypatch):
+    monkeypatch.setenv(native.ENV_SWITCH, "0")
+    assert not native.available()
+
+
+@pytest.fixture
+def fresh_state(monkeypatch, tmp_path):
+    """A native module that has loaded nothing yet, caching into tmp_path."""
+    monkeypatch.setattr(native, "_library", None)
+    monkeypatch.setattr(native, "_failure", None)
+    monkeypatch.delattr(native.available, "_warned", raising=False)
+    monkeypatch.setenv(native.ENV_CACHE_DIR, str(tmp_path))
+    return tmp_path
+
+
+def test_missing_compiler_falls_back_with_a_warning(monkeypatch, fresh_state):
+    """Without a compiler the layer warns once and runs the graph loop, with the same result."""
+    monkeypatch.setenv("CXX", "no-such-compiler-imdb-rnn")
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        assert not native.available()
+    with pytest.raises(native.NativeBuildError, match="no C\\+\\+ compiler"):
+        native.load()
+    layer = FastBidirectional(keras.layers.GRU(3), fused="always")
+    reference = FastBidirectional(keras.layers.GRU(3), fused="never")
+    x, mask = tf.random.normal((2, 4, 5), seed=1), tf.sequence_mask([4, 2], 4)
+    layer(x, mask=mask)
+    reference(x, mask=mask)
+    reference.set_weights(layer.get_weights())
+    np.testing.assert_allclose(layer(x, mask=mask), reference(x, mask=mask), atol=1e-5)
+    assert not list(fresh_state.rglob("*.so"))
+
+
+def test_compiler_errors_are_reported(monkeypatch, fresh_state):
+    """A failing compiler's exit status ends up in the error; no partial file is left."""
+    monkeypatch.setenv("CXX", "false")
+    with pytest.raises(native.NativeBuildError, match="failed \\(1\\)"):
+        native.build()
+    assert not [path for path in fresh_state.rglob("*") if path.is_file()]
