@@ -162,3 +162,35 @@ def test_compiler_errors_are_reported(monkeypatch, fresh_state):
     with pytest.raises(native.NativeBuildError, match="failed \\(1\\)"):
         native.build()
     assert not [path for path in fresh_state.rglob("*") if path.is_file()]
+
+
+@needs_native
+def test_damaged_cache_entry_is_rebuilt(monkeypatch, fresh_state):
+    """A cached kernel that does not load (truncated, foreign) is compiled again."""
+    target = native.cache_path()
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"not a shared library")
+    monkeypatch.setattr(native.tf, "load_op_library", _load_real_files_only(native.tf))
+    assert native.load() is not None  # (its ops may be registered already by an earlier test)
+    assert target.read_bytes()[:4] == b"\x7fELF"
+
+
+def _load_real_files_only(tf_module):
+    real = tf_module.load_op_library
+
+    def load(path):
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"\x7fELF":
+                raise tf.errors.NotFoundError(None, None, f"{path}: invalid ELF header")
+        return real(path)
+
+    return load
+
+
+def test_unwritable_cache_is_reported(monkeypatch, fresh_state):
+    """A cache folder that cannot be created gives a NativeBuildError naming the variable."""
+    blocker = fresh_state / "file"
+    blocker.write_text("")
+    monkeypatch.setenv(native.ENV_CACHE_DIR, str(blocker / "cache"))
+    with pytest.raises(native.NativeBuildError, match=native.ENV_CACHE_DIR):
+        native.build()

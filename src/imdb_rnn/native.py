@@ -157,8 +157,14 @@ def build(force: bool = False) -> Path:
     compiler = shutil.which(_compiler())
     if compiler is None:
         raise NativeBuildError(f"no C++ compiler found (tried {_compiler()!r}; set CXX)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=".so")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=".so")
+    except OSError as error:
+        raise NativeBuildError(
+            f"cannot write to the kernel cache {target.parent} ({error.strerror}); "
+            f"set {ENV_CACHE_DIR} to a writable folder"
+        ) from error
     os.close(handle)
     command = [
         compiler,
@@ -200,8 +206,13 @@ def load() -> Any:
             path = build()
             try:
                 _library = tf.load_op_library(str(path))
-            except (tf.errors.OpError, OSError) as error:
-                raise NativeBuildError(f"cannot load {path}: {error}") from error
+            except (tf.errors.OpError, OSError):
+                # A damaged cache entry: build it again, once.
+                path = build(force=True)
+                try:
+                    _library = tf.load_op_library(str(path))
+                except (tf.errors.OpError, OSError) as error:
+                    raise NativeBuildError(f"cannot load {path}: {error}") from error
         except NativeBuildError as error:
             _failure = str(error)
             raise
