@@ -207,3 +207,25 @@ def test_unwritable_cache_is_reported(monkeypatch, fresh_state):
     monkeypatch.setenv(native.ENV_CACHE_DIR, str(blocker / "cache"))
     with pytest.raises(native.NativeBuildError, match=native.ENV_CACHE_DIR):
         native.build()
+
+
+def test_first_use_compiles_with_a_stage_message(monkeypatch):
+    """Train, eval and predict announce the one-time compile; nothing is said once it is built,
+    for LSTM models, or with the kernel switched off."""
+    from imdb_rnn.trainer import prepare_native_kernel
+
+    built = {"value": False}
+    calls = []
+    monkeypatch.setattr(native, "is_built", lambda: built["value"])
+    monkeypatch.setattr(native, "available", lambda: calls.append("build") or True)
+    stages: list[str] = []
+    prepare_native_kernel(on_stage=stages.append)
+    assert stages == ["Compiling the native GRU kernel (once on this machine)"]
+    assert calls == ["build"]
+    prepare_native_kernel("lstm", on_stage=stages.append)
+    built["value"] = True
+    prepare_native_kernel(on_stage=stages.append)
+    built["value"] = False
+    monkeypatch.setenv(native.ENV_SWITCH, "off")
+    prepare_native_kernel(on_stage=stages.append)
+    assert len(stages) == 1 and calls == ["build"]

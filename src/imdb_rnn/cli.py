@@ -712,7 +712,10 @@ def predict(
             from imdb_rnn.explain import predict_and_explain as run_prediction
         else:
             from imdb_rnn.trainer import predict as run_prediction
+        from imdb_rnn.trainer import prepare_native_kernel
 
+        errors = Console(stderr=True)
+        prepare_native_kernel(on_stage=lambda message: errors.print(f"[dim]{message}...[/]"))
         predictions = run_prediction(model_dir, reviews)
     if as_json:
         _print_json(predictions)

@@ -85,6 +85,7 @@ __all__ = [
     "Trainer",
     "evaluate",
     "predict",
+    "prepare_native_kernel",
     "tensorboard_callback",
     "train",
 ]
@@ -518,9 +519,7 @@ class Trainer:
                 "step to resume": state.step if state is not None else 0,
             },
         )
-        if self.config.model.cell == "gru" and native.wanted() and not native.is_built():
-            stage("Compiling the native GRU kernel (once on this machine)")
-            native.available()
+        prepare_native_kernel(self.config.model.cell, on_stage=stage)
         self.build(steps)
         assert self.classifier is not None
         if writer is not None:
@@ -698,6 +697,16 @@ class Trainer:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 trainer.history = {}
         return trainer
+
+
+def prepare_native_kernel(cell: str = "gru", *, on_stage: StageCallback | None = None) -> None:
+    """Compiles the native GRU kernel now, announcing it with `on_stage`, when a CPU GRU will
+    use it and it is not built on this machine yet (about 25 s, once). Otherwise does nothing;
+    a kernel that cannot be built only warns (see `imdb_rnn.native`)."""
+    if cell == "gru" and native.wanted() and not native.is_built():
+        if on_stage is not None:
+            on_stage("Compiling the native GRU kernel (once on this machine)")
+        native.available()
 
 
 # -- one-call workflows (what the CLI runs) ------------------------------------------------------
@@ -911,6 +920,7 @@ def evaluate(
     if split not in ("test", "valid"):
         raise ValueError(f"Expected split to be 'test' or 'valid'. Received: split={split!r}")
     stage = on_stage or (lambda name: None)
+    prepare_native_kernel(on_stage=stage)
     stage("Loading the model")
     trainer = Trainer.load(model_dir)
     stage("Reading data")
