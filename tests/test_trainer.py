@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import build_reviews, tiny_config, write_archive
+from imdb_rnn import native
 from imdb_rnn.datasets import load_imdb
 from imdb_rnn.models import ModelFileError
 from imdb_rnn.trainer import EvaluationResult, Trainer, evaluate, predict, train
@@ -43,6 +44,8 @@ def test_saved_run_learns_the_fixture(trained_model_dir):
     assert len(history["loss"]) == 3 and history["loss"][-1] < history["loss"][0]
     config = json.loads((trained_model_dir / "config.json").read_text())
     assert config["model"]["rnn_units"] == 4
+    # What ran the GRU is recorded: the native kernel wherever it builds.
+    assert metrics["rnn_kernel"] == ("native" if native.available() else "tensorflow")
 
 
 def test_predict_keeps_the_callers_order(trained_model_dir):

@@ -86,6 +86,7 @@ __all__ = [
     "evaluate",
     "predict",
     "prepare_native_kernel",
+    "rnn_kernel_name",
     "tensorboard_callback",
     "train",
 ]
@@ -186,6 +187,9 @@ class TrainResult:
         global_batch_size: reviews per training step: `data.batch_size x replicas`.
         chief: whether this process wrote the model (False only on the other workers of a
             multi-worker cluster, whose `output` is then None).
+        rnn_kernel: what ran the recurrent layers: `"native"` (imdb-rnn's CPU kernel for GRUs),
+            `"tensorflow"` (its TensorFlow loop, where the native kernel is unavailable),
+            `"cudnn"` (a GPU was visible) or `"keras"` (Keras' own loop: LSTMs on a CPU).
     """
 
     output: str | None
@@ -203,6 +207,7 @@ class TrainResult:
     replicas: int = 1
     global_batch_size: int = 0
     chief: bool = True
+    rnn_kernel: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -699,6 +704,15 @@ class Trainer:
         return trainer
 
 
+def rnn_kernel_name(cell: str = "gru") -> str:
+    """What runs a recurrent layer of this kind here (see `TrainResult.rnn_kernel`)."""
+    if tf.config.list_logical_devices("GPU"):
+        return "cudnn"
+    if cell != "gru":
+        return "keras"
+    return "native" if native.wanted() and native.available() else "tensorflow"
+
+
 def prepare_native_kernel(cell: str = "gru", *, on_stage: StageCallback | None = None) -> None:
     """Compiles the native GRU kernel now, announcing it with `on_stage`, when a CPU GRU will
     use it and it is not built on this machine yet (about 25 s, once). Otherwise does nothing;
@@ -881,6 +895,7 @@ def _train(
         replicas=trainer.replicas,
         global_batch_size=trainer.global_batch_size,
         chief=chief,
+        rnn_kernel=rnn_kernel_name(trainer.config.model.cell),
     )
     if write_to is not None:
         # The other workers save too (to a temporary folder), as TensorFlow's multi-worker
