@@ -41,9 +41,10 @@ def _random_inputs(time=9, batch=6, units=5, seed=0):
     projected = rng.normal(size=(time, batch, 3 * units)).astype("float32")
     kernel = (rng.normal(size=(units, 3 * units)) * 0.5).astype("float32")
     bias = rng.normal(size=(3 * units,)).astype("float32")
-    # Full, partial, one-step and empty rows.
-    lengths = np.array([time, 4, 1, 0, time - 1, 2], "int32")[:batch]
-    return projected, lengths, kernel, bias
+    # Full, partial, one-step and empty rows, then random lengths.
+    fixed = np.array([time, 4, 1, 0, time - 1, 2], "int32")[:batch]
+    lengths = np.concatenate([fixed, rng.integers(0, time + 1, size=batch - len(fixed))])
+    return projected, lengths.astype("int32"), kernel, bias
 
 
 @needs_native
@@ -55,12 +56,14 @@ def test_native_kernel_builds_and_loads():
 
 
 @needs_native
+@pytest.mark.parametrize("batch", [6, 300])
 @pytest.mark.parametrize("training", [True, False])
-def test_native_states_and_gradients_match_the_recurrence(training):
+def test_native_states_and_gradients_match_the_recurrence(training, batch):
     """States equal a step-by-step numpy GRU (rows ending early carry their state, an empty row
     stays zero); gradients equal TensorFlow's autodiff of the graph loop, also when the gates
-    were not kept (training=False) and must be recomputed."""
-    projected, lengths, kernel, bias = _random_inputs()
+    were not kept (training=False) and must be recomputed. A batch of 300 rows is split into
+    blocks that run on separate threads, with the same results."""
+    projected, lengths, kernel, bias = _random_inputs(batch=batch)
     expected = _graph_loop_states(projected, lengths, kernel, bias)
     tensors = [tf.constant(projected), tf.constant(kernel), tf.constant(bias)]
     weights = tf.constant(np.random.default_rng(1).normal(size=expected.shape).astype("float32"))
@@ -88,7 +91,7 @@ def test_native_states_and_gradients_match_the_recurrence(training):
             new = z * state + (1 - z) * tf.tanh(x_h + r * i_h)
             return state + keep_t * (new - state)
 
-        reference = tf.scan(step, (tensors[0], keep), initializer=tf.zeros((6, 5)))
+        reference = tf.scan(step, (tensors[0], keep), initializer=tf.zeros((batch, 5)))
         loss = tf.reduce_sum(reference * weights)
     reference_grads = tape.gradient(loss, tensors)
     for ours, theirs in zip(native_grads, reference_grads, strict=True):

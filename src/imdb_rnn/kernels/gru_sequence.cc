@@ -4,7 +4,8 @@
 // The input projections (x @ kernel + input_bias) are computed by TensorFlow before the loop;
 // these kernels run the recurrence: for every time step one small matrix product and the gate
 // arithmetic, in one op instead of a dozen graph operations per step. Rows whose length is
-// reached carry their state unchanged, exactly like a masked Keras GRU.
+// reached carry their state unchanged, exactly like a masked Keras GRU. Rows never interact, so
+// large batches are split into blocks of rows that run their time loops on separate threads.
 //
 //   inner = h_prev @ recurrent_kernel + recurrent_bias        (batch, 3 units)
 //   z = sigmoid(x_z + inner_z), r = sigmoid(x_r + inner_r)
@@ -21,6 +22,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/util/work_sharder.h"
 
 namespace {
 
@@ -73,6 +75,35 @@ tensorflow::Status CheckInputs(OpKernelContext* context, const Tensor& projected
     return InvalidArgument("lengths must be (batch,), got ", lengths.shape().DebugString());
   }
   return tensorflow::OkStatus();
+}
+
+// Rows per block below which a batch is not split: smaller blocks make the per-step matrix
+// products less efficient than one thread running the whole batch. Training batches (64 rows)
+// stay whole, and the two directions use two cores; evaluation batches (1,024 rows) are split
+// over TensorFlow's intra-op threads.
+constexpr int64_t kMinRowsPerBlock = 128;
+
+// Runs `work(begin, end)` over blocks of rows, in parallel on TensorFlow's CPU threads when the
+// batch is large enough.
+template <typename Work>
+void ForRowBlocks(OpKernelContext* context, int64_t batch, const Work& work) {
+  const auto* threads = context->device()->tensorflow_cpu_worker_threads();
+  const int64_t blocks =
+      std::max<int64_t>(1, std::min<int64_t>(threads->num_threads, batch / kMinRowsPerBlock));
+  if (blocks == 1) {
+    work(0, batch);
+    return;
+  }
+  const int64_t rows_per_block = (batch + blocks - 1) / blocks;
+  // One unit per block, each far above the sharder's minimum cost: one shard per block.
+  tensorflow::Shard(blocks, threads->workers, blocks, /*cost_per_unit=*/1 << 30,
+                    [&](int64_t first_block, int64_t end_block) {
+                      for (int64_t block = first_block; block < end_block; ++block) {
+                        const int64_t begin = block * rows_per_block;
+                        const int64_t end = std::min(batch, begin + rows_per_block);
+                        if (begin < end) work(begin, end);
+                      }
+                    });
 }
 
 }  // namespace
@@ -173,40 +204,48 @@ class GruSequenceOp : public OpKernel {
     float* states = states_tensor->flat<float>().data();
     float* activations = save_activations_ ? activations_tensor->flat<float>().data() : nullptr;
 
-    const RowVector zero_state = RowVector::Zero(units);
-    Matrix inner(batch, 3 * units);
-    // Gates of one step when they are not kept for the gradient.
-    Matrix scratch(save_activations_ ? 0 : batch, 4 * units);
-    for (int64_t t = 0; t < time; ++t) {
-      const float* h_prev = t == 0 ? nullptr : states + (t - 1) * batch * units;
-      float* h = states + t * batch * units;
-      float* gates = save_activations_ ? activations + t * batch * 4 * units : scratch.data();
-      if (h_prev == nullptr) {
-        inner.rowwise() = bias;
-      } else {
-        inner.noalias() = ConstMatrixMap(h_prev, batch, units) * kernel;
-        inner.rowwise() += bias;
-      }
-      const float* x_t = x_data + t * batch * 3 * units;
-      for (int64_t b = 0; b < batch; ++b) {
-        ArrayMap h_row(h + b * units, units);
-        ConstArrayMap h_prev_row(h_prev == nullptr ? zero_state.data() : h_prev + b * units,
-                                 units);
-        if (t >= lengths[b]) {  // past the row's end: the state is carried unchanged
-          h_row = h_prev_row;
-          if (save_activations_) ArrayMap(gates + b * 4 * units, 4 * units).setZero();
-          continue;
+    const bool save = save_activations_;
+    // Rows are independent: each block of rows runs the whole time loop on its own.
+    auto run_rows = [&](int64_t begin, int64_t end) {
+      const int64_t rows = end - begin;
+      const RowVector zero_state = RowVector::Zero(units);
+      Matrix inner(rows, 3 * units);
+      // Gates of one step when they are not kept for the gradient.
+      Matrix scratch(save ? 0 : rows, 4 * units);
+      for (int64_t t = 0; t < time; ++t) {
+        const int64_t first = t * batch + begin;  // this block's first row at step t
+        const float* h_prev = t == 0 ? nullptr : states + (first - batch) * units;
+        float* h = states + first * units;
+        float* gates = save ? activations + first * 4 * units : scratch.data();
+        if (h_prev == nullptr) {
+          inner.rowwise() = bias;
+        } else {
+          inner.noalias() = ConstMatrixMap(h_prev, rows, units) * kernel;
+          inner.rowwise() += bias;
         }
-        ConstArrayMap x_row(x_t + b * 3 * units, 3 * units);
-        ConstArrayMap inner_row(inner.data() + b * 3 * units, 3 * units);
-        ArrayMap g(gates + b * 4 * units, 4 * units);  // z | r | candidate | inner_h
-        g.head(2 * units) = Sigmoid(x_row.head(2 * units) + inner_row.head(2 * units));
-        g.segment(2 * units, units) =
-            (x_row.tail(units) + g.segment(units, units) * inner_row.tail(units)).tanh();
-        g.tail(units) = inner_row.tail(units);
-        h_row = g.head(units) * h_prev_row + (1.0f - g.head(units)) * g.segment(2 * units, units);
+        const float* x_t = x_data + first * 3 * units;
+        for (int64_t b = 0; b < rows; ++b) {
+          ArrayMap h_row(h + b * units, units);
+          ConstArrayMap h_prev_row(h_prev == nullptr ? zero_state.data() : h_prev + b * units,
+                                   units);
+          if (t >= lengths[begin + b]) {  // past the row's end: the state is carried unchanged
+            h_row = h_prev_row;
+            if (save) ArrayMap(gates + b * 4 * units, 4 * units).setZero();
+            continue;
+          }
+          ConstArrayMap x_row(x_t + b * 3 * units, 3 * units);
+          ConstArrayMap inner_row(inner.data() + b * 3 * units, 3 * units);
+          ArrayMap g(gates + b * 4 * units, 4 * units);  // z | r | candidate | inner_h
+          g.head(2 * units) = Sigmoid(x_row.head(2 * units) + inner_row.head(2 * units));
+          g.segment(2 * units, units) =
+              (x_row.tail(units) + g.segment(units, units) * inner_row.tail(units)).tanh();
+          g.tail(units) = inner_row.tail(units);
+          h_row =
+              g.head(units) * h_prev_row + (1.0f - g.head(units)) * g.segment(2 * units, units);
+        }
       }
-    }
+    };
+    ForRowBlocks(context, batch, run_rows);
   }
 
  private:
@@ -250,44 +289,49 @@ class GruSequenceGradOp : public OpKernel {
     float* grad_projected = grad_projected_tensor->flat<float>().data();
     float* grad_inner_all = grad_inner_tensor->flat<float>().data();
 
-    const RowVector zero_state = RowVector::Zero(units);
-    Matrix grad_h = Matrix::Zero(batch, units);  // gradient reaching h_t from later steps
-    Matrix grad_carry(batch, units);
-    for (int64_t t = time - 1; t >= 0; --t) {
-      grad_h += ConstMatrixMap(grad_states + t * batch * units, batch, units);
-      const float* h_prev = t == 0 ? nullptr : states + (t - 1) * batch * units;
-      for (int64_t b = 0; b < batch; ++b) {
-        ArrayMap grad_x(grad_projected + (t * batch + b) * 3 * units, 3 * units);
-        ArrayMap grad_inner(grad_inner_all + (t * batch + b) * 3 * units, 3 * units);
-        ArrayMap carry(grad_carry.data() + b * units, units);
-        ConstArrayMap grad_h_row(grad_h.data() + b * units, units);
-        if (t >= lengths[b]) {
-          // The step copied h_prev: the gradient passes through unchanged.
-          grad_x.setZero();
-          grad_inner.setZero();
-          carry = grad_h_row;
-          continue;
+    auto run_rows = [&](int64_t begin, int64_t end) {
+      const int64_t rows = end - begin;
+      const RowVector zero_state = RowVector::Zero(units);
+      Matrix grad_h = Matrix::Zero(rows, units);  // gradient reaching h_t from later steps
+      Matrix grad_carry(rows, units);
+      for (int64_t t = time - 1; t >= 0; --t) {
+        const int64_t first = t * batch + begin;  // this block's first row at step t
+        grad_h += ConstMatrixMap(grad_states + first * units, rows, units);
+        const float* h_prev = t == 0 ? nullptr : states + (first - batch) * units;
+        for (int64_t b = 0; b < rows; ++b) {
+          ArrayMap grad_x(grad_projected + (first + b) * 3 * units, 3 * units);
+          ArrayMap grad_inner(grad_inner_all + (first + b) * 3 * units, 3 * units);
+          ArrayMap carry(grad_carry.data() + b * units, units);
+          ConstArrayMap grad_h_row(grad_h.data() + b * units, units);
+          if (t >= lengths[begin + b]) {
+            // The step copied h_prev: the gradient passes through unchanged.
+            grad_x.setZero();
+            grad_inner.setZero();
+            carry = grad_h_row;
+            continue;
+          }
+          ConstArrayMap h_prev_row(h_prev == nullptr ? zero_state.data() : h_prev + b * units,
+                                   units);
+          ConstArrayMap g(activations + (first + b) * 4 * units, 4 * units);
+          const auto z = g.head(units);
+          const auto r = g.segment(units, units);
+          const auto candidate = g.segment(2 * units, units);
+          const auto inner_h = g.tail(units);
+          // h = z * h_prev + (1 - z) * candidate; candidate = tanh(x_h + r * inner_h)
+          grad_x.tail(units) = grad_h_row * (1.0f - z) * (1.0f - candidate * candidate);
+          grad_x.head(units) = grad_h_row * (h_prev_row - candidate) * z * (1.0f - z);
+          grad_x.segment(units, units) = grad_x.tail(units) * inner_h * r * (1.0f - r);
+          grad_inner.head(2 * units) = grad_x.head(2 * units);
+          grad_inner.tail(units) = grad_x.tail(units) * r;
+          carry = grad_h_row * z;
         }
-        ConstArrayMap h_prev_row(h_prev == nullptr ? zero_state.data() : h_prev + b * units,
-                                 units);
-        ConstArrayMap g(activations + (t * batch + b) * 4 * units, 4 * units);
-        const auto z = g.head(units);
-        const auto r = g.segment(units, units);
-        const auto candidate = g.segment(2 * units, units);
-        const auto inner_h = g.tail(units);
-        // h = z * h_prev + (1 - z) * candidate; candidate = tanh(x_h + r * inner_h)
-        grad_x.tail(units) = grad_h_row * (1.0f - z) * (1.0f - candidate * candidate);
-        grad_x.head(units) = grad_h_row * (h_prev_row - candidate) * z * (1.0f - z);
-        grad_x.segment(units, units) = grad_x.tail(units) * inner_h * r * (1.0f - r);
-        grad_inner.head(2 * units) = grad_x.head(2 * units);
-        grad_inner.tail(units) = grad_x.tail(units) * r;
-        carry = grad_h_row * z;
+        grad_h.noalias() = grad_carry;
+        grad_h.noalias() +=
+            ConstMatrixMap(grad_inner_all + first * 3 * units, rows, 3 * units) *
+            kernel.transpose();
       }
-      grad_h.noalias() = grad_carry;
-      grad_h.noalias() +=
-          ConstMatrixMap(grad_inner_all + t * batch * 3 * units, batch, 3 * units) *
-          kernel.transpose();
-    }
+    };
+    ForRowBlocks(context, batch, run_rows);
   }
 };
 
