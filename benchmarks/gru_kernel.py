@@ -34,25 +34,34 @@ from imdb_rnn.config import get_preset
 from imdb_rnn.layers import FastBidirectional
 from imdb_rnn.models import build_classifier
 
+#: How the BiGRU runs on a CPU: Keras' own `Bidirectional(GRU)` loop (the reference recipe as
+#: written), `FastBidirectional`'s TensorFlow graph loop, or its native kernel (the default where
+#: it builds). `throughput.py` uses these helpers too.
 KERNELS = ("keras", "graph", "native")
 
 
-def scope(kernel: str) -> contextlib.AbstractContextManager[None]:
+def kernel_scope(kernel: str) -> contextlib.AbstractContextManager[None]:
+    """Functions traced in this block run the BiGRU with `kernel` (with `use_kernel`)."""
     return native.disabled() if kernel == "graph" else contextlib.nullcontext()
+
+
+def use_kernel(model: keras.Model, kernel: str) -> None:
+    """Makes `model`'s BiGRU layers run Keras' own loop for `keras`, else `FastBidirectional`."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, FastBidirectional):
+            layer.fused = "never" if kernel == "keras" else "auto"
 
 
 def build(kernel: str) -> keras.Model:
     keras.utils.set_random_seed(0)
     model = build_classifier(get_preset("reference").model)
-    for layer in model.layers:
-        if isinstance(layer, FastBidirectional):
-            layer.fused = "never" if kernel == "keras" else "always"
+    use_kernel(model, kernel)
     model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
     return model
 
 
 def ms_per_call(kernel: str, calls: int, run: Callable[..., object], *args: object) -> float:
-    with scope(kernel):
+    with kernel_scope(kernel):
         start = time.perf_counter()
         run(*args)
         return 1000 * (time.perf_counter() - start) / calls
@@ -89,7 +98,7 @@ def main() -> None:
         models = {}
         for kernel in KERNELS:
             model = build(kernel)
-            with scope(kernel):
+            with kernel_scope(kernel):
                 model.fit(dataset, verbose=0)  # trace
                 model.predict_on_batch(eval_ids)
             models[kernel] = model

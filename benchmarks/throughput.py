@@ -32,7 +32,6 @@ show what each part contributes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -45,16 +44,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 import tensorflow as tf
 
+# The script's folder is on sys.path when it runs.
+from gru_kernel import KERNELS, kernel_scope, use_kernel
+
 from imdb_rnn import native
 from imdb_rnn.config import DataConfig, get_preset
 from imdb_rnn.datasets import ImdbSplits, load_imdb
-from imdb_rnn.layers import FastBidirectional, TextEncoder
+from imdb_rnn.layers import TextEncoder
 from imdb_rnn.trainer import Trainer
-
-#: How a variant runs the BiGRU on the CPU: Keras' own `Bidirectional(GRU)` loop (the reference
-#: recipe as written), `FastBidirectional`'s TensorFlow graph loop, or its native kernel (the
-#: default where it builds).
-KERNELS = ("keras", "graph", "native")
 
 
 def parse_variant(text: str) -> dict[str, Any]:
@@ -113,24 +110,17 @@ class Run:
         self.batches = self.trainer.training_batches(splits["train"], seed=args.seed)
         self.input_seconds = input_only_seconds(self.batches)
         self.classifier = self.trainer.build(int(self.batches.cardinality()))
-        if self.kernel == "keras":
-            for layer in self.classifier._flatten_layers(include_self=False, recursive=True):
-                if isinstance(layer, FastBidirectional):
-                    layer.fused = "never"
-        elif self.kernel == "native" and not native.available():
+        use_kernel(self.classifier, self.kernel)
+        if self.kernel == "native" and not native.available():
             raise SystemExit("the native kernel is unavailable here (see the warning above)")
         self.epoch_seconds: list[float] = []
         self.epoch_cpu_seconds: list[float] = []
         self.eval_rounds: list[Any] = []
         self.eval_cpu_seconds: list[float] = []
 
-    def kernel_scope(self) -> contextlib.AbstractContextManager[None]:
-        """Functions traced in this block use the variant's kernel."""
-        return native.disabled() if self.kernel == "graph" else contextlib.nullcontext()
-
     def train_epoch(self, epoch: int) -> None:
         start, cpu_start = time.perf_counter(), time.process_time()
-        with self.kernel_scope():
+        with kernel_scope(self.kernel):
             self.classifier.fit(
                 self.batches, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False
             )
@@ -139,7 +129,7 @@ class Run:
 
     def evaluate(self, test: tf.data.Dataset) -> None:
         cpu_start = time.process_time()
-        with self.kernel_scope():
+        with kernel_scope(self.kernel):
             self.eval_rounds.append(self.trainer.evaluate(test))
         self.eval_cpu_seconds.append(time.process_time() - cpu_start)
 

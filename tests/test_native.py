@@ -19,7 +19,7 @@ needs_native = pytest.mark.skipif(
 )
 
 
-def _graph_loop_states(projected, lengths, kernel, bias):
+def _numpy_states(projected, lengths, kernel, bias):
     """The recurrence in numpy, step by step, as the reference."""
     time, batch, three_units = projected.shape
     units = three_units // 3
@@ -64,7 +64,7 @@ def test_native_states_and_gradients_match_the_recurrence(training, batch):
     were not kept (training=False) and must be recomputed. A batch of 300 rows is split into
     blocks that run on separate threads, with the same results."""
     projected, lengths, kernel, bias = _random_inputs(batch=batch)
-    expected = _graph_loop_states(projected, lengths, kernel, bias)
+    expected = _numpy_states(projected, lengths, kernel, bias)
     tensors = [tf.constant(projected), tf.constant(kernel), tf.constant(bias)]
     weights = tf.constant(np.random.default_rng(1).normal(size=expected.shape).astype("float32"))
 

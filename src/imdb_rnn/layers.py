@@ -287,14 +287,11 @@ class FastBidirectional(keras.layers.Bidirectional):
             lengths = tf.fill([batch], steps)
         else:
             lengths = tf.reduce_sum(tf.cast(mask, "int32"), axis=1)
-        # On a GPU ("always"), the graph loop: the native kernel is CPU-only.
-        use_native = dtype == tf.float32 and not _gpu_visible() and native.available()
-        keep = tf.transpose(tf.sequence_mask(lengths, steps, dtype=dtype))[
-            :, :, None
-        ]  # (time, batch, 1)
+        # On a GPU ("always"), the graph loop: the native kernel is CPU-only (see available()).
+        use_native = dtype == tf.float32 and native.available()
         reversed_sequences = tf.reverse_sequence(sequences, lengths, seq_axis=1, batch_axis=0)
         states = [
-            self._direction(x, cell, lengths, keep, training, use_native)
+            self._direction(x, cell, lengths, training, use_native)
             for x, cell in (
                 (sequences, self.forward_layer.cell),
                 (reversed_sequences, self.backward_layer.cell),
@@ -319,7 +316,6 @@ class FastBidirectional(keras.layers.Bidirectional):
         x: tf.Tensor,
         cell: Any,
         lengths: tf.Tensor,
-        keep: tf.Tensor,
         training: bool | None,
         use_native: bool,
     ) -> tf.Tensor:
@@ -351,6 +347,9 @@ class FastBidirectional(keras.layers.Bidirectional):
             # Past a review's end the state is carried unchanged.
             return state + keep_t * (new_state - state)
 
+        keep = tf.transpose(tf.sequence_mask(lengths, tf.shape(x)[1], dtype=x.dtype))[
+            :, :, None
+        ]  # (time, batch, 1)
         initial = tf.zeros(tf.stack([tf.shape(x)[0], cell.units]), dtype=x.dtype)
         return tf.scan(step, (projected, keep), initializer=initial, parallel_iterations=32)
 

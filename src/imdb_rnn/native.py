@@ -228,11 +228,12 @@ def wanted() -> bool:
 
 
 def available() -> bool:
-    """True when the native kernel is switched on and loads (building it if needed).
+    """True when a CPU GRU uses the native kernel here: it is `wanted()` and loads (building it
+    if needed).
 
     The first call that fails warns once with the reason; layers then use the graph loop.
     """
-    if _switched_off() or _disabled_depth > 0:
+    if not wanted():
         return False
     try:
         load()

@@ -710,7 +710,7 @@ def rnn_kernel_name(cell: str = "gru") -> str:
         return "cudnn"
     if cell != "gru":
         return "keras"
-    return "native" if native.wanted() and native.available() else "tensorflow"
+    return "native" if native.available() else "tensorflow"
 
 
 def prepare_native_kernel(cell: str = "gru", *, on_stage: StageCallback | None = None) -> None:
