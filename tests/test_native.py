@@ -232,3 +232,16 @@ def test_first_use_compiles_with_a_stage_message(monkeypatch):
     monkeypatch.setenv(native.ENV_SWITCH, "off")
     prepare_native_kernel(on_stage=stages.append)
     assert len(stages) == 1 and calls == ["build"]
+
+
+@pytest.mark.parametrize(("accepts", "expected"), [(True, ("-mno-avx512fp16",)), (False, ())])
+def test_isa_flags_are_probed_on_the_compiler(tmp_path, accepts, expected):
+    """ISA flags Eigen cannot compile with are switched off only where the compiler knows them."""
+    compiler = tmp_path / "fake-c++"
+    compiler.write_text(f"#!/bin/sh\nexit {0 if accepts else 1}\n")
+    compiler.chmod(0o755)
+    native._unsupported_isa_flags.cache_clear()
+    try:
+        assert native._unsupported_isa_flags(str(compiler)) == expected
+    finally:
+        native._unsupported_isa_flags.cache_clear()

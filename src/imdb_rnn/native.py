@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import platform
@@ -102,9 +103,42 @@ def _build_flags() -> list[str]:
         "-O3",
         "-DNDEBUG",
         "-march=native",
+        *_unsupported_isa_flags(_compiler()),
         "-Wno-deprecated-declarations",
         *tf.sysconfig.get_compile_flags(),
     ]
+
+
+#: Instruction sets that `-march=native` may switch on but TensorFlow's bundled Eigen does not
+#: compile with: its AVX512-FP16 packet maths fails under GCC 12 ("expected initializer before
+#: '<'"), so on CPUs with AVX512-FP16 (Sapphire Rapids and later) the build would always fail.
+#: The GRU kernel is float32 and gains nothing from them.
+_DISABLED_ISA_FLAGS = ("-mno-avx512fp16",)
+
+
+@functools.cache
+def _unsupported_isa_flags(compiler: str) -> tuple[str, ...]:
+    """The flags of `_DISABLED_ISA_FLAGS` that `compiler` accepts (other architectures and
+    older compilers do not know them)."""
+    path = shutil.which(compiler)
+    if path is None:
+        return ()
+    accepted = []
+    for flag in _DISABLED_ISA_FLAGS:
+        try:
+            probe = subprocess.run(
+                [path, flag, "-x", "c++", "-fsyntax-only", "-"],
+                input="",
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            accepted.append(flag)
+    return tuple(accepted)
 
 
 def _cpu_signature() -> str:
