@@ -14,8 +14,9 @@ from imdb_rnn import native
 from imdb_rnn.layers import FastBidirectional
 
 needs_native = pytest.mark.skipif(
-    shutil.which("c++") is None and shutil.which("g++") is None,
-    reason="no C++ compiler to build the native kernel",
+    (shutil.which(os.environ.get("CXX") or "c++") is None)
+    or bool(tf.config.list_physical_devices("GPU")),
+    reason="the native kernel is not used here (no C++ compiler, or a GPU runs cuDNN instead)",
 )
 
 
@@ -98,15 +99,122 @@ def test_native_states_and_gradients_match_the_recurrence(training, batch):
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-4)
 
 
+def _forward_args(time=4, batch=3, units=2):
+    projected, lengths, kernel, bias = _random_inputs(time=time, batch=batch, units=units)
+    return {"projected": projected, "lengths": lengths, "kernel": kernel, "bias": bias}
+
+
+def _grad_args(time=4, batch=3, units=2):
+    rng = np.random.default_rng(2)
+    _, lengths, kernel, _ = _random_inputs(time=time, batch=batch, units=units)
+    return {
+        "grad_states": rng.normal(size=(time, batch, units)).astype("float32"),
+        "states": rng.normal(size=(time, batch, units)).astype("float32"),
+        "activations": rng.normal(size=(time, batch, 4 * units)).astype("float32"),
+        "lengths": lengths,
+        "kernel": kernel,
+    }
+
+
+_BAD_FORWARD_INPUTS = {
+    "projected of rank 2": {"projected": np.zeros((4, 6), "float32")},
+    "projected not 3 * units wide": {"projected": np.zeros((4, 3, 5), "float32")},
+    "kernel of rank 0": {"kernel": np.float32(1.0)},
+    "kernel of rank 1": {"kernel": np.zeros((6,), "float32")},
+    "kernel not units x 3 * units": {"kernel": np.zeros((2, 4), "float32")},
+    "bias of rank 0": {"bias": np.float32(1.0)},
+    "bias of the wrong size": {"bias": np.zeros((5,), "float32")},
+    "lengths of rank 0": {"lengths": np.int32(4)},
+    "lengths of rank 2": {"lengths": np.zeros((3, 1), "int32")},
+    "lengths shorter than the batch": {"lengths": np.zeros((2,), "int32")},
+}
+
+_BAD_GRAD_INPUTS = {
+    "states of rank 2": {
+        "states": np.zeros((4, 3), "float32"),
+        "grad_states": np.zeros((4, 3), "float32"),
+    },
+    "states of rank 0": {"states": np.float32(0.0), "grad_states": np.float32(0.0)},
+    "states wider than units": {
+        "states": np.zeros((4, 3, 3), "float32"),
+        "grad_states": np.zeros((4, 3, 3), "float32"),
+    },
+    "grad_states of another shape": {"grad_states": np.zeros((4, 2, 2), "float32")},
+    "activations of rank 2": {"activations": np.zeros((4, 24), "float32")},
+    "activations not 4 * units wide": {"activations": np.zeros((4, 3, 6), "float32")},
+    "activations of another time": {"activations": np.zeros((5, 3, 8), "float32")},
+    "kernel of rank 0": {"kernel": np.float32(1.0)},
+    "kernel of rank 1": {"kernel": np.zeros((6,), "float32")},
+    "kernel not units x 3 * units": {"kernel": np.zeros((2, 4), "float32")},
+    "kernel of other units": {"kernel": np.zeros((3, 9), "float32")},
+    "lengths of rank 2": {"lengths": np.zeros((3, 1), "int32")},
+    "lengths shorter than the batch": {"lengths": np.zeros((2,), "int32")},
+}
+
+
+def _call_forward(library, args):
+    return library.imdb_rnn_gru_sequence(
+        args["projected"], args["lengths"], args["kernel"], args["bias"]
+    )
+
+
+def _call_grad(library, args):
+    return library.imdb_rnn_gru_sequence_grad(
+        args["grad_states"], args["states"], args["activations"], args["lengths"], args["kernel"]
+    )
+
+
 @needs_native
-def test_native_op_rejects_inconsistent_shapes():
-    """Shape errors are reported by the op, not a crash."""
+def test_native_ops_accept_consistent_shapes():
+    """The well-formed inputs of the shape tests run, so each bad case differs by its defect."""
     library = native.load()
-    projected, lengths, kernel, bias = _random_inputs()
-    with pytest.raises(tf.errors.InvalidArgumentError, match="3 \\* units"):
-        library.imdb_rnn_gru_sequence(projected[:, :, :-1], lengths, kernel, bias)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="lengths"):
-        library.imdb_rnn_gru_sequence(projected, lengths[:-1], kernel, bias)
+    states, activations = _call_forward(library, _forward_args())
+    assert states.shape == (4, 3, 2) and activations.shape == (4, 3, 8)
+    grad_projected, grad_inner = _call_grad(library, _grad_args())
+    assert grad_projected.shape == grad_inner.shape == (4, 3, 6)
+
+
+@needs_native
+@pytest.mark.parametrize("case", sorted(_BAD_FORWARD_INPUTS))
+def test_native_op_rejects_inconsistent_shapes(case):
+    """ImdbRnnGruSequence checks every rank and dimension before it reads a buffer."""
+    library = native.load()
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        _call_forward(library, {**_forward_args(), **_BAD_FORWARD_INPUTS[case]})
+
+
+@needs_native
+@pytest.mark.parametrize("case", sorted(_BAD_GRAD_INPUTS))
+def test_native_gradient_op_rejects_inconsistent_shapes(case):
+    """ImdbRnnGruSequenceGrad checks the rank of states, the kernel's (units, 3 * units) and
+    every other shape before it reads a buffer."""
+    library = native.load()
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        _call_grad(library, {**_grad_args(), **_BAD_GRAD_INPUTS[case]})
+
+
+@needs_native
+@pytest.mark.parametrize(
+    ("call", "args", "bad"),
+    [
+        (_call_forward, _forward_args, {"kernel": np.float32(1.0)}),
+        (_call_forward, _forward_args, {"lengths": np.zeros((2,), "int32")}),
+        (_call_grad, _grad_args, {"kernel": np.zeros((2, 4), "float32")}),
+        (_call_grad, _grad_args, {"states": np.zeros((4, 3), "float32")}),
+    ],
+)
+def test_native_shape_functions_reject_inconsistent_shapes(call, args, bad):
+    """Traced in a graph, the ops' shape functions refuse the same shapes (TensorFlow reports a
+    shape function's error as a ValueError while tracing)."""
+    library = native.load()
+    values = {**args(), **bad}
+    specs = {
+        name: tf.TensorSpec(np.shape(value), tf.as_dtype(np.asarray(value).dtype))
+        for name, value in values.items()
+    }
+    function = tf.function(lambda **tensors: call(library, tensors))
+    with pytest.raises(ValueError):
+        function.get_concrete_function(**specs)
 
 
 def _traced_ops(layer, x, mask):
@@ -186,6 +294,7 @@ print(layer(tf.ones((2, 4, 5)), mask=tf.sequence_mask([4, 2], 4)).shape)
 """
 
 
+@pytest.mark.slow
 @needs_native
 def test_damaged_cache_entry_is_rebuilt(tmp_path):
     """A cached kernel that does not load (truncated, foreign) is compiled again and used. In a

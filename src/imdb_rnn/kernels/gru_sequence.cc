@@ -51,30 +51,78 @@ auto Sigmoid(const Expr& x) {
   return (x * 0.5f).tanh() * 0.5f + 0.5f;
 }
 
-tensorflow::Status CheckInputs(OpKernelContext* context, const Tensor& projected,
-                               const Tensor& lengths, const Tensor& recurrent_kernel,
-                               const Tensor& recurrent_bias) {
+// Every rank is checked before any dimension is read, and every dimension before a kernel maps
+// a buffer: a wrong shape is an InvalidArgument error, never a read past a tensor's end.
+tensorflow::Status CheckRecurrentKernel(const Tensor& recurrent_kernel) {
+  if (recurrent_kernel.dims() != 2 ||
+      recurrent_kernel.dim_size(1) != 3 * recurrent_kernel.dim_size(0)) {
+    return InvalidArgument("recurrent_kernel must be (units, 3 * units), got ",
+                           recurrent_kernel.shape().DebugString());
+  }
+  return tensorflow::OkStatus();
+}
+
+tensorflow::Status CheckLengths(const Tensor& lengths, int64_t batch) {
+  if (lengths.dims() != 1 || lengths.dim_size(0) != batch) {
+    return InvalidArgument("lengths must be (batch,) with batch = ", batch, ", got ",
+                           lengths.shape().DebugString());
+  }
+  return tensorflow::OkStatus();
+}
+
+tensorflow::Status CheckInputs(const Tensor& projected, const Tensor& lengths,
+                               const Tensor& recurrent_kernel, const Tensor& recurrent_bias) {
   if (projected.dims() != 3) {
     return InvalidArgument("projected must be (time, batch, 3 * units), got ",
                            projected.shape().DebugString());
   }
+  TF_RETURN_IF_ERROR(CheckRecurrentKernel(recurrent_kernel));
   const int64_t units = recurrent_kernel.dim_size(0);
-  if (recurrent_kernel.dims() != 2 || recurrent_kernel.dim_size(1) != 3 * units) {
-    return InvalidArgument("recurrent_kernel must be (units, 3 * units), got ",
-                           recurrent_kernel.shape().DebugString());
-  }
   if (projected.dim_size(2) != 3 * units) {
     return InvalidArgument("projected's last dimension must be 3 * units = ", 3 * units,
                            ", got ", projected.dim_size(2));
   }
   if (recurrent_bias.dims() != 1 || recurrent_bias.dim_size(0) != 3 * units) {
-    return InvalidArgument("recurrent_bias must be (3 * units,), got ",
+    return InvalidArgument("recurrent_bias must be (3 * units,) = (", 3 * units, ",), got ",
                            recurrent_bias.shape().DebugString());
   }
-  if (lengths.dims() != 1 || lengths.dim_size(0) != projected.dim_size(1)) {
-    return InvalidArgument("lengths must be (batch,), got ", lengths.shape().DebugString());
+  return CheckLengths(lengths, projected.dim_size(1));
+}
+
+tensorflow::Status CheckGradInputs(const Tensor& grad_states, const Tensor& states,
+                                   const Tensor& activations, const Tensor& lengths,
+                                   const Tensor& recurrent_kernel) {
+  TF_RETURN_IF_ERROR(CheckRecurrentKernel(recurrent_kernel));
+  const int64_t units = recurrent_kernel.dim_size(0);
+  if (states.dims() != 3 || states.dim_size(2) != units) {
+    return InvalidArgument("states must be (time, batch, units) with units = ", units, ", got ",
+                           states.shape().DebugString());
   }
-  return tensorflow::OkStatus();
+  if (grad_states.shape() != states.shape()) {
+    return InvalidArgument("grad_states must have the shape of states, ",
+                           states.shape().DebugString(), ", got ",
+                           grad_states.shape().DebugString());
+  }
+  const int64_t time = states.dim_size(0);
+  const int64_t batch = states.dim_size(1);
+  if (activations.shape() != TensorShape({time, batch, 4 * units})) {
+    return InvalidArgument("activations must be (time, batch, 4 * units) = ",
+                           TensorShape({time, batch, 4 * units}).DebugString(), ", got ",
+                           activations.shape().DebugString());
+  }
+  return CheckLengths(lengths, batch);
+}
+
+// Shape functions check the same ranks and dimensions where they are known, before reading any
+// dimension (InferenceContext::Dim on a shape of lower rank is out of bounds).
+tensorflow::Status KernelUnits(InferenceContext* c, int input, DimensionHandle* units,
+                               DimensionHandle* three_units) {
+  ShapeHandle kernel;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(input), 2, &kernel));
+  *units = c->Dim(kernel, 0);
+  TF_RETURN_IF_ERROR(c->Multiply(*units, 3, three_units));
+  DimensionHandle unused;
+  return c->Merge(c->Dim(kernel, 1), *three_units, &unused);
 }
 
 // Rows per block below which a batch is not split: smaller blocks make the per-step matrix
@@ -117,16 +165,22 @@ REGISTER_OP("ImdbRnnGruSequence")
     .Output("states: float")
     .Output("activations: float")
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle projected;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &projected));
-      DimensionHandle units = c->Dim(c->input(2), 0);
-      DimensionHandle four_units;
+      DimensionHandle units, three_units, four_units, unused;
+      TF_RETURN_IF_ERROR(KernelUnits(c, 2, &units, &three_units));
       TF_RETURN_IF_ERROR(c->Multiply(units, 4, &four_units));
-      c->set_output(0, c->MakeShape({c->Dim(projected, 0), c->Dim(projected, 1), units}));
+      ShapeHandle projected, lengths, bias;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &projected));
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(projected, 2), three_units, &unused));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &lengths));
+      DimensionHandle batch;
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(projected, 1), c->Dim(lengths, 0), &batch));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 1, &bias));
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(bias, 0), three_units, &unused));
+      c->set_output(0, c->MakeShape({c->Dim(projected, 0), batch, units}));
       bool save = true;
       TF_RETURN_IF_ERROR(c->GetAttr("save_activations", &save));
       if (save) {
-        c->set_output(1, c->MakeShape({c->Dim(projected, 0), c->Dim(projected, 1), four_units}));
+        c->set_output(1, c->MakeShape({c->Dim(projected, 0), batch, four_units}));
       } else {
         c->set_output(1, c->MakeShape({0}));
       }
@@ -153,11 +207,22 @@ REGISTER_OP("ImdbRnnGruSequenceGrad")
     .Output("grad_projected: float")
     .Output("grad_inner: float")
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle activations;
+      DimensionHandle units, three_units, four_units, unused;
+      TF_RETURN_IF_ERROR(KernelUnits(c, 4, &units, &three_units));
+      TF_RETURN_IF_ERROR(c->Multiply(units, 4, &four_units));
+      ShapeHandle grad_states, states, activations, lengths;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 3, &states));
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(states, 2), units, &unused));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &grad_states));
+      TF_RETURN_IF_ERROR(c->Merge(grad_states, states, &states));
       TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 3, &activations));
-      DimensionHandle three_units;
-      TF_RETURN_IF_ERROR(c->Multiply(c->Dim(c->input(4), 0), 3, &three_units));
-      ShapeHandle out = c->MakeShape({c->Dim(activations, 0), c->Dim(activations, 1), three_units});
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(activations, 2), four_units, &unused));
+      DimensionHandle time, batch;
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(states, 0), c->Dim(activations, 0), &time));
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(states, 1), c->Dim(activations, 1), &batch));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 1, &lengths));
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(lengths, 0), batch, &batch));
+      ShapeHandle out = c->MakeShape({time, batch, three_units});
       c->set_output(0, out);
       c->set_output(1, out);
       return tensorflow::OkStatus();
@@ -183,7 +248,7 @@ class GruSequenceOp : public OpKernel {
     const Tensor& kernel_tensor = context->input(2);
     const Tensor& bias_tensor = context->input(3);
     OP_REQUIRES_OK(context,
-                   CheckInputs(context, projected, lengths_tensor, kernel_tensor, bias_tensor));
+                   CheckInputs(projected, lengths_tensor, kernel_tensor, bias_tensor));
     const int64_t time = projected.dim_size(0);
     const int64_t batch = projected.dim_size(1);
     const int64_t units = kernel_tensor.dim_size(0);
@@ -262,17 +327,11 @@ class GruSequenceGradOp : public OpKernel {
     const Tensor& activations_tensor = context->input(2);
     const Tensor& lengths_tensor = context->input(3);
     const Tensor& kernel_tensor = context->input(4);
+    OP_REQUIRES_OK(context, CheckGradInputs(grad_states_tensor, states_tensor, activations_tensor,
+                                            lengths_tensor, kernel_tensor));
     const int64_t time = states_tensor.dim_size(0);
     const int64_t batch = states_tensor.dim_size(1);
     const int64_t units = kernel_tensor.dim_size(0);
-    OP_REQUIRES(context,
-                grad_states_tensor.shape() == states_tensor.shape() &&
-                    activations_tensor.dims() == 3 &&
-                    activations_tensor.dim_size(0) == time &&
-                    activations_tensor.dim_size(1) == batch &&
-                    activations_tensor.dim_size(2) == 4 * units &&
-                    lengths_tensor.NumElements() == batch,
-                InvalidArgument("inconsistent shapes in ImdbRnnGruSequenceGrad"));
 
     Tensor* grad_projected_tensor = nullptr;
     Tensor* grad_inner_tensor = nullptr;
