@@ -14,8 +14,10 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import tiny_config
+from imdb_rnn import distribute
 from imdb_rnn.config import ConfigError
 from imdb_rnn.distribute import (
     ClusterTask,
@@ -72,6 +74,40 @@ def test_chief_is_worker_zero_or_the_chief_task():
     assert cluster_task({"TF_CONFIG": _tf_config(workers, 0)}) == ClusterTask("worker", 0, 2)
     assert not cluster_task({"TF_CONFIG": _tf_config(workers, 1)}).is_chief
     assert ClusterTask("chief", 0, 3).is_chief
+
+
+class _FakeMultiWorker:
+    """What `is_chief` reads from a MultiWorkerMirroredStrategy (one cannot be created twice in
+    a process, nor for a cluster that is not running)."""
+
+    def __init__(self, cluster, task_type, index):
+        self.cluster_resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(cluster), task_type=task_type, task_id=index
+        )
+
+
+_WITH_CHIEF = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2", "127.0.0.1:3"]}
+_WORKERS_ONLY = {"worker": ["127.0.0.1:2", "127.0.0.1:3"]}
+
+
+@pytest.mark.parametrize(
+    ("cluster", "task_type", "index", "expected"),
+    [
+        (_WITH_CHIEF, "chief", 0, True),
+        (_WITH_CHIEF, "worker", 0, False),
+        (_WITH_CHIEF, "worker", 1, False),
+        (_WORKERS_ONLY, "worker", 0, True),
+        (_WORKERS_ONLY, "worker", 1, False),
+    ],
+)
+def test_both_spellings_of_chief_agree(monkeypatch, cluster, task_type, index, expected):
+    """`cluster_task().is_chief` (read from TF_CONFIG, as the CLI asks) and `is_chief(strategy)`
+    (asked of the running strategy) name the same task: on a cluster with a `chief` task,
+    worker 0 is not the chief."""
+    config = json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+    assert cluster_task({"TF_CONFIG": config}).is_chief is expected
+    monkeypatch.setattr(distribute, "is_multi_worker", lambda strategy: True)
+    assert distribute.is_chief(_FakeMultiWorker(cluster, task_type, index)) is expected
 
 
 def test_one_device_keeps_the_default_strategy():

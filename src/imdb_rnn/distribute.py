@@ -70,6 +70,15 @@ TF_CONFIG = "TF_CONFIG"
 _multi_worker_strategy: tf.distribute.Strategy | None = None
 
 
+def _is_chief_task(task_type: str | None, index: int | None, *, cluster_has_chief: bool) -> bool:
+    """The one rule for which task of a cluster writes the model, checkpoints and logs: the
+    `chief` task where the cluster has one, else worker 0 (TensorFlow's own rule). A process
+    outside any cluster (`task_type` None) writes too."""
+    if task_type is None or task_type == "chief":
+        return True
+    return task_type == "worker" and index == 0 and not cluster_has_chief
+
+
 @dataclass(frozen=True)
 class ClusterTask:
     """This process's place in a multi-worker cluster, from `TF_CONFIG`.
@@ -78,16 +87,18 @@ class ClusterTask:
         task_type: `"worker"` or `"chief"`.
         index: the task's index among the tasks of its type.
         workers: number of tasks that train (chief included).
+        has_chief: whether the cluster has a `chief` task (then worker 0 is not the chief).
     """
 
     task_type: str
     index: int
     workers: int
+    has_chief: bool = False
 
     @property
     def is_chief(self) -> bool:
         """The task that writes the model: the chief, or worker 0 when there is no chief."""
-        return self.task_type == "chief" or (self.task_type == "worker" and self.index == 0)
+        return _is_chief_task(self.task_type, self.index, cluster_has_chief=self.has_chief)
 
 
 def cluster_task(environ: Mapping[str, str] | None = None) -> ClusterTask:
@@ -130,7 +141,9 @@ def cluster_task(environ: Mapping[str, str] | None = None) -> ClusterTask:
             f"{len(members)} {task_type} addresses of the cluster. Received: index={index}"
         )
     workers = sum(len(cluster.get(kind) or []) for kind in ("chief", "worker"))
-    return ClusterTask(task_type=str(task_type), index=index, workers=workers)
+    return ClusterTask(
+        task_type=str(task_type), index=index, workers=workers, has_chief=bool(cluster.get("chief"))
+    )
 
 
 def resolve_strategy(strategy: str | tf.distribute.Strategy = "auto") -> tf.distribute.Strategy:
@@ -186,11 +199,10 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if not is_multi_worker(strategy):
         return True
     resolver = strategy.cluster_resolver
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type is None or task_type == "chief":
-        return True
-    return bool(
-        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    return _is_chief_task(
+        resolver.task_type,
+        resolver.task_id,
+        cluster_has_chief=bool(resolver.cluster_spec().as_dict().get("chief")),
     )
 
 
