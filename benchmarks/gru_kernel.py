@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from imdb_rnn import native
 from imdb_rnn.config import get_preset
-from imdb_rnn.layers import FastBidirectional
+from imdb_rnn.layers import FastBidirectional, sublayers
 from imdb_rnn.models import build_classifier
 
 #: How the BiGRU runs on a CPU: Keras' own `Bidirectional(GRU)` loop (the reference recipe as
@@ -47,7 +47,7 @@ def kernel_scope(kernel: str) -> contextlib.AbstractContextManager[None]:
 
 def use_kernel(model: keras.Model, kernel: str) -> None:
     """Makes `model`'s BiGRU layers run Keras' own loop for `keras`, else `FastBidirectional`."""
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in sublayers(model):
         if isinstance(layer, FastBidirectional):
             layer.fused = "never" if kernel == "keras" else "auto"
 

@@ -137,3 +137,25 @@ def test_fused_bidirectional_defers_for_lstm():
     layer = FastBidirectional(keras.layers.LSTM(3))
     assert not layer._fusable(None)
     assert layer(tf.zeros((2, 4, 5))).shape == (2, 6)
+
+
+def test_sublayers_finds_every_recurrent_layer():
+    """`sublayers` reaches the recurrent layers inside the classifier nested in a text model and
+    inside each Bidirectional wrapper: the same ones Keras' own (private) recursive walk finds."""
+    import keras
+
+    from imdb_rnn.config import get_preset
+    from imdb_rnn.layers import sublayers
+    from imdb_rnn.models import build_classifier, build_text_model
+
+    config = get_preset("deep").replace(model={"max_tokens": 50, "rnn_units": 2}).model
+    model = build_text_model(TextEncoder(max_tokens=50), build_classifier(config))
+    recurrent = (keras.layers.RNN, keras.layers.Bidirectional)
+    found = [layer for layer in sublayers(model) if isinstance(layer, recurrent)]
+    expected = [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, recurrent)
+    ]
+    assert len(found) == len({id(layer) for layer in found}) == 3 * config.num_rnn_layers
+    assert {id(layer) for layer in found} == {id(layer) for layer in expected}

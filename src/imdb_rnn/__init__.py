@@ -14,12 +14,64 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("imdb-rnn")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0"
+
+if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on first use
+    from imdb_rnn.checkpoints import (
+        CheckpointError as CheckpointError,
+        CheckpointMismatchError as CheckpointMismatchError,
+        NonFiniteLossError as NonFiniteLossError,
+        SignalStop as SignalStop,
+        TrainingInterrupted as TrainingInterrupted,
+    )
+    from imdb_rnn.config import (
+        PRESETS as PRESETS,
+        ConfigError as ConfigError,
+        DataConfig as DataConfig,
+        ModelConfig as ModelConfig,
+        RunConfig as RunConfig,
+        TrainingConfig as TrainingConfig,
+        get_preset as get_preset,
+    )
+    from imdb_rnn.datasets import (
+        LABEL_NAMES as LABEL_NAMES,
+        DataError as DataError,
+        ImdbSplits as ImdbSplits,
+        load_imdb as load_imdb,
+    )
+    from imdb_rnn.explain import (
+        Explanation as Explanation,
+        predict_and_explain as predict_and_explain,
+    )
+    from imdb_rnn.export import (
+        export_saved_model as export_saved_model,
+    )
+    from imdb_rnn.layers import (
+        TextEncoder as TextEncoder,
+    )
+    from imdb_rnn.models import (
+        ModelFileError as ModelFileError,
+        build_classifier as build_classifier,
+        build_text_model as build_text_model,
+        load_text_model as load_text_model,
+    )
+    from imdb_rnn.progress import (
+        RichProgress as RichProgress,
+    )
+    from imdb_rnn.trainer import (
+        EvaluationResult as EvaluationResult,
+        Trainer as Trainer,
+        TrainResult as TrainResult,
+        evaluate as evaluate,
+        predict as predict,
+        tensorboard_callback as tensorboard_callback,
+        train as train,
+    )
 
 _EXPORTS = {
     # config (no TensorFlow)

@@ -25,8 +25,8 @@ import keras
 import tensorflow as tf
 
 from imdb_rnn import native
-from imdb_rnn.files import _fsync_directory, _umask
-from imdb_rnn.layers import FastBidirectional
+from imdb_rnn.files import current_umask, fsync_directory
+from imdb_rnn.layers import FastBidirectional, sublayers
 
 __all__ = ["SIGNATURE_NAME", "export_saved_model"]
 
@@ -49,7 +49,7 @@ def _device_portable(model: keras.Model) -> Iterator[None]:
     either device, anywhere.
     """
     changed: list[tuple[Any, str, Any]] = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in sublayers(model):
         if isinstance(layer, FastBidirectional):
             changed.append((layer, "fused", layer.fused))
             layer.fused = "always"
@@ -121,7 +121,7 @@ def export_saved_model(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     # mkdtemp makes the directory private; a model server running as another user must read it.
-    os.chmod(staging, 0o777 & ~_umask())
+    os.chmod(staging, 0o777 & ~current_umask())
     try:
         with _device_portable(text_model):
             archive = keras.export.ExportArchive()
@@ -151,7 +151,7 @@ def _fsync_tree(root: Path) -> None:
         for name in files:
             with open(os.path.join(folder, name), "rb") as stream:
                 os.fsync(stream.fileno())
-        _fsync_directory(Path(folder))
+        fsync_directory(Path(folder))
 
 
 def _replace_directory(new: Path, target: Path) -> None:
@@ -161,6 +161,6 @@ def _replace_directory(new: Path, target: Path) -> None:
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
         os.replace(target, old / target.name)
     os.replace(new, target)
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

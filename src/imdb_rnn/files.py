@@ -10,7 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "remove_temporaries", "write_json", "write_text"]
+__all__ = [
+    "atomic_path",
+    "current_umask",
+    "fsync_directory",
+    "remove_temporaries",
+    "write_json",
+    "write_text",
+]
 
 _TEMPORARY = ".tmp"  # infix of temporary names: `.model.k2j4a9.tmp.keras`
 
@@ -40,7 +47,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(handle)
     tmp = Path(name)
     # mkstemp creates the file readable by its owner only; give it the usual permissions.
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield tmp
         with open(tmp, "rb+") as stream:
@@ -49,10 +56,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's file-creation mask, e.g. `0o022` (for giving files made private by
+    `mkstemp` or `mkdtemp` the usual permissions)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -65,7 +74,9 @@ def remove_temporaries(directory: str | os.PathLike[str]) -> None:
         path.unlink(missing_ok=True)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Flushes `directory`'s entries to disk, so that a rename into it survives a crash; a no-op
+    where the file system does not let a directory be opened."""
     with contextlib.suppress(OSError):  # not every file system lets a directory be opened
         fd = os.open(directory, os.O_RDONLY)
         try:

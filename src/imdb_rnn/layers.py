@@ -6,6 +6,7 @@ without `custom_objects`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -21,6 +22,7 @@ __all__ = [
     "TextEncoder",
     "imdb_standardize",
     "recurrent_stack",
+    "sublayers",
 ]
 
 PAD_ID = 0
@@ -411,3 +413,37 @@ def recurrent_stack(
             name=f"bidirectional_{cell}_{index}",
         )(x)
     return MaskedPooling(pooling, name=f"{pooling}_pool")(x)
+
+
+def sublayers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """Every layer inside `layer`, depth first, through Keras' public attributes: the `layers`
+    of a model, the two directions of a `Bidirectional`, the `layer` of any other wrapper.
+
+    Args:
+        layer: a model or layer; it is not yielded itself.
+
+    Yields:
+        Each sublayer once, parents before their children.
+
+    Example:
+
+    >>> inner = keras.Sequential([keras.layers.Bidirectional(keras.layers.GRU(2))])
+    >>> [type(found).__name__ for found in sublayers(keras.Sequential([inner]))]
+    ['Sequential', 'Bidirectional', 'GRU', 'GRU']
+    """
+    seen: set[int] = set()
+
+    def walk(parent: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+        if isinstance(parent, keras.layers.Bidirectional):
+            children = [parent.forward_layer, parent.backward_layer]
+        elif isinstance(parent, keras.layers.Wrapper):
+            children = [parent.layer]
+        else:
+            children = list(getattr(parent, "layers", None) or [])
+        for child in children:
+            if id(child) not in seen:
+                seen.add(id(child))
+                yield child
+                yield from walk(child)
+
+    yield from walk(layer)
