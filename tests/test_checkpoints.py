@@ -178,11 +178,12 @@ def test_resume_refuses_other_data(imdb_archive, run, tmp_path):
     ],
 )
 def test_bad_state_file(tmp_path, content, needle):
-    """A damaged or future state file is a CheckpointError that says how to start over."""
+    """A damaged or future state file is a CheckpointError that says how to start over, in
+    Python's words (the command line says --overwrite)."""
     (tmp_path / STATE_FILE).write_text(content)
     with pytest.raises(CheckpointError, match=needle) as caught:
         Checkpoint(tmp_path).read_state()
-    assert "--overwrite" in str(caught.value)
+    assert "resume=False" in str(caught.value) and "--" not in str(caught.value)
 
 
 def test_damaged_variables_file(run, tmp_path):

@@ -207,7 +207,7 @@ def test_predict_ten_thousand_reviews_from_stdin(runner, trained_model_dir):
         (
             ["train", "--data", "{tmp}/missing.tar.gz", "--output", "{tmp}/e"],
             EXIT_DATA,
-            "No IMDB data",
+            "(--data or IMDB_RNN_DATA)",
         ),
         (["eval", "{tmp}/no-model"], EXIT_MODEL, "No model directory"),
         (["eval", "{tmp}"], EXIT_MODEL, "holds no model.keras"),
@@ -237,6 +237,27 @@ def test_user_mistakes_get_one_clear_line(runner, tmp_path, args, code, needle):
     """A user's mistake prints one line on stderr, no traceback, and a distinct exit code."""
     result = runner.invoke(app, [arg.replace("{tmp}", str(tmp_path)) for arg in args])
     _one_clear_line(result, code, needle)
+
+
+@pytest.mark.parametrize(
+    ("library", "command_line"),
+    [
+        ("Pass resume=False to start over.", "Pass --overwrite to start over."),
+        ("pass overwrite=True to replace it.", "pass --overwrite to replace it."),
+        ("Pass the same source= to resume it", "Pass the same --data to resume it"),
+        ("pass it as source=PATH (or set X)", "pass it as --data PATH (or set X)"),
+        ("(source= or IMDB_RNN_DATA)", "(--data or IMDB_RNN_DATA)"),
+        ("choose another output=", "choose another --output"),
+        ("an output= folder", "an --output folder"),
+        ("/data/output=1/source=2 stays", "/data/output=1/source=2 stays"),
+        ("my_output=3, resume=True", "my_output=3, resume=True"),
+    ],
+)
+def test_library_errors_are_reported_in_flags(library, command_line):
+    """The library's errors name Python arguments; the CLI reports them as its options."""
+    from imdb_rnn.cli import _in_flags
+
+    assert _in_flags(library) == command_line
 
 
 def _one_clear_line(result, code, needle):

@@ -141,8 +141,8 @@ def test_empty_split(tmp_path):
 
 
 def test_tfds_without_data_names_the_offline_options(tmp_path):
-    """Without prepared TFDS data or a download, the error names --data and IMDB_RNN_DATA."""
-    with pytest.raises(DataError, match=r"--data.*IMDB_RNN_DATA"):
+    """Without prepared TFDS data or a download, the error names source= and IMDB_RNN_DATA."""
+    with pytest.raises(DataError, match=r"source=PATH.*IMDB_RNN_DATA"):
         load_imdb("tfds", data_dir=tmp_path, download=False)
 
 

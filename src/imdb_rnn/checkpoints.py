@@ -207,7 +207,7 @@ class Checkpoint:
             raise CheckpointError(
                 f"The checkpoint in {self.directory} was written by a newer imdb-rnn (format "
                 f"{version}; this version reads up to {CHECKPOINT_VERSION}). Upgrade imdb-rnn "
-                "to resume it, or pass --overwrite to start over."
+                "to resume it, or pass resume=False to start over."
             )
         try:
             return CheckpointState(**values)
@@ -292,13 +292,13 @@ class Checkpoint:
             raise CheckpointMismatchError(
                 f"{self.directory} holds an unfinished run with other options "
                 f"({'; '.join(differences)}). Rerun with that run's options to resume it, "
-                "or pass --overwrite to start over."
+                "or pass resume=False to start over."
             )
         if train_size is not None and train_size != state.train_size:
             raise CheckpointMismatchError(
                 f"{self.directory} holds an unfinished run on other data ({state.train_size} "
-                f"training reviews; now {train_size}). Pass the same --data to resume it, or "
-                "--overwrite to start over."
+                f"training reviews; now {train_size}). Pass the same source= to resume it, or "
+                "resume=False to start over."
             )
 
     def remove(self) -> None:
@@ -308,7 +308,7 @@ class Checkpoint:
     def _damaged(self, detail: str) -> CheckpointError:
         return CheckpointError(
             f"The checkpoint in {self.directory} is damaged: {detail}. "
-            "Pass --overwrite to start over."
+            "Pass resume=False to start over."
         )
 
 
@@ -321,7 +321,7 @@ def check_free_space(directory: str | os.PathLike[str], needed_bytes: int) -> No
             errno.ENOSPC,
             f"Not enough free space for checkpoints and the model: about "
             f"{_megabytes(needed_bytes)} needed, {_megabytes(free)} free. Free some space or "
-            "choose another --output",
+            "choose another output=",
             str(directory),
         )
 
@@ -613,7 +613,7 @@ def _assign(variables: list[Any], values: list[np.ndarray], what: str) -> None:
     ):
         raise CheckpointMismatchError(
             f"The checkpoint's {what} do not match this model ({len(values)} saved, "
-            f"{len(variables)} expected). Pass --overwrite to start over."
+            f"{len(variables)} expected). Pass resume=False to start over."
         )
     for variable, value in zip(variables, values, strict=True):
         variable.assign(value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import sys
@@ -84,8 +85,26 @@ def _stderr() -> Console:
     return Console(stderr=True)
 
 
+# The library's errors name its arguments; on the command line they are options.
+_PYTHON_TO_FLAGS = (
+    (re.compile(r"\bresume=False\b"), "--overwrite"),
+    (re.compile(r"\boverwrite=True\b"), "--overwrite"),
+    (re.compile(r"\bsource=PATH\b"), "--data PATH"),
+    (re.compile(r"\bsource=(?!\w)"), "--data"),
+    (re.compile(r"\boutput=(?!\w)"), "--output"),
+)
+
+
+def _in_flags(message: str) -> str:
+    """`message` with the library's argument spellings (`resume=False`, `source=`, `output=`)
+    replaced by the options that set them (`--overwrite`, `--data`, `--output`)."""
+    for pattern, flag in _PYTHON_TO_FLAGS:
+        message = pattern.sub(flag, message)
+    return message
+
+
 def _fail(message: str, code: int) -> NoReturn:
-    _stderr().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _stderr().print(f"[bold red]error:[/] {_in_flags(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -250,7 +250,7 @@ def _load_local(
     if not path.exists():
         raise DataError(
             f"No IMDB data at {path}. Pass the path to aclImdb_v1.tar.gz or an extracted aclImdb/ "
-            f"folder (--data or {DATA_ENV_VAR})."
+            f"folder (source= or {DATA_ENV_VAR})."
         )
     keep = {
         "train" if n in ("train", "valid") else "unsup" if n == "unsupervised" else n
@@ -321,7 +321,7 @@ def _load_tfds(
 
     hint = (
         f"TFDS could not provide '{TFDS_NAME}'{{why}}. Download aclImdb_v1.tar.gz once and pass "
-        f"it with --data PATH (or set {DATA_ENV_VAR}=PATH); no network is needed then."
+        f"it as source=PATH (or set {DATA_ENV_VAR}=PATH); no network is needed then."
     )
     builder = tfds.builder(
         TFDS_NAME, data_dir=os.fspath(data_dir) if data_dir is not None else None

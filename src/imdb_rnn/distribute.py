@@ -251,7 +251,7 @@ def agree_across_workers(strategy: tf.distribute.Strategy, values: Mapping[str, 
     if differ:
         raise ConfigError(
             f"The workers of the cluster disagree on: {', '.join(differ)}. Give every worker "
-            "the same data, options and version of imdb-rnn, and an --output folder that all "
+            "the same data, options and version of imdb-rnn, and an output= folder that all "
             "of them see (shared storage), so that they resume the same checkpoint."
         )
 

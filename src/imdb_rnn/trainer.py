@@ -512,7 +512,7 @@ class Trainer:
                 f"{state.steps_per_epoch} batches per epoch; this run has {steps}{batch} "
                 f"({self.replicas} replica{'s' if self.replicas > 1 else ''} of "
                 f"{self.config.data.batch_size}). Resume on as many devices, or pass "
-                "--overwrite to start over."
+                "resume=False to start over."
             )
         agree_across_workers(
             self.strategy,
