@@ -141,6 +141,34 @@ def test_train_json_then_eval_and_predict(runner, tmp_path, imdb_archive):
     assert all(p["label"] in ("pos", "neg") and 0 <= p["probability"] <= 1 for p in predictions)
 
 
+def test_train_prints_results_on_stdout(runner, tmp_path, imdb_archive):
+    """train's results (the test table, the summary) go to stdout, like eval's, so that
+    `train > log` keeps them; stages and progress stay on stderr. The summary names the epoch
+    whose weights were kept."""
+    output = tmp_path / "run"
+    args = ["train", "--data", str(imdb_archive), "--output", str(output), "--epochs", "2"]
+    result = runner.invoke(app, [*args, "--no-tensorboard", *TINY])
+    assert result.exit_code == 0, result.output
+    assert "Test split" in result.stdout and "accuracy" in result.stdout
+    words = " ".join(result.stdout.split())  # Rich wraps long lines
+    kept = json.loads((output / "metrics.json").read_text())["best_epoch"]
+    assert "Saved to" in words and f"after 2 epochs (kept epoch {kept}" in words
+    assert "best epoch" not in result.stdout
+    assert "» Reading data" in result.stderr
+    assert "Test split" not in result.stderr and "Saved to" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kept", "epochs", "words"),
+    [(3, 3, "kept epoch 3"), (1, 3, "kept epoch 1, the best on validation")],
+)
+def test_summary_names_the_kept_epoch(kept, epochs, words):
+    """The last epoch is "kept"; an earlier one was restored as the best on validation."""
+    from imdb_rnn.cli import _kept_epoch
+
+    assert _kept_epoch(kept, epochs) == words
+
+
 def test_train_refuses_to_overwrite(runner, trained_model_dir, imdb_archive):
     """A finished model in --output is not silently replaced."""
     result = runner.invoke(

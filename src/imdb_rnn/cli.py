@@ -449,30 +449,38 @@ def train(
     if as_json:
         _print_json(summary)
         return
+    # Results go to stdout, like eval's and predict's; stages and progress stay on stderr.
+    results = Console()
     if not result.chief:
-        console.print(
+        results.print(
             f"This worker's part is done after {result.epochs} epochs on {result.replicas} "
             f"replicas; the chief saves the model to [bold]{output}[/].",
             highlight=False,
         )
         return
     if result.test is not None:
-        console.print(_metrics_table(result.test.to_dict(), "Test split"))
-    console.print(
+        results.print(_metrics_table(result.test.to_dict(), "Test split"))
+    results.print(
         f"Saved to [bold]{output}[/] after {result.epochs} epochs "
-        f"(best epoch {result.best_epoch}) in {result.train_seconds:.0f} s "
+        f"({_kept_epoch(result.best_epoch, result.epochs)}) in {result.train_seconds:.0f} s "
         f"({result.train_examples_per_second:,.0f} reviews/s)."
     )
     if result.strategy != "default":
-        console.print(
+        results.print(
             f"Trained with the {result.strategy} strategy on {result.replicas} "
             f"replica{'s' if result.replicas > 1 else ''}, {result.global_batch_size} reviews "
             "per step.",
             highlight=False,
         )
-    console.print(f"Training curves: [bold]{output / 'curves.png'}[/]", highlight=False)
+    results.print(f"Training curves: [bold]{output / 'curves.png'}[/]", highlight=False)
     if log_dir is not None:
-        console.print(f"TensorBoard: [bold]tensorboard --logdir {log_dir}[/]", highlight=False)
+        results.print(f"TensorBoard: [bold]tensorboard --logdir {log_dir}[/]", highlight=False)
+
+
+def _kept_epoch(kept: int, epochs: int) -> str:
+    """Which epoch's weights were saved: the last one, or the best on validation before it
+    (early stopping restored it)."""
+    return f"kept epoch {kept}" + (", the best on validation" if kept < epochs else "")
 
 
 def _tensorboard_dir(output: Path, *, enabled: bool, empty: bool = True) -> Path | None:
