@@ -427,11 +427,19 @@ def tokenize(
     return TokenizedSplit(tf.concat(id_parts, axis=0), np.concatenate(label_parts).astype(np.int32))
 
 
-def _rows(ids: tf.RaggedTensor, labels: np.ndarray) -> tf.data.Dataset:
+def _rows(ids: tf.RaggedTensor, labels: np.ndarray | tf.Tensor) -> tf.data.Dataset:
     """One `(ids, label)` element per review, the ids as a plain 1-D tensor."""
-    # Slices of a ragged tensor come out as rank-0-ragged specs that padded_batch refuses; an
-    # identity map turns them into ordinary tensors.
-    return tf.data.Dataset.from_tensor_slices((ids, labels)).map(lambda row, label: (row, label))
+    # Each row is cut from the flat ids by its offset and length. Slicing the ragged tensor itself
+    # (`from_tensor_slices(ids)`) gives the same rows, but TensorFlow's graph type inference
+    # rejects that dataset and logs a 45-line "Type inference failed" warning on every run.
+    values = ids.flat_values
+
+    def row(start: tf.Tensor, length: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.slice(values, tf.reshape(start, [1]), tf.reshape(length, [1])), label
+
+    return tf.data.Dataset.from_tensor_slices((ids.row_starts(), ids.row_lengths(), labels)).map(
+        row
+    )
 
 
 def bucket_boundaries(lengths: np.ndarray, *, batch_size: int, max_buckets: int = 32) -> list[int]:
@@ -551,10 +559,7 @@ def sorted_window_batches(
 
     def sorted_batches(ids: tf.RaggedTensor, labels: tf.Tensor) -> tf.data.Dataset:
         order = tf.argsort(ids.row_lengths(), stable=True)
-        window = tf.data.Dataset.from_tensor_slices(
-            (tf.gather(ids, order), tf.gather(labels, order))
-        )
-        return window.map(lambda row, label: (row, label)).padded_batch(batch_size)
+        return _rows(tf.gather(ids, order), tf.gather(labels, order)).padded_batch(batch_size)
 
     def one_epoch(epoch_seed: Any) -> tf.data.Dataset:
         shuffled = rows.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
