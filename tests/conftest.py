@@ -126,6 +126,31 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, imdb_archive: Pa
     return output
 
 
+def write_unknown_class_model(path: Path) -> Path:
+    """Writes a valid `.keras` file at `path` whose layer is a class imdb-rnn has never heard of
+    (`someone_else>Doubler`), as a model from elsewhere would be."""
+    import json
+    import zipfile
+
+    import keras
+
+    plain = path.with_name(f"plain-{path.name}")
+    inputs = keras.Input(shape=(3,))
+    keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(plain)
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                layer = config["config"]["layers"][-1]
+                layer.update(module="someone_else.layers", class_name="Doubler")
+                layer["registered_name"] = "someone_else>Doubler"
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    plain.unlink()
+    return path
+
+
 def real_data_path() -> Path | None:
     """The real aclImdb archive: $IMDB_RNN_DATA, else ../shared/data/imdb beside the checkout."""
     candidates = [os.environ.get("IMDB_RNN_DATA")]

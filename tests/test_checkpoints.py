@@ -273,6 +273,7 @@ checkpoint.save(dataclasses.replace(state, step=8), checkpoint.load_arrays(state
 """
 
 
+@pytest.mark.slow
 def test_process_killed_mid_save_leaves_the_previous_checkpoint(run, tmp_path):
     """A process killed with SIGKILL in the middle of writing a checkpoint leaves the previous
     one loadable; the half-written temporary file is removed by the next save."""

@@ -8,13 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 
 import keras
 import pytest
 from typer.testing import CliRunner
 
-from conftest import build_reviews, write_archive
+from conftest import build_reviews, write_archive, write_unknown_class_model
 from imdb_rnn import checkpoints, files, progress, trainer
 from imdb_rnn.cli import (
     EXIT_DATA,
@@ -357,21 +356,7 @@ def _lambda_model(directory, trained):
 
 def _unknown_class_model(directory, trained):
     """A valid .keras file whose layer is a class imdb-rnn has never heard of."""
-    inputs = keras.Input(shape=(3,))
-    keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(directory / "plain.keras")
-    with (
-        zipfile.ZipFile(directory / "plain.keras") as source,
-        zipfile.ZipFile(directory / "model.keras", "w") as target,
-    ):
-        for item in source.infolist():
-            data = source.read(item.filename)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                layer = config["config"]["layers"][-1]
-                layer.update(module="someone_else.layers", class_name="Doubler")
-                layer["registered_name"] = "someone_else>Doubler"
-                data = json.dumps(config).encode()
-            target.writestr(item, data)
+    write_unknown_class_model(directory / "model.keras")
 
 
 def _truncated_model(directory, trained):
@@ -663,6 +648,7 @@ def uninterrupted_run(tmp_path_factory, imdb_archive):
     return _json(CliRunner().invoke(app, arguments))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(tmp_path, imdb_archive, uninterrupted_run):
     """A run killed with SIGKILL mid-epoch is resumed by the same command and ends with exactly
     the metrics of an uninterrupted run."""
@@ -684,6 +670,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path, imdb_archive, uninterrupted_run
     assert not (output / "checkpoint").exists()  # the saved model supersedes it
 
 
+@pytest.mark.slow
 def test_sigint_and_sigterm_stop_with_a_checkpoint(tmp_path, imdb_archive, uninterrupted_run):
     """SIGINT, then SIGTERM on the resumed run, each stop training after a batch with a fresh
     checkpoint, exit with 130 and 143 and say how to resume; the third run finishes with the

@@ -196,6 +196,7 @@ def mirrored_runs(imdb_archive, tmp_path_factory):
     return {**json.loads(child.stdout.strip().splitlines()[-1]), "snapshot": root / "for-workers"}
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_devices_learns_like_one(mirrored_runs):
     """Two replicas of 4 reviews train like one device with batches of 8: the same batches and
     first loss, and a model as good. (Not the same weights to the last bit: the gradient is
@@ -211,6 +212,7 @@ def test_mirrored_on_two_devices_learns_like_one(mirrored_runs):
     np.testing.assert_allclose(mirrored["history"]["loss"], one["history"]["loss"], atol=0.1)
 
 
+@pytest.mark.slow
 def test_mirrored_run_resumes_mid_epoch(mirrored_runs):
     """A mirrored run resumed from a mid-epoch checkpoint ends where the uninterrupted one did."""
     mirrored, resumed = mirrored_runs["mirrored"], mirrored_runs["resumed"]
@@ -287,6 +289,7 @@ MODEL_FILES = [
 ]
 
 
+@pytest.mark.slow
 def test_two_workers_train_and_the_chief_saves(imdb_archive, tmp_path, mirrored_runs):
     """Two worker processes on 127.0.0.1 train together, as the two mirrored replicas did, and
     exit cleanly; only the chief writes, and its model loads and predicts."""
@@ -310,6 +313,7 @@ def test_two_workers_train_and_the_chief_saves(imdb_archive, tmp_path, mirrored_
     assert probabilities[0] > 0.5 > probabilities[1]
 
 
+@pytest.mark.slow
 def test_two_workers_resume_a_checkpoint(imdb_archive, tmp_path, mirrored_runs):
     """Both workers resume the checkpoint in the chief's --output (here one written mid-epoch
     by the mirrored run) and end where the uninterrupted run did."""

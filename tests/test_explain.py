@@ -93,6 +93,7 @@ def test_predict_and_explain_adds_explanations(trained_model_dir):
 DATA = real_data_path()
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 @pytest.mark.skipif(DATA is None, reason="real aclImdb archive not found (set IMDB_RNN_DATA)")
 def test_real_reviews_top_positive_words_matter_most():

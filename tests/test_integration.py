@@ -18,6 +18,7 @@ from imdb_rnn.trainer import Trainer
 
 DATA = real_data_path()
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.real_data,
     pytest.mark.skipif(DATA is None, reason="real aclImdb archive not found (set IMDB_RNN_DATA)"),
 ]

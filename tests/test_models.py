@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import write_unknown_class_model
 from imdb_rnn.config import ModelConfig
 from imdb_rnn.layers import TextEncoder
 from imdb_rnn.models import (
@@ -124,14 +125,6 @@ def test_foreign_model_is_refused(tmp_path):
 
 def test_unknown_class_is_refused_by_name(tmp_path):
     """A model file naming a class imdb-rnn does not know is refused, and the class is named."""
-    inputs = keras.Input(shape=(3,))
-    keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(tmp_path / "plain.keras")
-    with (
-        zipfile.ZipFile(tmp_path / "plain.keras") as source,
-        zipfile.ZipFile(tmp_path / "unknown.keras", "w") as target,
-    ):
-        for item in source.infolist():
-            data = source.read(item.filename).replace(b'"Dense"', b'"Doubler"')
-            target.writestr(item, data)
+    write_unknown_class_model(tmp_path / "unknown.keras")
     with pytest.raises(ModelFileError, match=r"holds '\S*Doubler', which imdb-rnn does not know"):
         load_text_model(tmp_path / "unknown.keras")

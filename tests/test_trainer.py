@@ -7,6 +7,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import build_reviews, tiny_config, write_archive
 from imdb_rnn import native
@@ -44,8 +45,12 @@ def test_saved_run_learns_the_fixture(trained_model_dir):
     assert len(history["loss"]) == 3 and history["loss"][-1] < history["loss"][0]
     config = json.loads((trained_model_dir / "config.json").read_text())
     assert config["model"]["rnn_units"] == 4
-    # What ran the GRU is recorded: the native kernel wherever it builds.
-    assert metrics["rnn_kernel"] == ("native" if native.available() else "tensorflow")
+    # What ran the GRU is recorded: cuDNN where a GPU is visible, else the native kernel
+    # wherever it builds.
+    if tf.config.list_logical_devices("GPU"):
+        assert metrics["rnn_kernel"] == "cudnn"
+    else:
+        assert metrics["rnn_kernel"] == ("native" if native.available() else "tensorflow")
 
 
 def test_predict_keeps_the_callers_order(trained_model_dir):
