@@ -140,6 +140,17 @@ def test_train_json_then_eval_and_predict(runner, tmp_path, imdb_archive):
     assert all(p["label"] in ("pos", "neg") and 0 <= p["probability"] <= 1 for p in predictions)
 
 
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["predict"], ["export"]])
+def test_help_shows_no_type_beside_flags(runner, command):
+    """--help labels options that take a value with their type (`<int>`, `<path>`) and flags,
+    which take none, with nothing (Typer would print `<bool>`)."""
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.stdout and "<bool>" not in result.stdout
+    if command:
+        assert "<path>" in result.stdout or "<int>" in result.stdout
+
+
 def test_train_prints_results_on_stdout(runner, tmp_path, imdb_archive):
     """train's results (the test table, the summary) go to stdout, like eval's, so that
     `train > log` keeps them; stages and progress stay on stderr. The summary names the epoch

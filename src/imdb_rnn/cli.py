@@ -34,6 +34,16 @@ class _Commands(TyperGroup):
     """The command group: an unexpected error becomes one line saying it is a bug (the traceback
     shows with --debug), and Ctrl-C outside training exits with 130 instead of a traceback."""
 
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_flags(command, ctx)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _plain_flags(self, ctx)
+        super().format_help(ctx, formatter)
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -52,6 +62,14 @@ class _Commands(TyperGroup):
                 "'imdb-rnn --debug ...' shows.",
                 EXIT_INTERNAL,
             )
+
+
+def _plain_flags(command: Any, ctx: Any) -> None:
+    """Shows flags in `--help` without a value type: Typer labels them `<bool>`, though they
+    take no value."""
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
 
 
 app = typer.Typer(
