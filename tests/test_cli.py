@@ -110,6 +110,10 @@ def test_train_json_then_eval_and_predict(runner, tmp_path, imdb_archive):
     } <= set(summary)
     assert {"loss", "accuracy"} <= set(summary["test"]) and summary["epochs"] == 2
     assert (output / "model.keras").is_file()
+    # What ran the recurrent layers, as metrics.json records it.
+    metrics_file = json.loads((output / "metrics.json").read_text())
+    assert summary["rnn_kernel"] == metrics_file["rnn_kernel"]
+    assert summary["rnn_kernel"] in ("native", "tensorflow", "cudnn")
 
     metrics = _json(
         runner.invoke(app, ["eval", str(output), "--data", str(imdb_archive), "--json"])

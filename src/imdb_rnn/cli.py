@@ -463,6 +463,7 @@ def train(
         "replicas": result.replicas,
         "global_batch_size": result.global_batch_size,
         "chief": result.chief,
+        "rnn_kernel": result.rnn_kernel,
     }
     if as_json:
         _print_json(summary)
