@@ -190,3 +190,15 @@ def test_train_reports_review_files_that_are_not_utf8(tmp_path):
     )
     assert result.decode_errors == 1
     assert "1 review files were not valid UTF-8: read with replacement characters" in stages
+
+
+def test_best_epoch_of_an_unfitted_or_loaded_trainer(trained_model_dir):
+    """`best_epoch` needs no `fit` in this process: 0 before training; for a loaded Trainer, the
+    epoch its history says was kept (the lowest validation loss under early stopping, else the
+    last epoch), as metrics.json records it."""
+    assert Trainer(tiny_config()).best_epoch == 0
+    metrics = json.loads((trained_model_dir / "metrics.json").read_text())
+    assert Trainer.load(trained_model_dir).best_epoch == metrics["best_epoch"] == 3
+    early = Trainer(tiny_config(early_stopping_patience=2))
+    early.history = {"loss": [0.7, 0.5, 0.3], "val_loss": [0.6, 0.4, 0.5]}
+    assert early.best_epoch == 2

@@ -590,9 +590,11 @@ class Trainer:
 
     @property
     def best_epoch(self) -> int:
-        """1-based epoch whose weights the model holds after `fit`."""
+        """1-based epoch whose weights the model holds after `fit` (also for a loaded Trainer,
+        from its history); 0 before any training."""
         losses = self.history.get("val_loss", [])
-        if self._early_stopping is not None and losses:
+        # Early stopping, when configured, restores the weights of the lowest validation loss.
+        if self.config.training.early_stopping_patience and losses:
             return int(np.argmin(losses)) + 1
         return len(self.history.get("loss", []))
 
