@@ -13,6 +13,10 @@ import tensorflow as tf
 from imdb_rnn import native
 from imdb_rnn.layers import FastBidirectional
 
+# On a GPU, Keras' cuDNN kernel runs the GRU: neither the native kernel nor its fallback is used.
+on_cpu = pytest.mark.skipif(
+    bool(tf.config.list_physical_devices("GPU")), reason="a GPU runs cuDNN instead"
+)
 needs_native = pytest.mark.skipif(
     (shutil.which(os.environ.get("CXX") or "c++") is None)
     or bool(tf.config.list_physical_devices("GPU")),
@@ -255,6 +259,7 @@ def fresh_state(monkeypatch, tmp_path):
     return tmp_path
 
 
+@on_cpu
 def test_missing_compiler_falls_back_with_a_warning(monkeypatch, fresh_state):
     """Without a compiler the layer warns once and runs the graph loop, with the same result."""
     monkeypatch.setenv("CXX", "no-such-compiler-imdb-rnn")
@@ -321,6 +326,7 @@ def test_unwritable_cache_is_reported(monkeypatch, fresh_state):
         native.build()
 
 
+@on_cpu
 def test_first_use_compiles_with_a_stage_message(monkeypatch):
     """Train, eval and predict announce the one-time compile; nothing is said once it is built,
     for LSTM models, or with the kernel switched off."""
