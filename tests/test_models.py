@@ -135,3 +135,30 @@ def test_unknown_class_is_refused_by_name(tmp_path):
             target.writestr(item, data)
     with pytest.raises(ModelFileError, match=r"holds '\S*Doubler', which imdb-rnn does not know"):
         load_text_model(tmp_path / "unknown.keras")
+
+
+def test_encoder_built_from_a_vocabulary_reloads_and_predicts(tmp_path):
+    """An encoder given its vocabulary (as a resumed run builds it from the checkpoint) is saved
+    with it: the reloaded model predicts instead of failing with "Table not initialized"."""
+    adapted = _text_model()
+    encoder = TextEncoder(max_tokens=30, vocabulary=adapted.layers[1].get_vocabulary()[2:])
+    model = build_text_model(encoder, adapted.layers[2])
+    texts = tf.constant(["good film", "bad", "unknown words"])
+    save_text_model(model, tmp_path / "model.keras")
+    reloaded = load_text_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(reloaded(texts).numpy(), adapted(texts).numpy())
+
+
+def test_model_without_its_vocabulary_is_refused(tmp_path):
+    """A model file whose vocabulary asset is missing (as earlier versions wrote after a resumed
+    run) is refused when loading, not at the first prediction."""
+    save_text_model(_text_model(), tmp_path / "good.keras")
+    with (
+        zipfile.ZipFile(tmp_path / "good.keras") as source,
+        zipfile.ZipFile(tmp_path / "novocab.keras", "w") as target,
+    ):
+        for item in source.infolist():
+            if not item.filename.startswith("assets/"):
+                target.writestr(item, source.read(item.filename))
+    with pytest.raises(ModelFileError, match="holds no vocabulary"):
+        load_text_model(tmp_path / "novocab.keras")

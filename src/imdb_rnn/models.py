@@ -106,6 +106,9 @@ def save_text_model(model: keras.Model, path: str | os.PathLike[str]) -> None:
     """Saves `model` to a `.keras` file atomically: a failure leaves any older file intact."""
     with atomic_path(path) as tmp:
         model.save(tmp)
+        if not _has_vocabulary_asset(tmp):
+            # A model without its vocabulary saves fine and fails at every prediction.
+            raise RuntimeError(f"The model saved to {path} lacks its vocabulary; not kept.")
 
 
 def load_text_model(path: str | os.PathLike[str]) -> keras.Model:
@@ -135,8 +138,27 @@ def load_text_model(path: str | os.PathLike[str]) -> keras.Model:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as error:  # Keras raises many kinds (TypeError, ValueError, OSError ...)
         raise ModelFileError(_load_failure(path, error)) from None
-    split_text_model(model)
+    _check_vocabulary(path, split_text_model(model)[0])
     return model
+
+
+def _check_vocabulary(path: Path, encoder: TextEncoder) -> None:
+    """Refuses a model whose encoder came back without its vocabulary (earlier versions saved one
+    after a resumed run): it loads, but every prediction fails with "Table not initialized"."""
+    import tensorflow as tf
+
+    try:
+        encoder(tf.constant(["a"]))
+    except tf.errors.FailedPreconditionError:
+        raise ModelFileError(
+            f"The model file {path} holds no vocabulary (an earlier imdb-rnn lost it when a run "
+            "was resumed) and cannot predict: train it again."
+        ) from None
+
+
+def _has_vocabulary_asset(path: Path) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/vocabulary.txt") for name in archive.namelist())
 
 
 def _load_failure(path: Path, error: BaseException) -> str:
