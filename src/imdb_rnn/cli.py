@@ -815,11 +815,14 @@ def export_model(
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
-        from imdb_rnn.export import export_saved_model
+        from imdb_rnn.export import ExportTargetError, export_saved_model
 
         if not as_json:
             console.print("[dim]»[/] Exporting", highlight=False)
-        export_saved_model(model_dir, out_dir, overwrite=overwrite)
+        try:
+            export_saved_model(model_dir, out_dir, overwrite=overwrite)
+        except ExportTargetError as error:
+            _fail(str(error), EXIT_USAGE)
     summary = {
         "output": str(out_dir),
         "signature": "serving_default",
