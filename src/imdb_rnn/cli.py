@@ -84,8 +84,17 @@ def _stderr() -> Console:
     return Console(stderr=True)
 
 
+def _markup(value: object) -> str:
+    """`value` as text that Rich prints as written: a path or review holding `[/]` or
+    `[bold red]` is not read as markup."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
 def _fail(message: str, code: int) -> NoReturn:
-    _stderr().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Prints `message` (plain text, never markup) as one error line and exits with `code`."""
+    _stderr().print(f"[bold red]error:[/] {_markup(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -121,7 +130,7 @@ def _quiet_tensorflow() -> None:
 def _stage_printer(console: Console, enabled: bool) -> Callable[[str], None]:
     def show(name: str) -> None:
         if enabled:
-            console.print(f"[dim]»[/] {name}", highlight=False)
+            console.print(f"[dim]»[/] {_markup(name)}", highlight=False)
 
     return show
 
@@ -330,7 +339,8 @@ def train(
         _fail(f"--epochs must be at least 1 (got {epochs}).", EXIT_USAGE)
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
-    if not show_config and (output / "model.keras").exists() and not overwrite:
+    resuming = not overwrite and _holds_unfinished_run(output)
+    if not show_config and (output / "model.keras").exists() and not overwrite and not resuming:
         _fail(
             f"{output} already holds a model; pass --overwrite to replace it "
             "or choose another --output.",
@@ -382,8 +392,10 @@ def train(
         # Only the chief of a cluster writes into --output (the others' logs are temporary).
         chief = strategy != "multi-worker" or cluster_task().is_chief
         _check_writable(output)
-        log_dir = _tensorboard_dir(output, enabled=tensorboard, empty=chief)
+        # A resumed run adds to its logs; only a fresh run starts them again.
+        log_dir = _tensorboard_dir(output, enabled=tensorboard, empty=chief and not resuming)
         from imdb_rnn.checkpoints import NonFiniteLossError, SignalStop, TrainingInterrupted
+        from imdb_rnn.files import FolderBusyError
         from imdb_rnn.progress import RichProgress
         from imdb_rnn.trainer import train as run_training
 
@@ -407,6 +419,8 @@ def train(
         except NonFiniteLossError as error:
             progress.close()
             _fail(f"{error} {_checkpoint_note(output) or ''}".rstrip(), EXIT_DIVERGED)
+        except FolderBusyError as error:
+            _fail(_os_error_message(error), EXIT_IO)
         except OSError as error:  # a full disk while saving a checkpoint or the model
             progress.close()
             _fail(f"{_os_error_message(error)}. {_checkpoint_note(output) or ''}".rstrip(), EXIT_IO)
@@ -433,14 +447,14 @@ def train(
     if not result.chief:
         console.print(
             f"This worker's part is done after {result.epochs} epochs on {result.replicas} "
-            f"replicas; the chief saves the model to [bold]{output}[/].",
+            f"replicas; the chief saves the model to [bold]{_markup(output)}[/].",
             highlight=False,
         )
         return
     if result.test is not None:
         console.print(_metrics_table(result.test.to_dict(), "Test split"))
     console.print(
-        f"Saved to [bold]{output}[/] after {result.epochs} epochs "
+        f"Saved to [bold]{_markup(output)}[/] after {result.epochs} epochs "
         f"(best epoch {result.best_epoch}) in {result.train_seconds:.0f} s "
         f"({result.train_examples_per_second:,.0f} reviews/s)."
     )
@@ -451,9 +465,17 @@ def train(
             "per step.",
             highlight=False,
         )
-    console.print(f"Training curves: [bold]{output / 'curves.png'}[/]", highlight=False)
+    console.print(f"Training curves: [bold]{_markup(output / 'curves.png')}[/]", highlight=False)
     if log_dir is not None:
-        console.print(f"TensorBoard: [bold]tensorboard --logdir {log_dir}[/]", highlight=False)
+        command = shlex.join(["tensorboard", "--logdir", str(log_dir)])
+        console.print(f"TensorBoard: [bold]{_markup(command)}[/]", highlight=False)
+
+
+def _holds_unfinished_run(output: Path) -> bool:
+    """Whether `output` holds the checkpoint of a run that has not saved its model yet: the run
+    an interrupted `train` (with or without --overwrite) leaves, which the same command resumes,
+    or a run killed while saving, which it completes. The checkpoint is deleted last."""
+    return (output / "checkpoint" / "state.json").is_file()
 
 
 def _tensorboard_dir(output: Path, *, enabled: bool, empty: bool = True) -> Path | None:
@@ -564,7 +586,7 @@ def _stopped(console: Console, output: Path, interrupted: TrainingInterrupted) -
     )
     note = note or "No checkpoint was written."
     console.print(
-        f"[bold yellow]Stopped by {interrupted.signal_name}.[/] {note}\n{hint}",
+        f"[bold yellow]Stopped by {interrupted.signal_name}.[/] {_markup(note)}\n{_markup(hint)}",
         highlight=False,
         soft_wrap=True,
     )
@@ -641,7 +663,7 @@ def evaluate(
     if as_json:
         _print_json(metrics)
         return
-    Console().print(_metrics_table(metrics, f"{model_dir} on the {split.value} split"))
+    Console().print(_metrics_table(metrics, f"{_markup(model_dir)} on the {split.value} split"))
 
 
 @app.command()
@@ -715,7 +737,9 @@ def predict(
         from imdb_rnn.trainer import prepare_native_kernel
 
         errors = Console(stderr=True)
-        prepare_native_kernel(on_stage=lambda message: errors.print(f"[dim]{message}...[/]"))
+        prepare_native_kernel(
+            on_stage=lambda message: errors.print(f"[dim]{_markup(message)}...[/]")
+        )
         predictions = run_prediction(model_dir, reviews)
     if as_json:
         _print_json(predictions)
@@ -833,7 +857,7 @@ def export_model(
         _print_json(summary)
         return
     console.print(
-        f"Exported to [bold]{out_dir}[/]: signature 'serving_default', "
+        f"Exported to [bold]{_markup(out_dir)}[/]: signature 'serving_default', "
         "text (strings) -> probability, logit.",
         highlight=False,
     )

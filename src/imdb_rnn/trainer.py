@@ -20,6 +20,7 @@ Example (on any `ImdbSplits`, here a tiny in-memory one):
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -66,7 +67,7 @@ from imdb_rnn.distribute import (
     strategy_name,
     strategy_scope,
 )
-from imdb_rnn.files import remove_temporaries, write_json, write_text
+from imdb_rnn.files import folder_lock, remove_temporaries, write_json, write_text
 from imdb_rnn.layers import TextEncoder
 from imdb_rnn.models import (
     ModelFileError,
@@ -792,25 +793,29 @@ def train(
         CheckpointMismatchError: if `output` holds an unfinished run of another config or data.
         NonFiniteLossError: if the loss becomes NaN or infinite.
         TrainingInterrupted: when `stop` received a signal.
+        FolderBusyError: if another process is training into `output`.
     """
     # First: a multi-worker strategy must exist before any other TensorFlow operation.
     trainer = Trainer(config, strategy=strategy)
     chief = is_chief(trainer.strategy)
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
+    # One run at a time writes into `output`: a second would corrupt the first's checkpoint.
+    lock = folder_lock(output) if output is not None and chief else contextlib.nullcontext()
     try:
-        return _train(
-            trainer,
-            source=source,
-            output=output,
-            write_to=(Path(output) if output is not None else None) if chief else scratch,
-            evaluate_test=evaluate_test,
-            callbacks=callbacks,
-            on_stage=on_stage,
-            data_dir=data_dir,
-            tensorboard_dir=tensorboard_dir if chief or tensorboard_dir is None else scratch,
-            resume=resume,
-            stop=stop,
-        )
+        with lock:
+            return _train(
+                trainer,
+                source=source,
+                output=output,
+                write_to=(Path(output) if output is not None else None) if chief else scratch,
+                evaluate_test=evaluate_test,
+                callbacks=callbacks,
+                on_stage=on_stage,
+                data_dir=data_dir,
+                tensorboard_dir=tensorboard_dir if chief or tensorboard_dir is None else scratch,
+                resume=resume,
+                stop=stop,
+            )
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
