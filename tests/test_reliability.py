@@ -2,7 +2,9 @@
 each test fails on the behaviour before the fix and shows what the attack gets now."""
 
 import json
+import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import predict_in_new_process
-from imdb_rnn.cli import EXIT_IO, EXIT_MODEL, EXIT_USAGE, app
-from imdb_rnn.files import folder_lock
+from imdb_rnn.cli import EXIT_DATA, EXIT_IO, EXIT_MODEL, EXIT_USAGE, app
+from imdb_rnn.files import ENV_MAX_FILE_BYTES, folder_lock
 
 TINY = [
     "--max-tokens",
@@ -200,3 +202,102 @@ def test_markup_in_the_output_path_after_training(tmp_path, imdb_archive):
     result = CliRunner().invoke(app, [*arguments, *TINY], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert f"Saved to {output}" in result.stderr
+
+
+# -- 8. unbounded reads -------------------------------------------------------------------------
+
+
+def _cli(*arguments, stdin=None, env=None):
+    """`python -m imdb_rnn ARGUMENTS` in a fresh process (stdin from a file, if given)."""
+    return subprocess.run(
+        [sys.executable, "-m", "imdb_rnn", *map(str, arguments)],
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_predict_refuses_devices_and_endless_input(trained_model_dir, tmp_path):
+    """`predict --file /dev/zero` and a FIFO are refused at once; `predict - < /dev/zero` stops
+    at IMDB_RNN_MAX_FILE_BYTES (here 1 MB) with the variable named; exit code 3 each."""
+    result = _cli("predict", trained_model_dir, "--file", "/dev/zero")
+    assert result.returncode == EXIT_DATA and "not a regular file" in result.stderr
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    result = _cli("predict", trained_model_dir, "--file", fifo)
+    assert result.returncode == EXIT_DATA and "not a regular file" in result.stderr
+    with open("/dev/zero", "rb") as zeros:
+        result = _cli(
+            "predict", trained_model_dir, "-", stdin=zeros, env={ENV_MAX_FILE_BYTES: "1000000"}
+        )
+    assert result.returncode == EXIT_DATA, result.stderr
+    assert "over 1,000,000 bytes" in result.stderr and ENV_MAX_FILE_BYTES in result.stderr
+
+
+def test_config_from_a_device_or_nested_too_deep(tmp_path):
+    """`--config /dev/zero` and a TOML file nested 100,000 deep are usage errors (exit 2)."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--config", "/dev/zero", "--show-config"])
+    assert result.exit_code == EXIT_USAGE and "not a regular file" in result.stderr
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    result = runner.invoke(app, ["train", "--config", str(deep), "--show-config"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "nested too deep" in result.stderr
+
+
+# -- weaker problems ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["[]", "null", '"x"', '{"version": "x"}', "[" * 100_000])
+def test_config_json_of_the_wrong_kind(trained_model_dir, tmp_path, content):
+    """A model directory whose config.json is not a config object is a model error (exit 4),
+    and a non-numeric version is not called "newer"."""
+    model = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model)
+    (model / "config.json").write_text(content)
+    result = CliRunner().invoke(app, ["predict", str(model), "a fine film"])
+    assert result.exit_code == EXIT_MODEL, result.output
+    assert "newer" not in result.stderr and "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "needle"),
+    [
+        ("--seed", str(2**32), "seed + epochs < 2**32"),
+        ("--rnn-units", str(10**9), "parameters"),
+        ("--max-tokens", str(10**9), "parameters"),
+    ],
+)
+def test_huge_values_are_usage_errors(option, value, needle):
+    """A seed NumPy cannot take and a model too large to build are refused (exit 2)."""
+    result = CliRunner().invoke(app, ["train", option, value, "--show-config"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert needle in " ".join(result.stderr.split())
+
+
+def test_narrow_terminal_encoding(trained_model_dir):
+    """With PYTHONIOENCODING=ascii, a review outside ASCII is printed with escapes (exit 0)."""
+    result = _cli("predict", trained_model_dir, "café » fine", env={"PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0, result.stderr
+    assert "caf\\xe9" in result.stdout
+
+
+def test_one_line_errors_without_tensorflow_start_up_lines(tmp_path):
+    """An error is the only line on stderr: TensorFlow's start-up lines are not shown."""
+    result = _cli("predict", tmp_path / "none", "hi", env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == EXIT_MODEL
+    assert result.stderr.strip().splitlines() == [f"error: No model directory at {tmp_path}/none"]
+
+
+def test_ansi_escapes_in_reviews_do_not_reach_the_terminal(trained_model_dir):
+    """Control characters of a review (an ANSI escape sequence) are shown as `\\x1b`."""
+    review = "\x1b[2J\x1b[31mgreat film"
+    for extra in ([], ["--explain"]):
+        result = CliRunner().invoke(
+            app, ["predict", str(trained_model_dir), review, *extra], env={"COLUMNS": "200"}
+        )
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.stdout and "\\x1b[2J" in result.stdout

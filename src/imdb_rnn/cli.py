@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -86,10 +87,19 @@ def _stderr() -> Console:
 
 def _markup(value: object) -> str:
     """`value` as text that Rich prints as written: a path or review holding `[/]` or
-    `[bold red]` is not read as markup."""
+    `[bold red]` is not read as markup, nor its control characters by the terminal."""
     from rich.markup import escape
 
-    return escape(str(value))
+    return escape(_printable(str(value)))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters (ANSI escape sequences start with one) shown as `\\x1b`
+    instead of being sent to the terminal, which would act on them."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -125,6 +135,32 @@ def _quiet_tensorflow() -> None:
     # TensorFlow's C++ start-up lines (no GPU, oneDNN) are noise on the CPU; users can override.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() != "3":
+        return
+    # TensorFlow 2.21 logs six lines while it is imported, before absl's logging is set up,
+    # whatever TF_CPP_MIN_LOG_LEVEL says: import it with file descriptor 2 closed to them.
+    with _stderr_descriptor_silenced():
+        import tensorflow  # noqa: F401
+
+
+@contextmanager
+def _stderr_descriptor_silenced() -> Iterator[None]:
+    """Sends what C++ code writes to file descriptor 2 to /dev/null in the block; Python's
+    `sys.stderr` (and so any exception's message) is restored before leaving it."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no descriptor 2 (closed stderr): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _stage_printer(console: Console, enabled: bool) -> Callable[[str], None]:
@@ -702,11 +738,20 @@ def predict(
 
         imdb-rnn predict runs/default --explain "Great cast, but a dull, dull plot."
     """
+    from imdb_rnn.files import InputError, read_limited
+
     reviews: list[str] = []
     for text in texts or []:
         if text == "-":
             stdin = getattr(sys.stdin, "buffer", None)
-            raw = stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8")
+            try:
+                raw = (
+                    read_limited(stdin, what="The standard input")
+                    if stdin is not None
+                    else sys.stdin.read().encode("utf-8")
+                )
+            except InputError as error:
+                _fail(str(error), EXIT_DATA)
             reviews.extend(_review_lines(raw, "The standard input"))
         elif not text.strip():
             _fail(f"Review {len(reviews) + 1} is empty: give some text to classify.", EXIT_USAGE)
@@ -714,7 +759,9 @@ def predict(
             reviews.append(text)
     if file is not None:
         try:
-            raw = file.read_bytes()
+            raw = read_limited(file, what=str(file))
+        except InputError as error:
+            _fail(str(error), EXIT_DATA)
         except OSError as error:
             _fail(f"Cannot read {file}: {error.strerror}.", EXIT_IO)
         reviews.extend(_review_lines(raw, str(file)))
@@ -755,7 +802,9 @@ def predict(
         colour = "green" if item["label"] == "pos" else "red"
         # Text, not markup: a review may hold brackets such as "[/]".
         table.add_row(
-            f"[{colour}]{item['label']}[/]", f"{item['probability']:.3f}", Text(item["text"])
+            f"[{colour}]{item['label']}[/]",
+            f"{item['probability']:.3f}",
+            Text(_printable(item["text"])),
         )
     Console().print(table)
 
@@ -787,7 +836,7 @@ def _print_explanations(predictions: list[dict[str, Any]]) -> None:
             text = Text("   ")
             for token, words in zip(tokens, words_of(tokens), strict=True):
                 weight = max((weights.get(word, 0.0) for word in words), key=abs, default=0.0)
-                text.append(token, style=_weight_style(weight, largest))
+                text.append(_printable(token), style=_weight_style(weight, largest))
                 text.append(" ")
             console.print(text)
         for sign, label in ((1, "towards pos"), (-1, "towards neg")):
@@ -797,9 +846,13 @@ def _print_explanations(predictions: list[dict[str, Any]]) -> None:
                 line = Text()
                 line.append(f"   {label}: ", style="dim")
                 for entry in top:
-                    line.append(entry["word"], style="green" if sign > 0 else "red")
+                    line.append(_printable(entry["word"]), style="green" if sign > 0 else "red")
                     line.append(f" {entry['weight']:+.3f}  ")
                 console.print(line)
+        if item.get("unexplained"):
+            console.print(
+                Text(f"   ({item['unexplained']:,} more distinct words not explained)", style="dim")
+            )
         console.print()
 
 
@@ -909,6 +962,17 @@ def _root(
 ) -> None:
     """Train, evaluate and use a bidirectional-GRU sentiment classifier on IMDB movie reviews."""
     ctx.obj = {"debug": debug}
+    _tolerate_narrow_encodings()
+
+
+def _tolerate_narrow_encodings() -> None:
+    """Characters the terminal's encoding lacks (PYTHONIOENCODING=ascii, a C locale) are
+    written as escapes instead of ending the command with an encoding error."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
 
 
 def main() -> None:

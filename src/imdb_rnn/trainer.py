@@ -67,7 +67,14 @@ from imdb_rnn.distribute import (
     strategy_name,
     strategy_scope,
 )
-from imdb_rnn.files import folder_lock, remove_temporaries, write_json, write_text
+from imdb_rnn.files import (
+    InputError,
+    folder_lock,
+    read_limited,
+    remove_temporaries,
+    write_json,
+    write_text,
+)
 from imdb_rnn.layers import TextEncoder
 from imdb_rnn.models import (
     ModelFileError,
@@ -684,13 +691,13 @@ class Trainer:
         config_path = directory / CONFIG_FILE
         try:
             config = (
-                RunConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+                RunConfig.from_dict(_read_json(config_path, what="The config file"))
                 if config_path.exists()
                 else RunConfig()
             )
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
             raise ModelFileError(f"{config_path} is not valid JSON ({error}).") from None
-        except ConfigError as error:
+        except (ConfigError, InputError) as error:
             raise ModelFileError(f"{config_path}: {error}") from None
         model = load_text_model(model_path)
         encoder, classifier = split_text_model(model)
@@ -699,10 +706,21 @@ class Trainer:
         history_path = directory / HISTORY_FILE
         if history_path.exists():
             try:
-                trainer.history = json.loads(history_path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                trainer.history = {}
+                history = _read_json(history_path, what="The history file")
+            except (ValueError, RecursionError, OSError):  # JSON, UTF-8 and size errors
+                history = {}
+            trainer.history = history if isinstance(history, dict) else {}
         return trainer
+
+
+def _read_json(path: Path, *, what: str) -> Any:
+    """Reads a JSON file of a model directory, refusing devices and files over the size limit.
+
+    Raises:
+        InputError: if it is not a regular file or is too large.
+        ValueError: if it is not UTF-8 JSON.
+    """
+    return json.loads(read_limited(path, what=f"{what} {path}").decode("utf-8"))
 
 
 def rnn_kernel_name(cell: str = "gru") -> str:
