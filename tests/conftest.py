@@ -160,3 +160,20 @@ def real_data_path() -> Path | None:
         if candidate and candidate != "tfds" and Path(candidate).exists():
             return Path(candidate)
     return None
+
+
+def predict_in_new_process(model_dir: Path, texts: list[str]) -> list[float]:
+    """Runs `imdb-rnn predict MODEL_DIR TEXTS --json` in a fresh process (the model reloaded from
+    disk) and returns the probabilities; fails the test if the command fails."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "imdb_rnn", "predict", str(model_dir), *texts, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [row["probability"] for row in json.loads(done.stdout)]

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import predict_in_new_process, tiny_config
 from imdb_rnn import checkpoints
 from imdb_rnn.checkpoints import (
     STATE_FILE,
@@ -91,6 +91,15 @@ def _copy(folder, tmp_path):
     return shutil.copytree(folder, tmp_path / "checkpoint")
 
 
+def _assert_saved_model_predicts(trainer, run, tmp_path):
+    """The resumed model, saved and reloaded in a fresh process, predicts as the uninterrupted
+    run's model did."""
+    trainer.save(tmp_path / "model")
+    probabilities = predict_in_new_process(tmp_path / "model", LOGIT_TEXTS[:2])
+    expected = 1 / (1 + np.exp(-run["logits"].reshape(-1)[:2].astype(np.float64)))
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-5)
+
+
 def test_resume_mid_epoch_matches_an_uninterrupted_run(splits, run, tmp_path):
     """A run killed mid-epoch resumes from its last step checkpoint and ends with exactly the
     history and weights of the run that never stopped."""
@@ -105,6 +114,7 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(splits, run, tmp_path):
     assert history == run["history"]
     np.testing.assert_array_equal(trainer.predict_logits(LOGIT_TEXTS), run["logits"])
     assert len(trainer.epoch_train_seconds) == 3
+    _assert_saved_model_predicts(trainer, run, tmp_path)
 
 
 def test_resume_at_an_epoch_boundary(splits, run, tmp_path):
@@ -115,6 +125,7 @@ def test_resume_at_an_epoch_boundary(splits, run, tmp_path):
     trainer = Trainer(CONFIG)
     assert trainer.fit(splits, checkpoint_dir=folder) == run["history"]
     np.testing.assert_array_equal(trainer.predict_logits(LOGIT_TEXTS), run["logits"])
+    _assert_saved_model_predicts(trainer, run, tmp_path)
 
 
 def test_finished_checkpoint_trains_no_more(splits, run, tmp_path):
@@ -132,6 +143,7 @@ def test_finished_checkpoint_trains_no_more(splits, run, tmp_path):
     assert epochs == []
     assert trainer.history == run["history"]
     np.testing.assert_array_equal(trainer.predict_logits(LOGIT_TEXTS), run["logits"])
+    _assert_saved_model_predicts(trainer, run, tmp_path)
 
 
 def test_checkpoint_files(run):

@@ -13,7 +13,12 @@ import keras
 import pytest
 from typer.testing import CliRunner
 
-from conftest import build_reviews, write_archive, write_unknown_class_model
+from conftest import (
+    build_reviews,
+    predict_in_new_process,
+    write_archive,
+    write_unknown_class_model,
+)
 from imdb_rnn import checkpoints, files, progress, trainer
 from imdb_rnn.cli import (
     EXIT_DATA,
@@ -663,6 +668,17 @@ def uninterrupted_run(tmp_path_factory, imdb_archive):
     return _json(CliRunner().invoke(app, arguments))
 
 
+_RELOADED: dict[str, list[float]] = {}
+
+
+def _reloaded_predictions(output):
+    """The saved model's probabilities, from `imdb-rnn predict` in a fresh process."""
+    key = str(output)
+    if key not in _RELOADED:
+        _RELOADED[key] = predict_in_new_process(output, ["a great film", "awful boring mess"])
+    return _RELOADED[key]
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(tmp_path, imdb_archive, uninterrupted_run):
     """A run killed with SIGKILL mid-epoch is resumed by the same command and ends with exactly
@@ -683,6 +699,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path, imdb_archive, uninterrupted_run
     _same_results(json.loads(stdout), uninterrupted_run)
     assert (output / "model.keras").is_file()
     assert not (output / "checkpoint").exists()  # the saved model supersedes it
+    assert _reloaded_predictions(output) == _reloaded_predictions(uninterrupted_run["output"])
 
 
 @pytest.mark.slow
@@ -707,6 +724,7 @@ def test_sigint_and_sigterm_stop_with_a_checkpoint(tmp_path, imdb_archive, unint
     code, stdout, stderr = _finish(_start_training(imdb_archive, output, log), log)
     assert code == 0, stderr[-3000:]
     _same_results(json.loads(stdout), uninterrupted_run)
+    assert _reloaded_predictions(output) == _reloaded_predictions(uninterrupted_run["output"])
 
 
 # -- disks -------------------------------------------------------------------------------------

@@ -105,3 +105,31 @@ def test_version_1_configs_still_load():
     values["version"] = 1
     del values["training"]["checkpoint_every_steps"]
     assert RunConfig.from_dict(values).training.checkpoint_every_steps == 200
+
+
+@pytest.mark.parametrize("field", ["clip_norm", "warmup_epochs"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_training_values_are_refused(field, value):
+    """nan and inf are refused for clip_norm and warmup_epochs."""
+    with pytest.raises(ConfigError, match=field):
+        TrainingConfig(**{field: value})
+
+
+def test_version_that_is_not_a_number_is_not_called_newer():
+    """A config whose version is not a whole number is refused as such, not as newer."""
+    values = RunConfig().to_dict()
+    for version in ("x", 1.5, True, 0):
+        with pytest.raises(ConfigError, match="Expected version to be a whole number"):
+            RunConfig.from_dict({**values, "version": version})
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        RunConfig.from_dict([])  # type: ignore[arg-type]
+
+
+def test_model_size_is_bounded():
+    """A model estimated over MAX_PARAMETERS is refused; the estimate is exact for the presets."""
+    from imdb_rnn.models import build_classifier
+
+    with pytest.raises(ConfigError, match="parameters"):
+        ModelConfig(rnn_units=10**9)
+    config = ModelConfig(max_tokens=50, embedding_dim=4, rnn_units=3, num_rnn_layers=2)
+    assert config.parameter_estimate == build_classifier(config).count_params()

@@ -327,3 +327,101 @@ def test_pipelines_log_no_type_inference_warning():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["20", "5"]
     assert "Type inference failed" not in result.stderr
+
+
+def test_archive_cut_anywhere_is_refused(tmp_path, imdb_archive):
+    """The archive cut at any of 60 points is refused: stream-mode tarfile alone takes a cut
+    inside a header for the end of the archive and loads fewer reviews without a word."""
+    data = imdb_archive.read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    accepted = []
+    for index in range(60):
+        size = len(data) * (index + 1) // 61
+        cut.write_bytes(data[:size])
+        try:
+            load_imdb(cut)
+        except DataError:
+            continue
+        accepted.append(size)
+    assert accepted == []
+
+
+def test_tar_without_its_end_marker_is_refused(tmp_path, imdb_archive):
+    """A complete gzip stream around tar data that stops at a member boundary, without the two
+    zero blocks that end a tar archive, is refused as truncated."""
+    tar = gzip.decompress(imdb_archive.read_bytes())
+    # The last member's header starts 512 bytes before its data; cut just after a full member.
+    end = tar.rstrip(b"\0")
+    cut_at = (len(end) + 511) // 512 * 512
+    (tmp_path / "nomarker.tar.gz").write_bytes(gzip.compress(tar[:cut_at]))
+    with pytest.raises(DataError, match="end-of-archive marker"):
+        load_imdb(tmp_path / "nomarker.tar.gz")
+    (tmp_path / "whole.tar.gz").write_bytes(gzip.compress(tar))
+    assert load_imdb(tmp_path / "whole.tar.gz").sizes["train"] == 72
+
+
+@pytest.mark.parametrize("kind", ["archive", "folder"])
+def test_review_over_the_limit_is_refused_before_reading(tmp_path, monkeypatch, kind):
+    """A review over IMDB_RNN_MAX_REVIEW_BYTES (1 MiB by default) is refused by name, with the
+    variable that raises the limit; raising it reads the review."""
+    members = build_reviews(train=3, test=2, unsup=1)
+    members["aclImdb/train/pos/999_9.txt"] = "great " * 200_000  # 1.2 MB, compresses to ~2 KB
+    archive = write_archive(tmp_path / "big.tar.gz", members)
+    source = archive
+    if kind == "folder":
+        import tarfile
+
+        with tarfile.open(archive) as opened:
+            opened.extractall(tmp_path / "folder", filter="data")
+        source = tmp_path / "folder"
+    with pytest.raises(
+        DataError, match=r"999_9\.txt has 1,200,000 bytes.*IMDB_RNN_MAX_REVIEW_BYTES"
+    ):
+        load_imdb(source)
+    monkeypatch.setenv("IMDB_RNN_MAX_REVIEW_BYTES", "2000000")
+    sizes = load_imdb(source).sizes
+    assert sizes["train"] + sizes["valid"] == 7
+
+
+def test_folder_skips_symbolic_links(tmp_path, imdb_folder):
+    """A review file that is a link (here to a file outside the data) is skipped, as the
+    archive reader skips links: its words never reach the vocabulary."""
+    import shutil
+
+    root = shutil.copytree(imdb_folder, tmp_path / "data", symlinks=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("topsecretword " * 5)
+    (root / "aclImdb" / "train" / "pos" / "500_9.txt").symlink_to(secret)
+    splits = load_imdb(root)
+    assert splits.sizes["train"] + splits.sizes["valid"] == 80
+    texts = [text.decode() for text in splits.texts("train", "valid").as_numpy_iterator()]
+    assert not any("topsecretword" in text for text in texts)
+
+
+def test_data_path_that_is_not_a_regular_file(tmp_path):
+    """A FIFO or a device given as the data is refused at once, not read forever."""
+    import os
+
+    fifo = tmp_path / "fifo.tar.gz"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(DataError, match="not a regular file"):
+            load_imdb(path)
+
+
+def test_tfds_offline_fails_fast_with_the_data_hint(tmp_path, monkeypatch):
+    """Offline, the TFDS default fails at once naming --data, instead of retrying for minutes."""
+    import socket
+    import time
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    def offline(address, timeout=None):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+    start = time.monotonic()
+    with pytest.raises(DataError, match=r"no network: cannot reach ai\.stanford\.edu.*--data"):
+        load_imdb("tfds", data_dir=tmp_path)
+    assert time.monotonic() - start < 30

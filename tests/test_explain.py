@@ -131,3 +131,30 @@ def test_real_reviews_top_positive_words_matter_most():
     after_random = trainer.predict_proba(random_edits)
     assert np.mean(after_top < before) >= 0.9
     assert np.mean(before - after_top) > 2 * np.mean(before - after_random)
+
+
+def test_explained_words_are_capped_vocabulary_first(trainer):
+    """A review with more distinct words than max_words has max_words explained, words of the
+    model's vocabulary first; the rest are counted as unexplained."""
+    made_up = [f"zz{index}" for index in range(40)]
+    (explanation,) = explain(trainer, [" ".join([*made_up, "great", "awful"])], max_words=5)
+    assert len(explanation.weights) == 5 and explanation.unexplained == 37
+    assert {"great", "awful"} <= {item.word for item in explanation.weights}
+    with pytest.raises(ValueError, match="max_words"):
+        explain(trainer, ["great"], max_words=0)
+
+
+def test_occlusions_are_scored_in_bounded_batches(trainer, monkeypatch):
+    """A review of 1,000 distinct words costs at most 201 predictions (200 words explained),
+    scored a few hundred at a time, not one prediction per word in a single batch."""
+    sizes = []
+    predict_proba = trainer.predict_proba
+
+    def recording(texts):
+        sizes.append(len(texts))
+        return predict_proba(texts)
+
+    monkeypatch.setattr(trainer, "predict_proba", recording)
+    (explanation,) = explain(trainer, [" ".join(f"w{index}" for index in range(1000))])
+    assert sum(sizes) == 201 and max(sizes) <= 256
+    assert len(explanation.weights) == 200 and explanation.unexplained == 800

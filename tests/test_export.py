@@ -2,14 +2,18 @@
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from imdb_rnn import export as export_module
-from imdb_rnn.export import export_saved_model
+from imdb_rnn.cli import EXIT_USAGE, app
+from imdb_rnn.export import ExportTargetError, export_saved_model
 from imdb_rnn.trainer import Trainer
 
 # Runs in a fresh interpreter that cannot import imdb_rnn (whether or not it is installed).
@@ -117,11 +121,17 @@ def test_export_records_the_config(exported, trained_model_dir):
     assert copied.read_text() == (trained_model_dir / "config.json").read_text()
 
 
-def test_export_refuses_to_replace_without_overwrite(tmp_path, trained_model_dir):
-    """An existing output directory is kept unless overwrite=True."""
-    out = tmp_path / "out"
+def _earlier_export(out):
+    """A folder that looks like an earlier export, with a file to tell it apart."""
     out.mkdir()
+    (out / "saved_model.pb").write_bytes(b"old")
     (out / "keep.txt").write_text("mine")
+    return out
+
+
+def test_export_refuses_to_replace_without_overwrite(tmp_path, trained_model_dir):
+    """An existing export is kept unless overwrite=True, which replaces it."""
+    out = _earlier_export(tmp_path / "out")
     with pytest.raises(FileExistsError):
         export_saved_model(trained_model_dir, out)
     assert (out / "keep.txt").read_text() == "mine"
@@ -130,11 +140,63 @@ def test_export_refuses_to_replace_without_overwrite(tmp_path, trained_model_dir
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary leftovers
 
 
-def test_failed_export_leaves_the_old_one(tmp_path, trained_model_dir, monkeypatch):
-    """An export that fails before the rename leaves the old directory and no temporary files."""
+def test_overwrite_replaces_only_an_export(tmp_path, trained_model_dir):
+    """overwrite=True does not replace a folder that is not an export, nor a file."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    with pytest.raises(ExportTargetError, match="not an export"):
+        export_saved_model(trained_model_dir, out, overwrite=True)
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(ExportTargetError, match="not a folder"):
+        export_saved_model(trained_model_dir, tmp_path / "file", overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_export_never_replaces_the_model_folder_or_a_parent(tmp_path, trained_model_dir):
+    """The model folder, its parent and any folder above it are refused as the target, with
+    overwrite too, and the model is left whole (the CLI exits with 2)."""
+    runs = tmp_path / "runs"
+    model = shutil.copytree(trained_model_dir, runs / "m1")
+    (runs / "m2").mkdir()
+    before = sorted(p.name for p in model.iterdir())
+    for target in (model, runs, tmp_path, model / ".." / "m1"):
+        with pytest.raises(ExportTargetError, match="outside the model folder"):
+            export_saved_model(model, target, overwrite=True)
+        result = CliRunner().invoke(app, ["export", str(model), str(target), "--overwrite"])
+        assert result.exit_code == EXIT_USAGE, result.output
+        assert "Traceback" not in result.output
+    assert sorted(p.name for p in model.iterdir()) == before
+    assert (runs / "m2").is_dir()
+
+
+def test_export_removes_what_a_killed_export_left(tmp_path, trained_model_dir):
+    """Temporary folders of an export killed with SIGKILL are deleted by the next export; those
+    of a running export are kept."""
+    code = (
+        "import os, sys, time; from imdb_rnn import export; "
+        "export._check_signature = lambda d: os.kill(os.getpid(), 9); "
+        "export.export_saved_model(sys.argv[1], sys.argv[2])"
+    )
+    out = tmp_path / "out"
+    killed = subprocess.run(
+        [sys.executable, "-c", code, str(trained_model_dir), str(out)],
+        capture_output=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".out.") and left[0].endswith(".tmp")
+    running = tmp_path / f".out.{os.getpid()}.abc.tmp"
+    running.mkdir()
+    export_saved_model(trained_model_dir, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", running.name])
+
+
+def test_failed_export_leaves_the_old_one(tmp_path, trained_model_dir, monkeypatch):
+    """An export that fails before the rename leaves the old directory and no temporary files."""
+    out = _earlier_export(tmp_path / "out")
 
     def broken(directory):
         raise RuntimeError("signature check failed")

@@ -128,3 +128,73 @@ def test_unknown_class_is_refused_by_name(tmp_path):
     write_unknown_class_model(tmp_path / "unknown.keras")
     with pytest.raises(ModelFileError, match=r"holds '\S*Doubler', which imdb-rnn does not know"):
         load_text_model(tmp_path / "unknown.keras")
+
+
+def test_encoder_built_from_a_vocabulary_reloads_and_predicts(tmp_path):
+    """An encoder given its vocabulary (as a resumed run builds it from the checkpoint) is saved
+    with it: the reloaded model predicts instead of failing with "Table not initialized"."""
+    adapted = _text_model()
+    encoder = TextEncoder(max_tokens=30, vocabulary=adapted.layers[1].get_vocabulary()[2:])
+    model = build_text_model(encoder, adapted.layers[2])
+    texts = tf.constant(["good film", "bad", "unknown words"])
+    save_text_model(model, tmp_path / "model.keras")
+    reloaded = load_text_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(reloaded(texts).numpy(), adapted(texts).numpy())
+
+
+def test_model_without_its_vocabulary_is_refused(tmp_path):
+    """A model file whose vocabulary asset is missing (as earlier versions wrote after a resumed
+    run) is refused when loading, not at the first prediction."""
+    save_text_model(_text_model(), tmp_path / "good.keras")
+    with (
+        zipfile.ZipFile(tmp_path / "good.keras") as source,
+        zipfile.ZipFile(tmp_path / "novocab.keras", "w") as target,
+    ):
+        for item in source.infolist():
+            if not item.filename.startswith("assets/"):
+                target.writestr(item, source.read(item.filename))
+    with pytest.raises(ModelFileError, match="holds no vocabulary"):
+        load_text_model(tmp_path / "novocab.keras")
+
+
+def _rewrite(source, target, *, extra=None, sizes=None):
+    """Copies a model file, adding members, or faking the sizes its zip directory states."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for item in old.infolist():
+            new.writestr(item, old.read(item.filename))
+        for name, data in (extra or {}).items():
+            new.writestr(name, data)
+    if sizes:
+        data = bytearray(target.read_bytes())
+        for name, size in sizes.items():
+            # The central directory entry: uncompressed size at offset 24 from its signature.
+            at = data.rindex(b"PK\x01\x02", 0, data.rindex(name.encode()))
+            data[at + 24 : at + 28] = size.to_bytes(4, "little")
+        target.write_bytes(bytes(data))
+    return target
+
+
+def test_extra_members_are_refused(tmp_path):
+    """A .keras file holding members Keras does not write (here a script) is refused."""
+    save_text_model(_text_model(), tmp_path / "good.keras")
+    bad = _rewrite(tmp_path / "good.keras", tmp_path / "extra.keras", extra={"run.py": b"1"})
+    with pytest.raises(ModelFileError, match=r"members Keras does not write \(run\.py\)"):
+        load_text_model(bad)
+
+
+def test_member_sizes_are_checked_before_reading(tmp_path, monkeypatch):
+    """A model whose zip directory announces more than IMDB_RNN_MAX_MODEL_BYTES is refused from
+    the directory alone, before anything is decompressed; the variable raises the limit."""
+    save_text_model(_text_model(), tmp_path / "good.keras")
+    size = (tmp_path / "good.keras").stat().st_size
+    monkeypatch.setenv("IMDB_RNN_MAX_MODEL_BYTES", str(size // 2))
+    with pytest.raises(ModelFileError, match=r"over the limit.*IMDB_RNN_MAX_MODEL_BYTES"):
+        load_text_model(tmp_path / "good.keras")
+    bomb = _rewrite(
+        tmp_path / "good.keras", tmp_path / "bomb.keras", sizes={"model.weights.h5": 4_000_000_000}
+    )
+    monkeypatch.delenv("IMDB_RNN_MAX_MODEL_BYTES")
+    with pytest.raises(ModelFileError, match="unpacks to 4,0"):
+        load_text_model(bomb)
+    monkeypatch.setenv("IMDB_RNN_MAX_MODEL_BYTES", str(100 * size))
+    load_text_model(tmp_path / "good.keras")

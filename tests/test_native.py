@@ -360,3 +360,95 @@ def test_isa_flags_are_probed_on_the_compiler(tmp_path, accepts, expected):
         assert native._unsupported_isa_flags(str(compiler)) == expected
     finally:
         native._unsupported_isa_flags.cache_clear()
+
+
+_PLANTED_SOURCE = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void planted(void) {
+    const char *path = getenv("PLANTED_MARKER");
+    if (path) { FILE *f = fopen(path, "w"); if (f) { fputs("ran", f); fclose(f); } }
+}
+"""
+
+
+def _planted_library(tmp_path):
+    """A valid shared library without imdb-rnn's ops whose constructor writes a marker file."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the planted library")
+    source = tmp_path / "planted.c"
+    source.write_text(_PLANTED_SOURCE)
+    library = tmp_path / "planted.so"
+    subprocess.run([compiler, "-shared", "-fPIC", str(source), "-o", str(library)], check=True)
+    return library
+
+
+_PLANTED_CACHE_SCRIPT = """
+import shutil, sys, tensorflow as tf, keras
+from imdb_rnn import native
+from imdb_rnn.layers import FastBidirectional
+target = native.cache_path()
+target.parent.mkdir(parents=True)
+shutil.copyfile(sys.argv[1], target)
+assert native.available()
+assert native._sha256(target) == native._digest_path(target).read_text().strip()
+layer = FastBidirectional(keras.layers.GRU(3), fused="always")
+print(layer(tf.ones((2, 4, 5)), mask=tf.sequence_mask([4, 2], 4)).shape)
+"""
+
+
+@pytest.mark.slow
+@needs_native
+def test_planted_library_is_never_loaded_and_the_kernel_is_rebuilt(tmp_path):
+    """A valid library put at the cache path (without the digest a build writes) is not loaded,
+    so its constructor never runs; the kernel is compiled again and used."""
+    library = _planted_library(tmp_path)
+    marker = tmp_path / "constructor-ran"
+    cache = tmp_path / "cache"
+    env = {
+        **os.environ,
+        native.ENV_CACHE_DIR: str(cache),
+        "PLANTED_MARKER": str(marker),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _PLANTED_CACHE_SCRIPT, str(library)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("(2, 6)")
+    assert not marker.exists()
+
+
+def test_cache_writable_by_others_is_not_loaded(monkeypatch, fresh_state, tmp_path):
+    """A kernel in a cache folder that other users can write is neither loaded nor rebuilt
+    there: the error names the folder and the variable to set."""
+    library = _planted_library(tmp_path)
+    marker = tmp_path / "constructor-ran"
+    monkeypatch.setenv("PLANTED_MARKER", str(marker))
+    target = native.cache_path()
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(library, target)
+    native._digest_path(target).write_text(native._sha256(target))
+    target.parent.chmod(0o777)
+    with pytest.raises(native.NativeBuildError, match="writable by other users"):
+        native.load()
+    assert not native.is_built()
+    assert not marker.exists()
+
+
+def test_library_that_does_not_match_its_digest_is_not_built(fresh_state, tmp_path):
+    """is_built() (and so loading without a rebuild) needs the digest written at build time."""
+    target = native.cache_path()
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"\x7fELF planted")
+    assert not native.is_built()
+    native._digest_path(target).write_text(native._sha256(target))
+    assert native.is_built()
+    target.write_bytes(b"\x7fELF swapped")
+    assert not native.is_built()

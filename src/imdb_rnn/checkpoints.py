@@ -53,7 +53,7 @@ import keras
 import numpy as np
 
 from imdb_rnn.config import ConfigError, RunConfig
-from imdb_rnn.files import atomic_path, remove_temporaries, write_json
+from imdb_rnn.files import atomic_path, read_limited, remove_temporaries, write_json
 from imdb_rnn.layers import TextEncoder
 from imdb_rnn.models import ModelFileError
 
@@ -197,13 +197,15 @@ class Checkpoint:
         if not path.is_file():
             return None
         try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            values = json.loads(read_limited(path, what=str(path)).decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as error:  # JSON, UTF-8 and size errors
             raise self._damaged(f"{path} is unreadable ({error})") from None
         if not isinstance(values, dict):
             raise self._damaged(f"{path} is not a checkpoint state")
         version = values.get("version")
-        if isinstance(version, int) and version > CHECKPOINT_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise self._damaged(f"{path} has no valid format version ({version!r})")
+        if version > CHECKPOINT_VERSION:
             raise CheckpointError(
                 f"The checkpoint in {self.directory} was written by a newer imdb-rnn (format "
                 f"{version}; this version reads up to {CHECKPOINT_VERSION}). Upgrade imdb-rnn "
@@ -260,8 +262,8 @@ class Checkpoint:
         """
         path = self.directory / VOCABULARY_FILE
         try:
-            words = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            words = json.loads(read_limited(path, what=str(path)).decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as error:  # JSON, UTF-8 and size errors
             raise self._damaged(f"{path} is unreadable ({error})") from None
         if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
             raise self._damaged(f"{path} is not a vocabulary")

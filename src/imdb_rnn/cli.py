@@ -13,7 +13,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -121,8 +121,26 @@ def _in_flags(message: str) -> str:
     return message
 
 
+def _markup(value: object) -> str:
+    """`value` as text that Rich prints as written: a path or review holding `[/]` or
+    `[bold red]` is not read as markup, nor its control characters by the terminal."""
+    from rich.markup import escape
+
+    return escape(_printable(str(value)))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters (ANSI escape sequences start with one) shown as `\\x1b`
+    instead of being sent to the terminal, which would act on them."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
 def _fail(message: str, code: int) -> NoReturn:
-    _stderr().print(f"[bold red]error:[/] {_in_flags(message)}", highlight=False, soft_wrap=True)
+    """Prints `message` (plain text, never markup) as one error line and exits with `code`."""
+    _stderr().print(f"[bold red]error:[/] {_markup(_in_flags(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -153,12 +171,38 @@ def _quiet_tensorflow() -> None:
     # TensorFlow's C++ start-up lines (no GPU, oneDNN) are noise on the CPU; users can override.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() != "3":
+        return
+    # TensorFlow 2.21 logs six lines while it is imported, before absl's logging is set up,
+    # whatever TF_CPP_MIN_LOG_LEVEL says: import it with file descriptor 2 closed to them.
+    with _stderr_descriptor_silenced():
+        import tensorflow  # noqa: F401
+
+
+@contextmanager
+def _stderr_descriptor_silenced() -> Iterator[None]:
+    """Sends what C++ code writes to file descriptor 2 to /dev/null in the block; Python's
+    `sys.stderr` (and so any exception's message) is restored before leaving it."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no descriptor 2 (closed stderr): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _stage_printer(console: Console, enabled: bool) -> Callable[[str], None]:
     def show(name: str) -> None:
         if enabled:
-            console.print(f"[dim]»[/] {name}", highlight=False)
+            console.print(f"[dim]»[/] {_markup(name)}", highlight=False)
 
     return show
 
@@ -367,7 +411,8 @@ def train(
         _fail(f"--epochs must be at least 1 (got {epochs}).", EXIT_USAGE)
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
-    if not show_config and (output / "model.keras").exists() and not overwrite:
+    resuming = not overwrite and _holds_unfinished_run(output)
+    if not show_config and (output / "model.keras").exists() and not overwrite and not resuming:
         _fail(
             f"{output} already holds a model; pass --overwrite to replace it "
             "or choose another --output.",
@@ -419,8 +464,10 @@ def train(
         # Only the chief of a cluster writes into --output (the others' logs are temporary).
         chief = strategy != "multi-worker" or cluster_task().is_chief
         _check_writable(output)
-        log_dir = _tensorboard_dir(output, enabled=tensorboard, empty=chief)
+        # A resumed run adds to its logs; only a fresh run starts them again.
+        log_dir = _tensorboard_dir(output, enabled=tensorboard, empty=chief and not resuming)
         from imdb_rnn.checkpoints import NonFiniteLossError, SignalStop, TrainingInterrupted
+        from imdb_rnn.files import FolderBusyError
         from imdb_rnn.progress import RichProgress
         from imdb_rnn.trainer import train as run_training
 
@@ -444,6 +491,8 @@ def train(
         except NonFiniteLossError as error:
             progress.close()
             _fail(f"{error} {_checkpoint_note(output) or ''}".rstrip(), EXIT_DIVERGED)
+        except FolderBusyError as error:
+            _fail(_os_error_message(error), EXIT_IO)
         except OSError as error:  # a full disk while saving a checkpoint or the model
             progress.close()
             _fail(f"{_os_error_message(error)}. {_checkpoint_note(output) or ''}".rstrip(), EXIT_IO)
@@ -473,14 +522,14 @@ def train(
     if not result.chief:
         results.print(
             f"This worker's part is done after {result.epochs} epochs on {result.replicas} "
-            f"replicas; the chief saves the model to [bold]{output}[/].",
+            f"replicas; the chief saves the model to [bold]{_markup(output)}[/].",
             highlight=False,
         )
         return
     if result.test is not None:
         results.print(_metrics_table(result.test.to_dict(), "Test split"))
     results.print(
-        f"Saved to [bold]{output}[/] after {result.epochs} epochs "
+        f"Saved to [bold]{_markup(output)}[/] after {result.epochs} epochs "
         f"({_kept_epoch(result.best_epoch, result.epochs)}) in {result.train_seconds:.0f} s "
         f"({result.train_examples_per_second:,.0f} reviews/s)."
     )
@@ -491,15 +540,23 @@ def train(
             "per step.",
             highlight=False,
         )
-    results.print(f"Training curves: [bold]{output / 'curves.png'}[/]", highlight=False)
+    results.print(f"Training curves: [bold]{_markup(output / 'curves.png')}[/]", highlight=False)
     if log_dir is not None:
-        results.print(f"TensorBoard: [bold]tensorboard --logdir {log_dir}[/]", highlight=False)
+        command = shlex.join(["tensorboard", "--logdir", str(log_dir)])
+        results.print(f"TensorBoard: [bold]{_markup(command)}[/]", highlight=False)
 
 
 def _kept_epoch(kept: int, epochs: int) -> str:
     """Which epoch's weights were saved: the last one, or the best on validation before it
     (early stopping restored it)."""
     return f"kept epoch {kept}" + (", the best on validation" if kept < epochs else "")
+
+
+def _holds_unfinished_run(output: Path) -> bool:
+    """Whether `output` holds the checkpoint of a run that has not saved its model yet: the run
+    an interrupted `train` (with or without --overwrite) leaves, which the same command resumes,
+    or a run killed while saving, which it completes. The checkpoint is deleted last."""
+    return (output / "checkpoint" / "state.json").is_file()
 
 
 def _tensorboard_dir(output: Path, *, enabled: bool, empty: bool = True) -> Path | None:
@@ -610,7 +667,7 @@ def _stopped(console: Console, output: Path, interrupted: TrainingInterrupted) -
     )
     note = note or "No checkpoint was written."
     console.print(
-        f"[bold yellow]Stopped by {interrupted.signal_name}.[/] {note}\n{hint}",
+        f"[bold yellow]Stopped by {interrupted.signal_name}.[/] {_markup(note)}\n{_markup(hint)}",
         highlight=False,
         soft_wrap=True,
     )
@@ -687,7 +744,7 @@ def evaluate(
     if as_json:
         _print_json(metrics)
         return
-    Console().print(_metrics_table(metrics, f"{model_dir} on the {split.value} split"))
+    Console().print(_metrics_table(metrics, f"{_markup(model_dir)} on the {split.value} split"))
 
 
 @app.command()
@@ -726,11 +783,20 @@ def predict(
 
         imdb-rnn predict runs/default --explain "Great cast, but a dull, dull plot."
     """
+    from imdb_rnn.files import InputError, read_limited
+
     reviews: list[str] = []
     for text in texts or []:
         if text == "-":
             stdin = getattr(sys.stdin, "buffer", None)
-            raw = stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8")
+            try:
+                raw = (
+                    read_limited(stdin, what="The standard input")
+                    if stdin is not None
+                    else sys.stdin.read().encode("utf-8")
+                )
+            except InputError as error:
+                _fail(str(error), EXIT_DATA)
             reviews.extend(_review_lines(raw, "The standard input"))
         elif not text.strip():
             _fail(f"Review {len(reviews) + 1} is empty: give some text to classify.", EXIT_USAGE)
@@ -738,7 +804,9 @@ def predict(
             reviews.append(text)
     if file is not None:
         try:
-            raw = file.read_bytes()
+            raw = read_limited(file, what=str(file))
+        except InputError as error:
+            _fail(str(error), EXIT_DATA)
         except OSError as error:
             _fail(f"Cannot read {file}: {error.strerror}.", EXIT_IO)
         reviews.extend(_review_lines(raw, str(file)))
@@ -761,7 +829,9 @@ def predict(
         from imdb_rnn.trainer import prepare_native_kernel
 
         errors = Console(stderr=True)
-        prepare_native_kernel(on_stage=lambda message: errors.print(f"[dim]{message}...[/]"))
+        prepare_native_kernel(
+            on_stage=lambda message: errors.print(f"[dim]{_markup(message)}...[/]")
+        )
         predictions = run_prediction(model_dir, reviews)
     if as_json:
         _print_json(predictions)
@@ -777,7 +847,9 @@ def predict(
         colour = "green" if item["label"] == "pos" else "red"
         # Text, not markup: a review may hold brackets such as "[/]".
         table.add_row(
-            f"[{colour}]{item['label']}[/]", f"{item['probability']:.3f}", Text(item["text"])
+            f"[{colour}]{item['label']}[/]",
+            f"{item['probability']:.3f}",
+            Text(_printable(item["text"])),
         )
     Console().print(table)
 
@@ -809,7 +881,7 @@ def _print_explanations(predictions: list[dict[str, Any]]) -> None:
             text = Text("   ")
             for token, words in zip(tokens, words_of(tokens), strict=True):
                 weight = max((weights.get(word, 0.0) for word in words), key=abs, default=0.0)
-                text.append(token, style=_weight_style(weight, largest))
+                text.append(_printable(token), style=_weight_style(weight, largest))
                 text.append(" ")
             console.print(text)
         for sign, label in ((1, "towards pos"), (-1, "towards neg")):
@@ -819,9 +891,13 @@ def _print_explanations(predictions: list[dict[str, Any]]) -> None:
                 line = Text()
                 line.append(f"   {label}: ", style="dim")
                 for entry in top:
-                    line.append(entry["word"], style="green" if sign > 0 else "red")
+                    line.append(_printable(entry["word"]), style="green" if sign > 0 else "red")
                     line.append(f" {entry['weight']:+.3f}  ")
                 console.print(line)
+        if item.get("unexplained"):
+            console.print(
+                Text(f"   ({item['unexplained']:,} more distinct words not explained)", style="dim")
+            )
         console.print()
 
 
@@ -861,11 +937,14 @@ def export_model(
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
-        from imdb_rnn.export import export_saved_model
+        from imdb_rnn.export import ExportTargetError, export_saved_model
 
         if not as_json:
             console.print("[dim]»[/] Exporting", highlight=False)
-        export_saved_model(model_dir, out_dir, overwrite=overwrite)
+        try:
+            export_saved_model(model_dir, out_dir, overwrite=overwrite)
+        except ExportTargetError as error:
+            _fail(str(error), EXIT_USAGE)
     summary = {
         "output": str(out_dir),
         "signature": "serving_default",
@@ -876,7 +955,7 @@ def export_model(
         _print_json(summary)
         return
     console.print(
-        f"Exported to [bold]{out_dir}[/]: signature 'serving_default', "
+        f"Exported to [bold]{_markup(out_dir)}[/]: signature 'serving_default', "
         "text (strings) -> probability, logit.",
         highlight=False,
     )
@@ -928,6 +1007,17 @@ def _root(
 ) -> None:
     """Train, evaluate and use a bidirectional-GRU sentiment classifier on IMDB movie reviews."""
     ctx.obj = {"debug": debug}
+    _tolerate_narrow_encodings()
+
+
+def _tolerate_narrow_encodings() -> None:
+    """Characters the terminal's encoding lacks (PYTHONIOENCODING=ascii, a C locale) are
+    written as escapes instead of ending the command with an encoding error."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,10 @@ LR_SCHEDULES = ("constant", "cosine")
 
 class ConfigError(ValueError):
     """A configuration value is out of range, of the wrong kind or unknown."""
+
+
+#: Larger models are refused (4 GiB of float32 weights; the default preset has about 1.4 million).
+MAX_PARAMETERS = 2**30
 
 
 def _check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
@@ -170,6 +175,30 @@ class ModelConfig:
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_fraction("dropout", self.dropout)
         _check_fraction("spatial_dropout", self.spatial_dropout)
+        parameters = self.parameter_estimate
+        if parameters > MAX_PARAMETERS:
+            raise ConfigError(
+                f"Expected a model of at most {MAX_PARAMETERS:,} parameters. Received: about "
+                f"{parameters:,} (max_tokens={self.max_tokens}, embedding_dim="
+                f"{self.embedding_dim}, rnn_units={self.rnn_units}, num_rnn_layers="
+                f"{self.num_rnn_layers}, dense_units={list(self.dense_units)})"
+            )
+
+    @property
+    def parameter_estimate(self) -> int:
+        """The number of weights the classifier will have (to within the pooling's width)."""
+        gates = 3 if self.cell == "gru" else 4
+        total = self.max_tokens * self.embedding_dim
+        width = self.embedding_dim
+        for _ in range(self.num_rnn_layers):
+            units = self.rnn_units
+            total += 2 * gates * (width * units + units * units + 2 * units)
+            width = 2 * units
+        width *= 3 if self.pooling == "final_max_mean" else 1
+        for units in (*self.dense_units, 1):
+            total += width * units + units
+            width = units
+        return total
 
 
 @dataclass(frozen=True)
@@ -212,12 +241,21 @@ class TrainingConfig:
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= 1:
             raise ConfigError(f"Expected learning_rate in (0, 1]. Received: learning_rate={lr!r}")
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        if not isinstance(self.warmup_epochs, (int, float)) or self.warmup_epochs < 0:
+        warmup = self.warmup_epochs
+        if (
+            isinstance(warmup, bool)
+            or not isinstance(warmup, (int, float))
+            or not math.isfinite(warmup)
+            or warmup < 0
+        ):
             raise ConfigError(
                 f"Expected warmup_epochs >= 0. Received: warmup_epochs={self.warmup_epochs!r}"
             )
         if self.clip_norm is not None and (
-            not isinstance(self.clip_norm, (int, float)) or self.clip_norm <= 0
+            isinstance(self.clip_norm, bool)
+            or not isinstance(self.clip_norm, (int, float))
+            or not math.isfinite(self.clip_norm)
+            or self.clip_norm <= 0
         ):
             raise ConfigError(
                 f"Expected clip_norm > 0 or None. Received: clip_norm={self.clip_norm!r}"
@@ -225,6 +263,12 @@ class TrainingConfig:
         _check_positive("early_stopping_patience", self.early_stopping_patience, allow_none=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"Expected seed to be an integer >= 0. Received: seed={self.seed!r}")
+        # NumPy takes seeds below 2**32, and epoch `e` is shuffled with `seed + e`.
+        if isinstance(self.epochs, int) and self.seed + self.epochs >= 2**32:
+            raise ConfigError(
+                f"Expected seed + epochs < 2**32 ({2**32:,}). Received: seed={self.seed}, "
+                f"epochs={self.epochs}"
+            )
         _check_positive("checkpoint_every_steps", self.checkpoint_every_steps)
         if not isinstance(self.deterministic, bool):
             raise ConfigError(
@@ -266,8 +310,16 @@ class RunConfig:
         Raises:
             ConfigError: on an unknown section or field, a newer config version, or a bad value.
         """
+        if not isinstance(values, Mapping):
+            raise ConfigError(
+                f"Expected a config (a mapping of sections). Received: {str(values)[:80]!r}"
+            )
         version = values.get("version", CONFIG_VERSION)
-        if not isinstance(version, int) or version > CONFIG_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ConfigError(
+                f"Expected version to be a whole number >= 1. Received: version={version!r}"
+            )
+        if version > CONFIG_VERSION:
             raise ConfigError(
                 f"This config was written by a newer imdb-rnn (config version {version}; this "
                 f"version reads up to {CONFIG_VERSION}). Upgrade imdb-rnn to use it."

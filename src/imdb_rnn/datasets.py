@@ -21,19 +21,25 @@ Pipelines turn a split into batches for Keras:
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 import math
 import os
 import re
+import stat
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import tensorflow as tf
 
+from imdb_rnn.files import ENV_MAX_REVIEW_BYTES, InputError, byte_limit, open_regular
 from imdb_rnn.layers import TextEncoder
 
 __all__ = [
@@ -209,9 +215,14 @@ def _decode(raw: bytes, collected: _Collected) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
-def _collect(members: Iterator[tuple[str, IO[bytes] | None]], keep: set[str]) -> _Collected:
+#: A member is `(name in the archive, its size in bytes, a stream of its bytes)`.
+_Member = tuple[str, int, "IO[bytes] | None"]
+
+
+def _collect(members: Iterator[_Member], keep: set[str], source: Path) -> _Collected:
     collected = _Collected()
-    for name, stream in members:
+    limit = byte_limit(ENV_MAX_REVIEW_BYTES)
+    for name, size, stream in members:
         match = _MEMBER.search(name)
         if match is None or stream is None:
             continue
@@ -220,28 +231,97 @@ def _collect(members: Iterator[tuple[str, IO[bytes] | None]], keep: set[str]) ->
         collected.reviews_seen += 1
         if key not in keep:
             continue
-        collected.texts[key].append(_decode(stream.read(), collected))
+        # Sizes are checked before reading: a 3 GB "review" would otherwise fill the memory.
+        raw = stream.read(limit + 1)
+        if size > limit or len(raw) > limit:
+            raise DataError(
+                f"{source}: the review {name} has {max(size, len(raw)):,} bytes, over the limit "
+                f"of {limit:,} (the longest IMDB review has about 14,000). Set "
+                f"{ENV_MAX_REVIEW_BYTES} to a larger number of bytes to read it."
+            )
+        collected.texts[key].append(_decode(raw, collected))
         collected.labels[key].append(_LABELS[folder])
     return collected
 
 
-def _archive_members(path: Path) -> Iterator[tuple[str, IO[bytes] | None]]:
-    # Stream mode reads the gzip once, front to back, without extracting anything to disk.
-    with tarfile.open(path, mode="r|*") as archive:
-        for member in archive:
-            yield member.name, archive.extractfile(member) if member.isfile() else None
+class _TailKeeper(io.RawIOBase):
+    """A read-only stream over `inner` that counts the bytes read and keeps the last ones, so
+    that the end of a tar archive can be checked after `tarfile` has read it as a stream."""
+
+    def __init__(self, inner: IO[bytes], keep: int = 1 << 16) -> None:
+        self.inner, self.keep = inner, keep
+        self.position = 0
+        self.tail = bytearray()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self.inner.read(-1 if size is None else size)
+        self.position += len(data)
+        self.tail += data
+        del self.tail[: max(0, len(self.tail) - self.keep)]
+        return data
 
 
-def _folder_members(root: Path) -> Iterator[tuple[str, IO[bytes] | None]]:
+def _decompressed(raw: IO[bytes]) -> IO[bytes]:
+    """The archive's decompressed stream; each of these checks its trailer (gzip: CRC and
+    length) when read to the end, and raises `EOFError` on a truncated file."""
+    magic = raw.peek(6)[:6] if isinstance(raw, io.BufferedReader) else b""
+    if magic.startswith(b"\x1f\x8b"):
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(raw, mode="rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(raw, mode="rb")
+    return raw
+
+
+def _archive_members(path: Path) -> Iterator[_Member]:
+    """The members of a tar archive (gzip, bzip2, xz or plain), read once front to back without
+    extracting anything. The archive must end as tar and its compression say it should:
+    `tarfile` alone takes a stream cut inside a header for the end of the archive.
+
+    Raises:
+        DataError: if the archive ends early (no end-of-archive marker, or a truncated
+            compressed stream).
+        InputError: if it is not a regular file.
+    """
+    with open_regular(path, what=f"{path} (the data)") as raw:
+        stream = _TailKeeper(_decompressed(raw))
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
+            for member in archive:
+                yield (
+                    member.name,
+                    member.size,
+                    archive.extractfile(member) if member.isfile() else None,
+                )
+            end = archive.offset  # where the end-of-archive marker should start
+        while stream.read(1 << 20):  # the rest, so the decompressor checks its trailer
+            pass
+        # Two zero blocks, then zeros up to the end of the last record.
+        after_last_member = stream.position - end
+        marker = bytes(stream.tail[-min(after_last_member, len(stream.tail)) :])
+        if after_last_member < 1024 or any(marker):
+            raise DataError(
+                f"{path} is truncated: its tar data ends without the end-of-archive marker. "
+                "Download aclImdb_v1.tar.gz again."
+            )
+
+
+def _folder_members(root: Path) -> Iterator[_Member]:
+    """The review files of an extracted aclImdb folder. Symbolic links are skipped, as the
+    archive reader skips them: a link could put any file of the system into the vocabulary."""
     for part in ("train", "test"):
         for folder in ("neg", "pos", "unsup"):
             directory = root / part / folder
-            if not directory.is_dir():
+            if directory.is_symlink() or not directory.is_dir():
                 continue
             for file in sorted(directory.iterdir()):
-                if file.is_file():
+                info = file.lstat()
+                if stat.S_ISREG(info.st_mode):
                     with open(file, "rb") as stream:
-                        yield f"aclImdb/{part}/{folder}/{file.name}", stream
+                        yield f"aclImdb/{part}/{folder}/{file.name}", info.st_size, stream
 
 
 def _load_local(
@@ -260,11 +340,16 @@ def _load_local(
         root = path if (path / "train").is_dir() or (path / "test").is_dir() else path / "aclImdb"
         if not ((root / "train").is_dir() or (root / "test").is_dir()):
             raise DataError(f"{path} is not an aclImdb folder (expected train/ and test/ inside).")
-        collected = _collect(_folder_members(root), keep)
+        try:
+            collected = _collect(_folder_members(root), keep, path)
+        except InputError as error:
+            raise DataError(str(error)) from None
     else:
         try:
-            collected = _collect(_archive_members(path), keep)
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+            collected = _collect(_archive_members(path), keep, path)
+        except InputError as error:
+            raise DataError(str(error)) from None
+        except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as error:
             raise DataError(
                 f"{path} is not a readable aclImdb archive ({type(error).__name__}: {error}). "
                 "It may be truncated; download aclImdb_v1.tar.gz again."
@@ -329,6 +414,9 @@ def _load_tfds(
     if not _tfds_prepared(builder):
         if not download:
             raise DataError(hint.format(why=" (not prepared in the TFDS data directory)"))
+        unreachable = _download_host_unreachable()
+        if unreachable is not None:
+            raise DataError(hint.format(why=f" (no network: {unreachable})"))
         try:
             builder.download_and_prepare()
         except Exception as error:  # network errors come in many types from requests/urllib/tfds
@@ -355,6 +443,27 @@ def _load_tfds(
             raise DataError(f"The {name} split of TFDS '{TFDS_NAME}' is empty.")
         sizes[name] = total
     return _splits(datasets, sizes, f"tfds:{TFDS_NAME}")
+
+
+#: Where TFDS downloads `imdb_reviews` from (http://ai.stanford.edu/~amaas/data/sentiment/).
+_DOWNLOAD_HOST = ("ai.stanford.edu", 80)
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
+
+
+def _download_host_unreachable(timeout: float = 10.0) -> str | None:
+    """Why TFDS could not download the data, or None when the host answers: checked first,
+    because offline TFDS retries for minutes before it fails. Skipped behind a proxy, which a
+    direct connection does not use."""
+    import socket
+
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    host, port = _DOWNLOAD_HOST
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        return f"cannot reach {host} ({error.strerror or type(error).__name__})"
+    return None
 
 
 def _tfds_prepared(builder: Any) -> bool:

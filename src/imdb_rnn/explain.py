@@ -4,8 +4,9 @@ For each distinct word of a review, the review is scored again without that word
 occurrences removed). The word's weight is how much it moved the probability of a positive
 review: `P(pos | review) - P(pos | review without the word)`. A positive weight means the word
 pushed the prediction towards positive, a negative one towards negative. This is exact (no
-sampling or gradients), works with any model, and costs one prediction per distinct word; all
-the variants of all the reviews go through one batched prediction.
+sampling or gradients), works with any model, and costs one prediction per distinct word, so at
+most `max_words` (default 200) distinct words are explained per review; the variants are scored
+in batches of a few hundred.
 
 Words are the tokens the model sees: the review after the model's standardisation (lower-case,
 `<br />` and punctuation removed), split on whitespace.
@@ -21,6 +22,7 @@ Example (with any trained `Trainer`):
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +34,14 @@ import tensorflow as tf
 from imdb_rnn.layers import imdb_standardize
 from imdb_rnn.trainer import Trainer, prediction_rows
 
-__all__ = ["Explanation", "WordWeight", "explain", "predict_and_explain", "words_of"]
+__all__ = [
+    "MAX_EXPLAINED_WORDS",
+    "Explanation",
+    "WordWeight",
+    "explain",
+    "predict_and_explain",
+    "words_of",
+]
 
 
 @dataclass(frozen=True)
@@ -59,14 +68,16 @@ class Explanation:
         text: the review as given.
         probability: probability of a positive review, as the model scores its words.
         words: the review's words as the model sees them, in order.
-        weights: one `WordWeight` per distinct word, the largest effect (by absolute weight)
-            first.
+        weights: one `WordWeight` per explained distinct word, the largest effect (by
+            absolute weight) first.
+        unexplained: distinct words left out of `weights` by `explain`'s `max_words`.
     """
 
     text: str
     probability: float
     words: list[str]
     weights: list[WordWeight]
+    unexplained: int = 0
 
     def weight_of(self, word: str) -> float:
         """Returns the weight of `word` (0.0 if it is not in the review)."""
@@ -92,38 +103,81 @@ def words_of(texts: Sequence[str]) -> list[list[str]]:
     return [[word.decode("utf-8", "replace") for word in row] for row in split.to_list()]
 
 
-def explain(trainer: Trainer, texts: Sequence[str]) -> list[Explanation]:
+#: Distinct words explained per review, by default: each costs one prediction of the review.
+MAX_EXPLAINED_WORDS = 200
+#: Review variants scored per prediction call: bounds the memory of explaining long reviews.
+_VARIANTS_PER_BATCH = 256
+
+
+def explain(
+    trainer: Trainer, texts: Sequence[str], *, max_words: int = MAX_EXPLAINED_WORDS
+) -> list[Explanation]:
     """Explains the model's prediction for each review by occluding each distinct word.
+
+    The cost is one prediction of the review per explained word, so it is bounded: a review
+    with more than `max_words` distinct words has only `max_words` of them explained, those in
+    the model's vocabulary first, then the most frequent, then the earliest; the others are
+    left out of `weights` (`Explanation.unexplained` counts them). The variants are scored in
+    batches of a few hundred.
 
     Args:
         trainer: a trained or loaded `Trainer`.
         texts: the reviews.
+        max_words: the most distinct words explained per review. Default 200.
 
     Returns:
         One `Explanation` per review, in order.
+
+    Raises:
+        ValueError: if `max_words` is not a positive integer.
     """
+    if isinstance(max_words, bool) or not isinstance(max_words, int) or max_words < 1:
+        raise ValueError(
+            f"Expected max_words to be a positive integer. Received: max_words={max_words!r}"
+        )
     texts = list(texts)
     all_words = words_of(texts)
+    vocabulary = set(trainer.encoder.get_vocabulary()) if trainer.encoder is not None else set()
     variants: list[str] = []
-    plans: list[tuple[int, list[str], list[int]]] = []  # (first variant, distinct, counts)
+    plans: list[tuple[int, list[str], list[int], int]] = []  # (first variant, words, counts, left)
     for words in all_words:
-        distinct = list(dict.fromkeys(words))
-        counts = [words.count(word) for word in distinct]
-        plans.append((len(variants), distinct, counts))
+        counts_of = collections.Counter(words)
+        distinct = list(counts_of)  # in order of first occurrence
+        chosen = distinct
+        if len(distinct) > max_words:
+            rank = {word: index for index, word in enumerate(distinct)}
+            chosen = sorted(distinct, key=lambda w: (w not in vocabulary, -counts_of[w], rank[w]))[
+                :max_words
+            ]
+            chosen.sort(key=rank.__getitem__)
+        plans.append(
+            (len(variants), chosen, [counts_of[w] for w in chosen], len(distinct) - len(chosen))
+        )
         variants.append(" ".join(words))
-        variants.extend(" ".join(w for w in words if w != word) for word in distinct)
-    probabilities = trainer.predict_proba(variants) if variants else np.zeros(0)
+        variants.extend(" ".join(w for w in words if w != word) for word in chosen)
+    probabilities = _scores(trainer, variants)
     explanations = []
-    for text, words, (start, distinct, counts) in zip(texts, all_words, plans, strict=True):
+    for text, words, (start, chosen, counts, left) in zip(texts, all_words, plans, strict=True):
         full = float(probabilities[start])
-        without = probabilities[start + 1 : start + 1 + len(distinct)]
+        without = probabilities[start + 1 : start + 1 + len(chosen)]
         weights = [
             WordWeight(word=word, weight=full - float(p), count=count)
-            for word, p, count in zip(distinct, without, counts, strict=True)
+            for word, p, count in zip(chosen, without, counts, strict=True)
         ]
         weights.sort(key=lambda item: -abs(item.weight))  # stable: ties keep text order
-        explanations.append(Explanation(text, full, words, weights))
+        explanations.append(Explanation(text, full, words, weights, unexplained=left))
     return explanations
+
+
+def _scores(trainer: Trainer, variants: list[str]) -> np.ndarray:
+    """P(pos) of each variant, a batch of `_VARIANTS_PER_BATCH` at a time."""
+    if not variants:
+        return np.zeros(0)
+    parts = [
+        trainer.predict_proba(variants[start : start + _VARIANTS_PER_BATCH])
+        for start in range(0, len(variants), _VARIANTS_PER_BATCH)
+    ]
+    return np.concatenate(parts)
 
 
 def predict_and_explain(
@@ -132,8 +186,9 @@ def predict_and_explain(
     """Like `imdb_rnn.predict`, with an explanation for each review.
 
     Returns:
-        One `{"text", "label", "probability", "explanation"}` dict per review, in order;
-        `explanation` is `[{"word", "weight"}, ...]`, largest effect first.
+        One `{"text", "label", "probability", "explanation", "unexplained"}` dict per review,
+        in order; `explanation` is `[{"word", "weight"}, ...]`, largest effect first, and
+        `unexplained` counts the distinct words left out (see `explain`).
 
     Raises:
         ModelFileError: if the model directory cannot be loaded.
@@ -144,7 +199,7 @@ def predict_and_explain(
         raise ValueError("No reviews to explain: give at least one text.")
     trainer = Trainer.load(model_dir)
     return [
-        {**row, "explanation": explanation.to_list()}
+        {**row, "explanation": explanation.to_list(), "unexplained": explanation.unexplained}
         for row, explanation in zip(
             prediction_rows(trainer, texts), explain(trainer, texts), strict=True
         )

@@ -14,6 +14,7 @@ a CPU or a GPU, whatever machine made the export (recurrent layers are traced wi
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -28,7 +29,7 @@ from imdb_rnn import native
 from imdb_rnn.files import current_umask, fsync_directory
 from imdb_rnn.layers import FastBidirectional, sublayers
 
-__all__ = ["SIGNATURE_NAME", "export_saved_model"]
+__all__ = ["SIGNATURE_NAME", "ExportTargetError", "export_saved_model"]
 
 #: The signature TensorFlow Serving calls by default.
 SIGNATURE_NAME = "serving_default"
@@ -36,6 +37,74 @@ SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "text"
 
 _CONFIG_COPY = "imdb_rnn_config.json"
+_SAVED_MODEL_FILE = "saved_model.pb"
+
+
+class ExportTargetError(ValueError):
+    """The export's target folder would destroy something that is not an earlier export."""
+
+
+def check_export_target(
+    model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, overwrite: bool
+) -> None:
+    """Refuses a target that would destroy a model or anything that is not an export.
+
+    The target may not be the model folder, nor a folder that holds it (at any depth): replacing
+    it would delete the model. An existing target is replaced only with `overwrite` and only
+    when it is an empty folder or an earlier export (a folder holding `saved_model.pb`).
+
+    Raises:
+        ExportTargetError: on a target that is, or is above, the model folder, or an existing
+            target that is a file or a folder other than an export.
+        FileExistsError: if `out_dir` exists and `overwrite` is False.
+    """
+    model, target = Path(model_dir).resolve(), Path(out_dir).resolve()
+    if target == model or target in model.parents:
+        raise ExportTargetError(
+            f"Expected an export folder outside the model folder {model_dir}. Received: "
+            f"out_dir={os.fspath(out_dir)!r}, which {'is' if target == model else 'holds'} it "
+            "(replacing it would delete the model)."
+        )
+    if not os.path.lexists(out_dir):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out_dir} already exists; pass overwrite=True to replace it.")
+    out = Path(out_dir)
+    if out.is_symlink() or not out.is_dir():
+        raise ExportTargetError(
+            f"{out_dir} exists and is not a folder: overwrite replaces only an earlier export."
+        )
+    if any(out.iterdir()) and not (out / _SAVED_MODEL_FILE).is_file():
+        raise ExportTargetError(
+            f"{out_dir} is not an export (it holds no {_SAVED_MODEL_FILE}): overwrite replaces "
+            "only an earlier export. Choose another folder or remove it yourself."
+        )
+
+
+def remove_stale_staging(out_dir: str | os.PathLike[str]) -> None:
+    """Deletes the temporary folders (`.NAME.PID.*.tmp` / `.old`) that an export killed before
+    it finished left beside `out_dir`, unless their process is still running."""
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        return
+    for path in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.*"):
+        parts = path.name[len(out_dir.name) + 2 :].split(".")
+        if len(parts) < 3 or parts[-1] not in ("tmp", "old") or not parts[0].isdigit():
+            continue
+        if path.is_dir() and not path.is_symlink() and not _process_alive(int(parts[0])):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -103,7 +172,8 @@ def export_saved_model(
         model_dir: directory holding `model.keras` (and `config.json`, copied into the export's
             `assets.extra/` for the record).
         out_dir: the SavedModel directory to create.
-        overwrite: replace an existing `out_dir`. Default False.
+        overwrite: replace an existing `out_dir`, if it is an earlier export or empty.
+            Default False.
 
     Returns:
         `out_dir`, as a `Path`.
@@ -111,15 +181,21 @@ def export_saved_model(
     Raises:
         ModelFileError: if `model_dir` cannot be loaded.
         FileExistsError: if `out_dir` exists and `overwrite` is False.
+        ExportTargetError: if `out_dir` is the model folder or holds it, or exists and is not
+            an earlier export (see `check_export_target`).
     """
     from imdb_rnn.trainer import CONFIG_FILE, Trainer  # the trainer imports this package's rest
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists; pass overwrite=True to replace it.")
+    check_export_target(model_dir, out_dir, overwrite=overwrite)
     text_model = Trainer.load(model_dir).text_model
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    remove_stale_staging(out_dir)
+    staging = Path(
+        tempfile.mkdtemp(
+            prefix=f".{out_dir.name}.{os.getpid()}.", suffix=".tmp", dir=out_dir.parent
+        )
+    )
     # mkdtemp makes the directory private; a model server running as another user must read it.
     os.chmod(staging, 0o777 & ~current_umask())
     try:
@@ -158,7 +234,11 @@ def _replace_directory(new: Path, target: Path) -> None:
     """Renames `new` onto `target`; an existing `target` is moved aside first, then removed."""
     old = None
     if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        old = Path(
+            tempfile.mkdtemp(
+                prefix=f".{target.name}.{os.getpid()}.", suffix=".old", dir=target.parent
+            )
+        )
         os.replace(target, old / target.name)
     os.replace(new, target)
     fsync_directory(target.parent)

@@ -5,21 +5,162 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 __all__ = [
+    "ENV_MAX_FILE_BYTES",
+    "ENV_MAX_MODEL_BYTES",
+    "ENV_MAX_REVIEW_BYTES",
+    "FolderBusyError",
+    "InputError",
     "atomic_path",
+    "byte_limit",
     "current_umask",
+    "folder_lock",
     "fsync_directory",
+    "open_regular",
+    "read_limited",
     "remove_temporaries",
     "write_json",
     "write_text",
 ]
 
+#: Largest review, in bytes, read from a data archive or folder (default 1 MiB; the longest IMDB
+#: review has about 14 KB).
+ENV_MAX_REVIEW_BYTES = "IMDB_RNN_MAX_REVIEW_BYTES"
+#: Largest input file read whole (`predict --file` or stdin, `--config`, a model directory's
+#: JSON files, a checkpoint's state and vocabulary), in bytes (default 64 MiB).
+ENV_MAX_FILE_BYTES = "IMDB_RNN_MAX_FILE_BYTES"
+#: Largest `model.keras`, in bytes once unpacked (default 2 GiB; the default model is ~4 MB).
+ENV_MAX_MODEL_BYTES = "IMDB_RNN_MAX_MODEL_BYTES"
+_DEFAULT_LIMITS = {
+    ENV_MAX_REVIEW_BYTES: 1 << 20,
+    ENV_MAX_FILE_BYTES: 64 << 20,
+    ENV_MAX_MODEL_BYTES: 2 << 30,
+}
+
+
+class InputError(ValueError):
+    """An input is not a regular file where one is expected, or is over its size limit."""
+
+
+def byte_limit(variable: str) -> int:
+    """The size limit named by `variable` (one of the `ENV_MAX_*` names): its value in the
+    environment, else its default.
+
+    Raises:
+        InputError: if the variable is set to something other than a positive whole number.
+    """
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return _DEFAULT_LIMITS[variable]
+    try:
+        limit = int(value.replace("_", ""))
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise InputError(f"Expected {variable} to be a number of bytes. Received: {value!r}")
+    return limit
+
+
+def open_regular(path: str | os.PathLike[str], *, what: str) -> BinaryIO:
+    """Opens `path` for reading in binary, if it is a regular file.
+
+    Raises:
+        InputError: if it is a device (/dev/zero), a FIFO, a socket or a folder; a FIFO is
+            refused at once, without waiting for a writer.
+        OSError: if it cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{what} is not a regular file.")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_limited(
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    what: str,
+    limit_variable: str = "IMDB_RNN_MAX_FILE_BYTES",
+) -> bytes:
+    """Reads a whole file or stream, refusing what is not a regular file and what is too large.
+
+    A path must name a regular file (not a device such as /dev/zero, a FIFO or a folder); a
+    stream (stdin) is read until its end or the limit, whichever comes first.
+
+    Args:
+        source: a path, or a binary stream.
+        what: how to name the input in messages ("The standard input", a path ...).
+        limit_variable: the `ENV_MAX_*` variable that holds the limit. Default
+            `IMDB_RNN_MAX_FILE_BYTES`.
+
+    Returns:
+        The bytes.
+
+    Raises:
+        InputError: if the path is not a regular file, or the input is over the limit.
+        OSError: if the file cannot be opened or read.
+    """
+    limit = byte_limit(limit_variable)
+    if isinstance(source, (str, os.PathLike)):
+        with open_regular(source, what=what) as stream:
+            data = stream.read(limit + 1)
+    else:
+        data = source.read(limit + 1)
+    if len(data) > limit:
+        raise InputError(
+            f"{what} is over {limit:,} bytes, the limit; set {limit_variable} to a larger number "
+            "of bytes to read it."
+        )
+    return data
+
+
 _TEMPORARY = ".tmp"  # infix of temporary names: `.model.k2j4a9.tmp.keras`
+LOCK_FILE = ".imdb-rnn.lock"
+
+
+class FolderBusyError(OSError):
+    """Another process holds the folder's lock (another `train` writes into it)."""
+
+
+@contextlib.contextmanager
+def folder_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
+    """Holds an exclusive lock on `directory` (an advisory `flock` on `directory/.imdb-rnn.lock`,
+    created if needed) for the `with` block; the system releases it when the process dies.
+
+    Raises:
+        FolderBusyError: at once, if another process holds it.
+    """
+    import errno
+    import fcntl
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            raise FolderBusyError(
+                errno.EBUSY,
+                "Another imdb-rnn train is writing into this folder"
+                + (f" (process {holder})" if holder.isdigit() else "")
+                + "; wait for it to end or choose another --output",
+                str(directory),
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager

@@ -101,10 +101,15 @@ class TextEncoder(keras.layers.Layer):
         self.vectorizer = keras.layers.TextVectorization(
             max_tokens=max_tokens,
             standardize=imdb_standardize,
-            vocabulary=vocabulary,
             ragged=True,
             name="vectorizer",
         )
+        if vocabulary is not None:
+            # Not `TextVectorization(vocabulary=...)`: a vocabulary given to the constructor is
+            # left out of the saved assets (Keras expects it in the layer's config, which this
+            # layer does not carry), and the reloaded model fails with "Table not initialized".
+            # Set afterwards, it is saved and reloaded like an adapted one.
+            self.vectorizer.set_vocabulary(vocabulary)
 
     def adapt(self, data: tf.data.Dataset | tf.Tensor, batch_size: int = 1024) -> None:
         """Builds the vocabulary from a dataset of strings (or a string tensor).

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 
 from imdb_rnn.config import ModelConfig
-from imdb_rnn.files import atomic_path
+from imdb_rnn.files import ENV_MAX_MODEL_BYTES, InputError, atomic_path, byte_limit
 from imdb_rnn.layers import TextEncoder, recurrent_stack
 
 __all__ = [
@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 _KERAS_MEMBERS = {"config.json", "metadata.json"}
+# Everything Keras writes for a text model: the config, the weights, and vocabulary assets.
+_KERAS_FILES = {*_KERAS_MEMBERS, "model.weights.h5"}
+_ASSET = re.compile(r"assets/(?:[\w.-]+/)*vocabulary\.txt|assets/(?:[\w.-]+/)*")
 
 
 class ModelFileError(ValueError):
@@ -106,6 +109,9 @@ def save_text_model(model: keras.Model, path: str | os.PathLike[str]) -> None:
     """Saves `model` to a `.keras` file atomically: a failure leaves any older file intact."""
     with atomic_path(path) as tmp:
         model.save(tmp)
+        if not _has_vocabulary_asset(tmp):
+            # A model without its vocabulary saves fine and fails at every prediction.
+            raise RuntimeError(f"The model saved to {path} lacks its vocabulary; not kept.")
 
 
 def load_text_model(path: str | os.PathLike[str]) -> keras.Model:
@@ -125,7 +131,9 @@ def load_text_model(path: str | os.PathLike[str]) -> keras.Model:
         raise ModelFileError(f"No model file at {path}")
     try:
         with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
+            members = archive.infolist()
+            names = {member.filename for member in members}
+            _check_members(path, members)  # before anything is decompressed
             corrupt = archive.testzip()
     except (zipfile.BadZipFile, OSError) as error:
         raise ModelFileError(f"The model file {path} is corrupt or truncated ({error}).") from None
@@ -135,8 +143,52 @@ def load_text_model(path: str | os.PathLike[str]) -> keras.Model:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as error:  # Keras raises many kinds (TypeError, ValueError, OSError ...)
         raise ModelFileError(_load_failure(path, error)) from None
-    split_text_model(model)
+    _check_vocabulary(path, split_text_model(model)[0])
     return model
+
+
+def _check_members(path: Path, members: list[zipfile.ZipInfo]) -> None:
+    """Refuses members Keras does not write and sizes over `IMDB_RNN_MAX_MODEL_BYTES`, from the
+    zip's directory alone: a small file can hold a "zip bomb" that unpacks to gigabytes."""
+    try:
+        limit = byte_limit(ENV_MAX_MODEL_BYTES)
+    except InputError as error:
+        raise ModelFileError(str(error)) from None
+    extra = sorted(
+        member.filename
+        for member in members
+        if member.filename not in _KERAS_FILES and not _ASSET.fullmatch(member.filename)
+    )
+    if extra:
+        raise ModelFileError(
+            f"The model file {path} holds members Keras does not write ({', '.join(extra[:5])}): "
+            "only models written by 'imdb-rnn train' load."
+        )
+    total = sum(member.file_size for member in members)
+    if total > limit:
+        raise ModelFileError(
+            f"The model file {path} unpacks to {total:,} bytes, over the limit of {limit:,}. "
+            f"Set {ENV_MAX_MODEL_BYTES} to a larger number of bytes to load it."
+        )
+
+
+def _check_vocabulary(path: Path, encoder: TextEncoder) -> None:
+    """Refuses a model whose encoder came back without its vocabulary (earlier versions saved one
+    after a resumed run): it loads, but every prediction fails with "Table not initialized"."""
+    import tensorflow as tf
+
+    try:
+        encoder(tf.constant(["a"]))
+    except tf.errors.FailedPreconditionError:
+        raise ModelFileError(
+            f"The model file {path} holds no vocabulary (an earlier imdb-rnn lost it when a run "
+            "was resumed) and cannot predict: train it again."
+        ) from None
+
+
+def _has_vocabulary_asset(path: Path) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/vocabulary.txt") for name in archive.namelist())
 
 
 def _load_failure(path: Path, error: BaseException) -> str:

@@ -28,6 +28,7 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -37,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
+
+from imdb_rnn.files import current_umask, write_text
 
 __all__ = [
     "ENV_CACHE_DIR",
@@ -59,6 +62,7 @@ ENV_CACHE_DIR = "IMDB_RNN_CACHE_DIR"
 
 _SOURCE = Path(__file__).with_name("kernels") / "gru_sequence.cc"
 _LIBRARY_NAME = "imdb_rnn_gru_sequence.so"
+_OPS = ("imdb_rnn_gru_sequence", "imdb_rnn_gru_sequence_grad")
 _BUILD_TIMEOUT_S = 600
 
 _lock = threading.Lock()
@@ -172,8 +176,68 @@ def cache_path() -> Path:
 
 
 def is_built() -> bool:
-    """True when the kernel is already compiled for this machine (loading it is then instant)."""
-    return cache_path().is_file()
+    """True when the kernel is already compiled for this machine (loading it is then instant):
+    the cached file is there, in folders only this user can write, and matches its digest."""
+    path = cache_path()
+    return _unsafe_location(path) is None and _unverified(path) is None
+
+
+def _digest_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _unsafe_location(library: Path) -> str | None:
+    """Why the kernel's cache folders are not safe to load code from, or None when they are:
+    each of the kernel's folder, `native/` and the cache root must belong to this user (or
+    root) and be writable by no one else (unless sticky, like /tmp), so that no other user can
+    put a library there or swap the one checked for another before it is loaded."""
+    user = os.geteuid()
+    for folder in (library.parent, library.parent.parent, library.parent.parent.parent):
+        try:
+            info = os.lstat(folder)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            return f"cannot inspect the kernel cache folder {folder} ({error.strerror})"
+        if not stat.S_ISDIR(info.st_mode):
+            return f"the kernel cache folder {folder} is not a folder (a link?)"
+        if info.st_uid not in (user, 0):
+            return f"the kernel cache folder {folder} belongs to another user"
+        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+            return f"the kernel cache folder {folder} is writable by other users"
+    return None
+
+
+def _unverified(library: Path) -> str | None:
+    """Why the cached kernel may not be loaded as it is, or None when it may: it must be a
+    regular file of this user, writable by no one else, whose SHA-256 is the digest written
+    beside it when it was built. (A library runs code as soon as it is loaded.)"""
+    digest_path = _digest_path(library)
+    try:
+        info = os.lstat(library)
+        digest_info = os.lstat(digest_path)
+    except FileNotFoundError:
+        return "it is not built (or not by imdb-rnn: no digest)"
+    user = os.geteuid()
+    for path, entry in ((library, info), (digest_path, digest_info)):
+        if not stat.S_ISREG(entry.st_mode):
+            return f"{path} is not a regular file"
+        if entry.st_uid != user or entry.st_mode & 0o022:
+            return f"{path} belongs to another user or is writable by others"
+    if digest_info.st_size > 1024:
+        return f"{digest_path} is not a digest"
+    expected = digest_path.read_text(encoding="ascii", errors="replace").strip()
+    if _sha256(library) != expected:
+        return f"{library} does not match the digest written when it was built"
+    return None
 
 
 def build(force: bool = False) -> Path:
@@ -186,13 +250,19 @@ def build(force: bool = False) -> Path:
         NativeBuildError: no compiler, or the compiler failed (its last lines are in the message).
     """
     target = cache_path()
-    if target.is_file() and not force:
+    unsafe = _unsafe_location(target)
+    if unsafe is not None:
+        raise NativeBuildError(f"{unsafe}; set {ENV_CACHE_DIR} to a folder of your own")
+    if not force and _unverified(target) is None:
         return target
     compiler = shutil.which(_compiler())
     if compiler is None:
         raise NativeBuildError(f"no C++ compiler found (tried {_compiler()!r}; set CXX)")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        root = target.parent.parent.parent
+        root.parent.mkdir(parents=True, exist_ok=True)
+        for folder in (root, target.parent.parent, target.parent):
+            folder.mkdir(mode=0o755, exist_ok=True)  # never writable by others (`umask 002`)
         handle, partial = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=".so")
     except OSError as error:
         raise NativeBuildError(
@@ -215,7 +285,16 @@ def build(force: bool = False) -> Path:
         if result.returncode != 0:
             tail = "\n".join(result.stderr.strip().splitlines()[-8:])
             raise NativeBuildError(f"{Path(compiler).name} failed ({result.returncode}):\n{tail}")
+        # The digest is written after the library: a library without its digest is never
+        # loaded, whoever put it there.
+        os.chmod(partial, 0o755 & ~current_umask())
         os.replace(partial, target)
+        write_text(_digest_path(target), _sha256(target) + "\n")
+    except OSError as error:
+        raise NativeBuildError(
+            f"cannot write to the kernel cache {target.parent} ({error.strerror}); "
+            f"set {ENV_CACHE_DIR} to a writable folder"
+        ) from error
     except subprocess.TimeoutExpired as error:
         raise NativeBuildError(f"the compiler ran over {_BUILD_TIMEOUT_S} s") from error
     finally:
@@ -237,16 +316,28 @@ def load() -> Any:
         if _failure is not None:
             raise NativeBuildError(_failure)
         try:
+            # build() returns a library only once it passed the checks of `_unsafe_location`
+            # and `_unverified` (a damaged, foreign or planted file is compiled again first).
             path = build()
             try:
-                _library = tf.load_op_library(str(path))
+                library = tf.load_op_library(str(path))
             except (tf.errors.OpError, OSError):
-                # A damaged cache entry: build it again, once.
+                # Damaged after its digest was written: build it again, once.
                 path = build(force=True)
                 try:
-                    _library = tf.load_op_library(str(path))
+                    library = tf.load_op_library(str(path))
                 except (tf.errors.OpError, OSError) as error:
                     raise NativeBuildError(f"cannot load {path}: {error}") from error
+            if not all(hasattr(library, op) for op in _OPS):
+                # Loading again under the same name would give the same library back: remove
+                # it so that the next process compiles the kernel again.
+                for stale in (path, _digest_path(path)):
+                    stale.unlink(missing_ok=True)
+                raise NativeBuildError(
+                    f"{path} holds none of imdb-rnn's ops; it was removed and is compiled again "
+                    "on the next run"
+                )
+            _library = library
         except NativeBuildError as error:
             _failure = str(error)
             raise

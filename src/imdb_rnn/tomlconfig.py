@@ -208,6 +208,8 @@ def config_values_from_toml(text: str, *, origin: str = "config") -> dict[str, A
         parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{origin} is not valid TOML: {error}") from None
+    except RecursionError:  # arrays or tables nested thousands deep
+        raise ConfigError(f"{origin} is not a config: its values are nested too deep.") from None
     return _check_layout(parsed, origin)
 
 
@@ -268,13 +270,17 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         ConfigError: if the file is missing, not UTF-8 TOML, or has unknown keys.
         OSError: if the file exists but cannot be read.
     """
+    from imdb_rnn.files import InputError, read_limited
+
     path = Path(path)
     if path.is_dir():
         path = path / CONFIG_TOML_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path, what=f"The config file {path}").decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"No config file at {path}") from None
+    except InputError as error:
+        raise ConfigError(str(error)) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a UTF-8 text file.") from None
     return config_values_from_toml(text, origin=str(path))

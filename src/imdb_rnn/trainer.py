@@ -20,6 +20,7 @@ Example (on any `ImdbSplits`, here a tiny in-memory one):
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -66,7 +67,14 @@ from imdb_rnn.distribute import (
     strategy_name,
     strategy_scope,
 )
-from imdb_rnn.files import remove_temporaries, write_json, write_text
+from imdb_rnn.files import (
+    InputError,
+    folder_lock,
+    read_limited,
+    remove_temporaries,
+    write_json,
+    write_text,
+)
 from imdb_rnn.layers import TextEncoder
 from imdb_rnn.models import (
     ModelFileError,
@@ -685,13 +693,13 @@ class Trainer:
         config_path = directory / CONFIG_FILE
         try:
             config = (
-                RunConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+                RunConfig.from_dict(_read_json(config_path, what="The config file"))
                 if config_path.exists()
                 else RunConfig()
             )
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
             raise ModelFileError(f"{config_path} is not valid JSON ({error}).") from None
-        except ConfigError as error:
+        except (ConfigError, InputError) as error:
             raise ModelFileError(f"{config_path}: {error}") from None
         model = load_text_model(model_path)
         encoder, classifier = split_text_model(model)
@@ -700,10 +708,21 @@ class Trainer:
         history_path = directory / HISTORY_FILE
         if history_path.exists():
             try:
-                trainer.history = json.loads(history_path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                trainer.history = {}
+                history = _read_json(history_path, what="The history file")
+            except (ValueError, RecursionError, OSError):  # JSON, UTF-8 and size errors
+                history = {}
+            trainer.history = history if isinstance(history, dict) else {}
         return trainer
+
+
+def _read_json(path: Path, *, what: str) -> Any:
+    """Reads a JSON file of a model directory, refusing devices and files over the size limit.
+
+    Raises:
+        InputError: if it is not a regular file or is too large.
+        ValueError: if it is not UTF-8 JSON.
+    """
+    return json.loads(read_limited(path, what=f"{what} {path}").decode("utf-8"))
 
 
 def rnn_kernel_name(cell: str = "gru") -> str:
@@ -794,25 +813,29 @@ def train(
         CheckpointMismatchError: if `output` holds an unfinished run of another config or data.
         NonFiniteLossError: if the loss becomes NaN or infinite.
         TrainingInterrupted: when `stop` received a signal.
+        FolderBusyError: if another process is training into `output`.
     """
     # First: a multi-worker strategy must exist before any other TensorFlow operation.
     trainer = Trainer(config, strategy=strategy)
     chief = is_chief(trainer.strategy)
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
+    # One run at a time writes into `output`: a second would corrupt the first's checkpoint.
+    lock = folder_lock(output) if output is not None and chief else contextlib.nullcontext()
     try:
-        return _train(
-            trainer,
-            source=source,
-            output=output,
-            write_to=(Path(output) if output is not None else None) if chief else scratch,
-            evaluate_test=evaluate_test,
-            callbacks=callbacks,
-            on_stage=on_stage,
-            data_dir=data_dir,
-            tensorboard_dir=tensorboard_dir if chief or tensorboard_dir is None else scratch,
-            resume=resume,
-            stop=stop,
-        )
+        with lock:
+            return _train(
+                trainer,
+                source=source,
+                output=output,
+                write_to=(Path(output) if output is not None else None) if chief else scratch,
+                evaluate_test=evaluate_test,
+                callbacks=callbacks,
+                on_stage=on_stage,
+                data_dir=data_dir,
+                tensorboard_dir=tensorboard_dir if chief or tensorboard_dir is None else scratch,
+                resume=resume,
+                stop=stop,
+            )
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
