@@ -140,7 +140,8 @@ def _printable(text: str) -> str:
 
 def _fail(message: str, code: int) -> NoReturn:
     """Prints `message` (plain text, never markup) as one error line and exits with `code`."""
-    _stderr().print(f"[bold red]error:[/] {_markup(_in_flags(message))}", highlight=False, soft_wrap=True)
+    text = _markup(_in_flags(message))
+    _stderr().print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
