@@ -132,19 +132,55 @@ def _print_json(value: Any) -> None:
 
 
 def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    labels = metrics.get("labels", ["neg", "pos"])
+    averaged = " (macro)" if len(labels) > 2 else ""
     table = Table(title=title, show_header=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("loss", "accuracy", "precision", "recall", "f1"):
-        table.add_row(key, f"{metrics[key]:.4f}")
+        name = key if key in ("loss", "accuracy") else key + averaged
+        table.add_row(name, f"{metrics[key]:.4f}")
     table.add_row("examples", f"{metrics['examples']:,}")
     table.add_row("seconds", f"{metrics['seconds']:.1f}")
     table.add_row("examples/s", f"{metrics['examples_per_second']:,.0f}")
-    (tn, fp), (fn, tp) = metrics["confusion"]
-    table.add_row(
-        "confusion", f"true neg {tn:,}  false pos {fp:,}\nfalse neg {fn:,}  true pos {tp:,}"
-    )
+    if list(labels) == ["neg", "pos"]:
+        (tn, fp), (fn, tp) = metrics["confusion"]
+        table.add_row(
+            "confusion", f"true neg {tn:,}  false pos {fp:,}\nfalse neg {fn:,}  true pos {tp:,}"
+        )
     return table
+
+
+def _class_tables(metrics: dict[str, Any]) -> list[Table]:
+    """Per-class precision, recall, F1 and support with the macro F1, then (beyond IMDB's two
+    classes, whose matrix is in the metrics table) the n x n confusion matrix."""
+    per_class = metrics.get("per_class") or []
+    if not per_class:
+        return []
+    table = Table(title="Per class")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in per_class:
+        table.add_row(
+            Text(str(row["label"])),
+            f"{row['precision']:.4f}",
+            f"{row['recall']:.4f}",
+            f"{row['f1']:.4f}",
+            f"{row['support']:,}",
+        )
+    table.add_section()
+    table.add_row("macro F1", "", "", f"{metrics['macro_f1']:.4f}", f"{metrics['examples']:,}")
+    tables = [table]
+    labels = [str(label) for label in metrics.get("labels", [])]
+    if labels != ["neg", "pos"]:
+        confusion = Table(title="Confusion matrix (rows: true class, columns: predicted)")
+        confusion.add_column("true \\ predicted")
+        for label in labels:
+            confusion.add_column(Text(label), justify="right")
+        for label, counts in zip(labels, metrics["confusion"], strict=True):
+            confusion.add_row(Text(label), *(f"{count:,}" for count in counts))
+        tables.append(confusion)
+    return tables
 
 
 DataOption = Annotated[
@@ -159,11 +195,91 @@ DataOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")
 ]
+TextColumnOption = Annotated[
+    str,
+    typer.Option(
+        "--text-column", help="Column (CSV/TSV) or key (JSON Lines) that holds the text."
+    ),
+]
+LabelColumnOption = Annotated[
+    str,
+    typer.Option(
+        "--label-column", help="Column (CSV/TSV) or key (JSON Lines) that holds the label."
+    ),
+]
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Stop at the first bad row of a data file (missing text or label, unknown label, "
+        "not UTF-8) instead of skipping and counting it.",
+    ),
+]
+
+
+def _data_file_option(split: str, what: str) -> Any:
+    return typer.Option(
+        f"--{split}",
+        help=f"{what} CSV, TSV, JSON Lines file or class-per-folder folder (your own data, "
+        "instead of --data).",
+        show_default=False,
+    )
+
+
+def _text_files(
+    data: str | None,
+    *,
+    train: Path | None = None,
+    valid: Path | None = None,
+    test: Path | None = None,
+    unlabelled: Path | None = None,
+    text_column: str,
+    label_column: str,
+    strict: bool,
+    needs_train: bool = True,
+) -> Any:
+    """A `TextFiles` for the data files given, or None when none is (IMDB, from --data)."""
+    given = {"--train": train, "--valid": valid, "--test": test, "--unlabelled": unlabelled}
+    if not any(path is not None for path in given.values()):
+        return None
+    if data is not None:
+        _fail(
+            "Give either --data (IMDB) or your own data files (--train ...), not both.",
+            EXIT_USAGE,
+        )
+    if needs_train and train is None:
+        others = ", ".join(name for name, path in given.items() if path is not None)
+        _fail(f"{others} needs --train PATH: the training file gives the labels.", EXIT_USAGE)
+    from imdb_rnn.sources import TextFiles
+
+    return TextFiles(
+        train=train,
+        valid=valid,
+        test=test,
+        unlabelled=unlabelled,
+        text_column=text_column,
+        label_column=label_column,
+        strict=strict,
+    )
 
 
 @app.command()
 def train(
     data: DataOption = None,
+    train_file: Annotated[
+        Path | None, _data_file_option("train", "Labelled training texts:")
+    ] = None,
+    valid_file: Annotated[
+        Path | None,
+        _data_file_option("valid", "Labelled validation texts (default: carved from --train):"),
+    ] = None,
+    test_file: Annotated[Path | None, _data_file_option("test", "Labelled test texts:")] = None,
+    unlabelled_file: Annotated[
+        Path | None, _data_file_option("unlabelled", "Texts without labels, for the vocabulary:")
+    ] = None,
+    text_column: TextColumnOption = "text",
+    label_column: LabelColumnOption = "label",
+    strict: StrictOption = False,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Model directory to write.")
     ] = Path("runs/imdb-rnn"),
@@ -325,6 +441,11 @@ def train(
         imdb-rnn train --config runs/quick/config.toml --output runs/again
 
         imdb-rnn train --strategy mirrored --output runs/gpus
+
+    Your own data: CSV/TSV (with a header), JSON Lines or one sub-folder per class; the labels
+    come from the training file, two or more classes:
+
+        imdb-rnn train --train train.csv --test test.csv --output runs/mine
     """
     if epochs is not None and epochs < 1:
         _fail(f"--epochs must be at least 1 (got {epochs}).", EXIT_USAGE)
@@ -336,6 +457,16 @@ def train(
             "or choose another --output.",
             EXIT_USAGE,
         )
+    files = _text_files(
+        data,
+        train=train_file,
+        valid=valid_file,
+        test=test_file,
+        unlabelled=unlabelled_file,
+        text_column=text_column,
+        label_column=label_column,
+        strict=strict,
+    )
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
@@ -392,7 +523,7 @@ def train(
             with SignalStop() as stop:
                 result = run_training(
                     config,
-                    source=data,
+                    source=files if files is not None else data,
                     output=output,
                     callbacks=[progress],
                     on_stage=_stage_printer(console, True),
@@ -426,6 +557,9 @@ def train(
         "replicas": result.replicas,
         "global_batch_size": result.global_batch_size,
         "chief": result.chief,
+        "labels": result.label_names,
+        "bad_rows": result.bad_rows,
+        "bytes_read": result.bytes_read,
     }
     if as_json:
         _print_json(summary)
@@ -439,6 +573,8 @@ def train(
         return
     if result.test is not None:
         console.print(_metrics_table(result.test.to_dict(), "Test split"))
+        for table in _class_tables(result.test.to_dict()):
+            console.print(table)
     console.print(
         f"Saved to [bold]{output}[/] after {result.epochs} epochs "
         f"(best epoch {result.best_epoch}) in {result.train_seconds:.0f} s "
@@ -641,7 +777,10 @@ def evaluate(
     if as_json:
         _print_json(metrics)
         return
-    Console().print(_metrics_table(metrics, f"{model_dir} on the {split.value} split"))
+    out = Console()
+    out.print(_metrics_table(metrics, f"{model_dir} on the {split.value} split"))
+    for table in _class_tables(metrics):
+        out.print(table)
 
 
 @app.command()
