@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import build_reviews, write_archive
-from imdb_rnn import checkpoints, files, progress, trainer
+from imdb_rnn import checkpoints, files, predictor, progress
 from imdb_rnn.cli import (
     EXIT_DATA,
     EXIT_DIVERGED,
@@ -359,10 +359,10 @@ def test_bad_model_directory_gets_one_clear_line(runner, tmp_path, trained_model
 def test_unexpected_error_is_one_line_unless_debug(runner, trained_model_dir, monkeypatch):
     """A bug shows one line that says so and asks for --debug; --debug shows the traceback."""
 
-    def broken(model_dir, texts):
+    def broken(self, texts):
         raise RuntimeError("something internal broke")
 
-    monkeypatch.setattr(trainer, "predict", broken)
+    monkeypatch.setattr(predictor.Predictor, "predict", broken)
     result = runner.invoke(app, ["predict", str(trained_model_dir), "a film"])
     _one_clear_line(result, EXIT_INTERNAL, "internal error (RuntimeError: something internal")
     assert "bug" in result.stderr and "--debug" in result.stderr
@@ -374,10 +374,10 @@ def test_unexpected_error_is_one_line_unless_debug(runner, trained_model_dir, mo
 def test_ctrl_c_outside_training_exits_130(runner, trained_model_dir, monkeypatch):
     """Ctrl-C during predict or eval exits with 130 and no traceback."""
 
-    def interrupted(model_dir, texts):
+    def interrupted(self, texts):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer, "predict", interrupted)
+    monkeypatch.setattr(predictor.Predictor, "predict", interrupted)
     result = runner.invoke(app, ["predict", str(trained_model_dir), "a film"])
     assert result.exit_code == 130 and "Interrupted" in result.stderr
     assert "Traceback" not in result.output

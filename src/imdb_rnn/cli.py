@@ -6,6 +6,7 @@ when a command runs, so `imdb-rnn --help` stays fast.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shlex
@@ -197,9 +198,7 @@ JsonOption = Annotated[
 ]
 TextColumnOption = Annotated[
     str,
-    typer.Option(
-        "--text-column", help="Column (CSV/TSV) or key (JSON Lines) that holds the text."
-    ),
+    typer.Option("--text-column", help="Column (CSV/TSV) or key (JSON Lines) that holds the text."),
 ]
 LabelColumnOption = Annotated[
     str,
@@ -783,6 +782,24 @@ def evaluate(
         out.print(table)
 
 
+class InputFormat(str, Enum):
+    lines = "lines"
+    csv = "csv"
+    tsv = "tsv"
+    jsonl = "jsonl"
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+#: Texts predicted together when streaming a file.
+_CHUNK = 1024
+
+
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
@@ -796,7 +813,47 @@ def predict(
     file: Annotated[
         Path | None,
         typer.Option(
-            "--file", "-f", help="Read one review per line from this file.", show_default=False
+            "--file",
+            "-f",
+            help="Read the texts from this file, streamed in chunks (see --input-format).",
+            show_default=False,
+        ),
+    ] = None,
+    input_format: Annotated[
+        InputFormat | None,
+        typer.Option(
+            "--input-format",
+            help="Format of --file: lines (one text per line), csv, tsv (with a header; the "
+            "text in --text-column) or jsonl (an object per line with --text-column, or a JSON "
+            "string). [default: from the suffix, else lines]",
+            show_default=False,
+        ),
+    ] = None,
+    text_column: TextColumnOption = "text",
+    output_format: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "--format",
+            help="Output: table, json (one array), jsonl (an object per line) or csv. "
+            "[default: table; json with --json]",
+            show_default=False,
+        ),
+    ] = None,
+    output_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the predictions to this file instead of stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Two-class models: predict the second class (pos) when its probability is at "
+            "least this. [default: 0.5]",
+            show_default=False,
         ),
     ] = None,
     explain: Annotated[
@@ -804,12 +861,17 @@ def predict(
         typer.Option(
             "--explain",
             help="Show which words pushed each prediction, and by how much: the change in "
-            "P(pos) when the word is removed (green: towards positive, red: towards negative).",
+            "P(pos) (or, with more than two classes, in the probability of the predicted "
+            "class) when the word is removed (green: towards it, red: away from it).",
         ),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Classify reviews as positive or negative, with the probability of positive.
+    """Classify texts: the label and its score (for IMDB: positive or negative, with the
+    probability of positive).
+
+    Every prediction counts the words of the text that the model knows ('known' in the table,
+    known_words in JSON and CSV); a text with none is flagged, since its score says nothing.
 
     Examples:
 
@@ -818,6 +880,8 @@ def predict(
         cat reviews.txt | imdb-rnn predict runs/default - --json
 
         imdb-rnn predict runs/default --explain "Great cast, but a dull, dull plot."
+
+        imdb-rnn predict runs/trec --file questions.csv --input-format csv --format jsonl
     """
     reviews: list[str] = []
     for text in texts or []:
@@ -829,15 +893,56 @@ def predict(
             _fail(f"Review {len(reviews) + 1} is empty: give some text to classify.", EXIT_USAGE)
         else:
             reviews.append(text)
-    if file is not None:
+    if as_json and output_format not in (None, OutputFormat.json):
+        _fail("--json is --format json: give one of them.", EXIT_USAGE)
+    chosen = output_format or (OutputFormat.json if as_json else OutputFormat.table)
+    if threshold is not None and not 0 <= threshold <= 1:
+        _fail(f"--threshold must be between 0 and 1 (got {threshold}).", EXIT_USAGE)
+    if file is not None and not file.is_file():
+        _fail(f"Cannot read {file}: No such file.", EXIT_IO)
+    _quiet_tensorflow()
+    with _user_errors():
+        stream = _texts_to_classify(reviews, file, input_format, text_column)
+        # The first chunk is read (and checked) before the model loads.
+        first = list(itertools.islice(stream, _CHUNK))
+        if not first:
+            _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
+        from imdb_rnn.predictor import load
+        from imdb_rnn.trainer import prepare_native_kernel
+
+        errors = Console(stderr=True)
+        prepare_native_kernel(on_stage=lambda message: errors.print(f"[dim]{message}...[/]"))
         try:
-            raw = file.read_bytes()
-        except OSError as error:
-            _fail(f"Cannot read {file}: {error.strerror}.", EXIT_IO)
-        reviews.extend(_review_lines(raw, str(file)))
-    if not reviews:
-        _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
-    for number, review in enumerate(reviews, start=1):
+            predictor = load(model_dir, threshold=threshold)
+        except ValueError as error:
+            if "threshold" not in str(error):
+                raise
+            _fail(f"--threshold: {error}", EXIT_USAGE)
+        chunks = itertools.chain([first], _chunks(stream))
+        _write_predictions(
+            predictor,
+            chunks,
+            output_format=chosen,
+            output_file=output_file,
+            explain=explain,
+            progress_total=file.stat().st_size if file is not None else None,
+        )
+
+
+def _texts_to_classify(
+    reviews: list[str], file: Path | None, input_format: InputFormat | None, text_column: str
+) -> Iterator[tuple[str, int]]:
+    """The texts given on the command line (or stdin), then those of --file, each checked,
+    with the bytes of --file read so far."""
+    from imdb_rnn.textio import guess_input_format, read_texts_to_classify
+
+    items: Iterator[tuple[str, int]] = ((review, 0) for review in reviews)
+    if file is not None:
+        kind = input_format.value if input_format is not None else guess_input_format(file)
+        items = itertools.chain(
+            items, read_texts_to_classify(file, input_format=kind, text_column=text_column)
+        )
+    for number, (review, position) in enumerate(items, start=1):
         if len(review) > MAX_REVIEW_CHARACTERS:
             _fail(
                 f"Review {number} has {len(review):,} characters; imdb-rnn classifies reviews "
@@ -845,59 +950,162 @@ def predict(
                 "14,000). Shorten it.",
                 EXIT_USAGE,
             )
-    _quiet_tensorflow()
-    with _user_errors():
-        if explain:
-            from imdb_rnn.explain import predict_and_explain as run_prediction
-        else:
-            from imdb_rnn.trainer import predict as run_prediction
-        from imdb_rnn.trainer import prepare_native_kernel
+        yield review, position
 
-        errors = Console(stderr=True)
-        prepare_native_kernel(on_stage=lambda message: errors.print(f"[dim]{message}...[/]"))
-        predictions = run_prediction(model_dir, reviews)
-    if as_json:
-        _print_json(predictions)
+
+def _chunks(items: Iterator[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
+    while chunk := list(itertools.islice(items, _CHUNK)):
+        yield chunk
+
+
+@contextmanager
+def _output_stream(output_file: Path | None) -> Iterator[Any]:
+    """stdout, or a file written atomically (a failed run leaves no half-written file)."""
+    if output_file is None:
+        yield sys.stdout
         return
-    if explain:
-        _print_explanations(predictions)
-        return
-    table = Table(title="Predictions")
+    from imdb_rnn.files import atomic_path
+
+    with atomic_path(output_file) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+        yield out
+
+
+def _write_predictions(
+    predictor: Any,
+    chunks: Iterator[list[tuple[str, int]]],
+    *,
+    output_format: OutputFormat,
+    output_file: Path | None,
+    explain: bool,
+    progress_total: int | None,
+) -> None:
+    """Predicts chunk by chunk and writes each chunk's rows before reading the next."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from imdb_rnn.explain import explained_rows
+    from imdb_rnn.textio import prediction_writer
+
+    errors = _stderr()
+    progress = Progress(
+        TextColumn("Classifying"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[rows]:,} texts"),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=True,
+        disable=progress_total is None or not errors.is_terminal,
+    )
+    unknown = 0
+    number = 0
+    with _output_stream(output_file) as out, progress:
+        task = progress.add_task("predict", total=progress_total, rows=0)
+        console = _table_console(out)
+        writer = (
+            prediction_writer(out, output_format.value, labels=predictor.labels)
+            if output_format != OutputFormat.table
+            else None
+        )
+        for chunk in chunks:
+            texts = [text for text, _ in chunk]
+            if explain:
+                rows = explained_rows(predictor.trainer, texts, threshold=predictor.threshold)
+            else:
+                rows = predictor.predict(texts)
+            unknown += sum(1 for row in rows if row["known_words"] == 0)
+            if writer is not None:
+                writer.write(rows)
+            elif explain:
+                _print_explanations(rows, console=console, first=number + 1)
+            else:
+                table = _prediction_table(
+                    rows, predictor.labels, first=number == 0, wide=not console.is_terminal
+                )
+                console.print(table)
+            number += len(rows)
+            progress.update(task, completed=chunk[-1][1], rows=number)
+        if writer is not None:
+            writer.close()
+    if unknown:
+        errors.print(
+            f"[yellow]warning:[/] {unknown:,} of {number:,} texts hold no word the model knows "
+            "(known_words 0): their scores say nothing about them.",
+            highlight=False,
+        )
+
+
+def _table_console(out: Any) -> Console:
+    """A console for tables on `out`: the terminal's width, and never cut to 80 columns when
+    `out` is a file or a pipe."""
+    console = Console(file=out)
+    if not console.is_terminal:
+        console = Console(file=out, width=100_000)
+    return console
+
+
+def _prediction_table(
+    rows: list[dict[str, Any]], labels: tuple[str, ...], *, first: bool, wide: bool = False
+) -> Table:
+    """A table of predictions; texts are cut at 60 characters unless `wide`."""
+    binary = list(labels) == ["neg", "pos"]
+    table = Table(title="Predictions" if first else None, show_header=first)
     table.add_column("label")
-    table.add_column("P(pos)", justify="right")
-    table.add_column("review", overflow="ellipsis", no_wrap=True, max_width=60)
-    for item in predictions:
-        colour = "green" if item["label"] == "pos" else "red"
+    table.add_column("P(pos)" if binary else "score", justify="right")
+    table.add_column("known", justify="right")
+    table.add_column(
+        "review" if binary else "text",
+        overflow="ellipsis",
+        no_wrap=True,
+        max_width=None if wide else 60,
+    )
+    for item in rows:
+        colour = "green" if item["label"] == labels[-1] else "red" if binary else "bold"
+        score = item["probability"] if binary else item["score"]
+        known = item["known_words"]
         # Text, not markup: a review may hold brackets such as "[/]".
         table.add_row(
-            f"[{colour}]{item['label']}[/]", f"{item['probability']:.3f}", Text(item["text"])
+            Text(item["label"], style=colour),
+            f"{score:.3f}",
+            Text(f"{known}" if known else "0 (none)", style="" if known else "yellow"),
+            Text(item["text"]),
         )
-    Console().print(table)
+    return table
 
 
 _TOP_WORDS = 8
 
 
-def _print_explanations(predictions: list[dict[str, Any]]) -> None:
+def _print_explanations(
+    predictions: list[dict[str, Any]], *, console: Console | None = None, first: int = 1
+) -> None:
     """Prints each review with its words coloured by weight, then its strongest words."""
     from imdb_rnn.explain import words_of
 
-    console = Console()
-    for number, item in enumerate(predictions, 1):
+    console = console or Console()
+    for number, item in enumerate(predictions, first):
         weights = {entry["word"]: entry["weight"] for entry in item["explanation"]}
         largest = max((abs(weight) for weight in weights.values()), default=0.0)
-        colour = "green" if item["label"] == "pos" else "red"
-        console.print(
-            Text.assemble(
-                f"{number}. ",
-                (item["label"], f"bold {colour}"),
-                f"  P(pos) {item['probability']:.3f}",
-            )
-        )
+        explained = item.get("explained", "pos")
+        two_classes = "probability" in item
+        if two_classes:
+            others = [name for name in item["scores"] if name != explained]
+            colour = "green" if item["label"] == explained else "red"
+            towards = [(1, f"towards {explained}"), (-1, f"towards {others[0]}")]
+            score = f"  P({explained}) {item['probability']:.3f}"
+        else:
+            colour = "bold"
+            towards = [(1, f"towards {explained}"), (-1, f"away from {explained}")]
+            score = f"  P({explained}) {item['score']:.3f}"
+        console.print(Text.assemble(f"{number}. ", (item["label"], f"bold {colour}"), score))
         # The review as written, each token coloured by the weight of the word(s) it holds.
         tokens = item["text"].split()
         if not item["explanation"]:
             console.print(Text("   (no words)", style="dim"))
+        elif item.get("known_words") == 0:
+            console.print(Text(f"   {item['text']}", style="dim"))
+            console.print(Text("   no known words: the model knows none of them", style="yellow"))
+            console.print()
+            continue
         else:
             text = Text("   ")
             for token, words in zip(tokens, words_of(tokens), strict=True):
@@ -905,7 +1113,7 @@ def _print_explanations(predictions: list[dict[str, Any]]) -> None:
                 text.append(token, style=_weight_style(weight, largest))
                 text.append(" ")
             console.print(text)
-        for sign, label in ((1, "towards pos"), (-1, "towards neg")):
+        for sign, label in towards:
             # Weights that would print as 0.000 say nothing.
             top = [e for e in item["explanation"] if sign * e["weight"] >= 5e-4][:_TOP_WORDS]
             if top:

@@ -7,6 +7,9 @@ pushed the prediction towards positive, a negative one towards negative. This is
 sampling or gradients), works with any model, and costs one prediction per distinct word; all
 the variants of all the reviews go through one batched prediction.
 
+A model of more than two classes explains its predicted class: a word's weight is how much it
+moved the probability of that class (positive: towards it, negative: away from it).
+
 Words are the tokens the model sees: the review after the model's standardisation (lower-case,
 `<br />` and punctuation removed), split on whitespace.
 
@@ -32,7 +35,14 @@ import tensorflow as tf
 from imdb_rnn.layers import imdb_standardize
 from imdb_rnn.trainer import Trainer, prediction_rows
 
-__all__ = ["Explanation", "WordWeight", "explain", "predict_and_explain", "words_of"]
+__all__ = [
+    "Explanation",
+    "WordWeight",
+    "explain",
+    "explained_rows",
+    "predict_and_explain",
+    "words_of",
+]
 
 
 @dataclass(frozen=True)
@@ -57,16 +67,20 @@ class Explanation:
 
     Attributes:
         text: the review as given.
-        probability: probability of a positive review, as the model scores its words.
+        probability: probability of a positive review (of the second class), or for more than
+            two classes of the predicted class `label`, as the model scores its words.
         words: the review's words as the model sees them, in order.
         weights: one `WordWeight` per distinct word, the largest effect (by absolute weight)
             first.
+        label: the class whose probability the weights move (`"pos"` for IMDB; the predicted
+            class for more than two classes).
     """
 
     text: str
     probability: float
     words: list[str]
     weights: list[WordWeight]
+    label: str = "pos"
 
     def weight_of(self, word: str) -> float:
         """Returns the weight of `word` (0.0 if it is not in the review)."""
@@ -112,17 +126,22 @@ def explain(trainer: Trainer, texts: Sequence[str]) -> list[Explanation]:
         plans.append((len(variants), distinct, counts))
         variants.append(" ".join(words))
         variants.extend(" ".join(w for w in words if w != word) for word in distinct)
-    probabilities = trainer.predict_proba(variants) if variants else np.zeros(0)
+    classes = trainer.num_classes
+    probabilities = trainer.class_probabilities(variants) if variants else np.zeros((0, classes))
     explanations = []
     for text, words, (start, distinct, counts) in zip(texts, all_words, plans, strict=True):
-        full = float(probabilities[start])
-        without = probabilities[start + 1 : start + 1 + len(distinct)]
+        # Two classes: the probability of the second ("pos"); more: of the predicted class.
+        target = 1 if classes == 2 else int(np.argmax(probabilities[start]))
+        full = float(probabilities[start, target])
+        without = probabilities[start + 1 : start + 1 + len(distinct), target]
         weights = [
             WordWeight(word=word, weight=full - float(p), count=count)
             for word, p, count in zip(distinct, without, counts, strict=True)
         ]
         weights.sort(key=lambda item: -abs(item.weight))  # stable: ties keep text order
-        explanations.append(Explanation(text, full, words, weights))
+        explanations.append(
+            Explanation(text, full, words, weights, label=trainer.label_names[target])
+        )
     return explanations
 
 
@@ -142,10 +161,21 @@ def predict_and_explain(
     texts = list(texts)
     if not texts:
         raise ValueError("No reviews to explain: give at least one text.")
-    trainer = Trainer.load(model_dir)
+    return explained_rows(Trainer.load(model_dir), texts)
+
+
+def explained_rows(
+    trainer: Trainer, texts: Sequence[str], *, threshold: float | None = None
+) -> list[dict[str, Any]]:
+    """`prediction_rows` of `texts`, each with `explanation` (`[{"word", "weight"}, ...]`,
+    largest effect first) and `explained` (the class whose probability the weights move: the
+    second class for two classes, the predicted class for more)."""
+    texts = list(texts)
     return [
-        {**row, "explanation": explanation.to_list()}
+        {**row, "explained": explanation.label, "explanation": explanation.to_list()}
         for row, explanation in zip(
-            prediction_rows(trainer, texts), explain(trainer, texts), strict=True
+            prediction_rows(trainer, texts, threshold=threshold),
+            explain(trainer, texts),
+            strict=True,
         )
     ]

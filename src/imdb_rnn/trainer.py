@@ -781,6 +781,21 @@ class Trainer:
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
 
+    def known_words(self, texts: Sequence[str]) -> np.ndarray:
+        """Returns how many words of each text are in the vocabulary (0: the model knows none
+        of its words, and its prediction says nothing about the text)."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros(0, dtype=np.int64)
+        encoder = self._encoder()
+        counts = []
+        for start in range(0, len(texts), 4096):
+            chunk = tf.constant(texts[start : start + 4096], dtype=tf.string)
+            ids = encoder.vectorizer(chunk)
+            known = tf.cast(ids > 1, tf.int64)  # 0 is padding, 1 out-of-vocabulary
+            counts.append(tf.reduce_sum(known, axis=1).numpy())
+        return np.concatenate(counts)
+
     def class_probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Returns `(texts, classes)` probabilities, columns in the order of `label_names`
         (for two classes: `[1 - p, p]`)."""
@@ -1181,9 +1196,12 @@ def evaluate(
     return trainer.evaluate(splits[split], pipeline="sorted")
 
 
-def label_of(probability: float) -> str:
-    """`"pos"` when the probability of a positive review is at least 0.5, else `"neg"`."""
-    return "pos" if probability >= 0.5 else "neg"
+def label_of(
+    probability: float, label_names: Sequence[str] = LABEL_NAMES, *, threshold: float = 0.5
+) -> str:
+    """The second class (`"pos"`) when its probability is at least `threshold`, else the first
+    (`"neg"`)."""
+    return label_names[1] if probability >= threshold else label_names[0]
 
 
 def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dict[str, Any]]:
@@ -1203,10 +1221,48 @@ def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dic
     return prediction_rows(Trainer.load(model_dir), texts)
 
 
-def prediction_rows(trainer: Trainer, texts: Sequence[str]) -> list[dict[str, Any]]:
-    """One `{"text", "label", "probability"}` dict per review of `texts`, in order."""
-    probabilities = trainer.predict_proba(texts)
-    return [
-        {"text": text, "label": label_of(p), "probability": float(p)}
-        for text, p in zip(texts, probabilities, strict=True)
-    ]
+def prediction_rows(
+    trainer: Trainer, texts: Sequence[str], *, threshold: float | None = None
+) -> list[dict[str, Any]]:
+    """One dict per text of `texts`, in order: `text`, `label` (the predicted class), for two
+    classes `probability` (of the second class, `"pos"` for IMDB), `score` (the probability of
+    `label`), `scores` (every class's probability) and `known_words` (words of the text in the
+    vocabulary; 0: the prediction says nothing).
+
+    Args:
+        trainer: a trained or loaded `Trainer`.
+        texts: the texts.
+        threshold: two classes only: the second class is predicted when its probability is at
+            least this. Default None: 0.5.
+
+    Raises:
+        ValueError: if `threshold` is given for more than two classes or is not in [0, 1].
+    """
+    names = trainer.label_names
+    if threshold is not None:
+        if len(names) != 2:
+            raise ValueError(
+                f"A threshold needs a two-class model; this one has {len(names)} classes. "
+                f"Received: threshold={threshold}"
+            )
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"Expected threshold in [0, 1]. Received: threshold={threshold}")
+    probabilities = trainer.class_probabilities(texts)
+    known = trainer.known_words(texts)
+    rows = []
+    for text, row, count in zip(texts, probabilities, known, strict=True):
+        if len(names) == 2:
+            index = names.index(label_of(float(row[1]), names, threshold=threshold or 0.5))
+            item: dict[str, Any] = {
+                "text": text,
+                "label": names[index],
+                "probability": float(row[1]),
+            }
+        else:
+            index = int(np.argmax(row))
+            item = {"text": text, "label": names[index]}
+        item["score"] = float(row[index])
+        item["scores"] = {name: float(value) for name, value in zip(names, row, strict=True)}
+        item["known_words"] = int(count)
+        rows.append(item)
+    return rows
