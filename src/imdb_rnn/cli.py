@@ -728,6 +728,18 @@ def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
     data: DataOption = None,
     split: Annotated[Split, typer.Option(help="Which labelled split to evaluate on.")] = Split.test,
+    test_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--test",
+            help="Evaluate on this labelled CSV, TSV, JSON Lines file or class-per-folder "
+            "folder (your own data, instead of --data).",
+            show_default=False,
+        ),
+    ] = None,
+    text_column: TextColumnOption = "text",
+    label_column: LabelColumnOption = "label",
+    strict: StrictOption = False,
     limit: Annotated[
         int | None, typer.Option(help="Evaluate on at most N reviews.", show_default=False)
     ] = None,
@@ -748,9 +760,22 @@ def evaluate(
         imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --split test
 
         imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --confusion-png confusion.png
+
+        imdb-rnn eval runs/trec --test test.csv --confusion-png confusion.png
     """
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
+    files = _text_files(
+        data,
+        test=test_file,
+        text_column=text_column,
+        label_column=label_column,
+        strict=strict,
+        needs_train=False,
+    )
+    if files is not None and split != Split.test:
+        _fail("--split applies to --data; --test names the file to evaluate on.", EXIT_USAGE)
+    split_name = "test file" if files is not None else f"{split.value} split"
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
@@ -758,7 +783,7 @@ def evaluate(
 
         result = run_evaluation(
             model_dir,
-            source=data,
+            source=files if files is not None else data,
             split=split.value,
             limit=limit,
             on_stage=_stage_printer(console, not as_json),
@@ -769,15 +794,17 @@ def evaluate(
             save_confusion_matrix(
                 result.confusion,
                 confusion_png,
-                title=f"{model_dir.name} on the {split.value} split: "
-                f"accuracy {result.accuracy:.1%} ({result.examples:,} reviews)",
+                labels=result.labels,
+                title=f"{model_dir.name} on the {split_name}: "
+                f"accuracy {result.accuracy:.1%} ({result.examples:,} "
+                f"{'reviews' if files is None else 'texts'})",
             )
     metrics = result.to_dict()
     if as_json:
         _print_json(metrics)
         return
     out = Console()
-    out.print(_metrics_table(metrics, f"{model_dir} on the {split.value} split"))
+    out.print(_metrics_table(metrics, f"{model_dir} on the {split_name}"))
     for table in _class_tables(metrics):
         out.print(table)
 
