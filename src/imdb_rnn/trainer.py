@@ -1252,7 +1252,9 @@ def prediction_rows(
     rows = []
     for text, row, count in zip(texts, probabilities, known, strict=True):
         if len(names) == 2:
-            index = names.index(label_of(float(row[1]), names, threshold=threshold or 0.5))
+            index = names.index(
+                label_of(float(row[1]), names, threshold=0.5 if threshold is None else threshold)
+            )
             item: dict[str, Any] = {
                 "text": text,
                 "label": names[index],
