@@ -141,7 +141,8 @@ class BadRows:
         """One sentence: how many rows were skipped and why, with the first examples."""
         reasons = ", ".join(f"{count:,} {reason}" for reason, count in self.counts.most_common())
         first = "; ".join(self.examples)
-        return f"{self.total:,} bad rows skipped ({reasons}). First: {first}"
+        rows = "row" if self.total == 1 else "rows"
+        return f"{self.total:,} bad {rows} skipped ({reasons}). First: {first}"
 
 
 @dataclass

@@ -1050,9 +1050,11 @@ def _train(
     if config.data.vocabulary_source == "train":
         wanted.remove("unsupervised")
     if isinstance(source, TextFiles):
+        # Own data: the splits it has files for (validation comes from train without one).
+        given = {"test": source.test, "unsupervised": source.unlabelled}
         splits = load_text_files(
             source,
-            splits=wanted,
+            splits=[name for name in wanted if given.get(name, True) is not None],
             valid_fraction=config.data.valid_fraction,
             limit=config.data.limit,
         )
@@ -1134,8 +1136,10 @@ def _train(
 def _read_summary(splits: ImdbSplits) -> str:
     """What was read, in words: sizes, classes and bytes."""
     sizes = ", ".join(f"{name} {count:,}" for name, count in splits.sizes.items())
+    size = splits.bytes_read
+    read = f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.1f} kB"
     return (
-        f"Read {splits.bytes_read / 1e6:,.1f} MB: {sizes}; {len(splits.label_names)} classes "
+        f"Read {read}: {sizes}; {len(splits.label_names)} classes "
         f"({', '.join(splits.label_names)})"
     )
 
