@@ -90,3 +90,28 @@ def test_explain_explains_the_predicted_class(topic_model_dir):
     assert row["label"] == row["explained"] == "colour"
     weights = {entry["word"]: entry["weight"] for entry in row["explanation"]}
     assert weights["red"] > 0 and weights["red"] == max(weights.values())
+
+
+def test_model_card_and_versions(topic_model_dir, trained_model_dir):
+    """Every model directory gets a README.md naming its data, labels, metrics, config and
+    versions; metrics.json records the versions too."""
+    import keras
+    import tensorflow as tf
+
+    metrics = json.loads((topic_model_dir / "metrics.json").read_text())
+    assert metrics["versions"]["tensorflow"] == tf.__version__
+    assert metrics["versions"]["keras"] == keras.__version__
+    card = (topic_model_dir / "README.md").read_text()
+    for needle in (
+        "## Data",
+        "train.csv",
+        "`animal`, `colour`, `number`",
+        f"| test | 45 | {metrics['test']['accuracy']:.4f}",
+        "| colour |",
+        "[model]",
+        f"- keras: {keras.__version__}",
+        "imdb_rnn.load",
+    ):
+        assert needle in card, needle
+    imdb_card = (trained_model_dir / "README.md").read_text()
+    assert "`neg`, `pos`" in imdb_card and "Dense(1) logit" in imdb_card

@@ -1194,18 +1194,27 @@ def export_model(
         if not as_json:
             console.print("[dim]»[/] Exporting", highlight=False)
         export_saved_model(model_dir, out_dir, overwrite=overwrite)
+    outputs = {"probability": "float32 [batch]", "logit": "float32 [batch]"}
+    labels_file = out_dir / "assets.extra" / "labels.json"
+    if labels_file.is_file() and len(json.loads(labels_file.read_text(encoding="utf-8"))) > 2:
+        outputs = {
+            "label": "string [batch]",
+            "score": "float32 [batch]",
+            "scores": "float32 [batch, classes]",
+            "logits": "float32 [batch, classes]",
+        }
     summary = {
         "output": str(out_dir),
         "signature": "serving_default",
         "inputs": {"text": "string [batch]"},
-        "outputs": {"probability": "float32 [batch]", "logit": "float32 [batch]"},
+        "outputs": outputs,
     }
     if as_json:
         _print_json(summary)
         return
     console.print(
         f"Exported to [bold]{out_dir}[/]: signature 'serving_default', "
-        "text (strings) -> probability, logit.",
+        f"text (strings) -> {', '.join(outputs)}.",
         highlight=False,
     )
 

@@ -1119,6 +1119,10 @@ def _train(
         # guide prescribes: reading distributed variables may need every worker.
         stage("Saving" if chief else "Saving to a temporary folder (only the chief keeps it)")
         trainer.save(write_to, metrics=result.to_dict())
+        from imdb_rnn.card import CARD_FILE, model_card
+
+        name = Path(output).name if output is not None else write_to.name
+        write_text(write_to / CARD_FILE, model_card(result.to_dict(), config, name=name))
     if output is not None and chief:
         from imdb_rnn.plots import CURVES_FILE, save_training_curves  # matplotlib: only here
 
