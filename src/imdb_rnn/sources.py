@@ -24,7 +24,7 @@ Example:
 >>> import pathlib, tempfile
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> _ = (folder / "train.csv").write_text(
-...     "text,label\\nWho wrote Hamlet ?,HUM\\nWhere is Rome ?,LOC\\n" * 5, encoding="utf-8")
+...     "text,label\\n" + "Who wrote Hamlet ?,HUM\\nWhere is Rome ?,LOC\\n" * 5, encoding="utf-8")
 >>> splits = load_text_files(TextFiles(train=folder / "train.csv"), splits=["train", "valid"])
 >>> splits.label_names, splits.sizes
 (('HUM', 'LOC'), {'train': 9, 'valid': 1})
