@@ -279,6 +279,14 @@ def train(
     text_column: TextColumnOption = "text",
     label_column: LabelColumnOption = "label",
     strict: StrictOption = False,
+    on_disk: Annotated[
+        bool,
+        typer.Option(
+            "--on-disk",
+            help="With --train: tokenise the training file once into a cache on disk and stream "
+            "it in length-sorted batches, for files larger than memory (no checkpoints).",
+        ),
+    ] = False,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Model directory to write.")
     ] = Path("runs/imdb-rnn"),
@@ -466,6 +474,8 @@ def train(
         label_column=label_column,
         strict=strict,
     )
+    if on_disk and files is None:
+        _fail("--on-disk streams your own --train file; pass --train PATH.", EXIT_USAGE)
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
@@ -519,18 +529,32 @@ def train(
 
         progress = RichProgress(console)
         try:
-            with SignalStop() as stop:
-                result = run_training(
+            if on_disk:
+                from imdb_rnn.tokencache import train_on_disk
+                from imdb_rnn.trainer import tensorboard_callback
+
+                board = [tensorboard_callback(log_dir)] if log_dir is not None else []
+                result = train_on_disk(
                     config,
-                    source=files if files is not None else data,
+                    files,
                     output=output,
-                    callbacks=[progress],
+                    callbacks=[progress, *board],
                     on_stage=_stage_printer(console, True),
-                    resume=not overwrite,
-                    stop=stop,
-                    tensorboard_dir=log_dir,
-                    strategy=strategy,
                 )
+                progress.close()
+            else:
+                with SignalStop() as stop:
+                    result = run_training(
+                        config,
+                        source=files if files is not None else data,
+                        output=output,
+                        callbacks=[progress],
+                        on_stage=_stage_printer(console, True),
+                        resume=not overwrite,
+                        stop=stop,
+                        tensorboard_dir=log_dir,
+                        strategy=strategy,
+                    )
         except TrainingInterrupted as interrupted:
             progress.close()
             _stopped(console, output, interrupted)

@@ -58,7 +58,9 @@ __all__ = [
     "BadRows",
     "TextFiles",
     "TextTable",
+    "data_size",
     "detect_format",
+    "iter_rows",
     "label_names_of",
     "load_text_files",
     "read_texts",
@@ -296,6 +298,42 @@ def _folder_rows(
             bad.add(str(file), "missing text", strict=strict)
             continue
         yield text, (label if labelled else None), len(raw)
+
+
+def iter_rows(
+    path: str | os.PathLike[str],
+    *,
+    labelled: bool = True,
+    text_column: str = "text",
+    label_column: str = "label",
+    bad: BadRows | None = None,
+    strict: bool = False,
+) -> Iterator[tuple[str, str | None]]:
+    """Yields `(text, label)` for each usable row of a file or folder, one at a time (memory
+    does not grow with the file); the arguments are `read_texts`'."""
+    path = Path(path)
+    kind = detect_format(path)
+    bad = bad if bad is not None else BadRows()
+    if kind == "folder":
+        for text, label, _ in _folder_rows(path, labelled=labelled, bad=bad, strict=strict):
+            yield text, label
+        return
+    yield from _text_rows(
+        path,
+        kind,
+        text_column=text_column,
+        label_column=label_column if labelled else None,
+        bad=bad,
+        strict=strict,
+    )
+
+
+def data_size(path: str | os.PathLike[str]) -> int:
+    """Size in bytes of a data file, or of the files of a folder."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+    return path.stat().st_size
 
 
 def read_texts(

@@ -1213,11 +1213,12 @@ def label_of(
 
 
 def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dict[str, Any]]:
-    """Predicts the sentiment of each review with a saved model.
+    """Predicts the sentiment (the class) of each review with a saved model, read from disk
+    on every call (`imdb_rnn.load` reads it once and reuses it).
 
     Returns:
-        One `{"text", "label", "probability"}` dict per review, in order; `probability` is the
-        probability of `"pos"`.
+        One dict per review, in order (see `prediction_rows`): `text`, `label`, `probability`
+        (of `"pos"`, two-class models), `score`, `scores` and `known_words`.
 
     Raises:
         ModelFileError: if the model directory cannot be loaded.
