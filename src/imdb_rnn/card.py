@@ -40,6 +40,7 @@ def model_card(result: dict[str, Any], config: RunConfig, *, name: str) -> str:
         The text of `README.md`.
     """
     labels = list(result.get("label_names") or ["neg", "pos"])
+    where = result.get("output") or name
     head = (
         "Dense(1) logit, binary cross-entropy"
         if len(labels) == 2
@@ -106,16 +107,16 @@ def model_card(result: dict[str, Any], config: RunConfig, *, name: str) -> str:
         "## Use",
         "",
         "```",
-        f'imdb-rnn predict {name} "some text"',
-        f"imdb-rnn eval {name} --test labelled.csv"
+        f'imdb-rnn predict {where} "some text"',
+        f"imdb-rnn eval {where} --test labelled.csv"
         if result.get("source", "").startswith("train=")
-        else f"imdb-rnn eval {name} --data aclImdb_v1.tar.gz",
+        else f"imdb-rnn eval {where} --data aclImdb_v1.tar.gz",
         "```",
         "",
         "```python",
         "import imdb_rnn",
         "",
-        f'classify = imdb_rnn.load("{name}")',
+        f'classify = imdb_rnn.load("{where}")',
         'classify(["some text"])  # [{"label": ..., "score": ...}]',
         "```",
         "",
