@@ -379,6 +379,7 @@ class Trainer:
         self.history: dict[str, list[float]] = {}
         self._text_model: keras.Model | None = None
         self.label_names: tuple[str, ...] = tuple(label_names or LABEL_NAMES)
+        self._labels_given = label_names is not None
         if len(self.label_names) < 2:
             raise ValueError(
                 f"Expected at least two label names. Received: label_names={label_names!r}"
@@ -604,7 +605,7 @@ class Trainer:
     ) -> dict[str, list[float]]:
         stage = on_stage or (lambda name: None)
         training = self.config.training
-        if self.classifier is None:
+        if self.classifier is None and not self._labels_given:
             self.label_names = tuple(splits.label_names)
         keras.utils.set_random_seed(training.seed)  # Python, NumPy and TensorFlow
         if training.deterministic:
