@@ -177,3 +177,61 @@ def predict_in_new_process(model_dir: Path, texts: list[str]) -> list[float]:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return [row["probability"] for row in json.loads(done.stdout)]
+
+
+# -- your own data: a made-up three-class set in CSV -------------------------------------------
+
+TOPIC_WORDS = {
+    "animal": ["cat", "dog", "horse", "cow", "sheep", "goat"],
+    "colour": ["red", "blue", "green", "yellow", "purple", "orange"],
+    "number": ["one", "two", "three", "four", "five", "six"],
+}
+
+
+def make_topic_text(rng: random.Random, label: str) -> str:
+    """A short made-up text whose topic words match its label."""
+    tokens = [rng.choice(_NEUTRAL) for _ in range(rng.randint(2, 6))]
+    for _ in range(rng.randint(1, 3)):
+        tokens.insert(rng.randrange(len(tokens) + 1), rng.choice(TOPIC_WORDS[label]))
+    return " ".join(tokens).capitalize() + "."
+
+
+def topic_rows(seed: int, count: int) -> list[tuple[str, str]]:
+    """`count` (text, label) pairs per class, shuffled."""
+    rng = random.Random(seed)
+    rows = [(make_topic_text(rng, label), label) for label in TOPIC_WORDS for _ in range(count)]
+    rng.shuffle(rows)
+    return rows
+
+
+def write_topic_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """Writes rows as a CSV with the header `label,text` (the text column last, as in TREC)."""
+    import csv
+
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["label", "text"])
+        writer.writerows((label, text) for text, label in rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def topic_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """train.csv (40 texts per class) and test.csv (15 per class) of three made-up topics."""
+    folder = tmp_path_factory.mktemp("topics")
+    return {
+        "train": write_topic_csv(folder / "train.csv", topic_rows(1, 40)),
+        "test": write_topic_csv(folder / "test.csv", topic_rows(2, 15)),
+    }
+
+
+@pytest.fixture(scope="session")
+def topic_model_dir(tmp_path_factory: pytest.TempPathFactory, topic_files: dict[str, Path]) -> Path:
+    """A three-class model directory trained on `topic_files` (shared, read-only)."""
+    from imdb_rnn.sources import TextFiles
+    from imdb_rnn.trainer import train
+
+    output = tmp_path_factory.mktemp("topic-model") / "run"
+    files = TextFiles(train=topic_files["train"], test=topic_files["test"])
+    train(tiny_config(epochs=6), source=files, output=output)
+    return output

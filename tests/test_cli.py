@@ -19,7 +19,7 @@ from conftest import (
     write_archive,
     write_unknown_class_model,
 )
-from imdb_rnn import checkpoints, files, progress, trainer
+from imdb_rnn import checkpoints, files, predictor, progress
 from imdb_rnn.cli import (
     EXIT_DATA,
     EXIT_DIVERGED,
@@ -413,10 +413,10 @@ def test_bad_model_directory_gets_one_clear_line(runner, tmp_path, trained_model
 def test_unexpected_error_is_one_line_unless_debug(runner, trained_model_dir, monkeypatch):
     """A bug shows one line that says so and asks for --debug; --debug shows the traceback."""
 
-    def broken(model_dir, texts):
+    def broken(self, texts):
         raise RuntimeError("something internal broke")
 
-    monkeypatch.setattr(trainer, "predict", broken)
+    monkeypatch.setattr(predictor.Predictor, "predict", broken)
     result = runner.invoke(app, ["predict", str(trained_model_dir), "a film"])
     _one_clear_line(result, EXIT_INTERNAL, "internal error (RuntimeError: something internal")
     assert "bug" in result.stderr and "--debug" in result.stderr
@@ -428,10 +428,10 @@ def test_unexpected_error_is_one_line_unless_debug(runner, trained_model_dir, mo
 def test_ctrl_c_outside_training_exits_130(runner, trained_model_dir, monkeypatch):
     """Ctrl-C during predict or eval exits with 130 and no traceback."""
 
-    def interrupted(model_dir, texts):
+    def interrupted(self, texts):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer, "predict", interrupted)
+    monkeypatch.setattr(predictor.Predictor, "predict", interrupted)
     result = runner.invoke(app, ["predict", str(trained_model_dir), "a film"])
     assert result.exit_code == 130 and "Interrupted" in result.stderr
     assert "Traceback" not in result.output
@@ -839,3 +839,139 @@ def test_unfinished_run_resumes_only_with_its_options(runner, tmp_path, imdb_arc
     assert result.exit_code == 0, result.output
     assert "Resuming" not in result.stderr
     assert (output / "model.keras").is_file() and not (output / "checkpoint").exists()
+
+
+# -- your own data ------------------------------------------------------------------------------
+
+
+def test_train_eval_predict_on_own_csv(runner, tmp_path, topic_files):
+    """train --train/--test on a three-class CSV, then eval --test and predict --file in CSV
+    and JSON Lines: labels from the data, per-class metrics, every class's score."""
+    output = tmp_path / "topics"
+    summary = _json(
+        runner.invoke(
+            app,
+            [
+                "train",
+                "--train",
+                str(topic_files["train"]),
+                "--test",
+                str(topic_files["test"]),
+                "--output",
+                str(output),
+                "--epochs",
+                "3",
+                "--no-tensorboard",
+                "--json",
+                *TINY,
+            ],
+        )
+    )
+    assert summary["labels"] == ["animal", "colour", "number"] and summary["bad_rows"] == {}
+    assert len(summary["test"]["confusion"]) == 3
+    metrics = _json(
+        runner.invoke(app, ["eval", str(output), "--test", str(topic_files["test"]), "--json"])
+    )
+    assert metrics["accuracy"] == pytest.approx(summary["test"]["accuracy"])
+    assert [row["label"] for row in metrics["per_class"]] == ["animal", "colour", "number"]
+    assert sum(row["support"] for row in metrics["per_class"]) == metrics["examples"] == 45
+    questions = tmp_path / "questions.csv"
+    questions.write_text('id,text\n1,"a red\nfilm"\n2,zzzz\n', encoding="utf-8")
+    args = ["predict", str(output), "--file", str(questions), "--input-format", "csv"]
+    result = runner.invoke(app, [*args, "--format", "jsonl"])
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["text"] for row in rows] == ["a red\nfilm", "zzzz"]
+    assert all(set(row["scores"]) == {"animal", "colour", "number"} for row in rows)
+    assert rows[1]["known_words"] == 0 and "no word the model knows" in result.stderr
+    target = tmp_path / "out.csv"
+    result = runner.invoke(app, [*args, "--format", "csv", "--output", str(target)])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert target.read_text(encoding="utf-8").startswith("text,label,score,known_words,p_animal")
+
+
+def test_eval_table_for_three_classes(runner, topic_model_dir, topic_files):
+    """eval prints per-class metrics and the 3 x 3 confusion matrix with the class names."""
+    result = runner.invoke(app, ["eval", str(topic_model_dir), "--test", str(topic_files["test"])])
+    assert result.exit_code == 0, result.output
+    for needle in ("Per class", "macro F1", "Confusion matrix", "animal", "colour", "number"):
+        assert needle in result.stdout
+
+
+def test_train_reports_bad_rows_and_strict_stops(runner, tmp_path, topic_files):
+    """Bad rows are reported by train; with --strict the first one is an error (exit code 3)."""
+    broken = tmp_path / "broken.csv"
+    broken.write_text(
+        topic_files["train"].read_text(encoding="utf-8") + "animal,\n", encoding="utf-8"
+    )
+    args = ["train", "--train", str(broken), "--output", str(tmp_path / "run"), "--epochs", "1"]
+    result = runner.invoke(app, [*args, "--no-tensorboard", *TINY])
+    assert result.exit_code == 0, result.output
+    assert "1 bad row skipped (1 missing text)" in " ".join(result.stderr.split())
+    result = runner.invoke(app, [*args, "--overwrite", "--strict", *TINY])
+    _one_clear_line(result, EXIT_DATA, "missing text")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--data", "x.tar.gz", "--train", "{csv}"], "not both"),
+        (["train", "--test", "{csv}"], "needs --train"),
+        (["train", "--train", "{csv}", "--text-column", "body"], "no column 'body'"),
+    ],
+    ids=["data-and-train", "test-without-train", "wrong-column"],
+)
+def test_own_data_mistakes_get_one_clear_line(runner, tmp_path, topic_files, args, needle):
+    """Mixing --data with --train, --test alone and a wrong column name are one-line errors."""
+    args = [arg.replace("{csv}", str(topic_files["train"])) for arg in args]
+    result = runner.invoke(app, [*args, "--output", str(tmp_path / "run")])
+    assert result.exit_code in (EXIT_USAGE, EXIT_DATA)
+    _one_clear_line(result, result.exit_code, needle)
+
+
+def test_predict_table_is_not_cut_when_piped(runner, trained_model_dir):
+    """Piped output (not a terminal) keeps whole texts: no 80-column cut, no ellipsis."""
+    review = "a great superb film " * 12
+    result = runner.invoke(app, ["predict", str(trained_model_dir), review])
+    assert result.exit_code == 0, result.output
+    assert review.strip() in result.stdout and "…" not in result.stdout
+
+
+def test_predict_threshold_and_formats(runner, tmp_path, trained_model_dir):
+    """--threshold 0 makes every review positive; --json equals --format json."""
+    args = ["predict", str(trained_model_dir), "awful boring mess", "great film"]
+    as_json = _json(runner.invoke(app, [*args, "--json", "--threshold", "0"]))
+    assert [row["label"] for row in as_json] == ["pos", "pos"]
+    assert _json(runner.invoke(app, [*args, "--format", "json", "--threshold", "0"])) == as_json
+    result = runner.invoke(app, [*args, "--threshold", "1.5"])
+    _one_clear_line(result, EXIT_USAGE, "--threshold")
+
+
+def test_predict_explain_says_no_known_words(runner, trained_model_dir):
+    """--explain on a text of unknown words says so instead of weighing them."""
+    result = runner.invoke(app, ["predict", str(trained_model_dir), "--explain", "zzzz qqqq"])
+    assert result.exit_code == 0, result.output
+    assert "no known words" in result.stdout and "towards" not in result.stdout
+
+
+def test_predict_streams_a_large_file_in_chunks(runner, tmp_path, trained_model_dir, monkeypatch):
+    """A file of many lines is predicted a chunk at a time, every row written, in order."""
+    from imdb_rnn import cli
+
+    monkeypatch.setattr(cli, "_CHUNK", 100)
+    seen = []
+    original = predictor.Predictor.predict
+
+    def counting(self, texts):
+        seen.append(len(texts))
+        return original(self, texts)
+
+    monkeypatch.setattr(predictor.Predictor, "predict", counting)
+    path = tmp_path / "many.txt"
+    path.write_text("".join(f"review {i} was great\n" for i in range(450)), encoding="utf-8")
+    result = runner.invoke(
+        app, ["predict", str(trained_model_dir), "--file", str(path), "--format", "jsonl"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["text"] for row in rows] == [f"review {i} was great" for i in range(450)]
+    assert seen == [100, 100, 100, 100, 50]

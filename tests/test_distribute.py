@@ -279,10 +279,12 @@ def _train_on_two_workers(tmp_path, imdb_archive, output):
 
 
 MODEL_FILES = [
+    "README.md",
     "config.json",
     "config.toml",
     "curves.png",
     "history.json",
+    "labels.json",
     "logs",
     "metrics.json",
     "model.keras",

@@ -243,3 +243,22 @@ def test_export_made_on_a_gpu_runs_on_a_cpu(tmp_path, monkeypatch, cell):
 
     out = export_saved_model(tmp_path / "model", tmp_path / "export")
     assert b"CudnnRNN" not in (out / "saved_model.pb").read_bytes()
+
+
+def test_export_of_three_classes_serves_label_and_scores(tmp_path, topic_model_dir):
+    """A three-class export returns the label name, its score and every class's score."""
+    import tensorflow as tf
+
+    out = export_saved_model(topic_model_dir, tmp_path / "out")
+    serve = tf.saved_model.load(str(out)).signatures["serving_default"]
+    texts = ["a red and blue film", "the cat and the dog"]
+    result = serve(text=tf.constant(texts))
+    assert [label.decode() for label in result["label"].numpy()] == ["colour", "animal"]
+    expected = Trainer.load(topic_model_dir).class_probabilities(texts)
+    np.testing.assert_allclose(result["scores"].numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(result["score"].numpy(), expected.max(axis=1), atol=1e-5)
+    assert json.loads((out / "assets.extra" / "labels.json").read_text()) == [
+        "animal",
+        "colour",
+        "number",
+    ]

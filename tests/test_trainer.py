@@ -31,6 +31,35 @@ def test_metrics_from_logits():
     assert result.examples_per_second == pytest.approx(2.5)
 
 
+def test_multiclass_metrics_from_logits():
+    """Three classes: accuracy, confusion, per-class and macro metrics, categorical loss."""
+    logits = np.array([[2.0, 0, 0], [0, 2, 0], [0, 0, 2], [2, 0, 0], [0, 2, 0]])
+    labels = np.array([0, 1, 2, 1, 2])
+    result = EvaluationResult.from_logits(logits, labels, 1.0, label_names=("a", "b", "c"))
+    assert result.confusion == [[1, 0, 0], [1, 1, 0], [0, 1, 1]]
+    assert result.accuracy == pytest.approx(3 / 5)
+    per_class = {row["label"]: row for row in result.per_class}
+    assert per_class["a"]["precision"] == pytest.approx(0.5) and per_class["a"]["recall"] == 1
+    assert per_class["c"]["precision"] == 1 and per_class["c"]["recall"] == pytest.approx(0.5)
+    assert [row["support"] for row in result.per_class] == [1, 2, 2]
+    f1 = [2 / 3, 0.5, 2 / 3]
+    assert result.macro_f1 == pytest.approx(np.mean(f1)) == pytest.approx(result.f1)
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    assert result.loss == pytest.approx(-np.mean(log_softmax[np.arange(5), labels]))
+
+
+def test_binary_metrics_per_class():
+    """Two classes also report per-class metrics; the positive class matches precision/recall."""
+    result = EvaluationResult.from_logits(
+        np.array([2.0, -1.0, 0.5, -3.0, 1.0]), np.array([1, 0, 0, 1, 1]), seconds=1.0
+    )
+    neg, pos = result.per_class
+    assert (neg["label"], pos["label"]) == ("neg", "pos")
+    assert pos["precision"] == result.precision and pos["recall"] == result.recall
+    assert neg["support"] == 2 and pos["support"] == 3
+    assert result.macro_f1 == pytest.approx((neg["f1"] + pos["f1"]) / 2)
+
+
 def test_metrics_refuse_unlabelled():
     """Evaluating on unlabelled reviews (-1) is an error."""
     with pytest.raises(ValueError, match="unlabelled"):

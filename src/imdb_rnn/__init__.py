@@ -87,6 +87,9 @@ _EXPORTS = {
     "ImdbSplits": "imdb_rnn.datasets",
     "LABEL_NAMES": "imdb_rnn.datasets",
     "load_imdb": "imdb_rnn.datasets",
+    # your own data
+    "TextFiles": "imdb_rnn.sources",
+    "load_text_files": "imdb_rnn.sources",
     # layers and models
     "TextEncoder": "imdb_rnn.layers",
     "ModelFileError": "imdb_rnn.models",
@@ -107,6 +110,9 @@ _EXPORTS = {
     "NonFiniteLossError": "imdb_rnn.checkpoints",
     "SignalStop": "imdb_rnn.checkpoints",
     "TrainingInterrupted": "imdb_rnn.checkpoints",
+    # a loaded model for Python users
+    "Predictor": "imdb_rnn.predictor",
+    "load": "imdb_rnn.predictor",
     # progress
     "RichProgress": "imdb_rnn.progress",
     # serving export and explanations

@@ -6,6 +6,7 @@ when a command runs, so `imdb-rnn --help` stays fast.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -214,19 +215,55 @@ def _print_json(value: Any) -> None:
 
 
 def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    labels = metrics.get("labels", ["neg", "pos"])
+    averaged = " (macro)" if len(labels) > 2 else ""
     table = Table(title=title, show_header=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("loss", "accuracy", "precision", "recall", "f1"):
-        table.add_row(key, f"{metrics[key]:.4f}")
+        name = key if key in ("loss", "accuracy") else key + averaged
+        table.add_row(name, f"{metrics[key]:.4f}")
     table.add_row("examples", f"{metrics['examples']:,}")
     table.add_row("seconds", f"{metrics['seconds']:.1f}")
     table.add_row("examples/s", f"{metrics['examples_per_second']:,.0f}")
-    (tn, fp), (fn, tp) = metrics["confusion"]
-    table.add_row(
-        "confusion", f"true neg {tn:,}  false pos {fp:,}\nfalse neg {fn:,}  true pos {tp:,}"
-    )
+    if list(labels) == ["neg", "pos"]:
+        (tn, fp), (fn, tp) = metrics["confusion"]
+        table.add_row(
+            "confusion", f"true neg {tn:,}  false pos {fp:,}\nfalse neg {fn:,}  true pos {tp:,}"
+        )
     return table
+
+
+def _class_tables(metrics: dict[str, Any]) -> list[Table]:
+    """Per-class precision, recall, F1 and support with the macro F1, then (beyond IMDB's two
+    classes, whose matrix is in the metrics table) the n x n confusion matrix."""
+    per_class = metrics.get("per_class") or []
+    if not per_class:
+        return []
+    table = Table(title="Per class")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in per_class:
+        table.add_row(
+            Text(str(row["label"])),
+            f"{row['precision']:.4f}",
+            f"{row['recall']:.4f}",
+            f"{row['f1']:.4f}",
+            f"{row['support']:,}",
+        )
+    table.add_section()
+    table.add_row("macro F1", "", "", f"{metrics['macro_f1']:.4f}", f"{metrics['examples']:,}")
+    tables = [table]
+    labels = [str(label) for label in metrics.get("labels", [])]
+    if labels != ["neg", "pos"]:
+        confusion = Table(title="Confusion matrix (rows: true class, columns: predicted)")
+        confusion.add_column("true \\ predicted")
+        for label in labels:
+            confusion.add_column(Text(label), justify="right")
+        for label, counts in zip(labels, metrics["confusion"], strict=True):
+            confusion.add_row(Text(label), *(f"{count:,}" for count in counts))
+        tables.append(confusion)
+    return tables
 
 
 DataOption = Annotated[
@@ -241,18 +278,105 @@ DataOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")
 ]
+TextColumnOption = Annotated[
+    str,
+    typer.Option("--text-column", help="Column (CSV/TSV) or key (JSON Lines) that holds the text."),
+]
+LabelColumnOption = Annotated[
+    str,
+    typer.Option(
+        "--label-column", help="Column (CSV/TSV) or key (JSON Lines) that holds the label."
+    ),
+]
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Stop at the first bad row of a data file (missing text or label, unknown label, "
+        "not UTF-8) instead of skipping and counting it.",
+    ),
+]
+
+
+def _data_file_option(split: str, what: str) -> Any:
+    return typer.Option(
+        f"--{split}",
+        help=f"{what} CSV, TSV, JSON Lines file or class-per-folder folder (your own data, "
+        "instead of --data).",
+        show_default=False,
+    )
+
+
+def _text_files(
+    data: str | None,
+    *,
+    train: Path | None = None,
+    valid: Path | None = None,
+    test: Path | None = None,
+    unlabelled: Path | None = None,
+    text_column: str,
+    label_column: str,
+    strict: bool,
+    needs_train: bool = True,
+) -> Any:
+    """A `TextFiles` for the data files given, or None when none is (IMDB, from --data)."""
+    given = {"--train": train, "--valid": valid, "--test": test, "--unlabelled": unlabelled}
+    if not any(path is not None for path in given.values()):
+        return None
+    if data is not None:
+        _fail(
+            "Give either --data (IMDB) or your own data files (--train ...), not both.",
+            EXIT_USAGE,
+        )
+    if needs_train and train is None:
+        others = ", ".join(name for name, path in given.items() if path is not None)
+        _fail(f"{others} needs --train PATH: the training file gives the labels.", EXIT_USAGE)
+    from imdb_rnn.sources import TextFiles
+
+    return TextFiles(
+        train=train,
+        valid=valid,
+        test=test,
+        unlabelled=unlabelled,
+        text_column=text_column,
+        label_column=label_column,
+        strict=strict,
+    )
 
 
 @app.command()
 def train(
     data: DataOption = None,
+    train_file: Annotated[
+        Path | None, _data_file_option("train", "Labelled training texts:")
+    ] = None,
+    valid_file: Annotated[
+        Path | None,
+        _data_file_option("valid", "Labelled validation texts (default: carved from --train):"),
+    ] = None,
+    test_file: Annotated[Path | None, _data_file_option("test", "Labelled test texts:")] = None,
+    unlabelled_file: Annotated[
+        Path | None, _data_file_option("unlabelled", "Texts without labels, for the vocabulary:")
+    ] = None,
+    text_column: TextColumnOption = "text",
+    label_column: LabelColumnOption = "label",
+    strict: StrictOption = False,
+    on_disk: Annotated[
+        bool,
+        typer.Option(
+            "--on-disk",
+            help="With --train: tokenise the training file once into a cache on disk and stream "
+            "it in length-sorted batches, for files larger than memory (no checkpoints).",
+        ),
+    ] = False,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Model directory to write.")
     ] = Path("runs/imdb-rnn"),
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Starting configuration: default, reference or deep (see 'imdb-rnn presets'). "
+            help="Starting configuration: default, reference, deep or short (see 'imdb-rnn "
+            "presets'). "
             "[default: the config file's preset, else default]",
             show_default=False,
         ),
@@ -407,6 +531,11 @@ def train(
         imdb-rnn train --config runs/quick/config.toml --output runs/again
 
         imdb-rnn train --strategy mirrored --output runs/gpus
+
+    Your own data: CSV/TSV (with a header), JSON Lines or one sub-folder per class; the labels
+    come from the training file, two or more classes:
+
+        imdb-rnn train --train train.csv --test test.csv --output runs/mine
     """
     if epochs is not None and epochs < 1:
         _fail(f"--epochs must be at least 1 (got {epochs}).", EXIT_USAGE)
@@ -419,6 +548,18 @@ def train(
             "or choose another --output.",
             EXIT_USAGE,
         )
+    files = _text_files(
+        data,
+        train=train_file,
+        valid=valid_file,
+        test=test_file,
+        unlabelled=unlabelled_file,
+        text_column=text_column,
+        label_column=label_column,
+        strict=strict,
+    )
+    if on_disk and files is None:
+        _fail("--on-disk streams your own --train file; pass --train PATH.", EXIT_USAGE)
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
@@ -474,18 +615,32 @@ def train(
 
         progress = RichProgress(console)
         try:
-            with SignalStop() as stop:
-                result = run_training(
+            if on_disk:
+                from imdb_rnn.tokencache import train_on_disk
+                from imdb_rnn.trainer import tensorboard_callback
+
+                board = [tensorboard_callback(log_dir)] if log_dir is not None else []
+                result = train_on_disk(
                     config,
-                    source=data,
+                    files,
                     output=output,
-                    callbacks=[progress],
+                    callbacks=[progress, *board],
                     on_stage=_stage_printer(console, True),
-                    resume=not overwrite,
-                    stop=stop,
-                    tensorboard_dir=log_dir,
-                    strategy=strategy,
                 )
+                progress.close()
+            else:
+                with SignalStop() as stop:
+                    result = run_training(
+                        config,
+                        source=files if files is not None else data,
+                        output=output,
+                        callbacks=[progress],
+                        on_stage=_stage_printer(console, True),
+                        resume=not overwrite,
+                        stop=stop,
+                        tensorboard_dir=log_dir,
+                        strategy=strategy,
+                    )
         except TrainingInterrupted as interrupted:
             progress.close()
             _stopped(console, output, interrupted)
@@ -514,6 +669,9 @@ def train(
         "global_batch_size": result.global_batch_size,
         "chief": result.chief,
         "rnn_kernel": result.rnn_kernel,
+        "labels": result.label_names,
+        "bad_rows": result.bad_rows,
+        "bytes_read": result.bytes_read,
     }
     if as_json:
         _print_json(summary)
@@ -529,6 +687,8 @@ def train(
         return
     if result.test is not None:
         results.print(_metrics_table(result.test.to_dict(), "Test split"))
+        for table in _class_tables(result.test.to_dict()):
+            results.print(table)
     results.print(
         f"Saved to [bold]{_markup(output)}[/] after {result.epochs} epochs "
         f"({_kept_epoch(result.best_epoch, result.epochs)}) in {result.train_seconds:.0f} s "
@@ -596,6 +756,7 @@ _PRESET_NOTES = {
     "default": "the best measured recipe on CPU (early stopping, learning rate 1e-3)",
     "reference": "the reference recipe (TensorFlow's RNN text-classification tutorial, GRU)",
     "deep": "two stacked Bidirectional layers with dropout",
+    "short": "short texts, small data sets (TREC questions): 3,500-word vocabulary, dropout 0.5",
 }
 
 
@@ -697,6 +858,18 @@ def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
     data: DataOption = None,
     split: Annotated[Split, typer.Option(help="Which labelled split to evaluate on.")] = Split.test,
+    test_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--test",
+            help="Evaluate on this labelled CSV, TSV, JSON Lines file or class-per-folder "
+            "folder (your own data, instead of --data).",
+            show_default=False,
+        ),
+    ] = None,
+    text_column: TextColumnOption = "text",
+    label_column: LabelColumnOption = "label",
+    strict: StrictOption = False,
     limit: Annotated[
         int | None, typer.Option(help="Evaluate on at most N reviews.", show_default=False)
     ] = None,
@@ -717,9 +890,22 @@ def evaluate(
         imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --split test
 
         imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --confusion-png confusion.png
+
+        imdb-rnn eval runs/trec --test test.csv --confusion-png confusion.png
     """
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
+    files = _text_files(
+        data,
+        test=test_file,
+        text_column=text_column,
+        label_column=label_column,
+        strict=strict,
+        needs_train=False,
+    )
+    if files is not None and split != Split.test:
+        _fail("--split applies to --data; --test names the file to evaluate on.", EXIT_USAGE)
+    split_name = "test file" if files is not None else f"{split.value} split"
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
@@ -727,7 +913,7 @@ def evaluate(
 
         result = run_evaluation(
             model_dir,
-            source=data,
+            source=files if files is not None else data,
             split=split.value,
             limit=limit,
             on_stage=_stage_printer(console, not as_json),
@@ -738,14 +924,37 @@ def evaluate(
             save_confusion_matrix(
                 result.confusion,
                 confusion_png,
-                title=f"{model_dir.name} on the {split.value} split: "
-                f"accuracy {result.accuracy:.1%} ({result.examples:,} reviews)",
+                labels=result.labels,
+                title=f"{model_dir.name} on the {split_name}: "
+                f"accuracy {result.accuracy:.1%} ({result.examples:,} "
+                f"{'reviews' if files is None else 'texts'})",
             )
     metrics = result.to_dict()
     if as_json:
         _print_json(metrics)
         return
-    Console().print(_metrics_table(metrics, f"{_markup(model_dir)} on the {split.value} split"))
+    out = Console()
+    out.print(_metrics_table(metrics, f"{_markup(model_dir)} on the {_markup(split_name)}"))
+    for table in _class_tables(metrics):
+        out.print(table)
+
+
+class InputFormat(str, Enum):
+    lines = "lines"
+    csv = "csv"
+    tsv = "tsv"
+    jsonl = "jsonl"
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+#: Texts predicted together when streaming a file.
+_CHUNK = 1024
 
 
 @app.command()
@@ -761,7 +970,47 @@ def predict(
     file: Annotated[
         Path | None,
         typer.Option(
-            "--file", "-f", help="Read one review per line from this file.", show_default=False
+            "--file",
+            "-f",
+            help="Read the texts from this file, streamed in chunks (see --input-format).",
+            show_default=False,
+        ),
+    ] = None,
+    input_format: Annotated[
+        InputFormat | None,
+        typer.Option(
+            "--input-format",
+            help="Format of --file: lines (one text per line), csv, tsv (with a header; the "
+            "text in --text-column) or jsonl (an object per line with --text-column, or a JSON "
+            "string). [default: from the suffix, else lines]",
+            show_default=False,
+        ),
+    ] = None,
+    text_column: TextColumnOption = "text",
+    output_format: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "--format",
+            help="Output: table, json (one array), jsonl (an object per line) or csv. "
+            "[default: table; json with --json]",
+            show_default=False,
+        ),
+    ] = None,
+    output_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the predictions to this file instead of stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Two-class models: predict the second class (pos) when its probability is at "
+            "least this. [default: 0.5]",
+            show_default=False,
         ),
     ] = None,
     explain: Annotated[
@@ -769,12 +1018,17 @@ def predict(
         typer.Option(
             "--explain",
             help="Show which words pushed each prediction, and by how much: the change in "
-            "P(pos) when the word is removed (green: towards positive, red: towards negative).",
+            "P(pos) (or, with more than two classes, in the probability of the predicted "
+            "class) when the word is removed (green: towards it, red: away from it).",
         ),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Classify reviews as positive or negative, with the probability of positive.
+    """Classify texts: the label and its score (for IMDB: positive or negative, with the
+    probability of positive).
+
+    Every prediction counts the words of the text that the model knows ('known' in the table,
+    known_words in JSON and CSV); a text with none is flagged, since its score says nothing.
 
     Examples:
 
@@ -783,6 +1037,8 @@ def predict(
         cat reviews.txt | imdb-rnn predict runs/default - --json
 
         imdb-rnn predict runs/default --explain "Great cast, but a dull, dull plot."
+
+        imdb-rnn predict runs/trec --file questions.csv --input-format csv --format jsonl
     """
     from imdb_rnn.files import InputError, read_limited
 
@@ -803,17 +1059,60 @@ def predict(
             _fail(f"Review {len(reviews) + 1} is empty: give some text to classify.", EXIT_USAGE)
         else:
             reviews.append(text)
-    if file is not None:
+    if as_json and output_format not in (None, OutputFormat.json):
+        _fail("--json is --format json: give one of them.", EXIT_USAGE)
+    chosen = output_format or (OutputFormat.json if as_json else OutputFormat.table)
+    if threshold is not None and not 0 <= threshold <= 1:
+        _fail(f"--threshold must be between 0 and 1 (got {threshold}).", EXIT_USAGE)
+    if file is not None and not file.is_file():
+        if file.exists():  # a device such as /dev/zero, a FIFO or a folder
+            _fail(f"{file} is not a regular file: give a file of texts.", EXIT_DATA)
+        _fail(f"Cannot read {file}: No such file.", EXIT_IO)
+    _quiet_tensorflow()
+    with _user_errors():
+        stream = _texts_to_classify(reviews, file, input_format, text_column)
+        # The first chunk is read (and checked) before the model loads.
+        first = list(itertools.islice(stream, _CHUNK))
+        if not first:
+            _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
+        from imdb_rnn.predictor import load
+        from imdb_rnn.trainer import prepare_native_kernel
+
+        errors = Console(stderr=True)
+        prepare_native_kernel(
+            on_stage=lambda message: errors.print(f"[dim]{_markup(message)}...[/]")
+        )
         try:
-            raw = read_limited(file, what=str(file))
-        except InputError as error:
-            _fail(str(error), EXIT_DATA)
-        except OSError as error:
-            _fail(f"Cannot read {file}: {error.strerror}.", EXIT_IO)
-        reviews.extend(_review_lines(raw, str(file)))
-    if not reviews:
-        _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
-    for number, review in enumerate(reviews, start=1):
+            predictor = load(model_dir, threshold=threshold)
+        except ValueError as error:
+            if "threshold" not in str(error):
+                raise
+            _fail(f"--threshold: {error}", EXIT_USAGE)
+        chunks = itertools.chain([first], _chunks(stream))
+        _write_predictions(
+            predictor,
+            chunks,
+            output_format=chosen,
+            output_file=output_file,
+            explain=explain,
+            progress_total=file.stat().st_size if file is not None else None,
+        )
+
+
+def _texts_to_classify(
+    reviews: list[str], file: Path | None, input_format: InputFormat | None, text_column: str
+) -> Iterator[tuple[str, int]]:
+    """The texts given on the command line (or stdin), then those of --file, each checked,
+    with the bytes of --file read so far."""
+    from imdb_rnn.textio import guess_input_format, read_texts_to_classify
+
+    items: Iterator[tuple[str, int]] = ((review, 0) for review in reviews)
+    if file is not None:
+        kind = input_format.value if input_format is not None else guess_input_format(file)
+        items = itertools.chain(
+            items, read_texts_to_classify(file, input_format=kind, text_column=text_column)
+        )
+    for number, (review, position) in enumerate(items, start=1):
         if len(review) > MAX_REVIEW_CHARACTERS:
             _fail(
                 f"Review {number} has {len(review):,} characters; imdb-rnn classifies reviews "
@@ -821,63 +1120,162 @@ def predict(
                 "14,000). Shorten it.",
                 EXIT_USAGE,
             )
-    _quiet_tensorflow()
-    with _user_errors():
-        if explain:
-            from imdb_rnn.explain import predict_and_explain as run_prediction
-        else:
-            from imdb_rnn.trainer import predict as run_prediction
-        from imdb_rnn.trainer import prepare_native_kernel
+        yield review, position
 
-        errors = Console(stderr=True)
-        prepare_native_kernel(
-            on_stage=lambda message: errors.print(f"[dim]{_markup(message)}...[/]")
+
+def _chunks(items: Iterator[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
+    while chunk := list(itertools.islice(items, _CHUNK)):
+        yield chunk
+
+
+@contextmanager
+def _output_stream(output_file: Path | None) -> Iterator[Any]:
+    """stdout, or a file written atomically (a failed run leaves no half-written file)."""
+    if output_file is None:
+        yield sys.stdout
+        return
+    from imdb_rnn.files import atomic_path
+
+    with atomic_path(output_file) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+        yield out
+
+
+def _write_predictions(
+    predictor: Any,
+    chunks: Iterator[list[tuple[str, int]]],
+    *,
+    output_format: OutputFormat,
+    output_file: Path | None,
+    explain: bool,
+    progress_total: int | None,
+) -> None:
+    """Predicts chunk by chunk and writes each chunk's rows before reading the next."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from imdb_rnn.explain import explained_rows
+    from imdb_rnn.textio import prediction_writer
+
+    errors = _stderr()
+    progress = Progress(
+        TextColumn("Classifying"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[rows]:,} texts"),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=True,
+        disable=progress_total is None or not errors.is_terminal,
+    )
+    unknown = 0
+    number = 0
+    with _output_stream(output_file) as out, progress:
+        task = progress.add_task("predict", total=progress_total, rows=0)
+        console = _table_console(out)
+        writer = (
+            prediction_writer(out, output_format.value, labels=predictor.labels)
+            if output_format != OutputFormat.table
+            else None
         )
-        predictions = run_prediction(model_dir, reviews)
-    if as_json:
-        _print_json(predictions)
-        return
-    if explain:
-        _print_explanations(predictions)
-        return
-    table = Table(title="Predictions")
+        for chunk in chunks:
+            texts = [text for text, _ in chunk]
+            if explain:
+                rows = explained_rows(predictor.trainer, texts, threshold=predictor.threshold)
+            else:
+                rows = predictor.predict(texts)
+            unknown += sum(1 for row in rows if row["known_words"] == 0)
+            if writer is not None:
+                writer.write(rows)
+            elif explain:
+                _print_explanations(rows, console=console, first=number + 1)
+            else:
+                table = _prediction_table(
+                    rows, predictor.labels, first=number == 0, wide=not console.is_terminal
+                )
+                console.print(table)
+            number += len(rows)
+            progress.update(task, completed=chunk[-1][1], rows=number)
+        if writer is not None:
+            writer.close()
+    if unknown:
+        errors.print(
+            f"[yellow]warning:[/] {unknown:,} of {number:,} texts hold no word the model knows "
+            "(known_words 0): their scores say nothing about them.",
+            highlight=False,
+        )
+
+
+def _table_console(out: Any) -> Console:
+    """A console for tables on `out`: the terminal's width, and never cut to 80 columns when
+    `out` is a file or a pipe."""
+    console = Console(file=out)
+    if not console.is_terminal:
+        console = Console(file=out, width=100_000)
+    return console
+
+
+def _prediction_table(
+    rows: list[dict[str, Any]], labels: tuple[str, ...], *, first: bool, wide: bool = False
+) -> Table:
+    """A table of predictions; texts are cut at 60 characters unless `wide`."""
+    binary = list(labels) == ["neg", "pos"]
+    table = Table(title="Predictions" if first else None, show_header=first)
     table.add_column("label")
-    table.add_column("P(pos)", justify="right")
-    table.add_column("review", overflow="ellipsis", no_wrap=True, max_width=60)
-    for item in predictions:
-        colour = "green" if item["label"] == "pos" else "red"
+    table.add_column("P(pos)" if binary else "score", justify="right")
+    table.add_column("known", justify="right")
+    table.add_column(
+        "review" if binary else "text",
+        overflow="ellipsis",
+        no_wrap=True,
+        max_width=None if wide else 60,
+    )
+    for item in rows:
+        colour = "green" if item["label"] == labels[-1] else "red" if binary else "bold"
+        score = item["probability"] if binary else item["score"]
+        known = item["known_words"]
         # Text, not markup: a review may hold brackets such as "[/]".
         table.add_row(
-            f"[{colour}]{item['label']}[/]",
-            f"{item['probability']:.3f}",
+            Text(item["label"], style=colour),
+            f"{score:.3f}",
+            Text(f"{known}" if known else "0 (none)", style="" if known else "yellow"),
             Text(_printable(item["text"])),
         )
-    Console().print(table)
+    return table
 
 
 _TOP_WORDS = 8
 
 
-def _print_explanations(predictions: list[dict[str, Any]]) -> None:
+def _print_explanations(
+    predictions: list[dict[str, Any]], *, console: Console | None = None, first: int = 1
+) -> None:
     """Prints each review with its words coloured by weight, then its strongest words."""
     from imdb_rnn.explain import words_of
 
-    console = Console()
-    for number, item in enumerate(predictions, 1):
+    console = console or Console()
+    for number, item in enumerate(predictions, first):
         weights = {entry["word"]: entry["weight"] for entry in item["explanation"]}
         largest = max((abs(weight) for weight in weights.values()), default=0.0)
-        colour = "green" if item["label"] == "pos" else "red"
-        console.print(
-            Text.assemble(
-                f"{number}. ",
-                (item["label"], f"bold {colour}"),
-                f"  P(pos) {item['probability']:.3f}",
-            )
-        )
+        explained = item.get("explained", "pos")
+        two_classes = "probability" in item
+        if two_classes:
+            others = [name for name in item["scores"] if name != explained]
+            colour = "green" if item["label"] == explained else "red"
+            towards = [(1, f"towards {explained}"), (-1, f"towards {others[0]}")]
+            score = f"  P({explained}) {item['probability']:.3f}"
+        else:
+            colour = "bold"
+            towards = [(1, f"towards {explained}"), (-1, f"away from {explained}")]
+            score = f"  P({explained}) {item['score']:.3f}"
+        console.print(Text.assemble(f"{number}. ", (item["label"], f"bold {colour}"), score))
         # The review as written, each token coloured by the weight of the word(s) it holds.
         tokens = item["text"].split()
         if not item["explanation"]:
             console.print(Text("   (no words)", style="dim"))
+        elif item.get("known_words") == 0:
+            console.print(Text(f"   {item['text']}", style="dim"))
+            console.print(Text("   no known words: the model knows none of them", style="yellow"))
+            console.print()
+            continue
         else:
             text = Text("   ")
             for token, words in zip(tokens, words_of(tokens), strict=True):
@@ -885,7 +1283,7 @@ def _print_explanations(predictions: list[dict[str, Any]]) -> None:
                 text.append(_printable(token), style=_weight_style(weight, largest))
                 text.append(" ")
             console.print(text)
-        for sign, label in ((1, "towards pos"), (-1, "towards neg")):
+        for sign, label in towards:
             # Weights that would print as 0.000 say nothing.
             top = [e for e in item["explanation"] if sign * e["weight"] >= 5e-4][:_TOP_WORDS]
             if top:
@@ -946,18 +1344,27 @@ def export_model(
             export_saved_model(model_dir, out_dir, overwrite=overwrite)
         except ExportTargetError as error:
             _fail(str(error), EXIT_USAGE)
+    outputs = {"probability": "float32 [batch]", "logit": "float32 [batch]"}
+    labels_file = out_dir / "assets.extra" / "labels.json"
+    if labels_file.is_file() and len(json.loads(labels_file.read_text(encoding="utf-8"))) > 2:
+        outputs = {
+            "label": "string [batch]",
+            "score": "float32 [batch]",
+            "scores": "float32 [batch, classes]",
+            "logits": "float32 [batch, classes]",
+        }
     summary = {
         "output": str(out_dir),
         "signature": "serving_default",
         "inputs": {"text": "string [batch]"},
-        "outputs": {"probability": "float32 [batch]", "logit": "float32 [batch]"},
+        "outputs": outputs,
     }
     if as_json:
         _print_json(summary)
         return
     console.print(
         f"Exported to [bold]{_markup(out_dir)}[/]: signature 'serving_default', "
-        "text (strings) -> probability, logit.",
+        f"text (strings) -> {', '.join(outputs)}.",
         highlight=False,
     )
 

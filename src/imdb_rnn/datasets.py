@@ -85,6 +85,10 @@ class ImdbSplits:
         sizes: number of reviews in each split.
         source: where the reviews came from, in words.
         decode_errors: review files that were not valid UTF-8 (decoded with replacement).
+        label_names: the class of each label index. Default `LABEL_NAMES` (IMDB's).
+        bad_rows: rows skipped, by reason (own data sets; see `imdb_rnn.sources`).
+        bad_row_examples: the first few bad rows, as `"file:line: reason"`.
+        bytes_read: size of the files read, in bytes (0 where unknown).
     """
 
     train: tf.data.Dataset | None
@@ -94,6 +98,10 @@ class ImdbSplits:
     sizes: dict[str, int]
     source: str
     decode_errors: int = 0
+    label_names: tuple[str, ...] = LABEL_NAMES
+    bad_rows: dict[str, int] = field(default_factory=dict)
+    bad_row_examples: list[str] = field(default_factory=list)
+    bytes_read: int = 0
 
     def __getitem__(self, name: str) -> tf.data.Dataset:
         if name not in SPLITS:
@@ -386,9 +394,7 @@ def _load_local(
             (tf.constant(texts.tolist(), dtype=tf.string), tf.constant(labels, dtype=tf.int32))
         )
         sizes[name] = len(texts)
-    return ImdbSplits(
-        **datasets, sizes=sizes, source=str(path), decode_errors=collected.decode_errors
-    )
+    return _splits(datasets, sizes, str(path), collected.decode_errors)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ sampling or gradients), works with any model, and costs one prediction per disti
 most `max_words` (default 200) distinct words are explained per review; the variants are scored
 in batches of a few hundred.
 
+A model of more than two classes explains its predicted class: a word's weight is how much it
+moved the probability of that class (positive: towards it, negative: away from it).
+
 Words are the tokens the model sees: the review after the model's standardisation (lower-case,
 `<br />` and punctuation removed), split on whitespace.
 
@@ -39,6 +42,7 @@ __all__ = [
     "Explanation",
     "WordWeight",
     "explain",
+    "explained_rows",
     "predict_and_explain",
     "words_of",
 ]
@@ -66,11 +70,14 @@ class Explanation:
 
     Attributes:
         text: the review as given.
-        probability: probability of a positive review, as the model scores its words.
+        probability: probability of a positive review (of the second class), or for more than
+            two classes of the predicted class `label`, as the model scores its words.
         words: the review's words as the model sees them, in order.
         weights: one `WordWeight` per explained distinct word, the largest effect (by
             absolute weight) first.
         unexplained: distinct words left out of `weights` by `explain`'s `max_words`.
+        label: the class whose probability the weights move (`"pos"` for IMDB; the predicted
+            class for more than two classes).
     """
 
     text: str
@@ -78,6 +85,7 @@ class Explanation:
     words: list[str]
     weights: list[WordWeight]
     unexplained: int = 0
+    label: str = "pos"
 
     def weight_of(self, word: str) -> float:
         """Returns the weight of `word` (0.0 if it is not in the review)."""
@@ -158,23 +166,30 @@ def explain(
     probabilities = _scores(trainer, variants)
     explanations = []
     for text, words, (start, chosen, counts, left) in zip(texts, all_words, plans, strict=True):
-        full = float(probabilities[start])
-        without = probabilities[start + 1 : start + 1 + len(chosen)]
+        # Two classes: the probability of the second ("pos"); more: of the predicted class.
+        target = 1 if trainer.num_classes == 2 else int(np.argmax(probabilities[start]))
+        full = float(probabilities[start, target])
+        without = probabilities[start + 1 : start + 1 + len(chosen), target]
         weights = [
             WordWeight(word=word, weight=full - float(p), count=count)
             for word, p, count in zip(chosen, without, counts, strict=True)
         ]
         weights.sort(key=lambda item: -abs(item.weight))  # stable: ties keep text order
-        explanations.append(Explanation(text, full, words, weights, unexplained=left))
+        explanations.append(
+            Explanation(
+                text, full, words, weights, unexplained=left, label=trainer.label_names[target]
+            )
+        )
     return explanations
 
 
 def _scores(trainer: Trainer, variants: list[str]) -> np.ndarray:
-    """P(pos) of each variant, a batch of `_VARIANTS_PER_BATCH` at a time."""
+    """The class probabilities of each variant (`(len(variants), classes)`), a batch of
+    `_VARIANTS_PER_BATCH` at a time."""
     if not variants:
-        return np.zeros(0)
+        return np.zeros((0, trainer.num_classes))
     parts = [
-        trainer.predict_proba(variants[start : start + _VARIANTS_PER_BATCH])
+        trainer.class_probabilities(variants[start : start + _VARIANTS_PER_BATCH])
         for start in range(0, len(variants), _VARIANTS_PER_BATCH)
     ]
     return np.concatenate(parts)
@@ -186,9 +201,10 @@ def predict_and_explain(
     """Like `imdb_rnn.predict`, with an explanation for each review.
 
     Returns:
-        One `{"text", "label", "probability", "explanation", "unexplained"}` dict per review,
-        in order; `explanation` is `[{"word", "weight"}, ...]`, largest effect first, and
-        `unexplained` counts the distinct words left out (see `explain`).
+        One `{"text", "label", "probability", "explained", "explanation", "unexplained"}`
+        dict per review, in order (see `explained_rows`): `explanation` is
+        `[{"word", "weight"}, ...]`, largest effect first, and `unexplained` counts the distinct
+        words left out (see `explain`).
 
     Raises:
         ModelFileError: if the model directory cannot be loaded.
@@ -197,10 +213,26 @@ def predict_and_explain(
     texts = list(texts)
     if not texts:
         raise ValueError("No reviews to explain: give at least one text.")
-    trainer = Trainer.load(model_dir)
+    return explained_rows(Trainer.load(model_dir), texts)
+
+
+def explained_rows(
+    trainer: Trainer, texts: Sequence[str], *, threshold: float | None = None
+) -> list[dict[str, Any]]:
+    """`prediction_rows` of `texts`, each with `explanation` (`[{"word", "weight"}, ...]`,
+    largest effect first) and `explained` (the class whose probability the weights move: the
+    second class for two classes, the predicted class for more)."""
+    texts = list(texts)
     return [
-        {**row, "explanation": explanation.to_list(), "unexplained": explanation.unexplained}
+        {
+            **row,
+            "explained": explanation.label,
+            "explanation": explanation.to_list(),
+            "unexplained": explanation.unexplained,
+        }
         for row, explanation in zip(
-            prediction_rows(trainer, texts), explain(trainer, texts), strict=True
+            prediction_rows(trainer, texts, threshold=threshold),
+            explain(trainer, texts),
+            strict=True,
         )
     ]

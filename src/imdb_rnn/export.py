@@ -2,7 +2,10 @@
 
 The SavedModel's `serving_default` signature takes a batch of raw review strings
 (`text`: `tf.string`, shape `[None]`) and returns `probability` (of a positive review) and `logit`
-(`tf.float32`, shape `[None]`). Standardisation, the vocabulary lookup and the network are all in
+(`tf.float32`, shape `[None]`). A model of more than two classes returns `label` (the predicted
+class name, `tf.string`, `[None]`), `score` (its probability, `[None]`), `scores` (every class's
+probability, `[None, classes]`, columns in the order of `labels.json`) and `logits`.
+Standardisation, the vocabulary lookup and the network are all in
 the graph, so `tf.saved_model.load` and TensorFlow Serving can run it without this package, on
 a CPU or a GPU, whatever machine made the export (recurrent layers are traced without cuDNN):
 
@@ -133,7 +136,22 @@ def _device_portable(model: keras.Model) -> Iterator[None]:
             setattr(layer, name, value)
 
 
-def _serving_function(text_model: keras.Model) -> Any:
+def _serving_function(text_model: keras.Model, label_names: tuple[str, ...] = ()) -> Any:
+    if len(label_names) > 2:
+        names = tf.constant(list(label_names))
+
+        def serve_classes(text: tf.Tensor) -> dict[str, tf.Tensor]:
+            logits = tf.cast(text_model(text, training=False), tf.float32)
+            scores = tf.nn.softmax(logits, axis=-1)
+            return {
+                "label": tf.gather(names, tf.argmax(scores, axis=-1)),
+                "score": tf.reduce_max(scores, axis=-1),
+                "scores": scores,
+                "logits": logits,
+            }
+
+        return serve_classes
+
     def serve(text: tf.Tensor) -> dict[str, tf.Tensor]:
         logits = tf.reshape(tf.cast(text_model(text, training=False), tf.float32), [-1])
         return {"probability": tf.sigmoid(logits), "logit": logits}
@@ -152,7 +170,7 @@ def _check_signature(directory: Path) -> None:
     if spec is None or spec.dtype != tf.string or spec.shape.as_list() != [None]:
         raise RuntimeError(f"The exported signature takes {inputs}, not a batch of strings.")
     outputs = signature.structured_outputs
-    if outputs["probability"].dtype != tf.float32:
+    if outputs.get("probability", outputs.get("scores")).dtype != tf.float32:
         raise RuntimeError(f"The exported signature returns {outputs}, not float probabilities.")
 
 
@@ -184,11 +202,13 @@ def export_saved_model(
         ExportTargetError: if `out_dir` is the model folder or holds it, or exists and is not
             an earlier export (see `check_export_target`).
     """
-    from imdb_rnn.trainer import CONFIG_FILE, Trainer  # the trainer imports this package's rest
+    # The trainer imports this package's rest.
+    from imdb_rnn.trainer import CONFIG_FILE, LABELS_FILE, Trainer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     check_export_target(model_dir, out_dir, overwrite=overwrite)
-    text_model = Trainer.load(model_dir).text_model
+    trainer = Trainer.load(model_dir)
+    text_model = trainer.text_model
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(out_dir)
     staging = Path(
@@ -204,13 +224,16 @@ def export_saved_model(
             archive.track(text_model)
             archive.add_endpoint(
                 SIGNATURE_NAME,
-                _serving_function(text_model),
+                _serving_function(text_model, trainer.label_names),
                 input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
             )
             archive.write_out(str(staging), verbose=False)
         if (model_dir / CONFIG_FILE).is_file():
             (staging / "assets.extra").mkdir(exist_ok=True)
             shutil.copyfile(model_dir / CONFIG_FILE, staging / "assets.extra" / _CONFIG_COPY)
+        if (model_dir / LABELS_FILE).is_file():
+            (staging / "assets.extra").mkdir(exist_ok=True)
+            shutil.copyfile(model_dir / LABELS_FILE, staging / "assets.extra" / LABELS_FILE)
         _check_signature(staging)
         _fsync_tree(staging)
         _replace_directory(staging, out_dir)

@@ -41,17 +41,23 @@ class ModelFileError(ValueError):
     """A model file is missing, corrupt or holds something imdb-rnn does not load."""
 
 
-def build_classifier(config: ModelConfig) -> keras.Model:
+def build_classifier(config: ModelConfig, *, num_classes: int = 2) -> keras.Model:
     """Builds the token-id classifier described by `config`.
 
     `Embedding(max_tokens, embedding_dim, mask_zero=True)` -> `num_rnn_layers` x
-    `Bidirectional(GRU | LSTM)` -> pooling -> `Dense` ReLU layers -> `Dense(1)` logits.
+    `Bidirectional(GRU | LSTM)` -> pooling -> `Dense` ReLU layers -> `Dense(1)` logits (two
+    classes) or `Dense(num_classes)` logits (more).
 
     Args:
         config: a `ModelConfig`.
+        num_classes: number of classes, at least 2. Default 2.
 
     Returns:
-        An uncompiled `keras.Model` from int32 ids `(batch, time)` to logits `(batch, 1)`.
+        An uncompiled `keras.Model` from int32 ids `(batch, time)` to logits `(batch, 1)`, or
+        `(batch, num_classes)` for more than two classes.
+
+    Raises:
+        ValueError: if `num_classes` is below 2.
 
     Example:
 
@@ -60,6 +66,8 @@ def build_classifier(config: ModelConfig) -> keras.Model:
     >>> model.output_shape
     (None, 1)
     """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"Expected num_classes >= 2. Received: num_classes={num_classes!r}")
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     x = keras.layers.Embedding(
         config.max_tokens, config.embedding_dim, mask_zero=True, name="embedding"
@@ -80,7 +88,7 @@ def build_classifier(config: ModelConfig) -> keras.Model:
         x = keras.layers.Dense(units, activation="relu", name=f"dense_{index}")(x)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, name="dropout_head")(x)
-    logits = keras.layers.Dense(1, name="logits")(x)
+    logits = keras.layers.Dense(1 if num_classes == 2 else num_classes, name="logits")(x)
     return keras.Model(token_ids, logits, name="classifier")
 
 

@@ -100,11 +100,12 @@ def save_confusion_matrix(
     labels: Sequence[str] = ("neg", "pos"),
     title: str | None = None,
 ) -> Path:
-    """Draws a confusion matrix with counts and row percentages.
+    """Draws a confusion matrix with counts and row percentages (the share of each true
+    class's texts), legible at any number of classes.
 
     Args:
-        confusion: `[[tn, fp], [fn, tp]]` (rows: true label, columns: predicted label), as in
-            `EvaluationResult.confusion`.
+        confusion: `n x n` counts (rows: true label, columns: predicted label), as in
+            `EvaluationResult.confusion`; for two classes `[[tn, fp], [fn, tp]]`.
         path: the PNG file to write.
         labels: class names, in the order of the rows. Default ("neg", "pos").
         title: figure title. Default None: "Confusion matrix" with the accuracy.
@@ -125,20 +126,31 @@ def save_confusion_matrix(
         raise ValueError(f"Expected non-negative counts. Received: confusion={confusion!r}")
     total = sum(map(sum, rows))
     accuracy = sum(rows[i][i] for i in range(size)) / total if total else 0.0
-    figure = Figure(figsize=(5, 4.5), layout="constrained")
+    # The picture grows with the number of classes, and the text shrinks a little, so that
+    # every cell's count stays legible; the title is the figure's, above the colour bar.
+    side = min(40.0, max(5.0, 1.2 + 0.75 * size))
+    font = max(6.0, min(10.0, 90.0 / size))
+    figure = Figure(figsize=(side + 1.0, side), layout="constrained")
     axes = figure.subplots()
     image = axes.imshow(rows, cmap="Blues", vmin=0)
-    figure.colorbar(image, ax=axes, shrink=0.8)
+    figure.colorbar(image, ax=axes, shrink=0.8, label="texts")
     peak = max(max(row) for row in rows)
     for i, row in enumerate(rows):
         row_total = sum(row)
         for j, count in enumerate(row):
-            share = f"\n{count / row_total:.1%} of true {labels[i]}" if row_total else ""
+            share = f"\n{count / row_total:.0%}" if row_total else ""
             colour = "white" if peak and count > peak / 2 else "black"
-            axes.text(j, i, f"{count:,}{share}", ha="center", va="center", color=colour)
-    axes.set_xticks(range(size), [f"predicted {label}" for label in labels])
-    axes.set_yticks(range(size), [f"true {label}" for label in labels])
-    axes.set_title(
+            axes.text(
+                j, i, f"{count:,}{share}", ha="center", va="center", color=colour, fontsize=font
+            )
+    rotation = 0 if size <= 2 or max(len(label) for label in labels) <= 4 else 45
+    axes.set_xticks(
+        range(size), list(labels), rotation=rotation, ha="right" if rotation else "center"
+    )
+    axes.set_yticks(range(size), list(labels))
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    figure.suptitle(
         title or f"Confusion matrix (accuracy {accuracy:.1%}, {total:,} reviews)",
         fontsize="medium",
         wrap=True,

@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ from imdb_rnn.checkpoints import (
 )
 from imdb_rnn.config import ConfigError, RunConfig
 from imdb_rnn.datasets import (
+    LABEL_NAMES,
     ImdbSplits,
     bucketed_batches,
     length_sorted_batches,
@@ -84,6 +86,7 @@ from imdb_rnn.models import (
     save_text_model,
     split_text_model,
 )
+from imdb_rnn.sources import BadRows, TextFiles, load_text_files
 from imdb_rnn.tomlconfig import CONFIG_TOML_FILE, config_to_toml
 
 __all__ = [
@@ -103,6 +106,8 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
+#: The class names of a model, in the order of its outputs (written beside the model).
+LABELS_FILE = "labels.json"
 
 #: Reports a stage of a long operation ("Reading data", "Adapting vocabulary" ...).
 StageCallback = Callable[[str], None]
@@ -110,14 +115,20 @@ StageCallback = Callable[[str], None]
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    """Metrics of a model on a labelled split (positive class = 1).
+    """Metrics of a model on a labelled split.
 
     Attributes:
-        loss: mean binary cross-entropy.
-        accuracy, precision, recall, f1: the usual metrics at probability 0.5.
-        confusion: `[[tn, fp], [fn, tp]]` (rows: true label, columns: predicted label).
-        examples: number of reviews.
+        loss: mean binary cross-entropy (two classes) or categorical cross-entropy (more).
+        accuracy: share of texts whose predicted class is the true one.
+        precision, recall, f1: of the positive class (index 1) for two classes, at probability
+            0.5; the macro averages over the classes for more.
+        confusion: `n x n` counts, rows the true class, columns the predicted class (for two
+            classes `[[tn, fp], [fn, tp]]`).
+        examples: number of texts.
         seconds: wall time of tokenising and predicting.
+        labels: the class names, in the order of the confusion matrix's rows.
+        per_class: one `{"label", "precision", "recall", "f1", "support"}` per class.
+        macro_f1: the mean of the classes' F1.
     """
 
     loss: float
@@ -128,6 +139,9 @@ class EvaluationResult:
     confusion: list[list[int]]
     examples: int
     seconds: float
+    labels: list[str] = field(default_factory=lambda: list(LABEL_NAMES))
+    per_class: list[dict[str, Any]] = field(default_factory=list)
+    macro_f1: float = 0.0
 
     @property
     def examples_per_second(self) -> float:
@@ -138,10 +152,26 @@ class EvaluationResult:
 
     @classmethod
     def from_logits(
-        cls, logits: np.ndarray, labels: np.ndarray, seconds: float
+        cls,
+        logits: np.ndarray,
+        labels: np.ndarray,
+        seconds: float,
+        *,
+        label_names: Sequence[str] = LABEL_NAMES,
     ) -> EvaluationResult:
-        """Computes the metrics from logits and 0/1 labels."""
-        logits = np.asarray(logits, dtype=np.float64).reshape(-1)
+        """Computes the metrics from logits and class indices.
+
+        Args:
+            logits: one logit per text (two classes: of the class at index 1), or
+                `(texts, classes)` logits for more classes.
+            labels: the true class index of each text.
+            seconds: the time it took, for the speed.
+            label_names: the class names. Default `("neg", "pos")`.
+        """
+        logits = np.asarray(logits, dtype=np.float64)
+        if logits.ndim == 2 and logits.shape[1] > 1:
+            return cls._from_class_logits(logits, labels, seconds, label_names)
+        logits = logits.reshape(-1)
         labels = np.asarray(labels).reshape(-1).astype(np.int64)
         if logits.shape != labels.shape:
             raise ValueError(
@@ -161,16 +191,77 @@ class EvaluationResult:
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        confusion = [[tn, fp], [fn, tp]]
+        per_class = _per_class(confusion, label_names)
         return cls(
             loss=float(np.mean(losses)),
             accuracy=(tp + tn) / labels.size,
             precision=precision,
             recall=recall,
             f1=f1,
-            confusion=[[tn, fp], [fn, tp]],
+            confusion=confusion,
             examples=int(labels.size),
             seconds=float(seconds),
+            labels=list(label_names),
+            per_class=per_class,
+            macro_f1=float(np.mean([row["f1"] for row in per_class])),
         )
+
+    @classmethod
+    def _from_class_logits(
+        cls, logits: np.ndarray, labels: np.ndarray, seconds: float, label_names: Sequence[str]
+    ) -> EvaluationResult:
+        classes = logits.shape[1]
+        labels = np.asarray(labels).reshape(-1).astype(np.int64)
+        if logits.shape[0] != labels.shape[0] or len(label_names) != classes:
+            raise ValueError(
+                f"Expected one row of {len(label_names)} logits per label. Received: "
+                f"logits {logits.shape}, labels {labels.shape}"
+            )
+        if labels.size == 0:
+            raise ValueError("Cannot evaluate on an empty split.")
+        if np.any((labels < 0) | (labels >= classes)):
+            raise ValueError(
+                f"Cannot evaluate on unlabelled texts (labels must be in [0, {classes}))."
+            )
+        # Numerically stable categorical cross-entropy from logits.
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        losses = -log_probabilities[np.arange(labels.size), labels]
+        predicted = logits.argmax(axis=1)
+        confusion = np.zeros((classes, classes), dtype=np.int64)
+        np.add.at(confusion, (labels, predicted), 1)
+        rows = confusion.tolist()
+        per_class = _per_class(rows, label_names)
+        return cls(
+            loss=float(np.mean(losses)),
+            accuracy=float(np.trace(confusion) / labels.size),
+            precision=float(np.mean([row["precision"] for row in per_class])),
+            recall=float(np.mean([row["recall"] for row in per_class])),
+            f1=float(np.mean([row["f1"] for row in per_class])),
+            confusion=rows,
+            examples=int(labels.size),
+            seconds=float(seconds),
+            labels=list(label_names),
+            per_class=per_class,
+            macro_f1=float(np.mean([row["f1"] for row in per_class])),
+        )
+
+
+def _per_class(confusion: list[list[int]], label_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support of each class from a confusion matrix."""
+    matrix = np.asarray(confusion, dtype=np.int64)
+    out = []
+    for index, name in enumerate(label_names):
+        tp = int(matrix[index, index])
+        predicted, actual = int(matrix[:, index].sum()), int(matrix[index, :].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out.append(
+            {"label": name, "precision": precision, "recall": recall, "f1": f1, "support": actual}
+        )
+    return out
 
 
 @dataclass
@@ -198,6 +289,11 @@ class TrainResult:
         rnn_kernel: what ran the recurrent layers: `"native"` (imdb-rnn's CPU kernel for GRUs),
             `"tensorflow"` (its TensorFlow loop, where the native kernel is unavailable),
             `"cudnn"` (a GPU was visible) or `"keras"` (Keras' own loop: LSTMs on a CPU).
+        label_names: the classes, in the order of the model's outputs.
+        source: where the data came from, in words.
+        bad_rows: rows of the data files that were skipped, by reason.
+        bytes_read: size of the data files read, in bytes (0 for TFDS).
+        versions: the versions of imdb-rnn, TensorFlow and Keras that trained the model.
     """
 
     output: str | None
@@ -216,6 +312,11 @@ class TrainResult:
     global_batch_size: int = 0
     chief: bool = True
     rnn_kernel: str = ""
+    label_names: list[str] = field(default_factory=lambda: list(LABEL_NAMES))
+    source: str = ""
+    bad_rows: dict[str, int] = field(default_factory=dict)
+    bytes_read: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -261,6 +362,10 @@ class Trainer:
             `data.batch_size` reviews per step. Create a multi-worker trainer (or the strategy)
             before any other TensorFlow operation, such as `load_imdb`. Default "auto": all
             GPUs when there are several, else one device.
+        label_names: the classes, in the order of the model's outputs. Two keep the reference
+            head (`Dense(1)` logit, binary cross-entropy); more get `Dense(n)` logits and sparse
+            categorical cross-entropy. Default None: `("neg", "pos")`, or the training data's
+            labels when `fit` builds the model.
 
     Raises:
         ConfigError: on an unknown strategy, or `"multi-worker"` without a valid `TF_CONFIG`.
@@ -273,6 +378,7 @@ class Trainer:
         encoder: TextEncoder | None = None,
         classifier: keras.Model | None = None,
         strategy: str | tf.distribute.Strategy = "auto",
+        label_names: Sequence[str] | None = None,
     ) -> None:
         self.config = config
         self.encoder = encoder
@@ -280,6 +386,17 @@ class Trainer:
         self.strategy = resolve_strategy(strategy)
         self.history: dict[str, list[float]] = {}
         self._text_model: keras.Model | None = None
+        self.label_names: tuple[str, ...] = tuple(label_names or LABEL_NAMES)
+        self._labels_given = label_names is not None
+        if len(self.label_names) < 2:
+            raise ValueError(
+                f"Expected at least two label names. Received: label_names={label_names!r}"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (two: one logit; more: one logit per class)."""
+        return len(self.label_names)
 
     @property
     def replicas(self) -> int:
@@ -306,6 +423,8 @@ class Trainer:
         names = {"unsupervised": ["unsupervised"], "train": ["train"]}.get(
             data.vocabulary_source, ["train", "unsupervised"]
         )
+        # A data set of one's own may have no unlabelled text: the vocabulary comes from train.
+        names = [name for name in names if getattr(splits, name) is not None] or ["train"]
         encoder.adapt(splits.texts(*names))
         self.encoder = encoder
         self._text_model = None
@@ -319,7 +438,7 @@ class Trainer:
 
     def _build(self, steps_per_epoch: int) -> keras.Model:
         if self.classifier is None:
-            self.classifier = build_classifier(self.config.model)
+            self.classifier = build_classifier(self.config.model, num_classes=self.num_classes)
             self._text_model = None
         training = self.config.training
         learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = (
@@ -335,16 +454,21 @@ class Trainer:
                 warmup_steps=warmup,
             )
         optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=training.clip_norm)
-        self.classifier.compile(
-            optimizer=optimizer,
-            loss=keras.losses.BinaryCrossentropy(from_logits=True),
-            metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
-        )
+        if self.num_classes == 2:
+            loss: keras.losses.Loss = keras.losses.BinaryCrossentropy(from_logits=True)
+            accuracy: keras.metrics.Metric = keras.metrics.BinaryAccuracy(
+                threshold=0.0, name="accuracy"
+            )
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.classifier.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
         return self.classifier
 
     @property
     def text_model(self) -> keras.Model:
-        """The end-to-end model: raw strings `(batch,)` -> logits `(batch, 1)`."""
+        """The end-to-end model: raw strings `(batch,)` -> logits `(batch, 1)` (two classes) or
+        `(batch, classes)`."""
         if self.encoder is None or self.classifier is None:
             raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
         if self._text_model is None:
@@ -489,6 +613,8 @@ class Trainer:
     ) -> dict[str, list[float]]:
         stage = on_stage or (lambda name: None)
         training = self.config.training
+        if self.classifier is None and not self._labels_given:
+            self.label_names = tuple(splits.label_names)
         keras.utils.set_random_seed(training.seed)  # Python, NumPy and TensorFlow
         if training.deterministic:
             tf.config.experimental.enable_op_determinism()
@@ -623,18 +749,24 @@ class Trainer:
         start = time.perf_counter()
         batches, labels, _ = self._eval_batches(dataset, pipeline or self.config.data.pipeline)
         logits = self._logits(batches.map(_ids_only))
-        return EvaluationResult.from_logits(logits, labels, time.perf_counter() - start)
+        return EvaluationResult.from_logits(
+            logits, labels, time.perf_counter() - start, label_names=self.label_names
+        )
 
     def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Returns one logit per review, in the order given."""
+        """Returns one logit per review (two classes), or a row of one logit per class, in the
+        order given."""
         if self.classifier is None:
             raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
         texts = list(texts)
         if not texts:
-            return np.zeros(0, dtype=np.float32)
+            shape = (0,) if self.num_classes == 2 else (0, self.num_classes)
+            return np.zeros(shape, dtype=np.float32)
         split = tokenize(texts, self._encoder())
         batches, order = length_sorted_batches(split, batch_size=self.config.data.eval_batch_size)
-        sorted_logits = self._logits(batches.map(_ids_only)).reshape(-1)
+        sorted_logits = self._logits(batches.map(_ids_only))
+        if sorted_logits.ndim == 2 and sorted_logits.shape[1] == 1:
+            sorted_logits = sorted_logits.reshape(-1)
         logits = np.empty_like(sorted_logits)
         logits[order] = sorted_logits
         return logits
@@ -652,9 +784,36 @@ class Trainer:
         return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Returns the probability that each review is positive, in the order given."""
-        logits = self.predict_logits(texts)
-        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        """Returns the probability that each review is positive (of the class at index 1), or
+        for more than two classes a row of class probabilities per text, in the order given."""
+        logits = self.predict_logits(texts).astype(np.float64)
+        if logits.ndim == 1:
+            return 1.0 / (1.0 + np.exp(-logits))
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    def known_words(self, texts: Sequence[str]) -> np.ndarray:
+        """Returns how many words of each text are in the vocabulary (0: the model knows none
+        of its words, and its prediction says nothing about the text)."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros(0, dtype=np.int64)
+        encoder = self._encoder()
+        counts = []
+        for start in range(0, len(texts), 4096):
+            chunk = tf.constant(texts[start : start + 4096], dtype=tf.string)
+            ids = encoder.vectorizer(chunk)
+            known = tf.cast(ids > 1, tf.int64)  # 0 is padding, 1 out-of-vocabulary
+            counts.append(tf.reduce_sum(known, axis=1).numpy())
+        return np.concatenate(counts)
+
+    def class_probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Returns `(texts, classes)` probabilities, columns in the order of `label_names`
+        (for two classes: `[1 - p, p]`)."""
+        probabilities = self.predict_proba(texts)
+        if probabilities.ndim == 1:
+            return np.stack([1.0 - probabilities, probabilities], axis=1)
+        return probabilities
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -670,6 +829,7 @@ class Trainer:
         write_json(directory / CONFIG_FILE, self.config.to_dict())
         write_text(directory / CONFIG_TOML_FILE, config_to_toml(self.config))
         write_json(directory / HISTORY_FILE, self.history)
+        write_json(directory / LABELS_FILE, list(self.label_names))
         if metrics is not None:
             write_json(directory / METRICS_FILE, metrics)
         remove_temporaries(directory)  # left by an earlier save that was killed
@@ -703,7 +863,14 @@ class Trainer:
             raise ModelFileError(f"{config_path}: {error}") from None
         model = load_text_model(model_path)
         encoder, classifier = split_text_model(model)
-        trainer = cls(config, encoder=encoder, classifier=classifier, strategy="default")
+        label_names = _read_labels(directory, int(classifier.output_shape[-1]))
+        trainer = cls(
+            config,
+            encoder=encoder,
+            classifier=classifier,
+            strategy="default",
+            label_names=label_names,
+        )
         trainer._text_model = model
         history_path = directory / HISTORY_FILE
         if history_path.exists():
@@ -723,6 +890,38 @@ def _read_json(path: Path, *, what: str) -> Any:
         ValueError: if it is not UTF-8 JSON.
     """
     return json.loads(read_limited(path, what=f"{what} {path}").decode("utf-8"))
+
+
+def _read_labels(directory: Path, outputs: int) -> tuple[str, ...]:
+    """The class names saved beside a model (`labels.json`); IMDB's without the file."""
+    path = directory / LABELS_FILE
+    if not path.exists():
+        if outputs != 1:
+            raise ModelFileError(f"{directory} holds no {LABELS_FILE} for its {outputs} classes.")
+        return LABEL_NAMES
+    try:
+        names = _read_json(path, what="The labels file")
+    except InputError as error:
+        raise ModelFileError(str(error)) from None
+    except (ValueError, RecursionError) as error:  # JSON and UTF-8 errors
+        raise ModelFileError(f"{path} is not valid JSON ({error}).") from None
+    expected = 2 if outputs == 1 else outputs
+    if (
+        not isinstance(names, list)
+        or len(names) != expected
+        or not all(isinstance(name, str) for name in names)
+    ):
+        raise ModelFileError(
+            f"{path} should list the model's {expected} class names. Received: {names!r}"
+        )
+    return tuple(names)
+
+
+def versions() -> dict[str, str]:
+    """The versions of imdb-rnn, TensorFlow and Keras (recorded with every model)."""
+    from imdb_rnn import __version__
+
+    return {"imdb_rnn": __version__, "tensorflow": tf.__version__, "keras": keras.__version__}
 
 
 def rnn_kernel_name(cell: str = "gru") -> str:
@@ -766,7 +965,7 @@ def tensorboard_callback(log_dir: str | os.PathLike[str]) -> keras.callbacks.Ten
 def train(
     config: RunConfig,
     *,
-    source: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | TextFiles | None = None,
     output: str | os.PathLike[str] | None = None,
     evaluate_test: bool = True,
     callbacks: Iterable[keras.callbacks.Callback] = (),
@@ -790,9 +989,12 @@ def train(
 
     Args:
         config: the run configuration.
-        source: data source (see `load_imdb`). Default None: `IMDB_RNN_DATA`, else TFDS.
+        source: data source: an IMDB source (see `load_imdb`), or a `TextFiles` naming your
+            own CSV, TSV, JSON Lines files or class folders (see `imdb_rnn.sources`; the labels
+            come from its training file). Default None: `IMDB_RNN_DATA`, else TFDS.
         output: model directory to write. Default None: nothing is saved.
-        evaluate_test: evaluate on the test split after training. Default True.
+        evaluate_test: evaluate on the test split after training (if the source has one).
+            Default True.
         callbacks: extra Keras callbacks.
         on_stage: called with a short description as each stage starts.
         data_dir: TFDS data directory.
@@ -844,7 +1046,7 @@ def train(
 def _train(
     trainer: Trainer,
     *,
-    source: str | os.PathLike[str] | None,
+    source: str | os.PathLike[str] | TextFiles | None,
     output: str | os.PathLike[str] | None,
     write_to: Path | None,
     evaluate_test: bool,
@@ -875,13 +1077,26 @@ def _train(
     wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
     if config.data.vocabulary_source == "train":
         wanted.remove("unsupervised")
-    splits = load_imdb(
-        source,
-        splits=wanted,
-        valid_fraction=config.data.valid_fraction,
-        limit=config.data.limit,
-        data_dir=data_dir,
-    )
+    if isinstance(source, TextFiles):
+        # Own data: the splits it has files for (validation comes from train without one).
+        given = {"test": source.test, "unsupervised": source.unlabelled}
+        splits = load_text_files(
+            source,
+            splits=[name for name in wanted if given.get(name, True) is not None],
+            valid_fraction=config.data.valid_fraction,
+            limit=config.data.limit,
+        )
+        stage(_read_summary(splits))
+    else:
+        splits = load_imdb(
+            source,
+            splits=wanted,
+            valid_fraction=config.data.valid_fraction,
+            limit=config.data.limit,
+            data_dir=data_dir,
+        )
+    if splits.bad_rows:
+        stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
     if splits.decode_errors:
         stage(
             f"{splits.decode_errors} review files were not valid UTF-8: read with "
@@ -899,7 +1114,7 @@ def _train(
     train_seconds = time.perf_counter() - start
     stage("Evaluating")
     valid = trainer.evaluate(splits["valid"])
-    test = trainer.evaluate(splits["test"]) if evaluate_test else None
+    test = trainer.evaluate(splits["test"]) if evaluate_test and splits.test is not None else None
     batch_seconds = sum(trainer.epoch_train_seconds)
     epochs_run = len(history.get("loss", []))
     result = TrainResult(
@@ -921,12 +1136,21 @@ def _train(
         global_batch_size=trainer.global_batch_size,
         chief=chief,
         rnn_kernel=rnn_kernel_name(trainer.config.model.cell),
+        label_names=list(trainer.label_names),
+        source=splits.source,
+        bad_rows=dict(splits.bad_rows),
+        bytes_read=splits.bytes_read,
+        versions=versions(),
     )
     if write_to is not None:
         # The other workers save too (to a temporary folder), as TensorFlow's multi-worker
         # guide prescribes: reading distributed variables may need every worker.
         stage("Saving" if chief else "Saving to a temporary folder (only the chief keeps it)")
         trainer.save(write_to, metrics=result.to_dict())
+        from imdb_rnn.card import CARD_FILE, model_card
+
+        name = Path(output).name if output is not None else write_to.name
+        write_text(write_to / CARD_FILE, model_card(result.to_dict(), config, name=name))
     if output is not None and chief:
         from imdb_rnn.plots import CURVES_FILE, save_training_curves  # matplotlib: only here
 
@@ -941,16 +1165,38 @@ def _train(
     return result
 
 
+def _read_summary(splits: ImdbSplits) -> str:
+    """What was read, in words: sizes, classes and bytes."""
+    sizes = ", ".join(f"{name} {count:,}" for name, count in splits.sizes.items())
+    size = splits.bytes_read
+    read = f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.1f} kB"
+    return (
+        f"Read {read}: {sizes}; {len(splits.label_names)} classes "
+        f"({', '.join(splits.label_names)})"
+    )
+
+
 def evaluate(
     model_dir: str | os.PathLike[str],
     *,
-    source: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | TextFiles | None = None,
     split: str = "test",
     limit: int | None = None,
     on_stage: StageCallback | None = None,
     data_dir: str | os.PathLike[str] | None = None,
 ) -> EvaluationResult:
     """Evaluates a saved model on the `test` or `valid` split.
+
+    Args:
+        model_dir: a model directory written by `train`.
+        source: an IMDB source (see `load_imdb`) or a `TextFiles` (its `test` file, or for
+            `split="valid"` its `valid` file or the part carved from `train`). Labels must be
+            among the model's classes; other rows are bad rows. Default None: `IMDB_RNN_DATA`,
+            else TFDS.
+        split: `"test"` or `"valid"`. Default "test".
+        limit: evaluate on at most this many texts. Default None (all).
+        on_stage: called with a short description as each stage starts.
+        data_dir: TFDS data directory.
 
     Raises:
         ModelFileError: if the model directory cannot be loaded.
@@ -964,28 +1210,43 @@ def evaluate(
     stage("Loading the model")
     trainer = Trainer.load(model_dir)
     stage("Reading data")
-    splits = load_imdb(
-        source,
-        splits=[split],
-        valid_fraction=trainer.config.data.valid_fraction,
-        limit=limit,
-        data_dir=data_dir,
-    )
+    if isinstance(source, TextFiles):
+        splits = load_text_files(
+            source,
+            splits=[split],
+            valid_fraction=trainer.config.data.valid_fraction,
+            limit=limit,
+            label_names=trainer.label_names,
+        )
+    else:
+        splits = load_imdb(
+            source,
+            splits=[split],
+            valid_fraction=trainer.config.data.valid_fraction,
+            limit=limit,
+            data_dir=data_dir,
+        )
+    if splits.bad_rows:
+        stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
     stage("Evaluating")
     return trainer.evaluate(splits[split], pipeline="sorted")
 
 
-def label_of(probability: float) -> str:
-    """`"pos"` when the probability of a positive review is at least 0.5, else `"neg"`."""
-    return "pos" if probability >= 0.5 else "neg"
+def label_of(
+    probability: float, label_names: Sequence[str] = LABEL_NAMES, *, threshold: float = 0.5
+) -> str:
+    """The second class (`"pos"`) when its probability is at least `threshold`, else the first
+    (`"neg"`)."""
+    return label_names[1] if probability >= threshold else label_names[0]
 
 
 def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dict[str, Any]]:
-    """Predicts the sentiment of each review with a saved model.
+    """Predicts the sentiment (the class) of each review with a saved model, read from disk
+    on every call (`imdb_rnn.load` reads it once and reuses it).
 
     Returns:
-        One `{"text", "label", "probability"}` dict per review, in order; `probability` is the
-        probability of `"pos"`.
+        One dict per review, in order (see `prediction_rows`): `text`, `label`, `probability`
+        (of `"pos"`, two-class models), `score`, `scores` and `known_words`.
 
     Raises:
         ModelFileError: if the model directory cannot be loaded.
@@ -997,10 +1258,50 @@ def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dic
     return prediction_rows(Trainer.load(model_dir), texts)
 
 
-def prediction_rows(trainer: Trainer, texts: Sequence[str]) -> list[dict[str, Any]]:
-    """One `{"text", "label", "probability"}` dict per review of `texts`, in order."""
-    probabilities = trainer.predict_proba(texts)
-    return [
-        {"text": text, "label": label_of(p), "probability": float(p)}
-        for text, p in zip(texts, probabilities, strict=True)
-    ]
+def prediction_rows(
+    trainer: Trainer, texts: Sequence[str], *, threshold: float | None = None
+) -> list[dict[str, Any]]:
+    """One dict per text of `texts`, in order: `text`, `label` (the predicted class), for two
+    classes `probability` (of the second class, `"pos"` for IMDB), `score` (the probability of
+    `label`), `scores` (every class's probability) and `known_words` (words of the text in the
+    vocabulary; 0: the prediction says nothing).
+
+    Args:
+        trainer: a trained or loaded `Trainer`.
+        texts: the texts.
+        threshold: two classes only: the second class is predicted when its probability is at
+            least this. Default None: 0.5.
+
+    Raises:
+        ValueError: if `threshold` is given for more than two classes or is not in [0, 1].
+    """
+    names = trainer.label_names
+    if threshold is not None:
+        if len(names) != 2:
+            raise ValueError(
+                f"A threshold needs a two-class model; this one has {len(names)} classes. "
+                f"Received: threshold={threshold}"
+            )
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"Expected threshold in [0, 1]. Received: threshold={threshold}")
+    probabilities = trainer.class_probabilities(texts)
+    known = trainer.known_words(texts)
+    rows = []
+    for text, row, count in zip(texts, probabilities, known, strict=True):
+        if len(names) == 2:
+            index = names.index(
+                label_of(float(row[1]), names, threshold=0.5 if threshold is None else threshold)
+            )
+            item: dict[str, Any] = {
+                "text": text,
+                "label": names[index],
+                "probability": float(row[1]),
+            }
+        else:
+            index = int(np.argmax(row))
+            item = {"text": text, "label": names[index]}
+        item["score"] = float(row[index])
+        item["scores"] = {name: float(value) for name, value in zip(names, row, strict=True)}
+        item["known_words"] = int(count)
+        rows.append(item)
+    return rows

@@ -1,0 +1,136 @@
+"""The model card: a `README.md` in every model directory that says what the model is.
+
+It records the data (source, texts per split, rows skipped), the labels, the metrics on the
+validation and test splits (per class for the test split), how to use the model, the run's
+config and the versions of imdb-rnn, TensorFlow and Keras that trained it. It is written from
+the same `TrainResult` that `metrics.json` holds, so the two always agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imdb_rnn.config import RunConfig
+from imdb_rnn.tomlconfig import config_to_toml
+
+__all__ = ["CARD_FILE", "model_card"]
+
+#: Name of the model card in a model directory.
+CARD_FILE = "README.md"
+
+
+def _metric_rows(name: str, metrics: dict[str, Any] | None) -> list[str]:
+    if metrics is None:
+        return []
+    return [
+        f"| {name} | {metrics['examples']:,} | {metrics['accuracy']:.4f} | "
+        f"{metrics.get('macro_f1', 0.0):.4f} | {metrics['loss']:.4f} |"
+    ]
+
+
+def model_card(result: dict[str, Any], config: RunConfig, *, name: str) -> str:
+    """Returns the model card (Markdown) of a run.
+
+    Args:
+        result: `TrainResult.to_dict()` of the run (what `metrics.json` holds).
+        config: the run's config.
+        name: the model's name (its directory's name).
+
+    Returns:
+        The text of `README.md`.
+    """
+    labels = list(result.get("label_names") or ["neg", "pos"])
+    where = result.get("output") or name
+    head = (
+        "Dense(1) logit, binary cross-entropy"
+        if len(labels) == 2
+        else (f"Dense({len(labels)}) logits, sparse categorical cross-entropy")
+    )
+    model = config.model
+    lines = [
+        f"# {name}",
+        "",
+        f"A text classifier trained by imdb-rnn: {model.num_rnn_layers} bidirectional "
+        f"{model.cell.upper()} layer(s) of {model.rnn_units} units over {model.embedding_dim}-"
+        f"dimensional embeddings of a {model.max_tokens:,}-token vocabulary, {model.pooling} "
+        f"pooling, {head}. Preset: {config.preset}.",
+        "",
+        "## Data",
+        "",
+        f"- Source: {result.get('source') or 'unknown'}",
+        "- Texts per split: "
+        + ", ".join(f"{split} {count:,}" for split, count in result.get("sizes", {}).items()),
+    ]
+    bad_rows = result.get("bad_rows") or {}
+    if bad_rows:
+        reasons = ", ".join(f"{count:,} {reason}" for reason, count in bad_rows.items())
+        lines.append(f"- Rows skipped: {sum(bad_rows.values()):,} ({reasons})")
+    else:
+        lines.append("- Rows skipped: none")
+    if result.get("bytes_read"):
+        lines.append(f"- Read: {result['bytes_read']:,} bytes")
+    lines += [
+        "",
+        "## Labels",
+        "",
+        "In the order of the model's outputs (`labels.json`): "
+        + ", ".join(f"`{label}`" for label in labels)
+        + ".",
+        "",
+        "## Metrics",
+        "",
+        "| split | texts | accuracy | macro F1 | loss |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *_metric_rows("validation", result.get("valid")),
+        *_metric_rows("test", result.get("test")),
+    ]
+    test = result.get("test")
+    if test and test.get("per_class"):
+        lines += [
+            "",
+            "Per class, on the test split:",
+            "",
+            "| class | precision | recall | F1 | support |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {row['label']} | {row['precision']:.4f} | {row['recall']:.4f} | "
+            f"{row['f1']:.4f} | {row['support']:,} |"
+            for row in test["per_class"]
+        ]
+    lines += [
+        "",
+        f"Trained for {result.get('epochs', 0)} epochs (weights of epoch "
+        f"{result.get('best_epoch', 0)} kept) in {result.get('train_seconds', 0.0):.0f} s; "
+        f"recurrent layers run by: {result.get('rnn_kernel') or 'unknown'}.",
+        "",
+        "## Use",
+        "",
+        "```",
+        f'imdb-rnn predict {where} "some text"',
+        f"imdb-rnn eval {where} --test labelled.csv"
+        if result.get("source", "").startswith("train=")
+        else f"imdb-rnn eval {where} --data aclImdb_v1.tar.gz",
+        "```",
+        "",
+        "```python",
+        "import imdb_rnn",
+        "",
+        f'classify = imdb_rnn.load("{where}")',
+        'classify(["some text"])  # [{"label": ..., "score": ...}]',
+        "```",
+        "",
+        "## Config",
+        "",
+        "`config.toml`, which `imdb-rnn train --config` reads:",
+        "",
+        "```toml",
+        config_to_toml(config).rstrip("\n"),
+        "```",
+        "",
+        "## Versions",
+        "",
+    ]
+    versions = result.get("versions") or {}
+    lines += [f"- {package}: {version}" for package, version in versions.items()]
+    return "\n".join(lines) + "\n"

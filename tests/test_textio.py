@@ -1,0 +1,127 @@
+"""Tests for imdb_rnn.textio: texts to classify from files, predictions to files."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from imdb_rnn.datasets import DataError
+from imdb_rnn.textio import guess_input_format, prediction_writer, read_texts_to_classify
+
+
+def _texts(path, **options):
+    return [text for text, _ in read_texts_to_classify(path, **options)]
+
+
+def test_lines_latin1_blank_and_unicode_breaks(tmp_path):
+    """One text per line feed: blank lines skipped, CR stripped, Latin-1 lines decoded, U+0085
+    and U+2028 kept inside a text."""
+    path = tmp_path / "texts.txt"
+    path.write_bytes(b"Caf\xe9 film\r\n\n  \nodd\xc2\x85word and\xe2\x80\xa8more\nlast")
+    assert _texts(path) == ["Café film", "odd\x85word and\u2028more", "last"]
+
+
+def test_csv_with_a_multiline_text_and_another_column(tmp_path):
+    """CSV texts may span lines; the text column is chosen by name."""
+    path = tmp_path / "q.csv"
+    path.write_text('id,question\n1,"Who wrote\nHamlet ?"\n2,Where is Rome ?\n3,\n')
+    assert _texts(path, input_format="csv", text_column="question") == [
+        "Who wrote\nHamlet ?",
+        "Where is Rome ?",
+    ]
+    with pytest.raises(DataError, match="has no column 'text'"):
+        _texts(path, input_format="csv")
+
+
+def test_jsonl_objects_and_strings(tmp_path):
+    """JSON Lines: objects with the text key, or plain JSON strings."""
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"body": "first"}\n"second"\n\n{"body": "third", "x": 1}\n')
+    assert _texts(path, input_format="jsonl", text_column="body") == ["first", "second", "third"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "input_format", "needle"),
+    [
+        ("a.jsonl", b'{"text": "ok"}\n{"text": 3}\n', "jsonl", r"a\.jsonl:2: expected a JSON"),
+        ("b.jsonl", b'{"text": "ok"}\n{broken\n', "jsonl", r"b\.jsonl:2: not JSON"),
+        ("c.txt", b"fine\nbin\x00ary\n", "lines", "NUL bytes, line 2"),
+        ("d.csv", b"text\nfine\ncaf\xe9\n", "csv", "not UTF-8"),
+    ],
+    ids=["jsonl-not-text", "jsonl-broken", "binary", "csv-latin1"],
+)
+def test_bad_input_names_the_line(tmp_path, name, content, input_format, needle):
+    """Unreadable rows stop the read with the file and line."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=needle):
+        _texts(path, input_format=input_format)
+
+
+def test_reading_is_streamed_with_the_bytes_read(tmp_path):
+    """Texts come one at a time with a growing count of bytes read, ending at the file size."""
+    path = tmp_path / "many.txt"
+    path.write_text("".join(f"text number {index}\n" for index in range(50_000)))
+    stream = read_texts_to_classify(path)
+    first_text, first_position = next(stream)
+    assert first_text == "text number 0" and 0 < first_position < path.stat().st_size
+    positions = [position for _, position in stream]
+    assert positions == sorted(positions) and positions[-1] == path.stat().st_size
+
+
+def test_guess_input_format():
+    """The suffix says the format; anything else is one text per line."""
+    assert [guess_input_format(n) for n in ("a.CSV", "b.tsv", "c.jsonl", "d.txt")] == [
+        "csv",
+        "tsv",
+        "jsonl",
+        "lines",
+    ]
+
+
+ROWS = [
+    {
+        "text": 'Who "wrote", Hamlet ?',
+        "label": "HUM",
+        "score": 0.75,
+        "scores": {"HUM": 0.75, "LOC": 0.25},
+        "known_words": 3,
+    },
+    {
+        "text": "Où ?\nwhere",
+        "label": "LOC",
+        "score": 0.5,
+        "scores": {"HUM": 0.5, "LOC": 0.5},
+        "known_words": 0,
+    },
+]
+
+
+@pytest.mark.parametrize("chunks", [[ROWS], [ROWS[:1], ROWS[1:]], [[]]])
+def test_json_writer_writes_what_json_dumps_would(chunks):
+    """The streamed JSON array is byte for byte json.dumps(rows, indent=2), however chunked."""
+    out = io.StringIO()
+    writer = prediction_writer(out, "json", labels=("HUM", "LOC"))
+    for chunk in chunks:
+        writer.write(chunk)
+    writer.close()
+    everything = [row for chunk in chunks for row in chunk]
+    assert out.getvalue() == json.dumps(everything, indent=2) + "\n"
+
+
+def test_jsonl_and_csv_writers():
+    """JSON Lines: one object per line; CSV: a header, the text quoted, a column per class."""
+    out = io.StringIO()
+    writer = prediction_writer(out, "jsonl", labels=("HUM", "LOC"))
+    writer.write(ROWS)
+    writer.close()
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == ROWS
+    out = io.StringIO()
+    writer = prediction_writer(out, "csv", labels=("HUM", "LOC"))
+    writer.write(ROWS)
+    writer.close()
+    table = list(csv.reader(io.StringIO(out.getvalue())))
+    assert table[0] == ["text", "label", "score", "known_words", "p_HUM", "p_LOC"]
+    assert table[1] == ['Who "wrote", Hamlet ?', "HUM", "0.750000", "3", "0.750000", "0.250000"]
+    assert table[2][0] == "Où ?\nwhere" and len(table) == 3
