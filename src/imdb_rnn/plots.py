@@ -128,9 +128,10 @@ def save_confusion_matrix(
     accuracy = sum(rows[i][i] for i in range(size)) / total if total else 0.0
     # The picture grows with the number of classes, and the text shrinks a little, so that
     # every cell's count stays legible; the title is the figure's, above the colour bar.
-    side = min(40.0, max(5.0, 1.2 + 0.75 * size))
+    width = min(41.0, max(5.0, 2.2 + 0.75 * size))
+    height = min(40.0, max(4.5, 1.2 + 0.75 * size))
     font = max(6.0, min(10.0, 90.0 / size))
-    figure = Figure(figsize=(side + 1.0, side), layout="constrained")
+    figure = Figure(figsize=(width, height), layout="constrained")
     axes = figure.subplots()
     image = axes.imshow(rows, cmap="Blues", vmin=0)
     figure.colorbar(image, ax=axes, shrink=0.8, label="texts")

@@ -1245,8 +1245,10 @@ def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dic
     on every call (`imdb_rnn.load` reads it once and reuses it).
 
     Returns:
-        One dict per review, in order (see `prediction_rows`): `text`, `label`, `probability`
-        (of `"pos"`, two-class models), `score`, `scores` and `known_words`.
+        One dict per review, in order: `text`, `label` and, for two-class models such as
+        IMDB's, `probability` (of `"pos"`); for more classes `score` (of `label`) and `scores`
+        (every class's). `imdb_rnn.load(model_dir).predict(texts)` gives all of these and the
+        known-word count of each text.
 
     Raises:
         ModelFileError: if the model directory cannot be loaded.
@@ -1255,7 +1257,14 @@ def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dic
     texts = list(texts)
     if not texts:
         raise ValueError("No reviews to predict: give at least one text.")
-    return prediction_rows(Trainer.load(model_dir), texts)
+    rows = prediction_rows(Trainer.load(model_dir), texts)
+    keys = ("text", "label", "probability") if "probability" in rows[0] else ("text", "label")
+    return [{**{key: row[key] for key in keys}, **_class_scores(row)} for row in rows]
+
+
+def _class_scores(row: dict[str, Any]) -> dict[str, Any]:
+    """`score` and `scores` of a row of a model of more than two classes; nothing for two."""
+    return {} if "probability" in row else {"score": row["score"], "scores": row["scores"]}
 
 
 def prediction_rows(
