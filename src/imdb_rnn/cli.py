@@ -836,6 +836,99 @@ def export_model(
     )
 
 
+@app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on; the default answers this machine only "
+            "(0.0.0.0 answers every network: the server has no authentication)."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).")] = 8501,
+    model_name: Annotated[
+        str, typer.Option(help="The NAME in the URLs /v1/models/NAME:predict ...")
+    ] = "imdb-rnn",
+    batching: Annotated[
+        bool,
+        typer.Option(
+            "--batching/--no-batching",
+            help="Batch requests that arrive together into one model call.",
+        ),
+    ] = True,
+    max_batch_size: Annotated[
+        int, typer.Option(help="Most reviews in one batched model call.")
+    ] = 64,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(help="How long a request waits for others to batch with, in milliseconds."),
+    ] = 5.0,
+    max_body_bytes: Annotated[
+        int, typer.Option(help="Larger request bodies are refused (413).")
+    ] = 1 << 20,
+) -> None:
+    """Serve a model over HTTP with TensorFlow Serving's REST API, and a page to try it.
+
+    POST /v1/models/NAME:predict takes {"instances": ["review", ...]} (or {"inputs": [...]})
+    and answers {"predictions": [{"probability": p, "logit": l}, ...]} (or {"outputs": ...}),
+    as TensorFlow Serving answers for the export; /v1/models/NAME:explain adds each word's
+    weight; GET / is a page to type a review; GET /healthz says it is up. Needs the serve extra:
+    pip install "imdb-rnn[serve]". Examples:
+
+        imdb-rnn serve runs/default
+
+        curl -d '{"instances": ["A moving film."]}' localhost:8501/v1/models/imdb-rnn:predict
+    """
+    from imdb_rnn.serve import missing_dependency
+
+    hint = missing_dependency()
+    if hint is not None:
+        from rich.markup import escape
+
+        _fail(escape(hint), EXIT_USAGE)  # "[serve]" is not markup
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be in 0..65535 (got {port}).", EXIT_USAGE)
+    _quiet_tensorflow()
+    console = _stderr()
+    with _user_errors():
+        from imdb_rnn.serve import (
+            ServeOptions,
+            bind_socket,
+            create_app,
+            listening_url,
+            run_server,
+        )
+
+        try:
+            options = ServeOptions(
+                model_name=model_name,
+                batching=batching,
+                max_batch_size=max_batch_size,
+                max_wait_ms=max_wait_ms,
+                max_body_bytes=max_body_bytes,
+            )
+        except ValueError as error:
+            _fail(str(error), EXIT_USAGE)
+        from imdb_rnn.trainer import prepare_native_kernel
+
+        prepare_native_kernel(on_stage=lambda message: console.print(f"[dim]{message}...[/]"))
+        console.print("[dim]»[/] Loading the model", highlight=False)
+        application = create_app(model_dir, options=options)
+        try:
+            sock = bind_socket(host, port)
+        except OSError as error:
+            _fail(f"Cannot listen on {host}:{port}: {error.strerror or error}.", EXIT_IO)
+        url = listening_url(sock)
+        console.print(
+            f"Serving [bold]{model_name}[/] on {url} (page: {url}/, predict: "
+            f"{url}/v1/models/{model_name}:predict); Ctrl-C stops.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        run_server(application, sock)
+
+
 def _review_lines(raw: bytes, source: str) -> list[str]:
     """The non-blank lines of a text, decoded as UTF-8 or else Latin-1 (which cannot fail) for
     legacy files; binary data (NUL bytes) is refused."""
