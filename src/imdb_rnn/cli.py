@@ -796,10 +796,27 @@ def export_model(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace OUT_DIR if it exists.")
     ] = False,
+    export_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="saved_model (strings in, for TF Serving: OUT_DIR = NAME/1) or tflite "
+            "(TensorFlow Lite, built-in ops: token ids in, plus vocabulary.txt).",
+        ),
+    ] = "saved_model",
+    sequence_length: Annotated[
+        int | None,
+        typer.Option(
+            help="tflite: token positions of the input. [default: the model's max_length, "
+            "else 256]",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Export a model as a TensorFlow SavedModel for serving: raw review strings in,
-    probabilities out, no imdb-rnn needed to load it.
+    probabilities out, no imdb-rnn needed to load it (or, with --format tflite, as a
+    TensorFlow Lite model of the token-id classifier with its vocabulary file).
 
     The 'serving_default' signature takes 'text' (a batch of strings) and returns 'probability'
     (of a positive review) and 'logit'; load it with
@@ -807,6 +824,10 @@ def export_model(
 
         imdb-rnn export runs/default serving/imdb_rnn/1
     """
+    if export_format not in ("saved_model", "tflite"):
+        _fail(f"--format must be saved_model or tflite (got {export_format!r}).", EXIT_USAGE)
+    if sequence_length is not None and (export_format != "tflite" or sequence_length < 1):
+        _fail("--sequence-length takes a positive number, with --format tflite.", EXIT_USAGE)
     if out_dir.exists() and not overwrite:
         _fail(
             f"{out_dir} already exists; pass --overwrite to replace it or choose another OUT_DIR.",
@@ -814,6 +835,9 @@ def export_model(
         )
     _quiet_tensorflow()
     console = _stderr()
+    if export_format == "tflite":
+        _export_tflite(model_dir, out_dir, sequence_length, overwrite=overwrite, as_json=as_json)
+        return
     with _user_errors():
         from imdb_rnn.export import export_saved_model
 
@@ -927,6 +951,38 @@ def serve(
             soft_wrap=True,
         )
         run_server(application, sock)
+
+
+def _export_tflite(
+    model_dir: Path, out_dir: Path, sequence_length: int | None, *, overwrite: bool, as_json: bool
+) -> None:
+    """`export --format tflite`: the TensorFlow Lite model, its vocabulary and its config."""
+    console = _stderr()
+    with _user_errors():
+        from imdb_rnn.tflite import CONFIG_FILE, export_tflite
+
+        if not as_json:
+            console.print("[dim]»[/] Exporting to TensorFlow Lite", highlight=False)
+        try:
+            export_tflite(model_dir, out_dir, sequence_length=sequence_length, overwrite=overwrite)
+        except ValueError as error:
+            _fail(str(error), EXIT_MODEL)
+    config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    summary = {
+        "output": str(out_dir),
+        "format": "tflite",
+        "files": sorted(path.name for path in out_dir.iterdir()),
+        "inputs": {"token_ids": f"int32 [batch, {config['sequence_length']}]"},
+        "outputs": {"logit": "float32 [batch]"},
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    console.print(
+        f"Exported to [bold]{out_dir}[/]: model.tflite (token_ids int32 [batch, "
+        f"{config['sequence_length']}] -> logit), vocabulary.txt, tflite_config.json.",
+        highlight=False,
+    )
 
 
 def _review_lines(raw: bytes, source: str) -> list[str]:

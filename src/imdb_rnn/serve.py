@@ -495,7 +495,13 @@ def create_app(
 
     async def health(request: Request) -> Response:
         return JSONResponse(
-            {"status": "ok", "model": options.model_name, "uptime_s": time.time() - started}
+            {
+                "status": "ok",
+                "model": options.model_name,
+                "batching": options.batching,
+                "model_calls": model.calls,
+                "uptime_s": time.time() - started,
+            }
         )
 
     async def page(request: Request) -> Response:
