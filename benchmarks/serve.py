@@ -6,8 +6,10 @@ default options) and one with `--no-batching` (one model call per request), then
 that sends one review per request to `POST /v1/models/imdb-rnn:predict`, as fast as answers
 come back, for `--seconds` per level (and at most `--max-requests` requests). The two servers
 take turns level by level, so that load from other processes on a shared machine affects both
-alike. Prints, per mode and level, requests/s, p50 and p99 latency, and reviews per model call
-(from `/healthz`), then the throughput ratio batching / no batching, and writes it all as JSON.
+alike. Prints, per mode and level, requests/s, p50 and p99 latency, reviews per model call (from
+`/healthz`) and requests per CPU second of the server process (which moves less than wall time
+when other processes share the machine), then the ratios batching / no batching, and writes it
+all as JSON.
 
 The reviews are real test reviews read from the aclImdb archive (`--data`).
 
@@ -86,6 +88,14 @@ class Server:
         connection.close()
         return body
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the server process has used so far (Linux), else None."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
@@ -137,12 +147,15 @@ def drive(
     for thread in threads:
         thread.start()
     calls_before = server.get("/healthz")["model_calls"]
+    cpu_before = server.cpu_seconds()
     began = time.perf_counter()
     deadline[0] = began + seconds
     start_line.wait()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
+    cpu_after = server.cpu_seconds()
+    cpu = cpu_after - cpu_before if cpu_after is not None and cpu_before is not None else None
     calls = server.get("/healthz")["model_calls"] - calls_before
     ordered = sorted(latencies)
 
@@ -158,6 +171,8 @@ def drive(
         "requests_per_second": round(len(ordered) / elapsed, 1),
         "p50_ms": round(percentile(0.50), 1),
         "p99_ms": round(percentile(0.99), 1),
+        "server_cpu_seconds": round(cpu, 2) if cpu is not None else None,
+        "requests_per_server_cpu_second": round(len(ordered) / cpu, 1) if cpu else None,
         "model_calls": calls,
         "reviews_per_model_call": round(len(ordered) / calls, 1) if calls else None,
     }
@@ -195,6 +210,7 @@ def main() -> None:
                     f"{name:>12} {clients:>3} clients: {row['requests_per_second']:8.1f} req/s  "
                     f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  "
                     f"{row['reviews_per_model_call'] or 0:5.1f} reviews/call  "
+                    f"{row['requests_per_server_cpu_second'] or 0:7.1f} req/CPU-s  "
                     f"({row['requests']} requests, {row['errors']} errors)",
                     flush=True,
                 )
@@ -206,8 +222,18 @@ def main() -> None:
         for on, off in zip(results["batching"], results["no batching"], strict=True)
         if off["requests_per_second"]
     }
+    cpu_ratios = {
+        str(on["clients"]): round(
+            on["requests_per_server_cpu_second"] / off["requests_per_server_cpu_second"], 2
+        )
+        for on, off in zip(results["batching"], results["no batching"], strict=True)
+        if on["requests_per_server_cpu_second"] and off["requests_per_server_cpu_second"]
+    }
     for clients, ratio in ratios.items():
-        print(f"{clients:>3} clients: batching gives {ratio}x the requests/s of no batching")
+        print(
+            f"{clients:>3} clients: batching gives {ratio}x the requests/s of no batching, "
+            f"{cpu_ratios.get(clients)}x the requests per server CPU second"
+        )
     document = {
         "machine": {
             "platform": platform.platform(),
@@ -219,6 +245,7 @@ def main() -> None:
         "model_config": json.loads((args.model / "config.json").read_text(encoding="utf-8")),
         "results": results,
         "throughput_ratio_batching_over_no_batching": ratios,
+        "cpu_efficiency_ratio_batching_over_no_batching": cpu_ratios,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

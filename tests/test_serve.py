@@ -195,9 +195,13 @@ def test_explain_matches_predict_explain(client, trainer):
 
 
 def test_explain_is_limited(client):
-    """Explain takes few reviews per request (each costs a prediction per distinct word)."""
+    """Explain takes few and not too long reviews (each costs a prediction per distinct word)."""
     response = client.post(EXPLAIN, json={"instances": ["a"] * 9})
     assert response.status_code == 400
+    long_review = "word " * (serve_module.MAX_EXPLAIN_CHARACTERS // 5 + 1)
+    response = client.post(EXPLAIN, json={"instances": [long_review]})
+    assert response.status_code == 400
+    assert "explanations take reviews of up to" in response.json()["error"]
 
 
 def test_page_names_the_model_escaped(trained_model_dir, trainer):
@@ -260,6 +264,25 @@ def test_batcher_caps_the_batch_size():
     results = _run_batcher(model, requests, max_batch_size=4, max_wait=0.05)
     assert [len(batch) for batch in model.batches] == [4, 1, 6, 1]
     assert sum(len(result) for result in results) == 12
+
+
+def test_batcher_wait_counts_from_arrival():
+    """A request that has already waited max_wait (queued while the model was busy) runs at
+    once, not after another max_wait."""
+    model = _FakeModel()
+
+    async def main():
+        batcher = serve_module._Batcher(model, max_batch_size=64, max_wait=60.0)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        batcher.start()
+        batcher._queue.put_nowait((["queued"], future, loop.time() - 61.0))
+        try:
+            return await asyncio.wait_for(future, timeout=10)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(main()).tolist() == [6.0]
 
 
 def test_batcher_failure_fails_its_requests_only():

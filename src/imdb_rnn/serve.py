@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
+    "MAX_EXPLAIN_CHARACTERS",
     "MAX_TEXT_CHARACTERS",
     "RequestError",
     "ServeOptions",
@@ -82,6 +83,8 @@ __all__ = [
 DEFAULT_MODEL_NAME = "imdb-rnn"
 #: Longer reviews are refused with 400 (the longest IMDB review has about 14,000 characters).
 MAX_TEXT_CHARACTERS = 100_000
+#: Longer reviews are not explained (400): each distinct word costs one more prediction.
+MAX_EXPLAIN_CHARACTERS = 20_000
 #: The only version served (TensorFlow Serving numbers versions; a model directory has one).
 MODEL_VERSION = "1"
 
@@ -157,6 +160,10 @@ class RequestError(Exception):
 # -- the model, on one thread --------------------------------------------------------------------
 
 
+# (reviews, the future that gets their logits, arrival time on the event loop's clock)
+_Pending = tuple[list[str], "asyncio.Future[np.ndarray]", float]
+
+
 class _Model:
     """The loaded model and the one thread that runs it (TensorFlow calls never block the event
     loop, and one call runs at a time).
@@ -192,16 +199,16 @@ class _Model:
 class _Batcher:
     """Gathers the reviews of requests that arrive together into one model call.
 
-    The first request of a batch waits at most `max_wait` seconds for others; a batch closes
-    early at `max_batch_size` reviews. While the model runs, new requests queue up and form the
-    next batch.
+    As in TensorFlow Serving, a batch closes when it holds `max_batch_size` reviews or when its
+    first request has waited `max_wait` seconds, counted from that request's arrival: requests
+    that queued while the model was busy go into the next call at once.
     """
 
     def __init__(self, model: _Model, *, max_batch_size: int, max_wait: float) -> None:
         self._model = model
         self._max_batch_size = max_batch_size
         self._max_wait = max_wait
-        self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[np.ndarray]]] | None = None
+        self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -218,17 +225,20 @@ class _Batcher:
     async def logits(self, texts: list[str]) -> np.ndarray:
         if self._queue is None:
             raise RuntimeError("The batcher is not running: serve the app with its lifespan.")
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        await self._queue.put((texts, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        await self._queue.put((texts, future, loop.time()))
         return await future
 
     async def _loop(self) -> None:
         assert self._queue is not None
         queue, loop = self._queue, asyncio.get_running_loop()
+        waiting: _Pending | None = None  # took from the queue, for the next batch
         while True:
-            batch = [await queue.get()]
-            size = len(batch[0][0])
-            deadline = loop.time() + self._max_wait
+            first = waiting if waiting is not None else await queue.get()
+            waiting = None
+            batch, size = [first], len(first[0])
+            deadline = first[2] + self._max_wait
             while size < self._max_batch_size:
                 try:
                     item = queue.get_nowait()
@@ -241,25 +251,23 @@ class _Batcher:
                     except asyncio.TimeoutError:
                         break
                 if size + len(item[0]) > self._max_batch_size:
-                    await self._run(batch)  # the new item starts the next batch
-                    batch, size = [item], len(item[0])
-                    deadline = loop.time() + self._max_wait
-                    continue
+                    waiting = item  # too large for this batch: it starts the next one
+                    break
                 batch.append(item)
                 size += len(item[0])
             await self._run(batch)
 
-    async def _run(self, batch: list[tuple[list[str], asyncio.Future[np.ndarray]]]) -> None:
-        texts = [text for item, _ in batch for text in item]
+    async def _run(self, batch: list[_Pending]) -> None:
+        texts = [text for item, _, _ in batch for text in item]
         try:
             logits = await self._model.run(self._model.logits, texts)
         except Exception as error:  # a failed call fails its requests, not the server
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(error)
             return
         start = 0
-        for item, future in batch:
+        for item, future, _ in batch:
             if not future.done():  # a client that went away cancelled its future
                 future.set_result(logits[start : start + len(item)])
             start += len(item)
@@ -491,6 +499,13 @@ def create_app(
 
     async def explain(body: Any) -> dict[str, Any]:
         texts, _ = parse_predict_request(body, max_instances=options.max_explain_instances)
+        for index, text in enumerate(texts):
+            if len(text) > MAX_EXPLAIN_CHARACTERS:
+                raise RequestError(
+                    f"instances[{index}] has {len(text):,} characters; explanations take reviews "
+                    f"of up to {MAX_EXPLAIN_CHARACTERS:,} (each distinct word costs a "
+                    "prediction). Shorten it."
+                )
         probabilities = _sigmoid(await logits_of(texts))
         from imdb_rnn.explain import explain as explain_reviews
 
