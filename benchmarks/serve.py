@@ -11,7 +11,9 @@ alike. Prints, per mode and level, requests/s, p50 and p99 latency, reviews per 
 when other processes share the machine), then the ratios batching / no batching, and writes it
 all as JSON.
 
-The reviews are real test reviews read from the aclImdb archive (`--data`).
+The reviews are real test reviews read from the aclImdb archive (`--data`). Before the servers
+start, the script times model calls on 1, 8 and 64 reviews in its own process, without HTTP: the
+cost per review of a call on one review against a call on a batch bounds what batching can save.
 
 Usage:
 
@@ -178,6 +180,33 @@ def drive(
     }
 
 
+def model_call_times(model: Path, reviews: list[str], sizes: list[int]) -> dict[str, Any]:
+    """Milliseconds of one model call as the server makes it (no HTTP), for a few batch sizes:
+    what batching can save at most. Best of 5 calls on the same reviews."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from imdb_rnn.serve import _Model
+    from imdb_rnn.trainer import Trainer
+
+    runner = _Model(Trainer.load(model))
+    times = {}
+    for size in sizes:
+        batch = reviews[:size]
+        runner.logits(batch)  # trace
+        best = min(_timed(runner.logits, batch) for _ in range(5))
+        times[str(size)] = {
+            "ms_per_call": round(best * 1000, 2),
+            "ms_per_review": round(best * 1000 / size, 3),
+        }
+    runner.executor.shutdown()
+    return times
+
+
+def _timed(function: Any, *args: Any) -> float:
+    began = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - began
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path, help="model directory written by 'imdb-rnn train'")
@@ -186,11 +215,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="per level and mode")
     parser.add_argument("--max-requests", type=int, default=20_000, help="per level and mode")
     parser.add_argument("--reviews", type=int, default=1000, help="distinct reviews sent")
+    parser.add_argument(
+        "--server-options",
+        default="",
+        help="extra options of the batching server, e.g. '--max-wait-ms 0 --max-batch-size 32'",
+    )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/serve.json"))
     args = parser.parse_args()
 
     reviews = read_reviews(args.data, args.reviews)
-    modes = {"batching": [], "no batching": ["--no-batching"]}
+    calls = model_call_times(args.model, reviews, [1, 8, 64])
+    for size, timing in calls.items():
+        print(
+            f"model call, {size:>2} reviews: {timing['ms_per_call']:7.2f} ms "
+            f"({timing['ms_per_review']:.3f} ms per review)",
+            flush=True,
+        )
+    modes = {"batching": args.server_options.split(), "no batching": ["--no-batching"]}
     servers = {name: Server(args.model, options) for name, options in modes.items()}
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in modes}
     try:
@@ -243,6 +284,7 @@ def main() -> None:
         },
         "args": {key: str(value) for key, value in vars(args).items()},
         "model_config": json.loads((args.model / "config.json").read_text(encoding="utf-8")),
+        "model_call_times": calls,
         "results": results,
         "throughput_ratio_batching_over_no_batching": ratios,
         "cpu_efficiency_ratio_batching_over_no_batching": cpu_ratios,
