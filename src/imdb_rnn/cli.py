@@ -944,6 +944,12 @@ def serve(
         except OSError as error:
             _fail(f"Cannot listen on {host}:{port}: {error.strerror or error}.", EXIT_IO)
         url = listening_url(sock)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            console.print(
+                f"[bold yellow]warning:[/] listening on {host}: other machines can reach this "
+                "server, which has no authentication.",
+                highlight=False,
+            )
         console.print(
             f"Serving [bold]{model_name}[/] on {url} (page: {url}/, predict: "
             f"{url}/v1/models/{model_name}:predict); Ctrl-C stops.",
