@@ -16,6 +16,9 @@ from imdb_rnn.tflite import export_tflite, token_ids
 from imdb_rnn.trainer import Trainer
 from test_export import _hundred_reviews
 
+# TensorFlow 2.21 announces that tf.lite.Interpreter moves to LiteRT; it still runs here.
+pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+
 
 @pytest.fixture(scope="module")
 def short_model_dir(tmp_path_factory, imdb_archive):
