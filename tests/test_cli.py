@@ -78,7 +78,7 @@ def test_help_does_not_import_tensorflow():
     assert help_run.returncode == 0 and "train" in help_run.stdout and "predict" in help_run.stdout
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "predict", "presets", "export"])
+@pytest.mark.parametrize("command", ["train", "eval", "predict", "presets", "export", "serve"])
 def test_every_command_has_help(runner, command):
     """Each command explains itself."""
     result = runner.invoke(app, [command, "--help"])

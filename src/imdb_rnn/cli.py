@@ -1317,10 +1317,27 @@ def export_model(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace OUT_DIR if it exists.")
     ] = False,
+    export_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="saved_model (strings in, for TF Serving: OUT_DIR = NAME/1) or tflite "
+            "(TensorFlow Lite, built-in ops: token ids in, plus vocabulary.txt).",
+        ),
+    ] = "saved_model",
+    sequence_length: Annotated[
+        int | None,
+        typer.Option(
+            help="tflite: token positions of the input. [default: the model's max_length, "
+            "else 256]",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Export a model as a TensorFlow SavedModel for serving: raw review strings in,
-    probabilities out, no imdb-rnn needed to load it.
+    probabilities out, no imdb-rnn needed to load it (or, with --format tflite, as a
+    TensorFlow Lite model of the token-id classifier with its vocabulary file).
 
     The 'serving_default' signature takes 'text' (a batch of strings) and returns 'probability'
     (of a positive review) and 'logit'; load it with
@@ -1328,6 +1345,10 @@ def export_model(
 
         imdb-rnn export runs/default serving/imdb_rnn/1
     """
+    if export_format not in ("saved_model", "tflite"):
+        _fail(f"--format must be saved_model or tflite (got {export_format!r}).", EXIT_USAGE)
+    if sequence_length is not None and (export_format != "tflite" or sequence_length < 1):
+        _fail("--sequence-length takes a positive number, with --format tflite.", EXIT_USAGE)
     if out_dir.exists() and not overwrite:
         _fail(
             f"{out_dir} already exists; pass --overwrite to replace it or choose another OUT_DIR.",
@@ -1335,6 +1356,9 @@ def export_model(
         )
     _quiet_tensorflow()
     console = _stderr()
+    if export_format == "tflite":
+        _export_tflite(model_dir, out_dir, sequence_length, overwrite=overwrite, as_json=as_json)
+        return
     with _user_errors():
         from imdb_rnn.export import ExportTargetError, export_saved_model
 
@@ -1365,6 +1389,141 @@ def export_model(
     console.print(
         f"Exported to [bold]{_markup(out_dir)}[/]: signature 'serving_default', "
         f"text (strings) -> {', '.join(outputs)}.",
+        highlight=False,
+    )
+
+
+@app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on; the default answers this machine only "
+            "(0.0.0.0 answers every network: the server has no authentication)."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).")] = 8501,
+    model_name: Annotated[
+        str, typer.Option(help="The NAME in the URLs /v1/models/NAME:predict ...")
+    ] = "imdb-rnn",
+    batching: Annotated[
+        bool,
+        typer.Option(
+            "--batching/--no-batching",
+            help="Batch requests that arrive together into one model call.",
+        ),
+    ] = True,
+    max_batch_size: Annotated[
+        int, typer.Option(help="Most reviews in one batched model call.")
+    ] = 64,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(help="How long a request waits for others to batch with, in milliseconds."),
+    ] = 5.0,
+    max_body_bytes: Annotated[
+        int, typer.Option(help="Larger request bodies are refused (413).")
+    ] = 1 << 20,
+) -> None:
+    """Serve a model over HTTP with TensorFlow Serving's REST API, and a page to try it.
+
+    POST /v1/models/NAME:predict takes {"instances": ["review", ...]} (or {"inputs": [...]})
+    and answers {"predictions": [{"probability": p, "logit": l}, ...]} (or {"outputs": ...}),
+    as TensorFlow Serving answers for the export; /v1/models/NAME:explain adds each word's
+    weight; GET / is a page to type a review; GET /healthz says it is up. Needs the serve extra:
+    pip install "imdb-rnn[serve]". Examples:
+
+        imdb-rnn serve runs/default
+
+        curl -d '{"instances": ["A moving film."]}' localhost:8501/v1/models/imdb-rnn:predict
+    """
+    from imdb_rnn.serve import missing_dependency
+
+    hint = missing_dependency()
+    if hint is not None:
+        from rich.markup import escape
+
+        _fail(escape(hint), EXIT_USAGE)  # "[serve]" is not markup
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be in 0..65535 (got {port}).", EXIT_USAGE)
+    _quiet_tensorflow()
+    console = _stderr()
+    with _user_errors():
+        from imdb_rnn.serve import (
+            ServeOptions,
+            bind_socket,
+            create_app,
+            listening_url,
+            run_server,
+        )
+
+        try:
+            options = ServeOptions(
+                model_name=model_name,
+                batching=batching,
+                max_batch_size=max_batch_size,
+                max_wait_ms=max_wait_ms,
+                max_body_bytes=max_body_bytes,
+            )
+        except ValueError as error:
+            _fail(str(error), EXIT_USAGE)
+        from imdb_rnn.trainer import prepare_native_kernel
+
+        prepare_native_kernel(on_stage=lambda message: console.print(f"[dim]{message}...[/]"))
+        console.print("[dim]»[/] Loading the model", highlight=False)
+        application = create_app(model_dir, options=options)
+        try:
+            sock = bind_socket(host, port)
+        except OSError as error:
+            _fail(f"Cannot listen on {host}:{port}: {error.strerror or error}.", EXIT_IO)
+        url = listening_url(sock)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            console.print(
+                f"[bold yellow]warning:[/] listening on {host}: other machines can reach this "
+                "server, which has no authentication.",
+                highlight=False,
+            )
+        console.print(
+            f"Serving [bold]{model_name}[/] on {url} (page: {url}/, predict: "
+            f"{url}/v1/models/{model_name}:predict); Ctrl-C stops.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        run_server(application, sock)
+
+
+def _export_tflite(
+    model_dir: Path, out_dir: Path, sequence_length: int | None, *, overwrite: bool, as_json: bool
+) -> None:
+    """`export --format tflite`: the TensorFlow Lite model, its vocabulary and its config."""
+    console = _stderr()
+    with _user_errors():
+        from imdb_rnn.tflite import CONFIG_FILE, export_tflite
+
+        if not as_json:
+            console.print("[dim]»[/] Exporting to TensorFlow Lite", highlight=False)
+        from imdb_rnn.export import ExportTargetError
+
+        try:
+            export_tflite(model_dir, out_dir, sequence_length=sequence_length, overwrite=overwrite)
+        except ExportTargetError as error:
+            _fail(str(error), EXIT_USAGE)
+        except ValueError as error:
+            _fail(str(error), EXIT_MODEL)
+    config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    summary = {
+        "output": str(out_dir),
+        "format": "tflite",
+        "files": sorted(path.name for path in out_dir.iterdir()),
+        "inputs": {"token_ids": f"int32 [batch, {config['sequence_length']}]"},
+        "outputs": {"logit": "float32 [batch]"},
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    console.print(
+        f"Exported to [bold]{_markup(out_dir)}[/]: model.tflite (token_ids int32 [batch, "
+        f"{config['sequence_length']}] -> logit), vocabulary.txt, tflite_config.json.",
         highlight=False,
     )
 

@@ -48,13 +48,24 @@ class ExportTargetError(ValueError):
 
 
 def check_export_target(
-    model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, overwrite: bool
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    marker: str = _SAVED_MODEL_FILE,
 ) -> None:
     """Refuses a target that would destroy a model or anything that is not an export.
 
     The target may not be the model folder, nor a folder that holds it (at any depth): replacing
     it would delete the model. An existing target is replaced only with `overwrite` and only
-    when it is an empty folder or an earlier export (a folder holding `saved_model.pb`).
+    when it is an empty folder or an earlier export (a folder holding `marker`).
+
+    Args:
+        model_dir: the model folder being exported.
+        out_dir: the export's target folder.
+        overwrite: whether an existing earlier export may be replaced.
+        marker: the file that marks a folder as an earlier export of this kind. Default
+            `saved_model.pb`.
 
     Raises:
         ExportTargetError: on a target that is, or is above, the model folder, or an existing
@@ -77,9 +88,9 @@ def check_export_target(
         raise ExportTargetError(
             f"{out_dir} exists and is not a folder: overwrite replaces only an earlier export."
         )
-    if any(out.iterdir()) and not (out / _SAVED_MODEL_FILE).is_file():
+    if any(out.iterdir()) and not (out / marker).is_file():
         raise ExportTargetError(
-            f"{out_dir} is not an export (it holds no {_SAVED_MODEL_FILE}): overwrite replaces "
+            f"{out_dir} is not an export (it holds no {marker}): overwrite replaces "
             "only an earlier export. Choose another folder or remove it yourself."
         )
 

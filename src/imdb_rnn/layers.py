@@ -54,6 +54,14 @@ def imdb_standardize(texts: tf.Tensor) -> tf.Tensor:
     return tf.strings.regex_replace(texts, _PUNCTUATION, "")
 
 
+_LOADING_NOTE_KEY = "how_to_load"
+_LOADING_NOTE = (
+    "This model needs imdb-rnn's layers: run `import imdb_rnn.layers` (pip install imdb-rnn) "
+    "before keras.models.load_model, or use imdb_rnn.load_text_model; the SavedModel of "
+    "`imdb-rnn export` loads without imdb-rnn (keras.layers.TFSMLayer, tf.saved_model.load)."
+)
+
+
 @keras.saving.register_keras_serializable(package="imdb_rnn")
 class TextEncoder(keras.layers.Layer):
     """Turns raw review strings into right-padded token ids that a masked RNN can consume.
@@ -180,9 +188,16 @@ class TextEncoder(keras.layers.Layer):
                 "max_tokens": self.max_tokens,
                 "max_length": self.max_length,
                 "truncation": self.truncation,
+                # Read by no code: Keras quotes this config when it cannot find the class, so a
+                # plain keras.models.load_model without imdb_rnn says what to do.
+                _LOADING_NOTE_KEY: _LOADING_NOTE,
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TextEncoder:
+        return cls(**{key: value for key, value in config.items() if key != _LOADING_NOTE_KEY})
 
 
 @keras.saving.register_keras_serializable(package="imdb_rnn")
