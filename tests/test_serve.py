@@ -394,5 +394,5 @@ def test_models_of_more_than_two_classes_are_refused(topic_model_dir):
     """A three-class model is refused with the reason, not served with wrong shapes."""
     from imdb_rnn.models import ModelFileError
 
-    with pytest.raises(ModelFileError, match="two-class models; .* has 3 classes"):
+    with pytest.raises(ModelFileError, match=r"two-class models; .* has 3 classes"):
         create_app(topic_model_dir)
