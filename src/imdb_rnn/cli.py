@@ -1441,9 +1441,7 @@ def serve(
 
     hint = missing_dependency()
     if hint is not None:
-        from rich.markup import escape
-
-        _fail(escape(hint), EXIT_USAGE)  # "[serve]" is not markup
+        _fail(hint, EXIT_USAGE)
     if not 0 <= port <= 65535:
         _fail(f"--port must be in 0..65535 (got {port}).", EXIT_USAGE)
     _quiet_tensorflow()
