@@ -1467,7 +1467,9 @@ def serve(
             _fail(str(error), EXIT_USAGE)
         from imdb_rnn.trainer import prepare_native_kernel
 
-        prepare_native_kernel(on_stage=lambda message: console.print(f"[dim]{message}...[/]"))
+        prepare_native_kernel(
+            on_stage=lambda message: console.print(f"[dim]{_markup(message)}...[/]")
+        )
         console.print("[dim]»[/] Loading the model", highlight=False)
         application = create_app(model_dir, options=options)
         try:
@@ -1477,13 +1479,13 @@ def serve(
         url = listening_url(sock)
         if host not in ("127.0.0.1", "localhost", "::1"):
             console.print(
-                f"[bold yellow]warning:[/] listening on {host}: other machines can reach this "
+                f"[bold yellow]warning:[/] listening on {_markup(host)}: other machines can reach this "
                 "server, which has no authentication.",
                 highlight=False,
             )
         console.print(
-            f"Serving [bold]{model_name}[/] on {url} (page: {url}/, predict: "
-            f"{url}/v1/models/{model_name}:predict); Ctrl-C stops.",
+            f"Serving [bold]{_markup(model_name)}[/] on {url} (page: {url}/, predict: "
+            f"{url}/v1/models/{_markup(model_name)}:predict); Ctrl-C stops.",
             highlight=False,
             soft_wrap=True,
         )
