@@ -1479,8 +1479,8 @@ def serve(
         url = listening_url(sock)
         if host not in ("127.0.0.1", "localhost", "::1"):
             console.print(
-                f"[bold yellow]warning:[/] listening on {_markup(host)}: other machines can reach this "
-                "server, which has no authentication.",
+                f"[bold yellow]warning:[/] listening on {_markup(host)}: other machines can "
+                "reach this server, which has no authentication.",
                 highlight=False,
             )
         console.print(
