@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_config
+from conftest import predict_in_new_process, tiny_config
 from imdb_rnn import distribute
 from imdb_rnn.config import ConfigError
 from imdb_rnn.distribute import (
@@ -156,9 +156,11 @@ MIRRORED = textwrap.dedent(
                 shutil.copytree(root / "checkpoint", root / "for-workers")
 
 
-    def run(config, strategy, callbacks=(), **fit):
+    def run(config, strategy, callbacks=(), save_to=None, **fit):
         trainer, first = Trainer(config, strategy=strategy), FirstLoss()
         history = trainer.fit(splits, callbacks=[first, *callbacks], **fit)
+        if save_to is not None:
+            trainer.save(save_to)
         return {
             "first_loss": first.loss,
             "replicas": trainer.replicas,
@@ -174,7 +176,9 @@ MIRRORED = textwrap.dedent(
     mirrored = run(
         config, "mirrored", checkpoint_dir=root / "checkpoint", callbacks=[Snapshot()]
     )
-    resumed = run(config, "mirrored", checkpoint_dir=root / "snapshot")
+    resumed = run(
+        config, "mirrored", checkpoint_dir=root / "snapshot", save_to=root / "resumed-model"
+    )
     print(json.dumps({"one": one, "mirrored": mirrored, "resumed": resumed}))
     """
 )
@@ -193,7 +197,11 @@ def mirrored_runs(imdb_archive, tmp_path_factory):
         timeout=TIMEOUT,
     )
     assert child.returncode == 0, child.stderr[-3000:]
-    return {**json.loads(child.stdout.strip().splitlines()[-1]), "snapshot": root / "for-workers"}
+    return {
+        **json.loads(child.stdout.strip().splitlines()[-1]),
+        "snapshot": root / "for-workers",
+        "resumed_model": root / "resumed-model",
+    }
 
 
 @pytest.mark.slow
@@ -219,6 +227,10 @@ def test_mirrored_run_resumes_mid_epoch(mirrored_runs):
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(resumed["history"][key], mirrored["history"][key], atol=1e-5)
     np.testing.assert_allclose(resumed["logits"], mirrored["logits"], atol=1e-5)
+    # The resumed model, saved and reloaded in a fresh process, predicts as it did.
+    reloaded = predict_in_new_process(mirrored_runs["resumed_model"], ["a great superb film"])
+    expected = 1 / (1 + np.exp(-np.asarray(resumed["logits"][0], dtype=np.float64)))
+    np.testing.assert_allclose(reloaded, expected.reshape(-1), rtol=1e-5)
 
 
 # -- MultiWorkerMirroredStrategy: two processes on 127.0.0.1 ------------------------------------
@@ -329,6 +341,7 @@ def test_two_workers_resume_a_checkpoint(imdb_archive, tmp_path, mirrored_runs):
             summary["history"]["loss"], mirrored_runs["mirrored"]["history"]["loss"], atol=1e-4
         )
     assert sorted(path.name for path in output.iterdir()) == MODEL_FILES  # checkpoint removed
+    assert len(predict_in_new_process(output, ["a great superb film"])) == 1
 
 
 @pytest.mark.parametrize(

@@ -452,3 +452,39 @@ def test_library_that_does_not_match_its_digest_is_not_built(fresh_state, tmp_pa
     assert native.is_built()
     target.write_bytes(b"\x7fELF swapped")
     assert not native.is_built()
+
+
+_OPLESS_SCRIPT = """
+import shutil, sys, warnings
+from imdb_rnn import native
+target = native.cache_path()
+target.parent.mkdir(parents=True)
+shutil.copyfile(sys.argv[1], target)
+native._digest_path(target).write_text(native._sha256(target))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print(native.available())
+print(caught[0].message if caught else "no warning")
+print(target.exists(), native._digest_path(target).exists())
+"""
+
+
+def test_library_without_the_ops_falls_back_and_is_removed(tmp_path):
+    """A cached library with a valid digest but none of the kernel's ops (never the case for a
+    build) falls back with a warning instead of an internal error, and is removed so that the
+    next process compiles the kernel again."""
+    library = _planted_library(tmp_path)
+    env = {**os.environ, native.ENV_CACHE_DIR: str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", _OPLESS_SCRIPT, str(library)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "False"
+    assert "holds none of imdb-rnn's ops" in lines[1]
+    assert lines[2] == "False False"

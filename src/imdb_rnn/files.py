@@ -122,7 +122,6 @@ def read_limited(
 
 
 _TEMPORARY = ".tmp"  # infix of temporary names: `.model.k2j4a9.tmp.keras`
-LOCK_FILE = ".imdb-rnn.lock"
 
 
 class FolderBusyError(OSError):
@@ -131,33 +130,30 @@ class FolderBusyError(OSError):
 
 @contextlib.contextmanager
 def folder_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
-    """Holds an exclusive lock on `directory` (an advisory `flock` on `directory/.imdb-rnn.lock`,
-    created if needed) for the `with` block; the system releases it when the process dies.
+    """Holds an exclusive lock on `directory` (an advisory `flock` on the folder itself, which
+    leaves no file behind; created if needed) for the `with` block. The system releases it when
+    the process ends, however it ends.
 
     Raises:
-        FolderBusyError: at once, if another process holds it.
+        FolderBusyError: at once, if another process (or another `folder_lock` of this one)
+            holds it.
     """
     import errno
     import fcntl
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             raise FolderBusyError(
                 errno.EBUSY,
-                "Another imdb-rnn train is writing into this folder"
-                + (f" (process {holder})" if holder.isdigit() else "")
-                + "; wait for it to end or choose another --output",
+                "Another imdb-rnn train is writing into this folder; wait for it to end or "
+                "choose another --output",
                 str(directory),
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock
