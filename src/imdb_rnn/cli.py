@@ -218,6 +218,15 @@ def train(
             show_default=False,
         ),
     ] = None,
+    valid_split: Annotated[
+        str | None,
+        typer.Option(
+            help="Validation reviews: random (10 % of train) or film (whole films held out, "
+            "so that validation shares no film with training, as test does; needs the local "
+            "archive). [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
     max_tokens: Annotated[
         int | None, typer.Option(help="Vocabulary size. [default: preset's]", show_default=False)
     ] = None,
@@ -256,6 +265,14 @@ def train(
     learning_rate: Annotated[
         float | None,
         typer.Option(help="Adam learning rate. [default: preset's]", show_default=False),
+    ] = None,
+    adversarial_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            help="Adversarial training on the embeddings: L2 norm of each review's "
+            "perturbation; 0 is off (about twice the cost per step). [default: preset's]",
+            show_default=False,
+        ),
     ] = None,
     seed: Annotated[
         int | None,
@@ -350,6 +367,7 @@ def train(
                 "pipeline": pipeline,
                 "max_length": max_length,
                 "truncation": truncation,
+                "valid_split": valid_split,
             },
             model={
                 "max_tokens": max_tokens,
@@ -364,6 +382,7 @@ def train(
             training={
                 "epochs": epochs,
                 "learning_rate": learning_rate,
+                "adversarial_epsilon": adversarial_epsilon,
                 "seed": seed,
                 "checkpoint_every_steps": checkpoint_every,
                 "deterministic": deterministic or None,

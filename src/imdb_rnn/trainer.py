@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn import native
+from imdb_rnn.adversarial import use_adversarial_training
 from imdb_rnn.checkpoints import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -332,6 +333,8 @@ class Trainer:
             loss=keras.losses.BinaryCrossentropy(from_logits=True),
             metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
         )
+        if training.adversarial_epsilon:
+            use_adversarial_training(self.classifier, epsilon=training.adversarial_epsilon)
         return self.classifier
 
     @property
@@ -558,6 +561,11 @@ class Trainer:
         if state is not None:
             stage(f"Resuming from the checkpoint at {state.describe()}")
         if is_distributed(self.strategy):
+            if training.adversarial_epsilon:
+                raise ConfigError(
+                    "adversarial_epsilon is not supported with a distribution strategy yet: "
+                    "train on one device (--strategy default) or set it to 0."
+                )
             stage(
                 f"Training on {self.replicas} replica{'s' if self.replicas > 1 else ''} "
                 f"({strategy_name(self.strategy)}), {self.global_batch_size} reviews per step"
@@ -856,6 +864,7 @@ def _train(
         valid_fraction=config.data.valid_fraction,
         limit=config.data.limit,
         data_dir=data_dir,
+        valid_split=config.data.valid_split,
     )
     if splits.decode_errors:
         stage(
@@ -945,6 +954,7 @@ def evaluate(
         valid_fraction=trainer.config.data.valid_fraction,
         limit=limit,
         data_dir=data_dir,
+        valid_split=trainer.config.data.valid_split,
     )
     stage("Evaluating")
     return trainer.evaluate(splits[split], pipeline="sorted")
