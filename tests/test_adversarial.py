@@ -122,8 +122,8 @@ def test_trainer_trains_adversarially_and_saves_a_plain_model(imdb_archive, tmp_
 
 
 def test_cli_options_reach_the_config(tmp_path):
-    """`train --adversarial-epsilon 0.3 --valid-split film` sets both config fields, which the
-    TOML config file also reads."""
+    """`train --adversarial-epsilon 0.3 --valid-split film --word-dropout 0.25` set their config
+    fields, which the TOML config file also reads."""
     import json
 
     from typer.testing import CliRunner
@@ -132,11 +132,13 @@ def test_cli_options_reach_the_config(tmp_path):
 
     runner = CliRunner()
     args = ["train", "--adversarial-epsilon", "0.3", "--valid-split", "film", "--show-config"]
+    args += ["--word-dropout", "0.25"]
     shown = runner.invoke(app, [*args, "--json"])
     assert shown.exit_code == 0, shown.output
     values = json.loads(shown.stdout)
     assert values["training"]["adversarial_epsilon"] == 0.3
     assert values["data"]["valid_split"] == "film"
+    assert values["model"]["word_dropout"] == 0.25
     path = tmp_path / "run.toml"
     path.write_text(runner.invoke(app, args).stdout, encoding="utf-8")
     again = runner.invoke(app, ["train", "--config", str(path), "--show-config", "--json"])
@@ -144,3 +146,22 @@ def test_cli_options_reach_the_config(tmp_path):
     bad = runner.invoke(app, ["train", "--adversarial-epsilon", "-1", "--show-config"])
     assert bad.exit_code != 0 and "adversarial_epsilon" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_word_dropout_drops_whole_words_in_training_only():
+    """model.word_dropout zeroes whole embedding vectors in training, none at inference, and
+    keeps the padding mask."""
+    keras.utils.set_random_seed(0)
+    model = build_classifier(
+        ModelConfig(max_tokens=20, embedding_dim=6, rnn_units=2, word_dropout=0.5)
+    )
+    layer = model.get_layer("word_dropout")
+    embedded = model.get_layer("embedding")(np.tile(IDS, (8, 1)))
+    dropped = layer(embedded, training=True).numpy()
+    zero_rows = np.all(dropped == 0, axis=-1)
+    partly_zero = np.any(dropped == 0, axis=-1) & ~zero_rows
+    assert 0.3 < zero_rows.mean() < 0.7 and not partly_zero.any()
+    np.testing.assert_array_equal(layer(embedded, training=False).numpy(), embedded.numpy())
+    assert layer.supports_masking
+    with pytest.raises(ConfigError, match="word_dropout"):
+        ModelConfig(word_dropout=1.0)

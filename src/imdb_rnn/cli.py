@@ -262,6 +262,14 @@ def train(
         float | None,
         typer.Option(help="Dropout rate in [0, 1). [default: preset's]", show_default=False),
     ] = None,
+    word_dropout: Annotated[
+        float | None,
+        typer.Option(
+            help="Rate at which whole words are dropped in training, in [0, 1). "
+            "[default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
     learning_rate: Annotated[
         float | None,
         typer.Option(help="Adam learning rate. [default: preset's]", show_default=False),
@@ -378,6 +386,7 @@ def train(
                 "dense_units": tuple(dense_units) if dense_units else None,
                 "pooling": pooling,
                 "dropout": dropout,
+                "word_dropout": word_dropout,
             },
             training={
                 "epochs": epochs,

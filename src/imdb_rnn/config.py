@@ -39,7 +39,7 @@ __all__ = [
 
 #: Bump when a saved config can no longer be read by older code.
 #: 2: `training.checkpoint_every_steps` and `training.deterministic`.
-#: 3: `data.valid_split` and `training.adversarial_epsilon`.
+#: 3: `data.valid_split`, `model.word_dropout` and `training.adversarial_epsilon`.
 CONFIG_VERSION = 3
 
 CELLS = ("gru", "lstm")
@@ -150,6 +150,9 @@ class ModelConfig:
         dropout: dropout rate before each `Dense` layer and on the recurrent layers' inputs.
             Default 0.0.
         spatial_dropout: rate at which whole embedding channels are dropped. Default 0.0.
+        word_dropout: rate at which whole words are dropped in training (their embedding
+            vectors set to zero, the others scaled up; the word still counts for the mask).
+            Default 0.0.
     """
 
     max_tokens: int = 10_000
@@ -161,6 +164,7 @@ class ModelConfig:
     pooling: str = "final"
     dropout: float = 0.0
     spatial_dropout: float = 0.0
+    word_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _check_positive("max_tokens", self.max_tokens)
@@ -180,6 +184,7 @@ class ModelConfig:
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_fraction("dropout", self.dropout)
         _check_fraction("spatial_dropout", self.spatial_dropout)
+        _check_fraction("word_dropout", self.word_dropout)
 
 
 @dataclass(frozen=True)
