@@ -165,3 +165,31 @@ def test_word_dropout_drops_whole_words_in_training_only():
     assert layer.supports_masking
     with pytest.raises(ConfigError, match="word_dropout"):
         ModelConfig(word_dropout=1.0)
+
+
+def test_distributed_loop_trains_adversarially_like_fit():
+    """`fit_distributed` (here under the default strategy) takes the same adversarial steps as
+    Keras' `fit`."""
+    from imdb_rnn.distribute import fit_distributed
+
+    batches = tf.data.Dataset.from_tensor_slices((IDS, LABELS)).batch(2)
+    with_fit, with_loop = _model(seed=5), _model(seed=5)
+    for model in (with_fit, with_loop):
+        use_adversarial_training(model, epsilon=1.0)
+    with_fit.fit(batches, epochs=2, verbose=0, shuffle=False)
+    fit_distributed(
+        with_loop,
+        tf.distribute.get_strategy(),
+        batches.repeat(2),
+        validation_batches=batches,
+        epochs=2,
+        steps_per_epoch=2,
+    )
+    plain = _model(seed=5)
+    plain.fit(batches, epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(with_fit.get_weights(), with_loop.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert any(
+        not np.allclose(a, c)
+        for a, c in zip(with_fit.get_weights(), plain.get_weights(), strict=True)
+    )

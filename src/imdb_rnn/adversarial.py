@@ -36,7 +36,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-__all__ = ["EMBEDDING_LAYER", "adversarial_perturbation", "use_adversarial_training"]
+__all__ = [
+    "EMBEDDING_LAYER",
+    "adversarial_perturbation",
+    "training_objective",
+    "use_adversarial_training",
+]
 
 #: Name of the embedding layer whose output is perturbed (as `build_classifier` names it).
 EMBEDDING_LAYER = "embedding"
@@ -108,30 +113,30 @@ def use_adversarial_training(model: keras.Model, *, epsilon: float) -> None:
     )
     epsilon = float(epsilon)
 
+    def objective(ids: Any, labels: Any, sample_weight: Any = None) -> tuple[Any, Any, Any]:
+        """`(clean loss + adversarial loss, clean loss, clean logits)` of one batch."""
+        # tf.identity: the sub-model takes the mask as an input, not attached to the tensor.
+        embedded = tf.identity(embedding(ids))
+        mask = embedding.compute_mask(ids)
+        with tf.GradientTape() as inner:
+            inner.watch(embedded)
+            logits = rest([embedded, mask], training=True)
+            loss = model.compute_loss(
+                x=ids, y=labels, y_pred=logits, sample_weight=sample_weight, training=True
+            )
+        perturbation = adversarial_perturbation(
+            inner.gradient(loss, embedded), mask, epsilon=epsilon
+        )
+        adversarial_logits = rest([embedded + perturbation, mask], training=True)
+        adversarial_loss = model.compute_loss(
+            x=ids, y=labels, y_pred=adversarial_logits, sample_weight=sample_weight, training=True
+        )
+        return loss + adversarial_loss, loss, logits
+
     def train_step(self: keras.Model, data: Any) -> dict[str, Any]:
         ids, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            # tf.identity: the sub-model takes the mask as an input, not attached to the tensor.
-            embedded = tf.identity(embedding(ids))
-            mask = embedding.compute_mask(ids)
-            with tf.GradientTape() as inner:
-                inner.watch(embedded)
-                logits = rest([embedded, mask], training=True)
-                loss = self.compute_loss(
-                    x=ids, y=labels, y_pred=logits, sample_weight=sample_weight, training=True
-                )
-            perturbation = adversarial_perturbation(
-                inner.gradient(loss, embedded), mask, epsilon=epsilon
-            )
-            adversarial_logits = rest([embedded + perturbation, mask], training=True)
-            adversarial_loss = self.compute_loss(
-                x=ids,
-                y=labels,
-                y_pred=adversarial_logits,
-                sample_weight=sample_weight,
-                training=True,
-            )
-            total = loss + adversarial_loss
+            total, loss, logits = objective(ids, labels, sample_weight)
         self._loss_tracker.update_state(loss, sample_weight=tf.shape(ids)[0])
         variables = self.trainable_variables
         gradients = tape.gradient(self.optimizer.scale_loss(total), variables)
@@ -142,3 +147,25 @@ def use_adversarial_training(model: keras.Model, *, epsilon: float) -> None:
     # and saved file stay those of an ordinary functional model.
     model.train_step = types.MethodType(train_step, model)
     model.train_function = None  # fit rebuilds its compiled step from the new train_step
+    # For training loops of their own (`imdb_rnn.distribute`): see `training_objective`.
+    model._adversarial_objective = objective
+
+
+def training_objective(
+    model: keras.Model, ids: Any, labels: Any, sample_weight: Any = None
+) -> tuple[Any, Any, Any]:
+    """What a training step of `model` minimises, for loops that do not call `train_step`.
+
+    Returns:
+        `(objective, loss, logits)`: the value to differentiate (the clean plus the adversarial
+        loss after `use_adversarial_training`, else the loss), the loss on the unperturbed
+        batch (to report) and the unperturbed logits (for the metrics).
+    """
+    objective = getattr(model, "_adversarial_objective", None)
+    if objective is not None:
+        return objective(ids, labels, sample_weight)
+    logits = model(ids, training=True)
+    loss = model.compute_loss(
+        x=ids, y=labels, y_pred=logits, sample_weight=sample_weight, training=True
+    )
+    return loss, loss, logits

@@ -561,11 +561,6 @@ class Trainer:
         if state is not None:
             stage(f"Resuming from the checkpoint at {state.describe()}")
         if is_distributed(self.strategy):
-            if training.adversarial_epsilon:
-                raise ConfigError(
-                    "adversarial_epsilon is not supported with a distribution strategy yet: "
-                    "train on one device (--strategy default) or set it to 0."
-                )
             stage(
                 f"Training on {self.replicas} replica{'s' if self.replicas > 1 else ''} "
                 f"({strategy_name(self.strategy)}), {self.global_batch_size} reviews per step"
