@@ -61,18 +61,28 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("IMDB_RNN_DATA"))
     parser.add_argument("--preset", default="default")
     parser.add_argument("--variant", action="append", dest="variants", default=None)
+    parser.add_argument(
+        "--valid-split",
+        choices=("random", "film"),
+        default=None,
+        help="how validation reviews are chosen (data.valid_split). Default: the preset's",
+    )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/ablation.json"))
     args = parser.parse_args()
     variants = args.variants or [""]
 
-    splits = load_imdb(args.data, splits=["train", "valid", "unsupervised"])
     base = get_preset(args.preset)
+    if args.valid_split is not None:
+        base = base.replace(data={"valid_split": args.valid_split})
+    splits = load_imdb(
+        args.data, splits=["train", "valid", "unsupervised"], valid_split=base.data.valid_split
+    )
     rows = []
     for text in variants:
         config = apply(base, parse_overrides(text))
         keras.backend.clear_session()
         print(f"running [{text or 'base'}] ...", flush=True)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         trainer = Trainer(config)
         history = trainer.fit(splits)
         valid = trainer.evaluate(splits["valid"])
@@ -85,6 +95,7 @@ def main() -> None:
             "epochs": len(history["loss"]),
             "best_epoch": trainer.best_epoch,
             "seconds": seconds,
+            "cpu_seconds": time.process_time() - cpu_start,
             "parameters": trainer.classifier.count_params(),
             "val_accuracy_per_epoch": history["val_accuracy"],
             "epoch_train_seconds": trainer.epoch_train_seconds,

@@ -105,12 +105,20 @@ def tiny_config(**training: object):
 
     return get_preset("default").replace(
         data={"batch_size": 8, "eval_batch_size": 16, "shuffle_buffer": 100},
-        model={"max_tokens": 50, "embedding_dim": 8, "rnn_units": 4, "dense_units": (4,)},
+        model={
+            "max_tokens": 50,
+            "embedding_dim": 8,
+            "rnn_units": 4,
+            "dense_units": (4,),
+            "word_dropout": 0.0,
+        },
         training={
             "epochs": 2,
             "learning_rate": 1e-2,
             "lr_schedule": "constant",
             "early_stopping_patience": None,
+            # The default's epsilon is sized for 64-d embeddings of 256-token reviews.
+            "adversarial_epsilon": 0.0,
             **training,
         },
     )

@@ -43,6 +43,11 @@ TINY = [
     "8",
     "--learning-rate",
     "0.01",
+    # The default's adversarial epsilon is sized for 64-d embeddings of 256-token reviews.
+    "--adversarial-epsilon",
+    "0",
+    "--word-dropout",
+    "0",
 ]
 
 

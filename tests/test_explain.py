@@ -106,7 +106,12 @@ def test_real_reviews_top_positive_words_matter_most():
     config = get_preset("default").replace(
         data={"vocabulary_source": "train", "max_length": 120, "truncation": "tail"},
         model={"max_tokens": 3000, "embedding_dim": 16, "rnn_units": 8, "dense_units": (8,)},
-        training={"epochs": 3, "learning_rate": 1e-2, "early_stopping_patience": None},
+        training={
+            "epochs": 3,
+            "learning_rate": 1e-2,
+            "early_stopping_patience": None,
+            "adversarial_epsilon": 0.0,
+        },
     )
     config = config.replace(data={"batch_size": 32}, model={"pooling": "max"})
     trainer = Trainer(config)

@@ -424,6 +424,15 @@ def train(
             show_default=False,
         ),
     ] = None,
+    valid_split: Annotated[
+        str | None,
+        typer.Option(
+            help="Validation reviews: random (10 % of train) or film (whole films held out, "
+            "so that validation shares no film with training, as test does; needs the local "
+            "archive). [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
     max_tokens: Annotated[
         int | None, typer.Option(help="Vocabulary size. [default: preset's]", show_default=False)
     ] = None,
@@ -459,9 +468,25 @@ def train(
         float | None,
         typer.Option(help="Dropout rate in [0, 1). [default: preset's]", show_default=False),
     ] = None,
+    word_dropout: Annotated[
+        float | None,
+        typer.Option(
+            help="Rate at which whole words are dropped in training, in [0, 1). "
+            "[default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
     learning_rate: Annotated[
         float | None,
         typer.Option(help="Adam learning rate. [default: preset's]", show_default=False),
+    ] = None,
+    adversarial_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            help="Adversarial training on the embeddings: L2 norm of each review's "
+            "perturbation; 0 is off (about twice the cost per step). [default: preset's]",
+            show_default=False,
+        ),
     ] = None,
     seed: Annotated[
         int | None,
@@ -574,6 +599,7 @@ def train(
                 "pipeline": pipeline,
                 "max_length": max_length,
                 "truncation": truncation,
+                "valid_split": valid_split,
             },
             model={
                 "max_tokens": max_tokens,
@@ -584,10 +610,12 @@ def train(
                 "dense_units": tuple(dense_units) if dense_units else None,
                 "pooling": pooling,
                 "dropout": dropout,
+                "word_dropout": word_dropout,
             },
             training={
                 "epochs": epochs,
                 "learning_rate": learning_rate,
+                "adversarial_epsilon": adversarial_epsilon,
                 "seed": seed,
                 "checkpoint_every_steps": checkpoint_every,
                 "deterministic": deterministic or None,

@@ -28,6 +28,7 @@ __all__ = [
     "POOLINGS",
     "PRESETS",
     "TRUNCATIONS",
+    "VALID_SPLITS",
     "VOCABULARY_SOURCES",
     "ConfigError",
     "DataConfig",
@@ -39,7 +40,8 @@ __all__ = [
 
 #: Bump when a saved config can no longer be read by older code.
 #: 2: `training.checkpoint_every_steps` and `training.deterministic`.
-CONFIG_VERSION = 2
+#: 3: `data.valid_split`, `model.word_dropout` and `training.adversarial_epsilon`.
+CONFIG_VERSION = 3
 
 CELLS = ("gru", "lstm")
 POOLINGS = ("final", "max", "mean", "final_max_mean")
@@ -47,6 +49,8 @@ PIPELINES = ("sorted", "bucketed", "plain")
 TRUNCATIONS = ("head", "tail")
 VOCABULARY_SOURCES = ("unsupervised", "train", "train+unsupervised")
 LR_SCHEDULES = ("constant", "cosine")
+#: How validation reviews are chosen from train: at random, or whole films at a time.
+VALID_SPLITS = ("random", "film")
 
 
 class ConfigError(ValueError):
@@ -104,6 +108,10 @@ class DataConfig:
             `"tail"` (the last `max_length`, where reviews tend to state their verdict).
             Default "tail".
         vocabulary_source: text the vocabulary is adapted on. Default "unsupervised".
+        valid_split: how the validation reviews are chosen: `"random"` (the first
+            `valid_fraction` of the shuffled training reviews) or `"film"` (whole films held
+            out, so validation shares no film with training, as the test split does; needs the
+            local archive, whose `urls_*.txt` name each review's film). Default "random".
     """
 
     valid_fraction: float = 0.1
@@ -115,6 +123,7 @@ class DataConfig:
     max_length: int | None = 256
     truncation: str = "tail"
     vocabulary_source: str = "unsupervised"
+    valid_split: str = "random"
 
     def __post_init__(self) -> None:
         _check_fraction("valid_fraction", self.valid_fraction, low_inclusive=False)
@@ -126,6 +135,7 @@ class DataConfig:
         _check_positive("max_length", self.max_length, allow_none=True)
         _check_choice("truncation", self.truncation, TRUNCATIONS)
         _check_choice("vocabulary_source", self.vocabulary_source, VOCABULARY_SOURCES)
+        _check_choice("valid_split", self.valid_split, VALID_SPLITS)
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,9 @@ class ModelConfig:
         dropout: dropout rate before each `Dense` layer and on the recurrent layers' inputs.
             Default 0.0.
         spatial_dropout: rate at which whole embedding channels are dropped. Default 0.0.
+        word_dropout: rate at which whole words are dropped in training (their embedding
+            vectors set to zero, the others scaled up; the word still counts for the mask).
+            Default 0.0.
     """
 
     max_tokens: int = 10_000
@@ -156,6 +169,7 @@ class ModelConfig:
     pooling: str = "final"
     dropout: float = 0.0
     spatial_dropout: float = 0.0
+    word_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _check_positive("max_tokens", self.max_tokens)
@@ -175,6 +189,7 @@ class ModelConfig:
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_fraction("dropout", self.dropout)
         _check_fraction("spatial_dropout", self.spatial_dropout)
+        _check_fraction("word_dropout", self.word_dropout)
         parameters = self.parameter_estimate
         if parameters > MAX_PARAMETERS:
             raise ConfigError(
@@ -223,6 +238,10 @@ class TrainingConfig:
             (`tf.config.experimental.enable_op_determinism`, for the whole process). Runs on a
             CPU repeat exactly without it; on a GPU some kernels (cuDNN, atomic adds) vary from
             run to run unless it is on, at some cost in speed. Default False.
+        adversarial_epsilon: adversarial training on the word embeddings (Miyato et al. 2017,
+            `imdb_rnn.adversarial`): each step also minimises the loss with every review's
+            embedded sequence moved by this L2 norm in the direction that raises the loss
+            most; about twice the cost of a step. Default 0.0 (off).
     """
 
     epochs: int = 10
@@ -234,6 +253,7 @@ class TrainingConfig:
     seed: int = 42
     checkpoint_every_steps: int = 200
     deterministic: bool = False
+    adversarial_epsilon: float = 0.0
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
@@ -273,6 +293,15 @@ class TrainingConfig:
         if not isinstance(self.deterministic, bool):
             raise ConfigError(
                 f"Expected deterministic to be true or false. Received: {self.deterministic!r}"
+            )
+        epsilon = self.adversarial_epsilon
+        if (
+            isinstance(epsilon, bool)
+            or not isinstance(epsilon, (int, float))
+            or not (0 <= epsilon < float("inf"))
+        ):
+            raise ConfigError(
+                f"Expected adversarial_epsilon >= 0. Received: adversarial_epsilon={epsilon!r}"
             )
 
 
@@ -375,13 +404,19 @@ def _reference() -> RunConfig:
 
 def _default() -> RunConfig:
     # Chosen on the validation split (docs/results.md, benchmarks/ablation.py): max, mean and
-    # final-state pooling, a 20k vocabulary adapted on train + unlabelled text, cosine decay over
-    # three epochs, early stopping on validation loss with the best weights restored.
+    # final-state pooling, a 20k vocabulary adapted on train + unlabelled text, cosine decay,
+    # early stopping on validation loss with the best weights restored; then, chosen on the
+    # validation split held out by film, adversarial training on the embeddings (epsilon 0.3)
+    # with word dropout 0.3 over five epochs.
     return RunConfig(
         data=DataConfig(vocabulary_source="train+unsupervised"),
-        model=ModelConfig(max_tokens=20_000, pooling="final_max_mean"),
+        model=ModelConfig(max_tokens=20_000, pooling="final_max_mean", word_dropout=0.3),
         training=TrainingConfig(
-            epochs=3, learning_rate=1e-3, lr_schedule="cosine", early_stopping_patience=2
+            epochs=5,
+            learning_rate=1e-3,
+            lr_schedule="cosine",
+            early_stopping_patience=2,
+            adversarial_epsilon=0.3,
         ),
         preset="default",
     )

@@ -39,7 +39,14 @@ from typing import IO, Any, cast
 import numpy as np
 import tensorflow as tf
 
-from imdb_rnn.files import ENV_MAX_REVIEW_BYTES, InputError, byte_limit, open_regular
+from imdb_rnn.config import VALID_SPLITS
+from imdb_rnn.files import (
+    ENV_MAX_FILE_BYTES,
+    ENV_MAX_REVIEW_BYTES,
+    InputError,
+    byte_limit,
+    open_regular,
+)
 from imdb_rnn.layers import TextEncoder
 
 __all__ = [
@@ -47,6 +54,7 @@ __all__ = [
     "LABEL_NAMES",
     "SPLITS",
     "UNLABELLED",
+    "VALID_SPLITS",
     "DataError",
     "ImdbSplits",
     "TokenizedSplit",
@@ -69,6 +77,10 @@ TFDS_NAME = "imdb_reviews"
 # validation split (and any `limit`) is taken, so every run sees the same mixed-class splits.
 _SPLIT_SEED = 20110619
 _MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(neg|pos|unsup)/(\d+)_(\d+)\.txt$")
+# Line i of urls_<folder>.txt is the IMDB page of the film that review i_*.txt is about.
+_URLS = re.compile(r"(?:^|/)aclImdb/(train|test)/urls_(neg|pos|unsup)\.txt$")
+# Films are drawn for a by-film validation split in an order shuffled with this seed.
+_FILM_SEED = 20110620
 _LABELS = {"neg": 0, "pos": 1, "unsup": UNLABELLED}
 
 
@@ -159,6 +171,7 @@ def load_imdb(
     limit: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
+    valid_split: str = "random",
 ) -> ImdbSplits:
     """Loads the IMDB splits from TFDS or a local archive or folder.
 
@@ -172,12 +185,20 @@ def load_imdb(
             are shuffled with a fixed seed first, so every subset holds both classes.
         data_dir: TFDS data directory. Default None (TFDS' own default).
         download: let TFDS download and prepare the data if it is not there. Default True.
+        valid_split: `"random"` holds out the first `valid_fraction` of the (shuffled) training
+            reviews; `"film"` holds out whole films, drawn in a fixed-seed random order until
+            `valid_fraction` of the reviews are held out, so that no film of the validation
+            split is in the training split (IMDB's train and test splits are disjoint in the
+            same way). `"film"` needs the local archive or folder with its `urls_*.txt` files,
+            which name each review's film. Default "random".
 
     Returns:
         An `ImdbSplits`.
 
     Raises:
-        DataError: if the source is missing, unreadable, not IMDB, or a requested split is empty.
+        DataError: if the source is missing, unreadable, not IMDB, or a requested split is empty;
+            or if `valid_split` is `"film"` and the source does not say which film each
+            review is about.
     """
     wanted = tuple(splits)
     for name in wanted:
@@ -189,10 +210,20 @@ def load_imdb(
         )
     if limit is not None and limit < 1:
         raise DataError(f"Expected limit >= 1. Received: limit={limit}")
+    if valid_split not in VALID_SPLITS:
+        raise DataError(
+            f"Expected valid_split to be one of {list(VALID_SPLITS)}. "
+            f"Received: valid_split={valid_split!r}"
+        )
     path = resolve_source(source)
     if path is None:
+        if valid_split == "film":
+            raise DataError(
+                "valid_split='film' needs to know each review's film, which TFDS does not keep: "
+                "pass the aclImdb_v1.tar.gz archive or its aclImdb/ folder with --data."
+            )
         return _load_tfds(wanted, valid_fraction, limit, data_dir, download)
-    return _load_local(Path(path), wanted, valid_fraction, limit)
+    return _load_local(Path(path), wanted, valid_fraction, limit, valid_split)
 
 
 def _valid_count(pool: int, valid_fraction: float) -> int:
@@ -211,8 +242,26 @@ class _Collected:
     labels: dict[str, list[int]] = field(
         default_factory=lambda: {"train": [], "test": [], "unsup": []}
     )
+    ids: dict[str, list[int]] = field(
+        default_factory=lambda: {"train": [], "test": [], "unsup": []}
+    )
+    folders: dict[str, list[str]] = field(
+        default_factory=lambda: {"train": [], "test": [], "unsup": []}
+    )
+    urls: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     decode_errors: int = 0
     reviews_seen: int = 0  # review files of any split, kept or not
+
+    def films(self, key: str) -> list[str] | None:
+        """The film (its IMDB page) of each kept review of a split, or None where the
+        `urls_*.txt` files are missing or do not cover every review."""
+        films = []
+        for folder, index in zip(self.folders[key], self.ids[key], strict=True):
+            urls = self.urls.get((key, folder))
+            if urls is None or index >= len(urls):
+                return None
+            films.append(urls[index])
+        return films
 
 
 def _decode(raw: bytes, collected: _Collected) -> str:
@@ -231,8 +280,23 @@ def _collect(members: Iterator[_Member], keep: set[str], source: Path) -> _Colle
     collected = _Collected()
     limit = byte_limit(ENV_MAX_REVIEW_BYTES)
     for name, size, stream in members:
+        if stream is None:
+            continue
+        urls = _URLS.search(name)
+        if urls is not None:
+            # The film of each review (50,000 lines for unsup: over a review's size limit).
+            url_limit = byte_limit(ENV_MAX_FILE_BYTES)
+            raw = stream.read(url_limit + 1)
+            if len(raw) > url_limit:
+                raise DataError(
+                    f"{source}: {name} is over {url_limit:,} bytes. Set {ENV_MAX_FILE_BYTES} "
+                    "to a larger number of bytes to read it."
+                )
+            lines = raw.decode("utf-8", errors="replace").splitlines()
+            collected.urls[(urls.group(1), urls.group(2))] = [line.strip() for line in lines]
+            continue
         match = _MEMBER.search(name)
-        if match is None or stream is None:
+        if match is None:
             continue
         part, folder = match.group(1), match.group(2)
         key = "unsup" if folder == "unsup" else part
@@ -249,6 +313,8 @@ def _collect(members: Iterator[_Member], keep: set[str], source: Path) -> _Colle
             )
         collected.texts[key].append(_decode(raw, collected))
         collected.labels[key].append(_LABELS[folder])
+        collected.ids[key].append(int(match.group(3)))
+        collected.folders[key].append(folder)
     return collected
 
 
@@ -322,6 +388,10 @@ def _folder_members(root: Path) -> Iterator[_Member]:
     archive reader skips them: a link could put any file of the system into the vocabulary."""
     for part in ("train", "test"):
         for folder in ("neg", "pos", "unsup"):
+            urls = root / part / f"urls_{folder}.txt"
+            if urls.is_file() and not urls.is_symlink():
+                with open(urls, "rb") as stream:
+                    yield f"aclImdb/{part}/{urls.name}", urls.stat().st_size, stream
             directory = root / part / folder
             if directory.is_symlink() or not directory.is_dir():
                 continue
@@ -333,7 +403,11 @@ def _folder_members(root: Path) -> Iterator[_Member]:
 
 
 def _load_local(
-    path: Path, wanted: tuple[str, ...], valid_fraction: float, limit: int | None
+    path: Path,
+    wanted: tuple[str, ...],
+    valid_fraction: float,
+    limit: int | None,
+    valid_split: str = "random",
 ) -> ImdbSplits:
     if not path.exists():
         raise DataError(
@@ -368,19 +442,34 @@ def _load_local(
         )
     rng = np.random.default_rng(_SPLIT_SEED)
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    train_order = np.zeros(0, dtype=np.int64)
     for key in ("train", "test", "unsup"):
         texts = np.array(collected.texts[key], dtype=object)
         labels = np.array(collected.labels[key], dtype=np.int32)
         order = rng.permutation(len(texts))
-        texts, labels = texts[order], labels[order]
         if limit is not None:
-            texts, labels = texts[:limit], labels[:limit]
+            order = order[:limit]
+        texts, labels = texts[order], labels[order]
         arrays[key] = (texts, labels)
+        if key == "train":
+            train_order = order
     train_texts, train_labels = arrays["train"]
     n_valid = _valid_count(len(train_texts), valid_fraction)
+    if valid_split == "film" and ("valid" in wanted or "train" in wanted):
+        all_films = collected.films("train")
+        if all_films is None:
+            raise DataError(
+                f"{path} does not say which film each training review is about (expected "
+                "aclImdb/train/urls_neg.txt and urls_pos.txt): use valid_split='random'."
+            )
+        in_valid = film_holdout(
+            [all_films[index] for index in train_order], n_valid, seed=_FILM_SEED
+        )
+    else:
+        in_valid = np.arange(len(train_texts)) < n_valid
     parts = {
-        "train": (train_texts[n_valid:], train_labels[n_valid:]),
-        "valid": (train_texts[:n_valid], train_labels[:n_valid]),
+        "train": (train_texts[~in_valid], train_labels[~in_valid]),
+        "valid": (train_texts[in_valid], train_labels[in_valid]),
         "test": arrays["test"],
         "unsupervised": arrays["unsup"],
     }
@@ -395,6 +484,38 @@ def _load_local(
         )
         sizes[name] = len(texts)
     return _splits(datasets, sizes, str(path), collected.decode_errors)
+
+
+def film_holdout(films: list[str], count: int, *, seed: int) -> np.ndarray:
+    """Chooses whole films for a held-out split of about `count` reviews.
+
+    Films are taken in a random order (seeded) until the held-out reviews reach `count`; every
+    review of a chosen film is held out. When there are two or more films, at least one film
+    stays outside.
+
+    Args:
+        films: the film of each review.
+        count: how many reviews to hold out, at least.
+        seed: seed of the film order.
+
+    Returns:
+        A boolean mask over `films`: True for the held-out reviews.
+
+    Example:
+
+    >>> film_holdout(["a", "b", "a", "c"], 2, seed=0).tolist()
+    [True, False, True, True]
+    """
+    names, index = np.unique(np.asarray(films, dtype=object), return_inverse=True)
+    counts = np.bincount(index, minlength=len(names))
+    chosen = np.zeros(len(names), dtype=bool)
+    held = 0
+    for film in np.random.default_rng(seed).permutation(len(names)):
+        if held >= count or (len(names) > 1 and chosen.sum() == len(names) - 1):
+            break
+        chosen[film] = True
+        held += int(counts[film])
+    return np.asarray(chosen[index], dtype=bool)
 
 
 # ---------------------------------------------------------------------------------------------

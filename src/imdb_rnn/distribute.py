@@ -45,6 +45,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from imdb_rnn.adversarial import training_objective
 from imdb_rnn.config import ConfigError
 
 __all__ = [
@@ -293,14 +294,14 @@ def _train_step(model: keras.Model, replicas: int) -> Any:
     def step(data: tuple[tf.Tensor, tf.Tensor]) -> None:
         ids, labels = data
         with tf.GradientTape() as tape:
-            logits = model(ids, training=True)
             # Each replica's mean loss divided by the number of replicas: gradients are summed.
-            loss = model.compute_loss(x=ids, y=labels, y_pred=logits, training=True)
+            # (The objective adds the adversarial loss when the model trains adversarially.)
+            objective, loss, logits = training_objective(model, ids, labels)
         loss_tracker.update_state(loss * replicas, sample_weight=tf.shape(ids)[0])
         variables = model.trainable_variables
         gradients = [
             tf.convert_to_tensor(gradient) if isinstance(gradient, tf.IndexedSlices) else gradient
-            for gradient in tape.gradient(loss, variables)
+            for gradient in tape.gradient(objective, variables)
         ]
         model.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         model.compute_metrics(ids, labels, logits)

@@ -72,6 +72,11 @@ def build_classifier(config: ModelConfig, *, num_classes: int = 2) -> keras.Mode
     x = keras.layers.Embedding(
         config.max_tokens, config.embedding_dim, mask_zero=True, name="embedding"
     )(token_ids)
+    if config.word_dropout:
+        # One draw per token, shared by its features: a dropped word's vector is all zeros.
+        x = keras.layers.Dropout(
+            config.word_dropout, noise_shape=(None, None, 1), name="word_dropout"
+        )(x)
     if config.spatial_dropout:
         x = keras.layers.SpatialDropout1D(config.spatial_dropout, name="spatial_dropout")(x)
     x = recurrent_stack(

@@ -33,6 +33,7 @@ from imdb_rnn.config import (
     PIPELINES,
     POOLINGS,
     TRUNCATIONS,
+    VALID_SPLITS,
     VOCABULARY_SOURCES,
     ConfigError,
     RunConfig,
@@ -72,6 +73,7 @@ _CHOICES = {
     "truncation": TRUNCATIONS,
     "vocabulary_source": VOCABULARY_SOURCES,
     "lr_schedule": LR_SCHEDULES,
+    "valid_split": VALID_SPLITS,
 }
 
 

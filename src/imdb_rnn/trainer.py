@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn import native
+from imdb_rnn.adversarial import use_adversarial_training
 from imdb_rnn.checkpoints import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -463,6 +464,8 @@ class Trainer:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.classifier.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
+        if training.adversarial_epsilon:
+            use_adversarial_training(self.classifier, epsilon=training.adversarial_epsilon)
         return self.classifier
 
     @property
@@ -1094,6 +1097,7 @@ def _train(
             valid_fraction=config.data.valid_fraction,
             limit=config.data.limit,
             data_dir=data_dir,
+            valid_split=config.data.valid_split,
         )
     if splits.bad_rows:
         stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
@@ -1225,6 +1229,7 @@ def evaluate(
             valid_fraction=trainer.config.data.valid_fraction,
             limit=limit,
             data_dir=data_dir,
+            valid_split=trainer.config.data.valid_split,
         )
     if splits.bad_rows:
         stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
