@@ -422,6 +422,6 @@ def test_tfds_offline_fails_fast_with_the_data_hint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", offline)
     start = time.monotonic()
-    with pytest.raises(DataError, match=r"no network: cannot reach ai\.stanford\.edu.*--data"):
+    with pytest.raises(DataError, match=r"no network: cannot reach ai\.stanford\.edu.*source=PATH"):
         load_imdb("tfds", data_dir=tmp_path)
     assert time.monotonic() - start < 30

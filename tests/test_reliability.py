@@ -201,7 +201,7 @@ def test_markup_in_the_output_path_after_training(tmp_path, imdb_archive):
     arguments = ["train", "--data", str(imdb_archive), "--output", str(output), "--epochs", "1"]
     result = CliRunner().invoke(app, [*arguments, *TINY], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    assert f"Saved to {output}" in result.stderr
+    assert f"Saved to {output}" in result.stdout
 
 
 # -- 8. unbounded reads -------------------------------------------------------------------------

@@ -60,8 +60,16 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
         build_text_model as build_text_model,
         load_text_model as load_text_model,
     )
+    from imdb_rnn.predictor import (
+        Predictor as Predictor,
+        load as load,
+    )
     from imdb_rnn.progress import (
         RichProgress as RichProgress,
+    )
+    from imdb_rnn.sources import (
+        TextFiles as TextFiles,
+        load_text_files as load_text_files,
     )
     from imdb_rnn.trainer import (
         EvaluationResult as EvaluationResult,

@@ -73,9 +73,10 @@ SPLITS = ("train", "valid", "test", "unsupervised")
 DATA_ENV_VAR = "IMDB_RNN_DATA"
 TFDS_NAME = "imdb_reviews"
 
-# The local archive is sorted by class: it is shuffled with this fixed seed before the
-# validation split (and any `limit`) is taken, so every run sees the same mixed-class splits.
-_SPLIT_SEED = 20110619
+#: The local archive is sorted by class: it is shuffled with this fixed seed before the
+#: validation split (and any `limit`) is taken, so every run sees the same mixed-class splits.
+#: Own data (`imdb_rnn.sources`) carves its validation split with it too.
+SPLIT_SEED = 20110619
 _MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(neg|pos|unsup)/(\d+)_(\d+)\.txt$")
 # Line i of urls_<folder>.txt is the IMDB page of the film that review i_*.txt is about.
 _URLS = re.compile(r"(?:^|/)aclImdb/(train|test)/urls_(neg|pos|unsup)\.txt$")
@@ -226,7 +227,8 @@ def load_imdb(
     return _load_local(Path(path), wanted, valid_fraction, limit, valid_split)
 
 
-def _valid_count(pool: int, valid_fraction: float) -> int:
+def valid_count(pool: int, valid_fraction: float) -> int:
+    """Reviews held out for validation from `pool` training reviews: at least one, none of one."""
     return max(1, round(pool * valid_fraction)) if pool > 1 else 0
 
 
@@ -440,7 +442,7 @@ def _load_local(
         raise DataError(
             f"{path} holds no aclImdb reviews (expected aclImdb/{{train,test}}/{{neg,pos}}/*.txt)."
         )
-    rng = np.random.default_rng(_SPLIT_SEED)
+    rng = np.random.default_rng(SPLIT_SEED)
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     train_order = np.zeros(0, dtype=np.int64)
     for key in ("train", "test", "unsup"):
@@ -454,7 +456,7 @@ def _load_local(
         if key == "train":
             train_order = order
     train_texts, train_labels = arrays["train"]
-    n_valid = _valid_count(len(train_texts), valid_fraction)
+    n_valid = valid_count(len(train_texts), valid_fraction)
     if valid_split == "film" and ("valid" in wanted or "train" in wanted):
         all_films = collected.films("train")
         if all_films is None:
@@ -552,7 +554,7 @@ def _load_tfds(
             ) from None
     n_train = builder.info.splits["train"].num_examples
     pool = min(n_train, limit) if limit is not None else n_train
-    n_valid = _valid_count(pool, valid_fraction)
+    n_valid = valid_count(pool, valid_fraction)
     cap = f":{limit}" if limit is not None else ""
     spec = {
         "train": f"train[{n_valid}:{pool}]",

@@ -246,15 +246,15 @@ def export_saved_model(
             (staging / "assets.extra").mkdir(exist_ok=True)
             shutil.copyfile(model_dir / LABELS_FILE, staging / "assets.extra" / LABELS_FILE)
         _check_signature(staging)
-        _fsync_tree(staging)
-        _replace_directory(staging, out_dir)
+        fsync_tree(staging)
+        replace_directory(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
     """Flushes every file and directory under `root` to disk, so that the rename publishes
     complete files even across a crash."""
     for folder, _, files in os.walk(root):
@@ -264,7 +264,7 @@ def _fsync_tree(root: Path) -> None:
         fsync_directory(Path(folder))
 
 
-def _replace_directory(new: Path, target: Path) -> None:
+def replace_directory(new: Path, target: Path) -> None:
     """Renames `new` onto `target`; an existing `target` is moved aside first, then removed."""
     old = None
     if target.exists():

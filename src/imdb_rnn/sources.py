@@ -45,12 +45,12 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.datasets import (
-    _SPLIT_SEED,
+    SPLIT_SEED,
     SPLITS,
     UNLABELLED,
     DataError,
     ImdbSplits,
-    _valid_count,
+    valid_count,
 )
 
 __all__ = [
@@ -480,7 +480,7 @@ def load_text_files(
             "Is --label-column the right column?"
         )
     index = {name: position for position, name in enumerate(label_names)}
-    rng = np.random.default_rng(_SPLIT_SEED)
+    rng = np.random.default_rng(SPLIT_SEED)
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, table in tables.items():
         texts, labels = _indexed(table, index, paths[name], bad, files.strict)
@@ -491,7 +491,7 @@ def load_text_files(
         arrays[name] = (texts, labels)
     if "train" in arrays and files.valid is None:
         train_texts, train_labels = arrays["train"]
-        n_valid = _valid_count(len(train_texts), valid_fraction)
+        n_valid = valid_count(len(train_texts), valid_fraction)
         arrays["valid"] = (train_texts[:n_valid], train_labels[:n_valid])
         arrays["train"] = (train_texts[n_valid:], train_labels[n_valid:])
     datasets: dict[str, tf.data.Dataset | None] = dict.fromkeys(SPLITS)

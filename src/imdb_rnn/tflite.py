@@ -227,7 +227,7 @@ def export_tflite(
         ExportTargetError: if `out_dir` is, or holds, the model folder, or exists and is not
             an earlier TensorFlow Lite export.
     """
-    from imdb_rnn.export import _fsync_tree, _replace_directory, check_export_target
+    from imdb_rnn.export import check_export_target, fsync_tree, replace_directory
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if sequence_length is not None and sequence_length < 1:
@@ -284,8 +284,8 @@ def export_tflite(
         }
         (staging / CONFIG_FILE).write_text(json.dumps(description, indent=2) + "\n")
         _check_interpreter(staging / TFLITE_FILE, length)
-        _fsync_tree(staging)
-        _replace_directory(staging, out_dir)
+        fsync_tree(staging)
+        replace_directory(staging, out_dir)
         fsync_directory(out_dir.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

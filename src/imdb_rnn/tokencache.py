@@ -52,7 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.config import RunConfig
-from imdb_rnn.datasets import _SPLIT_SEED, DataError, _valid_count
+from imdb_rnn.datasets import SPLIT_SEED, DataError, valid_count
 from imdb_rnn.layers import PAD_ID, TextEncoder
 from imdb_rnn.sources import (
     BadRows,
@@ -259,9 +259,9 @@ def train_on_disk(
     """
     from imdb_rnn.trainer import (
         EvaluationResult,
+        LearningRateLogger,
         Trainer,
         TrainResult,
-        _LearningRateLogger,
         rnn_kernel_name,
         versions,
     )
@@ -321,7 +321,7 @@ def train_on_disk(
             ((text, index[label]) for text, label in rows()), encoder, cache_dir, bytes_read=size
         )
         bad.counts = Counter(first_pass)  # the second pass met the same bad rows
-        order = np.random.default_rng(_SPLIT_SEED).permutation(len(cache))
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(cache))
         extra = (
             load_text_files(
                 TextFiles(
@@ -338,7 +338,7 @@ def train_on_disk(
             else None
         )
         if files.valid is None:
-            n_valid = _valid_count(len(order), data.valid_fraction)
+            n_valid = valid_count(len(order), data.valid_fraction)
             valid_rows, train_rows = np.sort(order[:n_valid]), order[n_valid:]
         else:
             valid_rows, train_rows = np.zeros(0, np.int64), order
@@ -358,7 +358,7 @@ def train_on_disk(
             validation = _sorted_batches(cache, valid_rows, data.eval_batch_size)[0]
         trainer.build(steps)
         assert trainer.classifier is not None
-        all_callbacks: list[keras.callbacks.Callback] = [_LearningRateLogger()]
+        all_callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]
         stopper = None
         if training.early_stopping_patience:
             stopper = keras.callbacks.EarlyStopping(

@@ -334,7 +334,9 @@ def _bytes_needed(classifier: keras.Model) -> int:
     return 4 * classifier.count_params() * 10
 
 
-class _LearningRateLogger(keras.callbacks.Callback):
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the optimizer's learning rate at each epoch end to the logs (`learning_rate`)."""
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is not None:
             optimizer = self.model.optimizer
@@ -669,7 +671,7 @@ class Trainer:
             check_free_space(writer.directory, _bytes_needed(self.classifier))
             if state is None:
                 writer.save_vocabulary(self._encoder())
-        all_callbacks: list[keras.callbacks.Callback] = [_LearningRateLogger()]
+        all_callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]
         self._early_stopping = None
         if training.early_stopping_patience:
             self._early_stopping = keras.callbacks.EarlyStopping(
