@@ -1,4 +1,6 @@
-"""Atomic file writes: a file is either the old one or the complete new one, never half-written."""
+"""Files, safely: atomic writes (a file is either the old one or the complete new one, never
+half-written), bounded reads of regular files only (`read_limited`, with limits the `ENV_MAX_*`
+variables raise), and a lock that keeps a second `train` out of a model folder."""
 
 from __future__ import annotations
 
