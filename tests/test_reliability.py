@@ -164,6 +164,20 @@ def test_second_train_on_the_same_output_is_refused(tmp_path, imdb_archive):
     assert not (output / "checkpoint").exists()
 
 
+def test_second_train_leaves_the_running_one_s_logs(tmp_path, imdb_archive):
+    """A second `train` refused by the lock does not empty the running one's TensorBoard logs."""
+    output = tmp_path / "run"
+    (output / "logs" / "train").mkdir(parents=True)
+    (output / "logs" / "train" / "events").write_text("the running run's events")
+    with folder_lock(output):
+        result = CliRunner().invoke(
+            app, ["train", "--data", str(imdb_archive), "--output", str(output), *TINY]
+        )
+    assert result.exit_code == EXIT_IO, result.output
+    assert "Another imdb-rnn train is writing into this folder" in result.stderr
+    assert (output / "logs" / "train" / "events").read_text() == "the running run's events"
+
+
 # -- 5. Rich markup in user text ------------------------------------------------------------------
 
 

@@ -766,7 +766,11 @@ def _tensorboard_dir(output: Path, *, enabled: bool, empty: bool = True) -> Path
     if empty and log_dir.is_dir():
         import shutil
 
-        shutil.rmtree(log_dir)
+        from imdb_rnn.files import folder_lock
+
+        # Not while another train writes there (FolderBusyError): its logs are not ours.
+        with folder_lock(output):
+            shutil.rmtree(log_dir)
     return log_dir
 
 
