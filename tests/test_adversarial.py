@@ -193,3 +193,33 @@ def test_distributed_loop_trains_adversarially_like_fit():
         not np.allclose(a, c)
         for a, c in zip(with_fit.get_weights(), plain.get_weights(), strict=True)
     )
+
+
+def test_adversarial_run_resumes_mid_epoch_like_an_uninterrupted_one(imdb_archive, tmp_path):
+    """A checkpointed adversarial run with word dropout, resumed from a copy of its checkpoint
+    taken mid-epoch, ends with the history and predictions of the run that never stopped."""
+    import shutil
+
+    from imdb_rnn.datasets import load_imdb
+    from imdb_rnn.trainer import Trainer
+
+    config = tiny_config(epochs=2, adversarial_epsilon=0.05, checkpoint_every_steps=4).replace(
+        data={"batch_size": 4}, model={"word_dropout": 0.2}
+    )
+    splits = load_imdb(imdb_archive)
+    folder, copy = tmp_path / "checkpoint", tmp_path / "mid_epoch"
+
+    class CopyAfterBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch + 1 == 7 and not copy.exists():  # the last checkpoint was at batch 4
+                shutil.copytree(folder, copy)
+
+    texts = ["a great film", "awful boring mess", ""]
+    trainer = Trainer(config)
+    history = trainer.fit(splits, checkpoint_dir=folder, callbacks=[CopyAfterBatch()])
+    resumed = Trainer(config)
+    stages: list[str] = []
+    resumed_history = resumed.fit(splits, checkpoint_dir=copy, on_stage=stages.append)
+    assert any(stage.startswith("Resuming from the checkpoint at epoch 1/2") for stage in stages)
+    assert resumed_history == history
+    np.testing.assert_array_equal(resumed.predict_logits(texts), trainer.predict_logits(texts))
