@@ -53,18 +53,21 @@ __all__ = [
     "DATA_ENV_VAR",
     "LABEL_NAMES",
     "SPLITS",
+    "SPLIT_SEED",
     "UNLABELLED",
     "VALID_SPLITS",
     "DataError",
     "ImdbSplits",
     "TokenizedSplit",
     "bucketed_batches",
+    "check_split_request",
     "length_sorted_batches",
     "load_imdb",
     "plain_batches",
     "resolve_source",
     "sorted_window_batches",
     "tokenize",
+    "valid_count",
 ]
 
 LABEL_NAMES = ("neg", "pos")
@@ -201,16 +204,7 @@ def load_imdb(
             or if `valid_split` is `"film"` and the source does not say which film each
             review is about.
     """
-    wanted = tuple(splits)
-    for name in wanted:
-        if name not in SPLITS:
-            raise DataError(f"Expected splits among {list(SPLITS)}. Received: {name!r}")
-    if not 0 < valid_fraction < 1:
-        raise DataError(
-            f"Expected valid_fraction in (0, 1). Received: valid_fraction={valid_fraction}"
-        )
-    if limit is not None and limit < 1:
-        raise DataError(f"Expected limit >= 1. Received: limit={limit}")
+    wanted = check_split_request(splits, valid_fraction=valid_fraction, limit=limit)
     if valid_split not in VALID_SPLITS:
         raise DataError(
             f"Expected valid_split to be one of {list(VALID_SPLITS)}. "
@@ -225,6 +219,27 @@ def load_imdb(
             )
         return _load_tfds(wanted, valid_fraction, limit, data_dir, download)
     return _load_local(Path(path), wanted, valid_fraction, limit, valid_split)
+
+
+def check_split_request(
+    splits: Iterable[str], *, valid_fraction: float, limit: int | None
+) -> tuple[str, ...]:
+    """Checks the splits asked of a data source and returns them as a tuple.
+
+    Raises:
+        DataError: on a split not in `SPLITS`, `valid_fraction` outside (0, 1) or `limit` < 1.
+    """
+    wanted = tuple(splits)
+    for name in wanted:
+        if name not in SPLITS:
+            raise DataError(f"Expected splits among {list(SPLITS)}. Received: {name!r}")
+    if not 0 < valid_fraction < 1:
+        raise DataError(
+            f"Expected valid_fraction in (0, 1). Received: valid_fraction={valid_fraction}"
+        )
+    if limit is not None and limit < 1:
+        raise DataError(f"Expected limit >= 1. Received: limit={limit}")
+    return wanted
 
 
 def valid_count(pool: int, valid_fraction: float) -> int:

@@ -20,6 +20,7 @@ __all__ = [
     "FastBidirectional",
     "MaskedPooling",
     "TextEncoder",
+    "gru_step",
     "imdb_standardize",
     "recurrent_stack",
     "sublayers",
@@ -240,6 +241,36 @@ def _gpu_visible() -> bool:
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+def gru_step(
+    state: tf.Tensor,
+    x_t: tf.Tensor,
+    keep_t: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    recurrent_bias: tf.Tensor,
+) -> tf.Tensor:
+    """One step of a reset-after GRU (Keras' default, sigmoid and tanh).
+
+    Args:
+        state: the previous state, `(batch, units)`.
+        x_t: the step's input already projected by the input kernel and bias,
+            `(batch, 3 * units)`, gates in Keras' order (update, reset, candidate).
+        keep_t: 1 where the review goes on at this step, 0 past its end, `(batch, 1)`.
+        recurrent_kernel: `(units, 3 * units)`.
+        recurrent_bias: `(3 * units,)`.
+
+    Returns:
+        The new state; past a review's end (`keep_t` 0) the state is carried unchanged.
+    """
+    inner = tf.matmul(state, recurrent_kernel) + recurrent_bias
+    x_z, x_r, x_h = tf.split(x_t, 3, axis=-1)
+    inner_z, inner_r, inner_h = tf.split(inner, 3, axis=-1)
+    z = tf.sigmoid(x_z + inner_z)
+    r = tf.sigmoid(x_r + inner_r)
+    candidate = tf.tanh(x_h + r * inner_h)
+    new_state = z * state + (1.0 - z) * candidate
+    return state + keep_t * (new_state - state)
+
+
 @keras.saving.register_keras_serializable(package="imdb_rnn")
 class FastBidirectional(keras.layers.Bidirectional):
     """`Bidirectional(GRU)` with a faster loop on the CPU.
@@ -359,15 +390,7 @@ class FastBidirectional(keras.layers.Bidirectional):
 
         def step(state: tf.Tensor, elements: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
             x_t, keep_t = elements
-            inner = tf.matmul(state, recurrent_kernel) + recurrent_bias
-            x_z, x_r, x_h = tf.split(x_t, 3, axis=-1)
-            inner_z, inner_r, inner_h = tf.split(inner, 3, axis=-1)
-            z = tf.sigmoid(x_z + inner_z)
-            r = tf.sigmoid(x_r + inner_r)
-            candidate = tf.tanh(x_h + r * inner_h)
-            new_state = z * state + (1.0 - z) * candidate
-            # Past a review's end the state is carried unchanged.
-            return state + keep_t * (new_state - state)
+            return gru_step(state, x_t, keep_t, recurrent_kernel, recurrent_bias)
 
         keep = tf.transpose(tf.sequence_mask(lengths, tf.shape(x)[1], dtype=x.dtype))[
             :, :, None

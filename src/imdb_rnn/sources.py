@@ -50,6 +50,7 @@ from imdb_rnn.datasets import (
     UNLABELLED,
     DataError,
     ImdbSplits,
+    check_split_request,
     valid_count,
 )
 
@@ -435,16 +436,7 @@ def load_text_files(
             classes, a requested split has no file or no usable row, or (with `strict`) a row
             is bad.
     """
-    wanted = tuple(splits)
-    for name in wanted:
-        if name not in SPLITS:
-            raise DataError(f"Expected splits among {list(SPLITS)}. Received: {name!r}")
-    if not 0 < valid_fraction < 1:
-        raise DataError(
-            f"Expected valid_fraction in (0, 1). Received: valid_fraction={valid_fraction}"
-        )
-    if limit is not None and limit < 1:
-        raise DataError(f"Expected limit >= 1. Received: limit={limit}")
+    wanted = check_split_request(splits, valid_fraction=valid_fraction, limit=limit)
     needs_train = "train" in wanted or ("valid" in wanted and files.valid is None)
     paths = {
         "train": files.train if needs_train else None,

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.files import current_umask, fsync_directory
-from imdb_rnn.layers import PAD_ID, TextEncoder
+from imdb_rnn.layers import PAD_ID, TextEncoder, gru_step
 
 __all__ = ["TFLITE_FILE", "VOCABULARY_FILE", "export_tflite", "token_ids"]
 
@@ -59,14 +59,7 @@ def _gru_direction(
     state = tf.zeros_like(projected[0][:, :units])
     states = []
     for x_t, keep_t in zip(projected, keep, strict=True):
-        inner = tf.matmul(state, recurrent_kernel) + recurrent_bias
-        x_z, x_r, x_h = tf.split(x_t, 3, axis=-1)
-        inner_z, inner_r, inner_h = tf.split(inner, 3, axis=-1)
-        z = tf.sigmoid(x_z + inner_z)
-        r = tf.sigmoid(x_r + inner_r)
-        candidate = tf.tanh(x_h + r * inner_h)
-        new_state = z * state + (1.0 - z) * candidate
-        state = state + keep_t * (new_state - state)  # carried unchanged past a review's end
+        state = gru_step(state, x_t, keep_t, recurrent_kernel, recurrent_bias)
         states.append(state)
     return states
 
