@@ -127,6 +127,20 @@ class ImdbSplits:
             raise KeyError(f"The {name!r} split was not loaded.")
         return dataset
 
+    @classmethod
+    def from_named(
+        cls, datasets: dict[str, tf.data.Dataset | None], **fields: Any
+    ) -> ImdbSplits:
+        """Builds the splits from `{name: dataset}` (a split not named is None); `fields` are
+        the other attributes (`sizes`, `source`, ...)."""
+        return cls(
+            datasets.get("train"),
+            datasets.get("valid"),
+            datasets.get("test"),
+            datasets.get("unsupervised"),
+            **fields,
+        )
+
     def texts(self, *names: str) -> tf.data.Dataset:
         """The review strings of the named splits, one split after the other."""
         if not names:
@@ -136,23 +150,6 @@ class ImdbSplits:
         for part in parts[1:]:
             texts = texts.concatenate(part)
         return texts
-
-
-def _splits(
-    datasets: dict[str, tf.data.Dataset | None],
-    sizes: dict[str, int],
-    source: str,
-    decode_errors: int = 0,
-) -> ImdbSplits:
-    return ImdbSplits(
-        train=datasets["train"],
-        valid=datasets["valid"],
-        test=datasets["test"],
-        unsupervised=datasets["unsupervised"],
-        sizes=sizes,
-        source=source,
-        decode_errors=decode_errors,
-    )
 
 
 def resolve_source(source: str | os.PathLike[str] | None = None) -> str | None:
@@ -500,7 +497,9 @@ def _load_local(
             (tf.constant(texts.tolist(), dtype=tf.string), tf.constant(labels, dtype=tf.int32))
         )
         sizes[name] = len(texts)
-    return _splits(datasets, sizes, str(path), collected.decode_errors)
+    return ImdbSplits.from_named(
+        datasets, sizes=sizes, source=str(path), decode_errors=collected.decode_errors
+    )
 
 
 def film_holdout(films: list[str], count: int, *, seed: int) -> np.ndarray:
@@ -586,7 +585,7 @@ def _load_tfds(
         if total == 0:
             raise DataError(f"The {name} split of TFDS '{TFDS_NAME}' is empty.")
         sizes[name] = total
-    return _splits(datasets, sizes, f"tfds:{TFDS_NAME}")
+    return ImdbSplits.from_named(datasets, sizes=sizes, source=f"tfds:{TFDS_NAME}")
 
 
 #: Where TFDS downloads `imdb_reviews` from (http://ai.stanford.edu/~amaas/data/sentiment/).

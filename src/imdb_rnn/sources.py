@@ -499,11 +499,8 @@ def load_text_files(
             (tf.constant(texts.tolist(), dtype=tf.string), tf.constant(labels, dtype=tf.int32))
         )
         sizes[name] = len(texts)
-    return ImdbSplits(
-        train=datasets["train"],
-        valid=datasets["valid"],
-        test=datasets["test"],
-        unsupervised=datasets["unsupervised"],
+    return ImdbSplits.from_named(
+        datasets,
         sizes=sizes,
         source=files.describe(),
         label_names=label_names,
