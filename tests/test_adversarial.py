@@ -111,7 +111,8 @@ def test_config_validates_adversarial_epsilon():
 def test_trainer_trains_adversarially_and_saves_a_plain_model(imdb_archive, tmp_path):
     """`train` with adversarial_epsilon lowers the loss on the fixture data; the saved model is
     an ordinary functional model that reloads, and its config records the setting."""
-    from imdb_rnn.trainer import Trainer, train
+    from imdb_rnn.trainer import Trainer
+    from imdb_rnn.workflows import train
 
     config = tiny_config(epochs=3, adversarial_epsilon=0.05)
     result = train(config, source=imdb_archive, output=tmp_path / "run")
@@ -167,32 +168,33 @@ def test_word_dropout_drops_whole_words_in_training_only():
         ModelConfig(word_dropout=1.0)
 
 
-def test_distributed_loop_trains_adversarially_like_fit():
-    """`fit_distributed` (here under the default strategy) takes the same adversarial steps as
-    Keras' `fit`."""
-    from imdb_rnn.distribute import fit_distributed
+@pytest.mark.parametrize("adversarial", [True, False])
+def test_the_epoch_loop_trains_like_keras_fit(adversarial):
+    """`EpochLoop` (the one training loop, here under the default strategy) takes the same
+    steps as Keras' `fit`, with and without adversarial training."""
+    from imdb_rnn.config import RunConfig
+    from imdb_rnn.loop import EpochLoop
 
     batches = tf.data.Dataset.from_tensor_slices((IDS, LABELS)).batch(2)
     with_fit, with_loop = _model(seed=5), _model(seed=5)
-    for model in (with_fit, with_loop):
-        use_adversarial_training(model, epsilon=1.0)
-    with_fit.fit(batches, epochs=2, verbose=0, shuffle=False)
-    fit_distributed(
-        with_loop,
-        tf.distribute.get_strategy(),
-        batches.repeat(2),
-        validation_batches=batches,
-        epochs=2,
-        steps_per_epoch=2,
-    )
-    plain = _model(seed=5)
-    plain.fit(batches, epochs=2, verbose=0, shuffle=False)
+    if adversarial:
+        for model in (with_fit, with_loop):
+            use_adversarial_training(model, epsilon=1.0)
+    fit_history = with_fit.fit(batches, epochs=2, verbose=0, shuffle=False).history
+    config = RunConfig().replace(training={"epochs": 2})
+    loop = EpochLoop(with_loop, config=config, steps_per_epoch=2, train_size=len(IDS))
+    history = loop.run(batches.repeat(2), validation=batches)
     for a, b in zip(with_fit.get_weights(), with_loop.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    assert any(
-        not np.allclose(a, c)
-        for a, c in zip(with_fit.get_weights(), plain.get_weights(), strict=True)
-    )
+    np.testing.assert_allclose(history["loss"], fit_history["loss"], rtol=1e-5)
+    assert len(history["val_loss"]) == 2 and len(loop.epoch_train_seconds) == 2
+    if adversarial:
+        plain = _model(seed=5)
+        plain.fit(batches, epochs=2, verbose=0, shuffle=False)
+        assert any(
+            not np.allclose(a, c)
+            for a, c in zip(with_fit.get_weights(), plain.get_weights(), strict=True)
+        )
 
 
 def test_adversarial_run_resumes_mid_epoch_like_an_uninterrupted_one(imdb_archive, tmp_path):

@@ -15,16 +15,9 @@ import pytest
 
 from conftest import predict_in_new_process, tiny_config
 from imdb_rnn import checkpoints
-from imdb_rnn.checkpoints import (
-    STATE_FILE,
-    Checkpoint,
-    CheckpointError,
-    CheckpointMismatchError,
-    NonFiniteLossError,
-    SignalStop,
-    TrainingInterrupted,
-)
+from imdb_rnn.checkpoints import STATE_FILE, Checkpoint, CheckpointError, CheckpointMismatchError
 from imdb_rnn.datasets import load_imdb
+from imdb_rnn.stopping import NonFiniteLossError, SignalStop, TrainingInterrupted
 from imdb_rnn.trainer import Trainer
 
 # Dropout (random seed states), early stopping (its counters and best weights) and several

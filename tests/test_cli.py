@@ -250,8 +250,8 @@ def test_predict_ten_thousand_reviews_from_stdin(runner, trained_model_dir):
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
-        (["train", "--epochs", "0"], EXIT_USAGE, "--epochs"),
-        (["train", "--limit", "0"], EXIT_USAGE, "--limit"),
+        (["train", "--epochs", "0"], EXIT_USAGE, "epochs"),
+        (["train", "--limit", "0"], EXIT_USAGE, "limit"),
         (["train", "--preset", "huge", "--output", "{tmp}/a"], EXIT_USAGE, "preset"),
         (["train", "--cell", "rnn", "--output", "{tmp}/b"], EXIT_USAGE, "cell"),
         (["train", "--dropout", "1.5", "--output", "{tmp}/c"], EXIT_USAGE, "dropout"),
@@ -872,7 +872,7 @@ def test_train_eval_predict_on_own_csv(runner, tmp_path, topic_files):
             ],
         )
     )
-    assert summary["labels"] == ["animal", "colour", "number"] and summary["bad_rows"] == {}
+    assert summary["label_names"] == ["animal", "colour", "number"] and summary["bad_rows"] == {}
     assert len(summary["test"]["confusion"]) == 3
     metrics = _json(
         runner.invoke(app, ["eval", str(output), "--test", str(topic_files["test"]), "--json"])

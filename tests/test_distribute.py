@@ -346,7 +346,7 @@ def test_two_workers_resume_a_checkpoint(imdb_archive, tmp_path, mirrored_runs):
 
 @pytest.mark.parametrize(
     ("strategy", "message"),
-    [("ring", "--strategy must be one of auto, default"), ("multi-worker", "TF_CONFIG")],
+    [("ring", "--strategy to be one of ['auto', 'default'"), ("multi-worker", "TF_CONFIG")],
 )
 def test_cli_refuses_a_bad_strategy(tmp_path, monkeypatch, imdb_archive, strategy, message):
     """`imdb-rnn train` with an unknown strategy, or multi-worker without TF_CONFIG, exits with

@@ -217,7 +217,7 @@ def test_export_made_on_a_gpu_runs_on_a_cpu(tmp_path, monkeypatch, cell):
     import keras
     import tensorflow as tf
 
-    from imdb_rnn import layers
+    from imdb_rnn import devices
     from imdb_rnn.config import get_preset
     from imdb_rnn.layers import TextEncoder
     from imdb_rnn.models import build_classifier, build_text_model
@@ -229,7 +229,7 @@ def test_export_made_on_a_gpu_runs_on_a_cpu(tmp_path, monkeypatch, cell):
     encoder.adapt(tf.constant(["a good film", "a bad film"]))
     classifier = build_classifier(config.model)
     Trainer(config, encoder=encoder, classifier=classifier).save(tmp_path / "model")
-    monkeypatch.setattr(layers, "_gpu_visible", lambda: True)
+    monkeypatch.setattr(devices, "gpu_visible", lambda: True)
     keras_tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
     monkeypatch.setattr(keras_tf_rnn, "_is_gpu_available", lambda: True)
 

@@ -330,7 +330,7 @@ def test_unwritable_cache_is_reported(monkeypatch, fresh_state):
 def test_first_use_compiles_with_a_stage_message(monkeypatch):
     """Train, eval and predict announce the one-time compile; nothing is said once it is built,
     for LSTM models, or with the kernel switched off."""
-    from imdb_rnn.trainer import prepare_native_kernel
+    from imdb_rnn.devices import prepare_native_kernel
 
     built = {"value": False}
     calls = []

@@ -82,3 +82,24 @@ def test_mypy_types_the_public_names(tmp_path):
     assert len(revealed) == 2, result.stdout
     assert "-> imdb_rnn.trainer.Trainer" in revealed[0]
     assert "-> imdb_rnn.trainer.TrainResult" in revealed[1]
+
+
+def test_library_errors_name_python_arguments_not_command_line_flags():
+    """Errors raised by the library speak Python (`overwrite=True`, `source=`); only the CLI
+    turns them into options (`--overwrite`, `--data`)."""
+    import re
+
+    flag = re.compile(r"(^|[\s(])--[a-z]")
+    offenders = []
+    for path in sorted(SOURCE.glob("*.py")):
+        if path.name in ("cli.py", "__main__.py"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Raise) or node.exc is None:
+                continue
+            for part in ast.walk(node.exc):
+                text = part.value if isinstance(part, ast.Constant) else None
+                if isinstance(text, str) and flag.search(text):
+                    offenders.append(f"{path.name}:{node.lineno}: {part.value!r}")
+    assert offenders == []

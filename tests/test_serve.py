@@ -21,7 +21,8 @@ from imdb_rnn import serve as serve_module
 from imdb_rnn.cli import app
 from imdb_rnn.explain import explain
 from imdb_rnn.serve import MAX_TEXT_CHARACTERS, ServeOptions, create_app
-from imdb_rnn.trainer import Trainer, predict
+from imdb_rnn.trainer import Trainer
+from imdb_rnn.workflows import predict
 
 REVIEWS = [
     "A moving, wonderful film.",

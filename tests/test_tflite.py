@@ -24,7 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is depreca
 def short_model_dir(tmp_path_factory, imdb_archive):
     """A tiny model that keeps 32 tokens per review (the TFLite model unrolls 32 steps, which
     converts in seconds), with two stacked layers to cover sequences between layers."""
-    from imdb_rnn.trainer import train
+    from imdb_rnn.workflows import train
 
     output = tmp_path_factory.mktemp("short") / "run"
     config = tiny_config(epochs=3).replace(data={"max_length": 32}, model={"num_rnn_layers": 2})
@@ -126,7 +126,7 @@ def test_overwrite_replaces_only_an_earlier_tflite_export(tmp_path, topic_model_
 
 def test_export_refuses_an_lstm_model(tmp_path, imdb_archive):
     """TensorFlow Lite export rebuilds GRUs only; an LSTM model is a clear ValueError."""
-    from imdb_rnn.trainer import train
+    from imdb_rnn.workflows import train
 
     output = tmp_path / "lstm"
     train(tiny_config(epochs=1).replace(model={"cell": "lstm"}), source=imdb_archive, output=output)

@@ -13,7 +13,9 @@ from conftest import build_reviews, tiny_config, write_archive
 from imdb_rnn import native
 from imdb_rnn.datasets import load_imdb
 from imdb_rnn.models import ModelFileError
-from imdb_rnn.trainer import EvaluationResult, Trainer, evaluate, predict, train
+from imdb_rnn.results import EvaluationResult
+from imdb_rnn.trainer import Trainer
+from imdb_rnn.workflows import evaluate, predict, train
 
 
 def test_metrics_from_logits():

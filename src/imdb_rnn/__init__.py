@@ -25,9 +25,6 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
     from imdb_rnn.checkpoints import (
         CheckpointError as CheckpointError,
         CheckpointMismatchError as CheckpointMismatchError,
-        NonFiniteLossError as NonFiniteLossError,
-        SignalStop as SignalStop,
-        TrainingInterrupted as TrainingInterrupted,
     )
     from imdb_rnn.config import (
         PRESETS as PRESETS,
@@ -54,6 +51,9 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
     from imdb_rnn.layers import (
         TextEncoder as TextEncoder,
     )
+    from imdb_rnn.modeldir import (
+        OutputExistsError as OutputExistsError,
+    )
     from imdb_rnn.models import (
         ModelFileError as ModelFileError,
         build_classifier as build_classifier,
@@ -67,14 +67,23 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
     from imdb_rnn.progress import (
         RichProgress as RichProgress,
     )
+    from imdb_rnn.results import (
+        EvaluationResult as EvaluationResult,
+        TrainResult as TrainResult,
+    )
     from imdb_rnn.sources import (
         TextFiles as TextFiles,
         load_text_files as load_text_files,
     )
+    from imdb_rnn.stopping import (
+        NonFiniteLossError as NonFiniteLossError,
+        SignalStop as SignalStop,
+        TrainingInterrupted as TrainingInterrupted,
+    )
     from imdb_rnn.trainer import (
-        EvaluationResult as EvaluationResult,
         Trainer as Trainer,
-        TrainResult as TrainResult,
+    )
+    from imdb_rnn.workflows import (
         evaluate as evaluate,
         predict as predict,
         tensorboard_callback as tensorboard_callback,
@@ -104,20 +113,21 @@ _EXPORTS = {
     "build_classifier": "imdb_rnn.models",
     "build_text_model": "imdb_rnn.models",
     "load_text_model": "imdb_rnn.models",
-    # trainer
-    "EvaluationResult": "imdb_rnn.trainer",
-    "TrainResult": "imdb_rnn.trainer",
+    # the trainer, its results and the one-call workflows
     "Trainer": "imdb_rnn.trainer",
-    "evaluate": "imdb_rnn.trainer",
-    "predict": "imdb_rnn.trainer",
-    "tensorboard_callback": "imdb_rnn.trainer",
-    "train": "imdb_rnn.trainer",
+    "EvaluationResult": "imdb_rnn.results",
+    "TrainResult": "imdb_rnn.results",
+    "evaluate": "imdb_rnn.workflows",
+    "predict": "imdb_rnn.workflows",
+    "tensorboard_callback": "imdb_rnn.workflows",
+    "train": "imdb_rnn.workflows",
+    "OutputExistsError": "imdb_rnn.modeldir",
     # checkpoints and safe stops
     "CheckpointError": "imdb_rnn.checkpoints",
     "CheckpointMismatchError": "imdb_rnn.checkpoints",
-    "NonFiniteLossError": "imdb_rnn.checkpoints",
-    "SignalStop": "imdb_rnn.checkpoints",
-    "TrainingInterrupted": "imdb_rnn.checkpoints",
+    "NonFiniteLossError": "imdb_rnn.stopping",
+    "SignalStop": "imdb_rnn.stopping",
+    "TrainingInterrupted": "imdb_rnn.stopping",
     # a loaded model for Python users
     "Predictor": "imdb_rnn.predictor",
     "load": "imdb_rnn.predictor",

@@ -26,7 +26,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
-    from imdb_rnn.checkpoints import TrainingInterrupted
+    from imdb_rnn.stopping import TrainingInterrupted
 
 __all__ = ["app", "main"]
 
@@ -107,6 +107,14 @@ def _stderr() -> Console:
 # The library's errors name its arguments; on the command line they are options.
 _PYTHON_TO_FLAGS = (
     (re.compile(r"\bresume=False\b"), "--overwrite"),
+    (re.compile(r"\bon_disk=True\b"), "--on-disk"),
+    (re.compile(r"\bsource=TextFiles\(\.\.\.\)"), "--train PATH"),
+    (re.compile(r"\bTextFiles\((\w+)=PATH\)"), r"--\1 PATH"),
+    (re.compile(r"\btext_column=(?!\w)"), "--text-column"),
+    (re.compile(r"\blabel_column=(?!\w)"), "--label-column"),
+    (re.compile(r"\btensorboard=False\b"), "--no-tensorboard"),
+    (re.compile(r"\bstrategy(?==)"), "--strategy"),
+    (re.compile(r"\bstrategy to\b"), "--strategy to"),
     (re.compile(r"\boverwrite=True\b"), "--overwrite"),
     (re.compile(r"\bsource=PATH\b"), "--data PATH"),
     (re.compile(r"\bsource=(?!\w)"), "--data"),
@@ -562,29 +570,6 @@ def train(
 
         imdb-rnn train --train train.csv --test test.csv --output runs/mine
     """
-    if epochs is not None and epochs < 1:
-        _fail(f"--epochs must be at least 1 (got {epochs}).", EXIT_USAGE)
-    if limit is not None and limit < 1:
-        _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
-    resuming = not overwrite and _holds_unfinished_run(output)
-    if not show_config and (output / "model.keras").exists() and not overwrite and not resuming:
-        _fail(
-            f"{output} already holds a model; pass --overwrite to replace it "
-            "or choose another --output.",
-            EXIT_USAGE,
-        )
-    files = _text_files(
-        data,
-        train=train_file,
-        valid=valid_file,
-        test=test_file,
-        unlabelled=unlabelled_file,
-        text_column=text_column,
-        label_column=label_column,
-        strict=strict,
-    )
-    if on_disk and files is None:
-        _fail("--on-disk streams your own --train file; pass --train PATH.", EXIT_USAGE)
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
@@ -624,51 +609,36 @@ def train(
         if show_config:
             _show_config(config, as_json=as_json)
             return
-        from imdb_rnn.distribute import STRATEGIES, cluster_task
-
-        if strategy not in STRATEGIES:
-            _fail(
-                f"--strategy must be one of {', '.join(STRATEGIES)} (got {strategy!r}).",
-                EXIT_USAGE,
-            )
-        # Only the chief of a cluster writes into --output (the others' logs are temporary).
-        chief = strategy != "multi-worker" or cluster_task().is_chief
-        _check_writable(output)
-        # A resumed run adds to its logs; only a fresh run starts them again.
-        log_dir = _tensorboard_dir(output, enabled=tensorboard, empty=chief and not resuming)
-        from imdb_rnn.checkpoints import NonFiniteLossError, SignalStop, TrainingInterrupted
+        files = _text_files(
+            data,
+            train=train_file,
+            valid=valid_file,
+            test=test_file,
+            unlabelled=unlabelled_file,
+            text_column=text_column,
+            label_column=label_column,
+            strict=strict,
+        )
         from imdb_rnn.files import FolderBusyError
         from imdb_rnn.progress import RichProgress
-        from imdb_rnn.trainer import train as run_training
+        from imdb_rnn.stopping import NonFiniteLossError, SignalStop, TrainingInterrupted
+        from imdb_rnn.workflows import train as run_training
 
         progress = RichProgress(console)
         try:
-            if on_disk:
-                from imdb_rnn.tokencache import train_on_disk
-                from imdb_rnn.trainer import tensorboard_callback
-
-                board = [tensorboard_callback(log_dir)] if log_dir is not None else []
-                result = train_on_disk(
+            with SignalStop() as stop:
+                result = run_training(
                     config,
-                    files,
+                    source=files if files is not None else data,
                     output=output,
-                    callbacks=[progress, *board],
+                    overwrite=overwrite,
+                    callbacks=[progress],
                     on_stage=_stage_printer(console, True),
+                    stop=stop,
+                    tensorboard=tensorboard,
+                    strategy=strategy,
+                    on_disk=on_disk,
                 )
-                progress.close()
-            else:
-                with SignalStop() as stop:
-                    result = run_training(
-                        config,
-                        source=files if files is not None else data,
-                        output=output,
-                        callbacks=[progress],
-                        on_stage=_stage_printer(console, True),
-                        resume=not overwrite,
-                        stop=stop,
-                        tensorboard_dir=log_dir,
-                        strategy=strategy,
-                    )
         except TrainingInterrupted as interrupted:
             progress.close()
             _stopped(console, output, interrupted)
@@ -677,39 +647,27 @@ def train(
             _fail(f"{error} {_checkpoint_note(output) or ''}".rstrip(), EXIT_DIVERGED)
         except FolderBusyError as error:
             _fail(_os_error_message(error), EXIT_IO)
+        except ModuleNotFoundError as error:  # tensorboard=True without the package
+            _fail(str(error), EXIT_USAGE)
         except OSError as error:  # a full disk while saving a checkpoint or the model
             progress.close()
             _fail(f"{_os_error_message(error)}. {_checkpoint_note(output) or ''}".rstrip(), EXIT_IO)
-    summary = {
-        "output": result.output,
-        "preset": config.preset,
-        "epochs": result.epochs,
-        "best_epoch": result.best_epoch,
-        "train_seconds": result.train_seconds,
-        "train_examples_per_second": result.train_examples_per_second,
-        "history": result.history,
-        "valid": result.valid.to_dict() if result.valid else None,
-        "test": result.test.to_dict() if result.test else None,
-        "tensorboard_logs": str(log_dir) if log_dir is not None else None,
-        "decode_errors": result.decode_errors,
-        "strategy": result.strategy,
-        "replicas": result.replicas,
-        "global_batch_size": result.global_batch_size,
-        "chief": result.chief,
-        "rnn_kernel": result.rnn_kernel,
-        "labels": result.label_names,
-        "bad_rows": result.bad_rows,
-        "bytes_read": result.bytes_read,
-    }
+        progress.close()
+    _show_train_result(result, as_json=as_json)
+
+
+def _show_train_result(result: Any, *, as_json: bool) -> None:
+    """Prints a `TrainResult` on stdout, as eval and predict print theirs (stages and progress
+    stay on stderr): its `to_dict()` with --json, else the test metrics and a summary."""
     if as_json:
-        _print_json(summary)
+        _print_json(result.to_dict())
         return
-    # Results go to stdout, like eval's and predict's; stages and progress stay on stderr.
     results = Console()
+    output = Path(result.output) if result.output is not None else None
     if not result.chief:
         results.print(
             f"This worker's part is done after {result.epochs} epochs on {result.replicas} "
-            f"replicas; the chief saves the model to [bold]{_markup(output)}[/].",
+            "replicas; the chief saves the model.",
             highlight=False,
         )
         return
@@ -729,9 +687,12 @@ def train(
             "per step.",
             highlight=False,
         )
-    results.print(f"Training curves: [bold]{_markup(output / 'curves.png')}[/]", highlight=False)
-    if log_dir is not None:
-        command = shlex.join(["tensorboard", "--logdir", str(log_dir)])
+    if output is not None:
+        results.print(
+            f"Training curves: [bold]{_markup(output / 'curves.png')}[/]", highlight=False
+        )
+    if result.tensorboard_logs is not None:
+        command = shlex.join(["tensorboard", "--logdir", result.tensorboard_logs])
         results.print(f"TensorBoard: [bold]{_markup(command)}[/]", highlight=False)
 
 
@@ -739,39 +700,6 @@ def _kept_epoch(kept: int, epochs: int) -> str:
     """Which epoch's weights were saved: the last one, or the best on validation before it
     (early stopping restored it)."""
     return f"kept epoch {kept}" + (", the best on validation" if kept < epochs else "")
-
-
-def _holds_unfinished_run(output: Path) -> bool:
-    """Whether `output` holds the checkpoint of a run that has not saved its model yet: the run
-    an interrupted `train` (with or without --overwrite) leaves, which the same command resumes,
-    or a run killed while saving, which it completes. The checkpoint is deleted last."""
-    return (output / "checkpoint" / "state.json").is_file()
-
-
-def _tensorboard_dir(output: Path, *, enabled: bool, empty: bool = True) -> Path | None:
-    """OUTPUT/logs, emptied first (unless `empty` is False: a worker that is not the chief
-    leaves the chief's folder alone): TensorBoard would draw an earlier run's events (a replaced
-    model's, or a failed run's) as part of this one."""
-    if not enabled:
-        return None
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboard") is None:
-        _fail(
-            "TensorBoard logging needs the tensorboard package: pip install tensorboard "
-            "(or pass --no-tensorboard).",
-            EXIT_USAGE,
-        )
-    log_dir = output / "logs"
-    if empty and log_dir.is_dir():
-        import shutil
-
-        from imdb_rnn.files import folder_lock
-
-        # Not while another train writes there (FolderBusyError): its logs are not ours.
-        with folder_lock(output):
-            shutil.rmtree(log_dir)
-    return log_dir
 
 
 def _show_config(config: Any, *, as_json: bool) -> None:
@@ -868,23 +796,6 @@ def _stopped(console: Console, output: Path, interrupted: TrainingInterrupted) -
     raise typer.Exit(interrupted.exit_code)
 
 
-def _check_writable(output: Path) -> None:
-    """Fails before training if the model directory cannot be created or written (a test file
-    is written and removed: permissions, read-only file systems and full disks all show)."""
-    from imdb_rnn.files import write_text
-
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        _fail(f"Cannot create the output directory {output}: {error.strerror}.", EXIT_IO)
-    probe = output / ".imdb-rnn-write-test"
-    try:
-        write_text(probe, "imdb-rnn checks that it can write here before training.\n")
-        probe.unlink()
-    except OSError as error:
-        _fail(f"Cannot write into the output directory {output}: {error.strerror}.", EXIT_IO)
-
-
 @app.command("eval")
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
@@ -941,7 +852,7 @@ def evaluate(
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
-        from imdb_rnn.trainer import evaluate as run_evaluation
+        from imdb_rnn.workflows import evaluate as run_evaluation
 
         result = run_evaluation(
             model_dir,
@@ -1107,8 +1018,8 @@ def predict(
         first = list(itertools.islice(stream, _CHUNK))
         if not first:
             _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
+        from imdb_rnn.devices import prepare_native_kernel
         from imdb_rnn.predictor import load
-        from imdb_rnn.trainer import prepare_native_kernel
 
         errors = Console(stderr=True)
         prepare_native_kernel(
@@ -1497,7 +1408,7 @@ def serve(
             )
         except ValueError as error:
             _fail(str(error), EXIT_USAGE)
-        from imdb_rnn.trainer import prepare_native_kernel
+        from imdb_rnn.devices import prepare_native_kernel
 
         prepare_native_kernel(
             on_stage=lambda message: console.print(f"[dim]{_markup(message)}...[/]")

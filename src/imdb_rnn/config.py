@@ -51,6 +51,16 @@ VOCABULARY_SOURCES = ("unsupervised", "train", "train+unsupervised")
 LR_SCHEDULES = ("constant", "cosine")
 #: How validation reviews are chosen from train: at random, or whole films at a time.
 VALID_SPLITS = ("random", "film")
+#: The fields that take one of a few strings, and those strings (the one list of each).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "cell": CELLS,
+    "pooling": POOLINGS,
+    "pipeline": PIPELINES,
+    "truncation": TRUNCATIONS,
+    "vocabulary_source": VOCABULARY_SOURCES,
+    "lr_schedule": LR_SCHEDULES,
+    "valid_split": VALID_SPLITS,
+}
 
 
 class ConfigError(ValueError):
@@ -305,7 +315,8 @@ class TrainingConfig:
             )
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
+#: The sections of a `RunConfig`, in order, and their classes.
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 
 
 @dataclass(frozen=True)
@@ -327,7 +338,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as JSON-ready nested dictionaries."""
         out: dict[str, Any] = {"version": CONFIG_VERSION, "preset": self.preset}
-        for name in _SECTIONS:
+        for name in SECTIONS:
             section = dataclasses.asdict(getattr(self, name))
             out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
         return out
@@ -353,11 +364,11 @@ class RunConfig:
                 f"This config was written by a newer imdb-rnn (config version {version}; this "
                 f"version reads up to {CONFIG_VERSION}). Upgrade imdb-rnn to use it."
             )
-        unknown = set(values) - {*_SECTIONS, "version", "preset"}
+        unknown = set(values) - {*SECTIONS, "version", "preset"}
         if unknown:
             raise ConfigError(f"Unknown config sections: {sorted(unknown)}")
         sections = {}
-        for name, section_cls in _SECTIONS.items():
+        for name, section_cls in SECTIONS.items():
             sections[name] = _build_section(section_cls, values.get(name, {}), name)
         return cls(**sections, preset=str(values.get("preset", "custom")))
 
@@ -371,11 +382,11 @@ class RunConfig:
         """
         changes: dict[str, Any] = {}
         for name, fields in overrides.items():
-            if name not in _SECTIONS:
+            if name not in SECTIONS:
                 raise ConfigError(f"Unknown config section: {name!r}")
             current = dataclasses.asdict(getattr(self, name))
             current.update({k: v for k, v in fields.items() if v is not None})
-            changes[name] = _build_section(_SECTIONS[name], current, name)
+            changes[name] = _build_section(SECTIONS[name], current, name)
         return dataclasses.replace(self, **changes)
 
 

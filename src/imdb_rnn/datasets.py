@@ -212,7 +212,7 @@ def load_imdb(
         if valid_split == "film":
             raise DataError(
                 "valid_split='film' needs to know each review's film, which TFDS does not keep: "
-                "pass the aclImdb_v1.tar.gz archive or its aclImdb/ folder with --data."
+                "pass the aclImdb_v1.tar.gz archive or its aclImdb/ folder as source=."
             )
         return _load_tfds(wanted, valid_fraction, limit, data_dir, download)
     return _load_local(Path(path), wanted, valid_fraction, limit, valid_split)

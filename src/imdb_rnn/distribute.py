@@ -1,11 +1,12 @@
-"""Training under `tf.distribute`: choosing a strategy, and the training loop that runs under it.
+"""Training under `tf.distribute`: choosing a strategy, the cluster and its chief, and feeding
+the replicas.
 
 Strategies, by name (`Trainer(..., strategy=NAME)`, `train(..., strategy=NAME)`,
 `imdb-rnn train --strategy NAME`):
 
 - `"auto"` (the default): `MirroredStrategy` over all GPUs when more than one is visible, else the
   default strategy;
-- `"default"`: TensorFlow's default strategy: one device, Keras' own `fit`;
+- `"default"`: TensorFlow's default strategy: one device;
 - `"mirrored"`: `MirroredStrategy`: one replica per GPU, or per logical CPU device when there is
   no GPU (one replica on an ordinary CPU machine);
 - `"multi-worker"`: `MultiWorkerMirroredStrategy`, the cluster read from the `TF_CONFIG`
@@ -14,12 +15,9 @@ Strategies, by name (`Trainer(..., strategy=NAME)`, `train(..., strategy=NAME)`,
 `data.batch_size` is the batch of one replica: a training step takes `batch_size x replicas`
 reviews (the global batch), which the strategy splits between the replicas.
 
-Under any strategy but the default one, `fit_distributed` trains: Keras' `fit` cannot train
-under `MultiWorkerMirroredStrategy` in Keras 3.15.1 (keras-team/keras#20585), so the loop is
-ours, for every strategy alike. It runs Keras' own `train_step` and `test_step` on each replica
-(`strategy.run`), reads the metrics summed over all replicas, and calls Keras callbacks as `fit`
-does, so that checkpoints, early stopping, the learning-rate log, TensorBoard and the progress
-display work unchanged.
+Every strategy trains through the same loop, `imdb_rnn.loop.EpochLoop`: under a strategy of
+several replicas each step runs on every replica (`strategy.run`) and the optimizer sums their
+gradients.
 
 Example (the default strategy needs nothing):
 
@@ -37,15 +35,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import keras
-import numpy as np
 import tensorflow as tf
 
-from imdb_rnn.adversarial import training_objective
+from imdb_rnn import devices
 from imdb_rnn.config import ConfigError
 
 __all__ = [
@@ -54,7 +50,7 @@ __all__ = [
     "ClusterTask",
     "agree_across_workers",
     "cluster_task",
-    "fit_distributed",
+    "distribute_batches",
     "is_chief",
     "is_distributed",
     "is_multi_worker",
@@ -172,13 +168,13 @@ def resolve_strategy(strategy: str | tf.distribute.Strategy = "auto") -> tf.dist
         if _multi_worker_strategy is None:
             _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
         return _multi_worker_strategy
-    gpus = tf.config.list_logical_devices("GPU")
+    gpus = devices.gpu_count()
     if strategy == "mirrored":
         if gpus:
             return tf.distribute.MirroredStrategy()
         cpus = tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([cpu.name for cpu in cpus])
-    if strategy == "auto" and len(gpus) > 1:
+    if strategy == "auto" and gpus > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
@@ -257,158 +253,12 @@ def agree_across_workers(strategy: tf.distribute.Strategy, values: Mapping[str, 
         )
 
 
-def _distribute(strategy: tf.distribute.Strategy, batches: tf.data.Dataset) -> Any:
-    # The batches are built in memory, the same on every worker: shard them by element (each
-    # global batch is split between the replicas), never by file.
+def distribute_batches(strategy: tf.distribute.Strategy, batches: tf.data.Dataset) -> Any:
+    """`batches` as the strategy feeds them to its replicas: each global batch split between
+    them (by element, never by file: the batches are built in memory, the same on every
+    worker). Under the default strategy, `batches` itself."""
+    if not is_distributed(strategy):
+        return batches
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return strategy.experimental_distribute_dataset(batches.with_options(options))
-
-
-def _count(batches: tf.data.Dataset) -> int:
-    count = int(batches.cardinality())
-    if count < 0:
-        count = int(batches.reduce(np.int64(0), lambda total, _: total + 1))
-    return count
-
-
-def _build_metrics(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
-    """Creates the compiled metrics' variables in the strategy's scope. (Keras creates them on
-    the first update; a metric's variables sum over replicas and cannot be updated outside a
-    replica, so the first update runs on the replicas and is then reset.)"""
-    zeros = tf.zeros((1, 1))
-    strategy.run(tf.function(lambda: model.compute_metrics(None, zeros, zeros)))
-    model.reset_metrics()
-
-
-def _train_step(model: keras.Model, replicas: int) -> Any:
-    """Keras' `train_step`, but with dense embedding gradients.
-
-    The embedding's gradient is sparse (`IndexedSlices`), with one row per token of the
-    replica's batch: replicas pad their share of a batch to different lengths, and the
-    collective all-reduce of such gradients fails on shapes that differ between replicas. A
-    dense gradient has the embedding's shape everywhere (Adam updates every row anyway).
-    """
-    loss_tracker = next(metric for metric in model.metrics if metric.name == "loss")
-
-    def step(data: tuple[tf.Tensor, tf.Tensor]) -> None:
-        ids, labels = data
-        with tf.GradientTape() as tape:
-            # Each replica's mean loss divided by the number of replicas: gradients are summed.
-            # (The objective adds the adversarial loss when the model trains adversarially.)
-            objective, loss, logits = training_objective(model, ids, labels)
-        loss_tracker.update_state(loss * replicas, sample_weight=tf.shape(ids)[0])
-        variables = model.trainable_variables
-        gradients = [
-            tf.convert_to_tensor(gradient) if isinstance(gradient, tf.IndexedSlices) else gradient
-            for gradient in tape.gradient(objective, variables)
-        ]
-        model.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        model.compute_metrics(ids, labels, logits)
-
-    return step
-
-
-def _floats(logs: Mapping[str, Any]) -> dict[str, float]:
-    return {key: float(value) for key, value in logs.items()}
-
-
-def fit_distributed(
-    model: keras.Model,
-    strategy: tf.distribute.Strategy,
-    train_batches: tf.data.Dataset,
-    *,
-    validation_batches: tf.data.Dataset,
-    epochs: int,
-    initial_epoch: int = 0,
-    steps_per_epoch: int,
-    callbacks: Iterable[keras.callbacks.Callback] = (),
-) -> None:
-    """Trains `model` under `strategy` as `model.fit` would, with Keras callbacks.
-
-    Each step distributes one global batch between the replicas and runs Keras' `train_step`
-    (with dense embedding gradients) on every replica (`strategy.run`): the optimizer sums the
-    gradients over replicas. After each
-    batch the callbacks receive `loss` and `accuracy` over the epoch so far on all replicas, and
-    at each epoch end also `val_loss` and `val_accuracy` on `validation_batches`. As in `fit`,
-    `model.train_function` is what runs a step (callbacks may wrap it), `model.stop_training`
-    ends training after the current batch or epoch.
-
-    Args:
-        model: a compiled model whose variables and optimizer were created in
-            `strategy.scope()`.
-        strategy: the strategy.
-        train_batches: global training batches of `(ids, labels)`: at least
-            `steps_per_epoch * (epochs - initial_epoch)` of them, consumed one after the other.
-        validation_batches: `(ids, labels)` batches, all of them evaluated after every epoch.
-        epochs: the epoch to stop before (as in `fit`).
-        initial_epoch: the first epoch to run. Default 0.
-        steps_per_epoch: batches per epoch.
-        callbacks: Keras callbacks.
-    """
-    train_data = _distribute(strategy, train_batches)
-    # Repeated, so that one iterator serves every epoch: making a distributed iterator rewrites
-    # the dataset's graph, in-memory batches included, which takes seconds on real data.
-    valid_data = _distribute(strategy, validation_batches.repeat())
-    valid_steps = _count(validation_batches)
-    with strategy.scope():
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-    _build_metrics(model, strategy)
-    train_step = _train_step(model, strategy.num_replicas_in_sync)
-
-    @tf.function
-    def train_function(iterator: Iterator[Any]) -> dict[str, tf.Tensor]:
-        strategy.run(train_step, args=(next(iterator),))
-        # Read in cross-replica context: each metric's variables summed over all replicas.
-        return model.get_metrics_result()
-
-    @tf.function
-    def test_function(iterator: Iterator[Any]) -> dict[str, tf.Tensor]:
-        strategy.run(model.test_step, args=(next(iterator),))
-        return model.get_metrics_result()
-
-    callback_list = keras.callbacks.CallbackList(
-        list(callbacks),
-        add_history=False,
-        add_progbar=False,
-        model=model,
-        epochs=epochs,
-        steps=steps_per_epoch,
-        verbose=0,
-    )
-    model.train_function = train_function
-    model.test_function = test_function
-    model.stop_training = False
-    try:
-        callback_list.on_train_begin()
-        iterator, valid_iterator = iter(train_data), iter(valid_data)
-        epoch_logs: dict[str, float] = {}
-        for epoch in range(initial_epoch, epochs):
-            model.reset_metrics()
-            callback_list.on_epoch_begin(epoch)
-            logs: dict[str, float] = {}
-            for step in range(steps_per_epoch):
-                callback_list.on_train_batch_begin(step)
-                logs = _floats(model.train_function(iterator))
-                callback_list.on_train_batch_end(step, logs)
-                if model.stop_training:
-                    break
-            epoch_logs = dict(logs or _floats(model.get_metrics_result()))
-            model.reset_metrics()
-            callback_list.on_test_begin()
-            val_logs: dict[str, float] = {}
-            for step in range(valid_steps):
-                callback_list.on_test_batch_begin(step)
-                val_logs = _floats(model.test_function(valid_iterator))
-                callback_list.on_test_batch_end(step, val_logs)
-            callback_list.on_test_end(val_logs)
-            epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
-            callback_list.on_epoch_end(epoch, epoch_logs)
-            if model.stop_training:
-                break
-        callback_list.on_train_end(epoch_logs)
-    finally:
-        # Keras' own fit, evaluate and predict must not run these.
-        model.train_function = None
-        model.test_function = None

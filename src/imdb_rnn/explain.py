@@ -35,7 +35,8 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.layers import imdb_standardize
-from imdb_rnn.trainer import Trainer, prediction_rows
+from imdb_rnn.trainer import Trainer
+from imdb_rnn.workflows import prediction_rows
 
 __all__ = [
     "MAX_EXPLAINED_WORDS",

@@ -214,7 +214,8 @@ def export_saved_model(
             an earlier export (see `check_export_target`).
     """
     # The trainer imports this package's rest.
-    from imdb_rnn.trainer import CONFIG_FILE, LABELS_FILE, Trainer
+    from imdb_rnn.modeldir import CONFIG_FILE, LABELS_FILE
+    from imdb_rnn.trainer import Trainer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     check_export_target(model_dir, out_dir, overwrite=overwrite)

@@ -5,8 +5,10 @@ variables raise), and a lock that keeps a second `train` out of a model folder."
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ __all__ = [
     "InputError",
     "atomic_path",
     "byte_limit",
+    "check_free_space",
     "current_umask",
     "folder_lock",
     "fsync_directory",
@@ -153,7 +156,7 @@ def folder_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
             raise FolderBusyError(
                 errno.EBUSY,
                 "Another imdb-rnn train is writing into this folder; wait for it to end or "
-                "choose another --output",
+                "choose another output=",
                 str(directory),
             ) from None
         yield
@@ -235,3 +238,21 @@ def write_json(
 ) -> None:
     """Atomically writes `value` as indented JSON to `target`."""
     write_text(target, json.dumps(value, indent=2, default=default) + "\n")
+
+
+def check_free_space(directory: str | os.PathLike[str], needed_bytes: int) -> None:
+    """Raises `OSError(ENOSPC)` with a clear message if `directory`'s file system has less than
+    `needed_bytes` free."""
+    free = shutil.disk_usage(directory).free
+    if free < needed_bytes:
+        raise OSError(
+            errno.ENOSPC,
+            f"Not enough free space for checkpoints and the model: about "
+            f"{_megabytes(needed_bytes)} needed, {_megabytes(free)} free. Free some space or "
+            "choose another output=",
+            str(directory),
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:,.1f} MB"

@@ -12,7 +12,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from imdb_rnn import native
+from imdb_rnn import devices, native
 
 __all__ = [
     "OOV_ID",
@@ -237,10 +237,6 @@ class MaskedPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def _gpu_visible() -> bool:
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
 def gru_step(
     state: tf.Tensor,
     x_t: tf.Tensor,
@@ -318,7 +314,7 @@ class FastBidirectional(keras.layers.Bidirectional):
         )
         if self.fused == "never" or not plain_gru:
             return False
-        return self.fused == "always" or not _gpu_visible()
+        return self.fused == "always" or not devices.gpu_visible()
 
     def call(
         self,

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import keras
 
-from imdb_rnn.config import ModelConfig
+from imdb_rnn.config import ModelConfig, RunConfig
 from imdb_rnn.files import ENV_MAX_MODEL_BYTES, InputError, atomic_path, byte_limit
 from imdb_rnn.layers import TextEncoder, recurrent_stack
 
 __all__ = [
     "ModelFileError",
     "build_classifier",
+    "build_encoder",
     "build_text_model",
     "load_text_model",
     "save_text_model",
@@ -61,7 +62,7 @@ def build_classifier(config: ModelConfig, *, num_classes: int = 2) -> keras.Mode
 
     Example:
 
-    >>> from imdb_rnn.config import ModelConfig
+    >>> from imdb_rnn.config import RunConfig
     >>> model = build_classifier(ModelConfig(max_tokens=20, embedding_dim=4, rnn_units=2))
     >>> model.output_shape
     (None, 1)
@@ -95,6 +96,19 @@ def build_classifier(config: ModelConfig, *, num_classes: int = 2) -> keras.Mode
         x = keras.layers.Dropout(config.dropout, name="dropout_head")(x)
     logits = keras.layers.Dense(1 if num_classes == 2 else num_classes, name="logits")(x)
     return keras.Model(token_ids, logits, name="classifier")
+
+
+def build_encoder(config: RunConfig, *, vocabulary: list[str] | None = None) -> TextEncoder:
+    """The `TextEncoder` a config describes (`model.max_tokens`, `data.max_length`,
+    `data.truncation`): to adapt, or with a known `vocabulary` (without the padding and
+    out-of-vocabulary entries, which Keras adds back)."""
+    return TextEncoder(
+        max_tokens=config.model.max_tokens,
+        max_length=config.data.max_length,
+        truncation=config.data.truncation,
+        vocabulary=vocabulary,
+        name="text_encoder",
+    )
 
 
 def build_text_model(encoder: TextEncoder, classifier: keras.Model) -> keras.Model:

@@ -39,6 +39,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from imdb_rnn import devices
 from imdb_rnn.files import current_umask, write_text
 
 __all__ = [
@@ -347,9 +348,7 @@ def load() -> Any:
 def wanted() -> bool:
     """True when a CPU GRU would use the native kernel if it loads: switched on, not within
     `disabled()`, and no GPU visible (on a GPU, Keras' cuDNN kernel runs instead)."""
-    return (
-        not _switched_off() and _disabled_depth == 0 and not tf.config.list_logical_devices("GPU")
-    )
+    return not _switched_off() and _disabled_depth == 0 and not devices.gpu_visible()
 
 
 def available() -> bool:

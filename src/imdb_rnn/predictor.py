@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from imdb_rnn.trainer import Trainer, prediction_rows
+from imdb_rnn.trainer import Trainer
+from imdb_rnn.workflows import prediction_rows
 
 __all__ = ["Predictor", "load"]
 

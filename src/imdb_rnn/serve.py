@@ -405,7 +405,8 @@ def create_app(
     from starlette.routing import Route
 
     from imdb_rnn.models import ModelFileError
-    from imdb_rnn.trainer import Trainer, label_of
+    from imdb_rnn.trainer import Trainer
+    from imdb_rnn.workflows import label_of
 
     options = options or ServeOptions()
     loaded = trainer if trainer is not None else Trainer.load(model_dir)

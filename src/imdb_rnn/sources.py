@@ -230,8 +230,8 @@ def _text_rows(
         if missing:
             raise DataError(
                 f"{path} has no column {missing[0]!r} (its header: "
-                f"{', '.join(columns) or 'none'}). Name the columns with --text-column and "
-                "--label-column."
+                f"{', '.join(columns) or 'none'}). Name the columns with text_column= and "
+                "label_column=."
             )
         while True:
             try:
@@ -447,7 +447,7 @@ def load_text_files(
     for name in wanted:
         given = {"train": files.train, "valid": files.valid or files.train, "test": files.test}
         if name in given and given[name] is None:
-            raise DataError(f"No file for the {name} split: pass --{name} PATH.")
+            raise DataError(f"No file for the {name} split: pass TextFiles({name}=PATH).")
     bad = BadRows()
     tables: dict[str, TextTable] = {}
     for name, path in paths.items():
@@ -462,14 +462,16 @@ def load_text_files(
             )
     if label_names is None:
         if "train" not in tables:
-            raise DataError("The label names come from the training file: pass --train PATH.")
+            raise DataError(
+                "The label names come from the training file: pass TextFiles(train=PATH)."
+            )
         label_names = label_names_of(tables["train"].labels or [])
     label_names = tuple(label_names)
     if len(label_names) < 2:
         found = f"only {label_names[0]!r}" if label_names else "none"
         raise DataError(
             f"Expected at least two classes in {files.train}. Received: {found}. "
-            "Is --label-column the right column?"
+            "Is label_column= the right column?"
         )
     index = {name: position for position, name in enumerate(label_names)}
     rng = np.random.default_rng(SPLIT_SEED)

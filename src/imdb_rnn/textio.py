@@ -115,7 +115,7 @@ def read_texts_to_classify(
             if text_column not in columns:
                 raise DataError(
                     f"{path} has no column {text_column!r} (its header: "
-                    f"{', '.join(columns) or 'none'}). Name it with --text-column."
+                    f"{', '.join(columns) or 'none'}). Name it with text_column=."
                 )
             for record in reader:
                 text = record.get(text_column)
@@ -157,7 +157,7 @@ def _line_text(raw: bytes, path: Path, number: int, input_format: str, column: s
         return str(value[column])
     raise DataError(
         f"{path}:{number}: expected a JSON object with a {column!r} string (or a JSON string); "
-        "name the key with --text-column."
+        "name the key with text_column=."
     )
 
 

@@ -54,6 +54,7 @@ import tensorflow as tf
 from imdb_rnn.config import RunConfig
 from imdb_rnn.datasets import SPLIT_SEED, DataError, valid_count
 from imdb_rnn.layers import PAD_ID, TextEncoder
+from imdb_rnn.models import build_encoder
 from imdb_rnn.sources import (
     BadRows,
     TextFiles,
@@ -257,18 +258,15 @@ def train_on_disk(
     Raises:
         DataError: as `load_text_files`.
     """
-    from imdb_rnn.trainer import (
-        EvaluationResult,
-        LearningRateLogger,
-        Trainer,
-        TrainResult,
-        rnn_kernel_name,
-        versions,
-    )
+    from imdb_rnn.devices import rnn_kernel_name
+    from imdb_rnn.loop import EpochLoop
+    from imdb_rnn.modeldir import versions
+    from imdb_rnn.results import EvaluationResult, TrainResult
+    from imdb_rnn.trainer import Trainer
 
     stage = on_stage or (lambda name: None)
     if files.train is None:
-        raise DataError("No file for the train split: pass --train PATH.")
+        raise DataError("No file for the train split: pass TextFiles(train=PATH).")
     data, training = config.data, config.training
     keras.utils.set_random_seed(training.seed)
     bad = BadRows()
@@ -294,12 +292,7 @@ def train_on_disk(
             counts[label] += 1
             yield text
 
-    encoder = TextEncoder(
-        max_tokens=config.model.max_tokens,
-        max_length=data.max_length,
-        truncation=data.truncation,
-        name="text_encoder",
-    )
+    encoder = build_encoder(config)
     encoder.adapt(
         tf.data.Dataset.from_generator(texts, output_signature=tf.TensorSpec((), tf.string))
     )
@@ -358,30 +351,28 @@ def train_on_disk(
             validation = _sorted_batches(cache, valid_rows, data.eval_batch_size)[0]
         trainer.build(steps)
         assert trainer.classifier is not None
-        all_callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]
-        stopper = None
-        if training.early_stopping_patience:
-            stopper = keras.callbacks.EarlyStopping(
+        stopper = (
+            keras.callbacks.EarlyStopping(
                 monitor="val_loss",
                 patience=training.early_stopping_patience,
                 restore_best_weights=True,
             )
-            all_callbacks.append(stopper)
-        timer = _EpochTimer()
-        all_callbacks += [timer, *callbacks]
+            if training.early_stopping_patience
+            else None
+        )
+        loop = EpochLoop(
+            trainer.classifier,
+            config=config,
+            steps_per_epoch=steps,
+            train_size=len(train_rows),
+            callbacks=callbacks,
+            early_stopping=stopper,
+        )
         stage("Training (streamed from the token cache)")
         start = time.perf_counter()
-        history = trainer.classifier.fit(
-            batches,
-            validation_data=validation,
-            epochs=training.epochs,
-            steps_per_epoch=steps,
-            callbacks=all_callbacks,
-            verbose=0,
-            shuffle=False,
-        ).history
+        history = loop.run(batches, validation=validation)
         train_seconds = time.perf_counter() - start
-        trainer.history = {key: [float(v) for v in values] for key, values in history.items()}
+        trainer.history = history
         stage("Evaluating")
         if extra is not None and extra.valid is not None:
             valid = trainer.evaluate(extra.valid, pipeline="sorted")
@@ -403,7 +394,7 @@ def train_on_disk(
             if stopper is not None and trainer.history.get("val_loss")
             else epochs_run
         )
-        batch_seconds = sum(timer.seconds)
+        batch_seconds = sum(loop.epoch_train_seconds)
         sizes = {"train": len(train_rows), "valid": len(valid_rows)}
         if extra is not None:
             sizes.update(extra.sizes)
@@ -415,7 +406,7 @@ def train_on_disk(
             train_examples_per_second=len(train_rows) * epochs_run / batch_seconds
             if batch_seconds
             else 0.0,
-            epoch_train_seconds=timer.seconds,
+            epoch_train_seconds=loop.epoch_train_seconds,
             history=trainer.history,
             valid=valid,
             test=test,
@@ -454,20 +445,3 @@ def train_on_disk(
     elif cache_dir is not None and temporary is None:
         shutil.rmtree(cache_dir, ignore_errors=True)
     return result
-
-
-class _EpochTimer(keras.callbacks.Callback):
-    """Training-batch time of each epoch (validation excluded)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._start = time.perf_counter()
-
-    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if self._start:
-            self.seconds.append(time.perf_counter() - self._start)
-            self._start = 0.0

@@ -27,18 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from imdb_rnn.config import (
-    CELLS,
-    LR_SCHEDULES,
-    PIPELINES,
-    POOLINGS,
-    TRUNCATIONS,
-    VALID_SPLITS,
-    VOCABULARY_SOURCES,
-    ConfigError,
-    RunConfig,
-    get_preset,
-)
+from imdb_rnn.config import CHOICES, SECTIONS, ConfigError, RunConfig, get_preset
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,17 +53,8 @@ NONE = "none"
 #: The preset name of a config built in Python rather than from a preset.
 CUSTOM = "custom"
 
-_SECTIONS = ("data", "model", "training")
+_SECTIONS = tuple(SECTIONS)
 _TOP_LEVEL = ("version", "preset")
-_CHOICES = {
-    "cell": CELLS,
-    "pooling": POOLINGS,
-    "pipeline": PIPELINES,
-    "truncation": TRUNCATIONS,
-    "vocabulary_source": VOCABULARY_SOURCES,
-    "lr_schedule": LR_SCHEDULES,
-    "valid_split": VALID_SPLITS,
-}
 
 
 def _section_fields() -> dict[str, dict[str, dataclasses.Field[Any]]]:
@@ -143,8 +123,8 @@ def config_to_toml(config: RunConfig) -> str:
         lines += ["", f"[{section}]"]
         for key, value in values[section].items():
             line = f"{key} = {_toml_value(value)}"
-            if key in _CHOICES:
-                line += "  # " + " | ".join(_CHOICES[key])
+            if key in CHOICES:
+                line += "  # " + " | ".join(CHOICES[key])
             lines.append(line)
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,56 @@
+"""Which devices this process sees, and what runs the recurrent layers on them: the one place
+that asks TensorFlow for GPUs (the strategies, the layers and the native kernel all ask here).
+
+On a GPU, Keras runs GRUs and LSTMs with the fused cuDNN kernel; on a CPU, GRUs run imdb-rnn's
+native kernel (`imdb_rnn.native`) where it builds, else a TensorFlow loop, and LSTMs Keras' own.
+
+Example:
+
+>>> rnn_kernel_name("lstm") in ("keras", "cudnn")
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tensorflow as tf
+
+__all__ = ["gpu_count", "gpu_visible", "prepare_native_kernel", "rnn_kernel_name"]
+
+
+def gpu_count() -> int:
+    """The logical GPUs TensorFlow sees."""
+    return len(tf.config.list_logical_devices("GPU"))
+
+
+def gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU (then Keras' cuDNN kernels run the recurrent layers)."""
+    return gpu_count() > 0
+
+
+def rnn_kernel_name(cell: str = "gru") -> str:
+    """What runs a recurrent layer of this kind here: `"cudnn"` (a GPU is visible), `"native"`
+    (imdb-rnn's CPU kernel for GRUs), `"tensorflow"` (its TensorFlow loop, where the native
+    kernel is unavailable) or `"keras"` (Keras' own loop: LSTMs on a CPU)."""
+    from imdb_rnn import native
+
+    if gpu_visible():
+        return "cudnn"
+    if cell != "gru":
+        return "keras"
+    return "native" if native.available() else "tensorflow"
+
+
+def prepare_native_kernel(
+    cell: str = "gru", *, on_stage: Callable[[str], None] | None = None
+) -> None:
+    """Compiles the native GRU kernel now, announcing it with `on_stage`, when a CPU GRU will
+    use it and it is not built on this machine yet (about 25 s, once). Otherwise does nothing;
+    a kernel that cannot be built only warns (see `imdb_rnn.native`)."""
+    from imdb_rnn import native
+
+    if cell == "gru" and native.wanted() and not native.is_built():
+        if on_stage is not None:
+            on_stage("Compiling the native GRU kernel (once on this machine)")
+        native.available()

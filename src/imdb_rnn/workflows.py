@@ -1,0 +1,473 @@
+r"""The one-call workflows, as the CLI runs them: `train`, `evaluate` and `predict`.
+
+Each is one typed function with keyword-only options; `imdb-rnn train | eval | predict` parse
+their options, call it and render its result. The path of a training run, from the command to
+the optimizer step: `cli.train` -> `workflows.train` (the output folder's rules, the chief, the
+lock) -> `Trainer.fit` (vocabulary, batches, model, resume) -> `EpochLoop.run` (epochs, batches,
+checkpoints) -> its compiled step (`adversarial.training_objective`, the optimizer).
+
+Example (a tiny own-data run; see `imdb_rnn.sources` for the formats):
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from imdb_rnn import RunConfig, TextFiles
+>>> folder = Path(tempfile.mkdtemp())
+>>> _ = (folder / "train.csv").write_text(
+...     "text,label\n" + "a great film,pos\nan awful film,neg\n" * 12)
+>>> config = RunConfig().replace(
+...     model={"max_tokens": 20, "embedding_dim": 4, "rnn_units": 2, "dense_units": (4,)},
+...     training={"epochs": 1, "adversarial_epsilon": 0.0})
+>>> result = train(config, source=TextFiles(train=folder / "train.csv"), evaluate_test=False)
+>>> result.epochs, result.label_names
+(1, ['neg', 'pos'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imdb_rnn.checkpoints import CHECKPOINT_DIR, Checkpoint
+from imdb_rnn.config import ConfigError, RunConfig
+from imdb_rnn.datasets import LABEL_NAMES, ImdbSplits, load_imdb
+from imdb_rnn.devices import prepare_native_kernel, rnn_kernel_name
+from imdb_rnn.distribute import is_chief, strategy_name
+from imdb_rnn.files import folder_lock, write_text
+from imdb_rnn.modeldir import check_output, check_writable, prepare_logs, versions
+from imdb_rnn.results import EvaluationResult, TrainResult
+from imdb_rnn.sources import BadRows, TextFiles, load_text_files
+from imdb_rnn.stopping import SignalStop
+from imdb_rnn.trainer import StageCallback, Trainer
+
+__all__ = [
+    "evaluate",
+    "label_of",
+    "predict",
+    "prediction_rows",
+    "tensorboard_callback",
+    "train",
+]
+
+
+def tensorboard_callback(log_dir: str | os.PathLike[str]) -> keras.callbacks.TensorBoard:
+    """Returns Keras' TensorBoard callback writing per-epoch scalars (loss, accuracy, learning
+    rate; validation under `validation/`) into `log_dir`.
+
+    Raises:
+        ModuleNotFoundError: if the `tensorboard` package is not installed (TensorFlow writes
+            summaries through it); checked here rather than after the first epoch.
+    """
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ModuleNotFoundError(
+            "TensorBoard logging needs the tensorboard package: pip install tensorboard",
+            name="tensorboard",
+        )
+    return keras.callbacks.TensorBoard(log_dir=os.fspath(log_dir), write_graph=False)
+
+
+def train(
+    config: RunConfig,
+    *,
+    source: str | os.PathLike[str] | TextFiles | None = None,
+    output: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    evaluate_test: bool = True,
+    callbacks: Iterable[keras.callbacks.Callback] = (),
+    on_stage: StageCallback | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    tensorboard: bool | str | os.PathLike[str] = False,
+    stop: SignalStop | None = None,
+    strategy: str | tf.distribute.Strategy = "auto",
+    on_disk: bool = False,
+) -> TrainResult:
+    """Loads the data, trains a model, evaluates it and saves it, with a picture of its training
+    curves (`curves.png`: loss and accuracy per epoch, training and validation) and a model card.
+
+    This is what `imdb-rnn train` runs, rules included. With an `output`: a folder holding a
+    finished model is refused unless `overwrite=True`; the folder is created and probed for
+    writing before any data is read; one run at a time writes into it; training writes
+    resumable checkpoints to `output/checkpoint/` and, if that folder holds an unfinished run of
+    the same config, continues it (`overwrite=True` discards it); the checkpoint is deleted once
+    the model is saved.
+
+    In a multi-worker cluster, run the same call on every worker: only the chief writes
+    `output`, its checkpoints and TensorBoard logs; the other workers write theirs to temporary
+    folders, which they delete.
+
+    Args:
+        config: the run configuration.
+        source: data source: an IMDB source (see `load_imdb`), or a `TextFiles` naming your
+            own CSV, TSV, JSON Lines files or class folders (see `imdb_rnn.sources`; the labels
+            come from its training file). Default None: `IMDB_RNN_DATA`, else TFDS.
+        output: model directory to write. Default None: nothing is saved.
+        overwrite: replace a model in `output`, or discard an unfinished run there, instead of
+            refusing (a model) or resuming (a run). Default False.
+        evaluate_test: evaluate on the test split after training (if the source has one).
+            Default True.
+        callbacks: extra Keras callbacks (a progress display ...).
+        on_stage: called with a short description as each stage starts.
+        data_dir: TFDS data directory.
+        tensorboard: write TensorBoard event files (`train/` and `validation/`: loss, accuracy
+            and learning rate per epoch): True for `output/logs` (emptied when a fresh run
+            starts, added to when one resumes), or a folder to write into as it is. Default
+            False: none.
+        stop: a `SignalStop` whose signals end training after the current batch.
+        strategy: `"auto"`, `"default"`, `"mirrored"` or `"multi-worker"`, or a
+            `tf.distribute.Strategy` (see `Trainer`). Default "auto".
+        on_disk: `source` being a `TextFiles`: tokenise its training file once into a cache in
+            `output` and stream it (`imdb_rnn.tokencache`), for files larger than memory (no
+            checkpoints, one device). Default False.
+
+    Returns:
+        A `TrainResult`.
+
+    Raises:
+        ConfigError: on an unknown strategy, `"multi-worker"` without a valid `TF_CONFIG`, or
+            `on_disk` without a `TextFiles` source.
+        OutputExistsError: if `output` holds a model and `overwrite` is False.
+        OSError: if `output` cannot be created or written, or its disk is too full.
+        ModuleNotFoundError: if `tensorboard` is set and the `tensorboard` package, which
+            TensorFlow needs to write summaries, is not installed.
+        CheckpointMismatchError: if `output` holds an unfinished run of another config or data.
+        NonFiniteLossError: if the loss becomes NaN or infinite.
+        TrainingInterrupted: when `stop` received a signal.
+        FolderBusyError: if another process is training into `output`.
+    """
+    if on_disk and not isinstance(source, TextFiles):
+        raise ConfigError(
+            "on_disk=True streams your own training file: pass source=TextFiles(...)."
+        )
+    if tensorboard is True and output is None:
+        raise ConfigError("tensorboard=True writes into output/logs: pass output= as well.")
+    # First: a multi-worker strategy must exist before any other TensorFlow operation.
+    trainer = Trainer(config, strategy="default" if on_disk else strategy)
+    chief = is_chief(trainer.strategy)
+    resuming = False
+    if output is not None:
+        resuming = check_output(output, overwrite=overwrite)
+        check_writable(output)
+    log_dir: Path | None = None
+    if tensorboard is True:
+        assert output is not None
+        log_dir = prepare_logs(output, empty=chief and not resuming)
+    elif tensorboard is not False:
+        log_dir = Path(tensorboard)
+    if on_disk:
+        from imdb_rnn.tokencache import train_on_disk
+
+        assert isinstance(source, TextFiles)
+        board = [tensorboard_callback(log_dir)] if log_dir is not None else []
+        return train_on_disk(
+            config, source, output=output, callbacks=[*callbacks, *board], on_stage=on_stage
+        )
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
+    # One run at a time writes into `output`: a second would corrupt the first's checkpoint.
+    lock = folder_lock(output) if output is not None and chief else contextlib.nullcontext()
+    try:
+        with lock:
+            return _train(
+                trainer,
+                source=source,
+                output=output,
+                write_to=(Path(output) if output is not None else None) if chief else scratch,
+                evaluate_test=evaluate_test,
+                callbacks=callbacks,
+                on_stage=on_stage,
+                data_dir=data_dir,
+                tensorboard_dir=log_dir if chief or log_dir is None else scratch,
+                resume=not overwrite,
+                stop=stop,
+            )
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(
+    trainer: Trainer,
+    *,
+    source: str | os.PathLike[str] | TextFiles | None,
+    output: str | os.PathLike[str] | None,
+    write_to: Path | None,
+    evaluate_test: bool,
+    callbacks: Iterable[keras.callbacks.Callback],
+    on_stage: StageCallback | None,
+    data_dir: str | os.PathLike[str] | None,
+    tensorboard_dir: Path | None,
+    resume: bool,
+    stop: SignalStop | None,
+) -> TrainResult:
+    """`train`, with the model written to `write_to` (`output`, or a temporary folder on the
+    workers of a cluster other than the chief)."""
+    config = trainer.config
+    chief = is_chief(trainer.strategy)
+    stage = on_stage or (lambda name: None)
+    callbacks = list(callbacks)
+    if tensorboard_dir is not None:
+        callbacks.append(tensorboard_callback(tensorboard_dir))
+    # Every worker resumes from the chief's checkpoint; only the chief deletes it.
+    checkpoint = Checkpoint(Path(output) / CHECKPOINT_DIR) if output is not None else None
+    if checkpoint is not None:
+        if not resume and chief:
+            checkpoint.remove()
+        state = checkpoint.read_state() if resume else None
+        if state is not None:  # fail before reading the data if the options differ
+            checkpoint.check_resumable(state, config)
+    stage("Reading data")
+    wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
+    if config.data.vocabulary_source == "train":
+        wanted.remove("unsupervised")
+    if isinstance(source, TextFiles):
+        # Own data: the splits it has files for (validation comes from train without one).
+        given = {"test": source.test, "unsupervised": source.unlabelled}
+        splits = load_text_files(
+            source,
+            splits=[name for name in wanted if given.get(name, True) is not None],
+            valid_fraction=config.data.valid_fraction,
+            limit=config.data.limit,
+        )
+        stage(_read_summary(splits))
+    else:
+        splits = load_imdb(
+            source,
+            splits=wanted,
+            valid_fraction=config.data.valid_fraction,
+            limit=config.data.limit,
+            data_dir=data_dir,
+            valid_split=config.data.valid_split,
+        )
+    if splits.bad_rows:
+        stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
+    if splits.decode_errors:
+        stage(
+            f"{splits.decode_errors} review files were not valid UTF-8: read with "
+            "replacement characters"
+        )
+    start = time.perf_counter()
+    history = trainer.fit(
+        splits,
+        callbacks=callbacks,
+        on_stage=stage,
+        checkpoint_dir=checkpoint.directory if checkpoint is not None else None,
+        stop=stop,
+        resume=resume,
+    )
+    train_seconds = time.perf_counter() - start
+    stage("Evaluating")
+    valid = trainer.evaluate(splits["valid"])
+    test = trainer.evaluate(splits["test"]) if evaluate_test and splits.test is not None else None
+    batch_seconds = sum(trainer.epoch_train_seconds)
+    epochs_run = len(history.get("loss", []))
+    result = TrainResult(
+        output=os.fspath(output) if output is not None and chief else None,
+        epochs=epochs_run,
+        best_epoch=trainer.best_epoch,
+        train_seconds=train_seconds,
+        train_examples_per_second=splits.sizes["train"] * epochs_run / batch_seconds
+        if batch_seconds
+        else 0.0,
+        epoch_train_seconds=trainer.epoch_train_seconds,
+        history=history,
+        valid=valid,
+        test=test,
+        sizes=dict(splits.sizes),
+        decode_errors=splits.decode_errors,
+        strategy=strategy_name(trainer.strategy),
+        replicas=trainer.replicas,
+        global_batch_size=trainer.global_batch_size,
+        chief=chief,
+        rnn_kernel=rnn_kernel_name(trainer.config.model.cell),
+        label_names=list(trainer.label_names),
+        source=splits.source,
+        bad_rows=dict(splits.bad_rows),
+        bytes_read=splits.bytes_read,
+        versions=versions(),
+        preset=config.preset,
+        tensorboard_logs=os.fspath(tensorboard_dir)
+        if tensorboard_dir is not None and chief
+        else None,
+    )
+    if write_to is not None:
+        # The other workers save too (to a temporary folder), as TensorFlow's multi-worker
+        # guide prescribes: reading distributed variables may need every worker.
+        stage("Saving" if chief else "Saving to a temporary folder (only the chief keeps it)")
+        trainer.save(write_to, metrics=result.to_dict())
+        from imdb_rnn.card import CARD_FILE, model_card
+
+        name = Path(output).name if output is not None else write_to.name
+        write_text(write_to / CARD_FILE, model_card(result.to_dict(), config, name=name))
+    if output is not None and chief:
+        from imdb_rnn.plots import CURVES_FILE, save_training_curves  # matplotlib: only here
+
+        save_training_curves(
+            history,
+            Path(output) / CURVES_FILE,
+            best_epoch=result.best_epoch,
+            title=f"{Path(output).name}: loss and accuracy per epoch",
+        )
+        if checkpoint is not None:
+            checkpoint.remove()  # the saved model supersedes it
+    return result
+
+
+def _read_summary(splits: ImdbSplits) -> str:
+    """What was read, in words: sizes, classes and bytes."""
+    sizes = ", ".join(f"{name} {count:,}" for name, count in splits.sizes.items())
+    size = splits.bytes_read
+    read = f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.1f} kB"
+    return (
+        f"Read {read}: {sizes}; {len(splits.label_names)} classes ({', '.join(splits.label_names)})"
+    )
+
+
+def evaluate(
+    model_dir: str | os.PathLike[str],
+    *,
+    source: str | os.PathLike[str] | TextFiles | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    on_stage: StageCallback | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> EvaluationResult:
+    """Evaluates a saved model on the `test` or `valid` split.
+
+    Args:
+        model_dir: a model directory written by `train`.
+        source: an IMDB source (see `load_imdb`) or a `TextFiles` (its `test` file, or for
+            `split="valid"` its `valid` file or the part carved from `train`). Labels must be
+            among the model's classes; other rows are bad rows. Default None: `IMDB_RNN_DATA`,
+            else TFDS.
+        split: `"test"` or `"valid"`. Default "test".
+        limit: evaluate on at most this many texts. Default None (all).
+        on_stage: called with a short description as each stage starts.
+        data_dir: TFDS data directory.
+
+    Raises:
+        ModelFileError: if the model directory cannot be loaded.
+        DataError: if the data cannot be read.
+        ValueError: if `split` is not `test` or `valid`.
+    """
+    if split not in ("test", "valid"):
+        raise ValueError(f"Expected split to be 'test' or 'valid'. Received: split={split!r}")
+    stage = on_stage or (lambda name: None)
+    prepare_native_kernel(on_stage=stage)
+    stage("Loading the model")
+    trainer = Trainer.load(model_dir)
+    stage("Reading data")
+    if isinstance(source, TextFiles):
+        splits = load_text_files(
+            source,
+            splits=[split],
+            valid_fraction=trainer.config.data.valid_fraction,
+            limit=limit,
+            label_names=trainer.label_names,
+        )
+    else:
+        splits = load_imdb(
+            source,
+            splits=[split],
+            valid_fraction=trainer.config.data.valid_fraction,
+            limit=limit,
+            data_dir=data_dir,
+            valid_split=trainer.config.data.valid_split,
+        )
+    if splits.bad_rows:
+        stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
+    stage("Evaluating")
+    return trainer.evaluate(splits[split], pipeline="sorted")
+
+
+def label_of(
+    probability: float, label_names: Sequence[str] = LABEL_NAMES, *, threshold: float = 0.5
+) -> str:
+    """The second class (`"pos"`) when its probability is at least `threshold`, else the first
+    (`"neg"`)."""
+    return label_names[1] if probability >= threshold else label_names[0]
+
+
+def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dict[str, Any]]:
+    """Predicts the sentiment (the class) of each review with a saved model, read from disk
+    on every call (`imdb_rnn.load` reads it once and reuses it).
+
+    Returns:
+        One dict per review, in order: `text`, `label` and, for two-class models such as
+        IMDB's, `probability` (of `"pos"`); for more classes `score` (of `label`) and `scores`
+        (every class's). `imdb_rnn.load(model_dir).predict(texts)` gives all of these and the
+        known-word count of each text.
+
+    Raises:
+        ModelFileError: if the model directory cannot be loaded.
+        ValueError: if `texts` is empty.
+    """
+    texts = list(texts)
+    if not texts:
+        raise ValueError("No reviews to predict: give at least one text.")
+    rows = prediction_rows(Trainer.load(model_dir), texts)
+    keys = ("text", "label", "probability") if "probability" in rows[0] else ("text", "label")
+    return [{**{key: row[key] for key in keys}, **_class_scores(row)} for row in rows]
+
+
+def _class_scores(row: dict[str, Any]) -> dict[str, Any]:
+    """`score` and `scores` of a row of a model of more than two classes; nothing for two."""
+    return {} if "probability" in row else {"score": row["score"], "scores": row["scores"]}
+
+
+def prediction_rows(
+    trainer: Trainer, texts: Sequence[str], *, threshold: float | None = None
+) -> list[dict[str, Any]]:
+    """One dict per text of `texts`, in order: `text`, `label` (the predicted class), for two
+    classes `probability` (of the second class, `"pos"` for IMDB), `score` (the probability of
+    `label`), `scores` (every class's probability) and `known_words` (words of the text in the
+    vocabulary; 0: the prediction says nothing).
+
+    Args:
+        trainer: a trained or loaded `Trainer`.
+        texts: the texts.
+        threshold: two classes only: the second class is predicted when its probability is at
+            least this. Default None: 0.5.
+
+    Raises:
+        ValueError: if `threshold` is given for more than two classes or is not in [0, 1].
+    """
+    names = trainer.label_names
+    if threshold is not None:
+        if len(names) != 2:
+            raise ValueError(
+                f"A threshold needs a two-class model; this one has {len(names)} classes. "
+                f"Received: threshold={threshold}"
+            )
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"Expected threshold in [0, 1]. Received: threshold={threshold}")
+    probabilities = trainer.class_probabilities(texts)
+    known = trainer.known_words(texts)
+    rows = []
+    for text, row, count in zip(texts, probabilities, known, strict=True):
+        if len(names) == 2:
+            index = names.index(
+                label_of(float(row[1]), names, threshold=0.5 if threshold is None else threshold)
+            )
+            item: dict[str, Any] = {
+                "text": text,
+                "label": names[index],
+                "probability": float(row[1]),
+            }
+        else:
+            index = int(np.argmax(row))
+            item = {"text": text, "label": names[index]}
+        item["score"] = float(row[index])
+        item["scores"] = {name: float(value) for name, value in zip(names, row, strict=True)}
+        item["known_words"] = int(count)
+        rows.append(item)
+    return rows
