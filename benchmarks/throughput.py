@@ -24,9 +24,11 @@ Usage:
 
 By default the plain variant is the reference recipe as written (random batches tokenised every
 epoch, Keras' `Bidirectional(GRU)`), and the default variant is what `imdb-rnn train` runs
-(sorted batches, 256-token tails, the native GRU kernel). `kernel=` picks how a variant runs the
-BiGRU: `keras`, `graph` (`FastBidirectional`'s TensorFlow loop) or `native`; variants in between
-show what each part contributes.
+(sorted batches, 256-token tails, the native GRU kernel, imdb-rnn's epoch loop). `kernel=`
+picks how a variant runs the BiGRU: `keras`, `graph` (`FastBidirectional`'s TensorFlow loop) or
+`native`; `loop=` how it trains: `fit` (Keras' `fit`, as the reference recipe does) or `epoch`
+(`imdb_rnn.loop.EpochLoop`, what `imdb-rnn train` runs; the default variant's). Variants in
+between show what each part contributes.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from imdb_rnn import native
 from imdb_rnn.config import DataConfig, get_preset
 from imdb_rnn.datasets import ImdbSplits, load_imdb
 from imdb_rnn.layers import TextEncoder
+from imdb_rnn.loop import EpochLoop
 from imdb_rnn.trainer import Trainer
 
 
@@ -65,7 +68,9 @@ def parse_variant(text: str) -> dict[str, Any]:
     kernel = values.setdefault("kernel", "native")
     if kernel not in KERNELS:
         raise SystemExit(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    DataConfig(**{k: v for k, v in values.items() if k != "kernel"})  # validate early
+    if values.setdefault("loop", "fit") not in ("fit", "epoch"):
+        raise SystemExit(f"loop must be fit or epoch, got {values['loop']!r}")
+    DataConfig(**{k: v for k, v in values.items() if k not in ("kernel", "loop")})
     return values
 
 
@@ -93,7 +98,7 @@ class Run:
     ) -> None:
         self.variant = variant
         self.kernel = variant["kernel"]
-        data = {k: v for k, v in variant.items() if k != "kernel"}
+        data = {k: v for k, v in variant.items() if k not in ("kernel", "loop")}
         self.config = get_preset("reference").replace(
             data={**data, "limit": None},
             training={
@@ -113,6 +118,18 @@ class Run:
         use_kernel(self.classifier, self.kernel)
         if self.kernel == "native" and not native.available():
             raise SystemExit("the native kernel is unavailable here (see the warning above)")
+        # loop=epoch: imdb-rnn's own epoch loop (what `imdb-rnn train` runs), one epoch per
+        # call, validating on one batch of 64 reviews (counted in its time); loop=fit: Keras'
+        # `fit`, as the reference recipe trains.
+        self.loop = None
+        self.validation = self.trainer.training_batches(splits["valid"].take(64), seed=0)
+        if variant.get("loop", "fit") == "epoch":
+            self.loop = EpochLoop(
+                self.classifier,
+                config=self.config.replace(training={"epochs": 1}),
+                steps_per_epoch=int(self.batches.cardinality()),
+                train_size=splits.sizes["train"],
+            )
         self.epoch_seconds: list[float] = []
         self.epoch_cpu_seconds: list[float] = []
         self.eval_rounds: list[Any] = []
@@ -121,9 +138,12 @@ class Run:
     def train_epoch(self, epoch: int) -> None:
         start, cpu_start = time.perf_counter(), time.process_time()
         with kernel_scope(self.kernel):
-            self.classifier.fit(
-                self.batches, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False
-            )
+            if self.loop is not None:
+                self.loop.run(self.batches, validation=self.validation)
+            else:
+                self.classifier.fit(
+                    self.batches, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False
+                )
         self.epoch_seconds.append(time.perf_counter() - start)
         self.epoch_cpu_seconds.append(time.process_time() - cpu_start)
 
@@ -195,6 +215,7 @@ def main() -> None:
                 "max_length": default_data.max_length,
                 "truncation": default_data.truncation,
                 "kernel": "native",
+                "loop": "epoch",
             },
         ]
     )

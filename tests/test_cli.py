@@ -958,6 +958,7 @@ def test_predict_explain_says_no_known_words(runner, trained_model_dir):
     assert "no known words" in result.stdout and "towards" not in result.stdout
 
 
+@pytest.mark.slow
 def test_predict_streams_a_large_file_in_chunks(runner, tmp_path, trained_model_dir, monkeypatch):
     """A file of many lines is predicted a chunk at a time, every row written, in order."""
     from imdb_rnn import cli

@@ -68,6 +68,7 @@ def test_readme_points_to_the_docs():
         assert f"docs/{page.name}" in readme, page.name
 
 
+@pytest.mark.slow
 def test_api_example_runs(tmp_path, monkeypatch, imdb_archive):
     """The complete example of docs/api.md runs as written (on the fixture archive)."""
     text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")

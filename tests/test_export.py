@@ -89,6 +89,7 @@ def exported(tmp_path_factory, trained_model_dir):
     return out
 
 
+@pytest.mark.slow
 def test_export_serves_strings_without_imdb_rnn(
     tmp_path, exported, trained_model_dir, fixture_reviews
 ):
@@ -171,6 +172,7 @@ def test_export_never_replaces_the_model_folder_or_a_parent(tmp_path, trained_mo
     assert (runs / "m2").is_dir()
 
 
+@pytest.mark.slow
 def test_export_removes_what_a_killed_export_left(tmp_path, trained_model_dir):
     """Temporary folders of an export killed with SIGKILL are deleted by the next export; those
     of a running export are kept."""

@@ -94,7 +94,7 @@ def test_film_split_without_urls_is_a_data_error(imdb_archive):
 
 def test_film_split_needs_a_local_source():
     """TFDS does not keep films: valid_split='film' fails at once with a hint."""
-    with pytest.raises(DataError, match="--data"):
+    with pytest.raises(DataError, match="source="):
         load_imdb("tfds", splits=["valid"], valid_split="film")
 
 

@@ -469,6 +469,7 @@ print(target.exists(), native._digest_path(target).exists())
 """
 
 
+@pytest.mark.slow
 def test_library_without_the_ops_falls_back_and_is_removed(tmp_path):
     """A cached library with a valid digest but none of the kernel's ops (never the case for a
     build) falls back with a warning instead of an internal error, and is removed so that the

@@ -292,6 +292,7 @@ def test_huge_values_are_usage_errors(option, value, needle):
     assert needle in " ".join(result.stderr.split())
 
 
+@pytest.mark.slow
 def test_narrow_terminal_encoding(trained_model_dir):
     """With PYTHONIOENCODING=ascii, a review outside ASCII is printed with escapes (exit 0)."""
     result = _cli("predict", trained_model_dir, "café » fine", env={"PYTHONIOENCODING": "ascii"})
@@ -299,6 +300,7 @@ def test_narrow_terminal_encoding(trained_model_dir):
     assert "caf\\xe9" in result.stdout
 
 
+@pytest.mark.slow
 def test_one_line_errors_without_tensorflow_start_up_lines(tmp_path):
     """An error is the only line on stderr: TensorFlow's start-up lines are not shown."""
     result = _cli("predict", tmp_path / "none", "hi", env={"TF_CPP_MIN_LOG_LEVEL": "3"})

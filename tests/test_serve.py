@@ -348,6 +348,7 @@ def test_cli_missing_model_is_a_clear_error(tmp_path):
     assert "model.keras" in result.stderr
 
 
+@pytest.mark.slow
 def test_served_probability_equals_imdb_rnn_predict(trained_model_dir):
     """`imdb-rnn serve` in its own process answers a curl-style request with the probability
     that `imdb-rnn predict --json` prints."""

@@ -150,7 +150,7 @@ def test_unknown_suffix_and_missing_file(tmp_path):
 def test_requested_split_without_a_file(tmp_path):
     """Asking for a test split without a test file says which option to pass."""
     path = write_topic_csv(tmp_path / "train.csv", topic_rows(0, 3))
-    with pytest.raises(DataError, match="--test"):
+    with pytest.raises(DataError, match=r"TextFiles\(test=PATH\)"):
         load_text_files(TextFiles(train=path), splits=["test"])
 
 

@@ -44,6 +44,7 @@ def _interpreter_logits(path, ids):
     return runner(token_ids=ids)["logit"]
 
 
+@pytest.mark.slow
 def test_tflite_matches_the_keras_model_on_100_reviews(
     tflite_dir, short_model_dir, fixture_reviews
 ):
@@ -124,6 +125,7 @@ def test_overwrite_replaces_only_an_earlier_tflite_export(tmp_path, topic_model_
     assert (topic_model_dir / "model.keras").is_file()
 
 
+@pytest.mark.slow
 def test_export_refuses_an_lstm_model(tmp_path, imdb_archive):
     """TensorFlow Lite export rebuilds GRUs only; an LSTM model is a clear ValueError."""
     from imdb_rnn.workflows import train
@@ -168,6 +170,7 @@ def _plain_load(model_path, texts, *, register):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_plain_keras_load_says_to_import_imdb_rnn(trained_model_dir):
     """keras.models.load_model without imdb-rnn fails with an error that says to run
     `import imdb_rnn.layers` first; after that import it loads and predicts as imdb-rnn does."""

@@ -117,6 +117,7 @@ class EpochLoop:
         self.epoch_train_seconds: list[float] = []
         self.last_saved: CheckpointState | None = None
         self._epoch = 0
+        self._steps: tuple[Any, Any] | None = None
         self._epoch_start: float | None = None
         self._carried_seconds = 0.0
 
@@ -151,7 +152,9 @@ class EpochLoop:
             CheckpointMismatchError: if `resume`'s variables do not fit this model.
         """
         model, training = self.model, self.config.training
-        train_step, test_step = self._compile_steps()
+        if self._steps is None:  # traced once per loop: `run` may be called again
+            self._steps = self._compile_steps()
+        train_step, test_step = self._steps
         iterator = iter(distribute_batches(self.strategy, batches))
         # Repeated, so that one iterator serves every epoch: making a distributed iterator
         # rewrites the dataset's graph, in-memory batches included, which takes seconds.
