@@ -288,6 +288,42 @@ def test_batcher_wait_counts_from_arrival():
     assert asyncio.run(main()).tolist() == [6.0]
 
 
+def test_default_batching_runs_a_lone_request_at_once_and_batches_those_that_queue():
+    """With the default wait (0), a request that finds the model idle runs alone at once; the
+    requests that arrive while that call runs form the next call together."""
+    assert ServeOptions().max_wait_ms == 0
+
+    class Gated(_FakeModel):
+        def __init__(self):
+            super().__init__()
+            self.gate = asyncio.Event()
+
+        async def run(self, function, *args):
+            await self.gate.wait()  # the model is busy until the test opens the gate
+            return function(*args)
+
+    model = Gated()
+
+    async def main():
+        batcher = serve_module._Batcher(model, max_batch_size=64, max_wait=0.0)
+        batcher.start()
+        try:
+            first = asyncio.create_task(batcher.logits(["alone"]))
+            for _ in range(5):  # the batcher takes it and calls the (busy) model
+                await asyncio.sleep(0)
+            later = [asyncio.create_task(batcher.logits([text])) for text in ("a", "bb", "ccc")]
+            for _ in range(5):
+                await asyncio.sleep(0)
+            model.gate.set()
+            return await asyncio.gather(first, *later)
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(main())
+    assert model.batches == [["alone"], ["a", "bb", "ccc"]]
+    assert [result.tolist() for result in results] == [[5.0], [1.0], [2.0], [3.0]]
+
+
 def test_batcher_failure_fails_its_requests_only():
     """A model call that raises fails the requests of its batch; the batcher goes on."""
 

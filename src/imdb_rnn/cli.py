@@ -1451,8 +1451,11 @@ def serve(
     ] = 64,
     max_wait_ms: Annotated[
         float,
-        typer.Option(help="How long a request waits for others to batch with, in milliseconds."),
-    ] = 5.0,
+        typer.Option(
+            help="How long a request waits for others to batch with, in milliseconds (0: "
+            "batches gather the requests that queue while the model runs)."
+        ),
+    ] = 0.0,
     max_body_bytes: Annotated[
         int, typer.Option(help="Larger request bodies are refused (413).")
     ] = 1 << 20,

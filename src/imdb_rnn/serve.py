@@ -26,8 +26,9 @@ Endpoints (NAME is the model name, `imdb-rnn` by default; `/versions/1` may foll
 
 Errors are `{"error": "..."}`: 400 for a bad request, 404 for an unknown model or path, 413 for a
 body over `max_body_bytes`. Requests that arrive together are batched into one model call (as
-TensorFlow Serving's batching does): the first waits at most `max_wait_ms` for others, up to
-`max_batch_size` reviews. The model is loaded once and runs on one thread.
+TensorFlow Serving's batching does): the first waits at most `max_wait_ms` (default 0) for
+others, up to `max_batch_size` reviews, and those that arrive while the model runs form the next
+batch. The model is loaded once and runs on one thread.
 
 Example (tests use Starlette's `TestClient`; `imdb-rnn serve` runs it with uvicorn):
 
@@ -125,7 +126,10 @@ class ServeOptions:
         max_batch_size: most reviews in one batched model call (a larger request still runs,
             alone). Default 64.
         max_wait_ms: how long the first request of a batch waits for others, in milliseconds.
-            Default 5.
+            Default 0: a request that finds the model idle runs at once, and those that arrive
+            while it runs form the next batch (TensorFlow Serving's advice for CPUs is to start
+            from 0; a wait adds latency at low load and gained nothing measurable at 64
+            clients here, see docs/performance.md).
         max_body_bytes: larger request bodies are refused with 413. Default 1 MiB.
         max_instances: most reviews in one request (400 beyond). Default 1024.
         max_explain_instances: most reviews in one explain request (each costs one prediction
@@ -135,7 +139,7 @@ class ServeOptions:
     model_name: str = DEFAULT_MODEL_NAME
     batching: bool = True
     max_batch_size: int = 64
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
     max_body_bytes: int = 1 << 20
     max_instances: int = 1024
     max_explain_instances: int = 8
