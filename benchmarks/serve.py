@@ -6,8 +6,9 @@ default options) and one with `--no-batching` (one model call per request), then
 connection (all on one asyncio loop in this process, which takes little of the CPU the server
 shares) that sends one review per request to `POST /v1/models/imdb-rnn:predict`, headers and
 body in one write, as fast as answers come back, for `--seconds` per level (and at most
-`--max-requests` requests). The two servers take turns level by level, so that load from other
-processes on a shared machine affects both alike. Prints, per mode and level, requests/s, p50 and
+`--max-requests` requests). The two servers take turns, `--rounds` times per level (the level's
+seconds split between the turns), so that load from other processes on a shared machine affects
+both alike. Prints, per mode and level, requests/s, p50 and
 p99 latency, reviews per model call (from `/healthz`), requests per CPU second of the server
 process (which moves less than wall time when other processes share the machine) and the CPU
 seconds of the clients, then the ratios batching / no batching, and writes it all as JSON.
@@ -158,7 +159,17 @@ def drive(
     server: Server, reviews: list[str], *, clients: int, seconds: float, max_requests: int
 ) -> dict[str, Any]:
     """Runs `clients` concurrent clients against `server` for `seconds`; returns throughput,
-    latency and the CPU seconds of the server and of the clients.
+    latency and the CPU seconds of the server and of the clients (see `summarize`)."""
+    return summarize(
+        clients,
+        [measure(server, reviews, clients=clients, seconds=seconds, max_requests=max_requests)],
+    )
+
+
+def measure(
+    server: Server, reviews: list[str], *, clients: int, seconds: float, max_requests: int
+) -> dict[str, Any]:
+    """One period of load: the raw latencies, errors, seconds, CPU seconds and model calls.
 
     The clients are coroutines on one asyncio loop in this process, each with its own
     keep-alive connection, sending prepared request bytes and reading answers by their
@@ -187,7 +198,27 @@ def drive(
         return elapsed, cpu, server.get("/healthz")["model_calls"] - calls_before, own
 
     elapsed, cpu, calls, client_cpu = asyncio.run(run())
-    ordered = sorted(latencies)
+    return {
+        "latencies": latencies,
+        "errors": errors,
+        "seconds": elapsed,
+        "server_cpu_seconds": cpu,
+        "client_cpu_seconds": client_cpu,
+        "model_calls": calls,
+    }
+
+
+def summarize(clients: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Requests/s, p50 and p99 latency, CPU seconds and reviews per model call over all the
+    periods of `measure` given (their requests and seconds summed), and each period's
+    requests/s."""
+    ordered = sorted(latency for part in parts for latency in part["latencies"])
+    errors = [error for part in parts for error in part["errors"]]
+    elapsed = sum(part["seconds"] for part in parts)
+    cpus = [part["server_cpu_seconds"] for part in parts]
+    cpu = sum(cpus) if None not in cpus else None
+    client_cpu = sum(part["client_cpu_seconds"] for part in parts)
+    calls = sum(part["model_calls"] for part in parts)
 
     def percentile(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
@@ -199,6 +230,9 @@ def drive(
         "first_error": errors[0] if errors else None,
         "seconds": round(elapsed, 2),
         "requests_per_second": round(len(ordered) / elapsed, 1),
+        "requests_per_second_by_round": [
+            round(len(part["latencies"]) / part["seconds"], 1) for part in parts
+        ],
         "p50_ms": round(percentile(0.50), 2),
         "p99_ms": round(percentile(0.99), 2),
         "server_cpu_seconds": round(cpu, 2) if cpu is not None else None,
@@ -249,6 +283,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="aclImdb_v1.tar.gz")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--seconds", type=float, default=15.0, help="per level and mode")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="the seconds of a level are split into this many turns of each mode, alternating",
+    )
     parser.add_argument("--max-requests", type=int, default=20_000, help="per level and mode")
     parser.add_argument("--reviews", type=int, default=1000, help="distinct reviews sent")
     parser.add_argument(
@@ -259,6 +299,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/serve.json"))
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()
     reviews = read_reviews(args.data, args.reviews)
     calls = model_call_times(args.model, reviews, [1, 8, 64])
     for size, timing in calls.items():
@@ -274,14 +315,20 @@ def main() -> None:
         for server in servers.values():  # warm up: trace the model for a few batch shapes
             drive(server, reviews, clients=8, seconds=3, max_requests=200)
         for clients in args.clients:
-            for name, server in servers.items():
-                row = drive(
-                    server,
-                    reviews,
-                    clients=clients,
-                    seconds=args.seconds,
-                    max_requests=args.max_requests,
-                )
+            parts: dict[str, list[dict[str, Any]]] = {name: [] for name in modes}
+            for _ in range(args.rounds):  # the modes take turns, round after round
+                for name, server in servers.items():
+                    parts[name].append(
+                        measure(
+                            server,
+                            reviews,
+                            clients=clients,
+                            seconds=args.seconds / args.rounds,
+                            max_requests=args.max_requests // args.rounds,
+                        )
+                    )
+            for name in modes:
+                row = summarize(clients, parts[name])
                 results[name].append(row)
                 print(
                     f"{name:>12} {clients:>3} clients: {row['requests_per_second']:8.1f} req/s  "
@@ -317,6 +364,7 @@ def main() -> None:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            "load_average_at_start": load_at_start,
             "load_average_at_end": os.getloadavg(),
         },
         "args": {key: str(value) for key, value in vars(args).items()},
