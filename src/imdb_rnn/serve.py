@@ -127,9 +127,9 @@ class ServeOptions:
             alone). Default 64.
         max_wait_ms: how long the first request of a batch waits for others, in milliseconds.
             Default 0: a request that finds the model idle runs at once, and those that arrive
-            while it runs form the next batch (TensorFlow Serving's advice for CPUs is to start
-            from 0; a wait adds latency at low load and gained nothing measurable at 64
-            clients here, see docs/performance.md).
+            while it runs form the next batch (TensorFlow Serving's batching guide advises
+            starting from 0 on CPUs; a wait adds up to its length to requests at low load, and
+            at 64 clients batches were about as large without it: docs/performance.md).
         max_body_bytes: larger request bodies are refused with 413. Default 1 MiB.
         max_instances: most reviews in one request (400 beyond). Default 1024.
         max_explain_instances: most reviews in one explain request (each costs one prediction
@@ -436,8 +436,8 @@ def prediction_outputs(logits: np.ndarray, label_names: Sequence[str]) -> dict[s
 
 def json_codec() -> tuple[Callable[[bytes], Any], Callable[[Any], bytes]]:
     """`(loads, dumps)` for request and response bodies: orjson's where it is installed (the
-    `serve` extra installs it; several times faster on this API's small bodies), else the
-    standard library's with the same output (compact, UTF-8, no NaN)."""
+    `serve` extra installs it), else the standard library's, with the same output (compact,
+    UTF-8, no NaN)."""
     try:
         import orjson
     except ImportError:
