@@ -2,18 +2,21 @@
 
 Starts two real servers as subprocesses on 127.0.0.1 (free ports), one with batching (the
 default options) and one with `--no-batching` (one model call per request), then drives them with
-1, 8 and 64 concurrent clients. Each client is a thread with its own keep-alive HTTP connection
-that sends one review per request to `POST /v1/models/imdb-rnn:predict`, as fast as answers
-come back, for `--seconds` per level (and at most `--max-requests` requests). The two servers
-take turns level by level, so that load from other processes on a shared machine affects both
-alike. Prints, per mode and level, requests/s, p50 and p99 latency, reviews per model call (from
-`/healthz`) and requests per CPU second of the server process (which moves less than wall time
-when other processes share the machine), then the ratios batching / no batching, and writes it
-all as JSON.
+1, 8 and 64 concurrent clients. Each client is a coroutine with its own keep-alive HTTP/1.1
+connection (all on one asyncio loop in this process, which takes little of the CPU the server
+shares) that sends one review per request to `POST /v1/models/imdb-rnn:predict`, headers and
+body in one write, as fast as answers come back, for `--seconds` per level (and at most
+`--max-requests` requests). The two servers take turns, `--rounds` times per level (the level's
+seconds split between the turns), so that load from other processes on a shared machine affects
+both alike. Prints, per mode and level, requests/s, p50 and
+p99 latency, reviews per model call (from `/healthz`), requests per CPU second of the server
+process (which moves less than wall time when other processes share the machine) and the CPU
+seconds of the clients, then the ratios batching / no batching, and writes it all as JSON.
 
 The reviews are real test reviews read from the aclImdb archive (`--data`). Before the servers
-start, the script times model calls on 1, 8 and 64 reviews in its own process, without HTTP: the
-cost per review of a call on one review against a call on a batch bounds what batching can save.
+start, the script times model calls on the same 64 reviews in calls of 1, 8 and 64, in its own
+process, without HTTP: the cost per review of a call on one review against a call on a batch
+bounds what batching can save.
 
 Usage:
 
@@ -24,6 +27,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import os
@@ -103,63 +107,118 @@ class Server:
         self.process.wait(timeout=60)
 
 
+def request_bytes(host: str, port: int, review: str) -> bytes:
+    """One whole keep-alive HTTP/1.1 predict request, headers and body, as one buffer (sent in
+    one write: a body sent after its headers waits for the server's delayed ACK, about 40 ms,
+    under Nagle's algorithm)."""
+    body = json.dumps({"instances": [review]}).encode("utf-8")
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+async def _client(
+    server: Server,
+    requests: list[bytes],
+    index: int,
+    state: dict[str, Any],
+    latencies: list[float],
+    errors: list[str],
+) -> None:
+    """One client: one keep-alive connection, one request at a time, as fast as answers come."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    sent = 0
+    await state["start"].wait()
+    try:
+        while time.perf_counter() < state["deadline"] and state["budget"] > 0:
+            state["budget"] -= 1
+            request = requests[(index * 7919 + sent) % len(requests)]
+            began = time.perf_counter()
+            try:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head[9:12])
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+                answer = await reader.readexactly(length)
+                if status != 200:
+                    raise RuntimeError(f"{status}: {answer[:200]!r}")
+            except Exception as error:  # recorded and reported, not fatal to the run
+                errors.append(str(error) or type(error).__name__)
+                writer.close()
+                reader, writer = await asyncio.open_connection(server.host, server.port)
+                continue
+            latencies.append(time.perf_counter() - began)
+            sent += 1
+    finally:
+        writer.close()
+
+
 def drive(
     server: Server, reviews: list[str], *, clients: int, seconds: float, max_requests: int
 ) -> dict[str, Any]:
-    """Runs `clients` threads against `server` for `seconds`; returns throughput and latency."""
+    """Runs `clients` concurrent clients against `server` for `seconds`; returns throughput,
+    latency and the CPU seconds of the server and of the clients (see `summarize`)."""
+    return summarize(
+        clients,
+        [measure(server, reviews, clients=clients, seconds=seconds, max_requests=max_requests)],
+    )
+
+
+def measure(
+    server: Server, reviews: list[str], *, clients: int, seconds: float, max_requests: int
+) -> dict[str, Any]:
+    """One period of load: the raw latencies, errors, seconds, CPU seconds and model calls.
+
+    The clients are coroutines on one asyncio loop in this process, each with its own
+    keep-alive connection, sending prepared request bytes and reading answers by their
+    Content-Length: a load generator that takes little of the CPU the server shares.
+    """
+    requests = [request_bytes(server.host, server.port, review) for review in reviews]
     latencies: list[float] = []
     errors: list[str] = []
-    lock = threading.Lock()
-    start_line = threading.Barrier(clients + 1)
-    deadline = [0.0]
-    budget = [max_requests]
 
-    def client(index: int) -> None:
-        connection = http.client.HTTPConnection(server.host, server.port, timeout=120)
-        mine: list[float] = []
-        start_line.wait()
-        sent = 0
-        while time.perf_counter() < deadline[0]:
-            with lock:
-                if budget[0] <= 0:
-                    break
-                budget[0] -= 1
-            review = reviews[(index * 7919 + sent) % len(reviews)]
-            body = json.dumps({"instances": [review]})
-            began = time.perf_counter()
-            try:
-                connection.request("POST", PATH, body, {"Content-Type": "application/json"})
-                response = connection.getresponse()
-                answer = response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"{response.status}: {answer[:200]!r}")
-            except Exception as error:  # recorded and reported, not fatal to the run
-                with lock:
-                    errors.append(str(error))
-                connection.close()
-                connection = http.client.HTTPConnection(server.host, server.port, timeout=120)
-                continue
-            mine.append(time.perf_counter() - began)
-            sent += 1
-        connection.close()
-        with lock:
-            latencies.extend(mine)
+    async def run() -> tuple[float, float | None, int, float]:
+        state: dict[str, Any] = {"start": asyncio.Event(), "deadline": 0.0, "budget": max_requests}
+        tasks = [
+            asyncio.create_task(_client(server, requests, i, state, latencies, errors))
+            for i in range(clients)
+        ]
+        await asyncio.sleep(0.2)  # connections open before the clock starts
+        calls_before = server.get("/healthz")["model_calls"]
+        cpu_before, own_before = server.cpu_seconds(), time.process_time()
+        began = time.perf_counter()
+        state["deadline"] = began + seconds
+        state["start"].set()
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - began
+        cpu_after, own = server.cpu_seconds(), time.process_time() - own_before
+        cpu = cpu_after - cpu_before if cpu_after is not None and cpu_before is not None else None
+        return elapsed, cpu, server.get("/healthz")["model_calls"] - calls_before, own
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    calls_before = server.get("/healthz")["model_calls"]
-    cpu_before = server.cpu_seconds()
-    began = time.perf_counter()
-    deadline[0] = began + seconds
-    start_line.wait()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
-    cpu_after = server.cpu_seconds()
-    cpu = cpu_after - cpu_before if cpu_after is not None and cpu_before is not None else None
-    calls = server.get("/healthz")["model_calls"] - calls_before
-    ordered = sorted(latencies)
+    elapsed, cpu, calls, client_cpu = asyncio.run(run())
+    return {
+        "latencies": latencies,
+        "errors": errors,
+        "seconds": elapsed,
+        "server_cpu_seconds": cpu,
+        "client_cpu_seconds": client_cpu,
+        "model_calls": calls,
+    }
+
+
+def summarize(clients: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Requests/s, p50 and p99 latency, CPU seconds and reviews per model call over all the
+    periods of `measure` given (their requests and seconds summed), and each period's
+    requests/s."""
+    ordered = sorted(latency for part in parts for latency in part["latencies"])
+    errors = [error for part in parts for error in part["errors"]]
+    elapsed = sum(part["seconds"] for part in parts)
+    cpus = [part["server_cpu_seconds"] for part in parts]
+    cpu = sum(cpus) if None not in cpus else None
+    client_cpu = sum(part["client_cpu_seconds"] for part in parts)
+    calls = sum(part["model_calls"] for part in parts)
 
     def percentile(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
@@ -171,31 +230,42 @@ def drive(
         "first_error": errors[0] if errors else None,
         "seconds": round(elapsed, 2),
         "requests_per_second": round(len(ordered) / elapsed, 1),
-        "p50_ms": round(percentile(0.50), 1),
-        "p99_ms": round(percentile(0.99), 1),
+        "requests_per_second_by_round": [
+            round(len(part["latencies"]) / part["seconds"], 1) for part in parts
+        ],
+        "p50_ms": round(percentile(0.50), 2),
+        "p99_ms": round(percentile(0.99), 2),
         "server_cpu_seconds": round(cpu, 2) if cpu is not None else None,
         "requests_per_server_cpu_second": round(len(ordered) / cpu, 1) if cpu else None,
+        "client_cpu_seconds": round(client_cpu, 2),
         "model_calls": calls,
         "reviews_per_model_call": round(len(ordered) / calls, 1) if calls else None,
     }
 
 
 def model_call_times(model: Path, reviews: list[str], sizes: list[int]) -> dict[str, Any]:
-    """Milliseconds of one model call as the server makes it (no HTTP), for a few batch sizes:
-    what batching can save at most. Best of 5 calls on the same reviews."""
+    """Milliseconds of model calls as the server makes them (no HTTP): the same `max(sizes)`
+    reviews classified in calls of each size, best of 3 passes. What batching can save at most
+    is the ratio of the cost per review between calls of one review and calls of many."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from imdb_rnn.serve import _Model
     from imdb_rnn.trainer import Trainer
 
     runner = _Model(Trainer.load(model))
+    sample = reviews[: max(sizes)]
     times = {}
     for size in sizes:
-        batch = reviews[:size]
-        runner.logits(batch)  # trace
-        best = min(_timed(runner.logits, batch) for _ in range(5))
+        chunks = [sample[start : start + size] for start in range(0, len(sample), size)]
+        runner.logits(chunks[0])  # trace
+
+        def one_pass(chunks: list[list[str]] = chunks) -> None:
+            for chunk in chunks:
+                runner.logits(chunk)
+
+        best = min(_timed(one_pass) for _ in range(3))
         times[str(size)] = {
-            "ms_per_call": round(best * 1000, 2),
-            "ms_per_review": round(best * 1000 / size, 3),
+            "ms_per_call": round(best * 1000 / len(chunks), 2),
+            "ms_per_review": round(best * 1000 / len(sample), 3),
         }
     runner.executor.shutdown()
     return times
@@ -213,6 +283,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="aclImdb_v1.tar.gz")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--seconds", type=float, default=15.0, help="per level and mode")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="the seconds of a level are split into this many turns of each mode, alternating",
+    )
     parser.add_argument("--max-requests", type=int, default=20_000, help="per level and mode")
     parser.add_argument("--reviews", type=int, default=1000, help="distinct reviews sent")
     parser.add_argument(
@@ -223,6 +299,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/serve.json"))
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()
     reviews = read_reviews(args.data, args.reviews)
     calls = model_call_times(args.model, reviews, [1, 8, 64])
     for size, timing in calls.items():
@@ -238,20 +315,27 @@ def main() -> None:
         for server in servers.values():  # warm up: trace the model for a few batch shapes
             drive(server, reviews, clients=8, seconds=3, max_requests=200)
         for clients in args.clients:
-            for name, server in servers.items():
-                row = drive(
-                    server,
-                    reviews,
-                    clients=clients,
-                    seconds=args.seconds,
-                    max_requests=args.max_requests,
-                )
+            parts: dict[str, list[dict[str, Any]]] = {name: [] for name in modes}
+            for _ in range(args.rounds):  # the modes take turns, round after round
+                for name, server in servers.items():
+                    parts[name].append(
+                        measure(
+                            server,
+                            reviews,
+                            clients=clients,
+                            seconds=args.seconds / args.rounds,
+                            max_requests=args.max_requests // args.rounds,
+                        )
+                    )
+            for name in modes:
+                row = summarize(clients, parts[name])
                 results[name].append(row)
                 print(
                     f"{name:>12} {clients:>3} clients: {row['requests_per_second']:8.1f} req/s  "
                     f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  "
                     f"{row['reviews_per_model_call'] or 0:5.1f} reviews/call  "
                     f"{row['requests_per_server_cpu_second'] or 0:7.1f} req/CPU-s  "
+                    f"clients {row['client_cpu_seconds']:.1f} CPU-s  "
                     f"({row['requests']} requests, {row['errors']} errors)",
                     flush=True,
                 )
@@ -280,6 +364,7 @@ def main() -> None:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            "load_average_at_start": load_at_start,
             "load_average_at_end": os.getloadavg(),
         },
         "args": {key: str(value) for key, value in vars(args).items()},

@@ -185,6 +185,9 @@ def test_explain_matches_predict_explain(client, trainer):
     (expected,) = explain(trainer, [text])
     assert result["label"] == ("pos" if result["probability"] >= 0.5 else "neg")
     assert result["probability"] == pytest.approx(float(trainer.predict_proba([text])[0]))
+    assert result["scores"]["pos"] == pytest.approx(result["probability"])
+    assert result["score"] == pytest.approx(result["scores"][result["label"]])
+    assert result["explained"] == "pos"
     assert [item["word"] for item in result["explanation"]] == [w.word for w in expected.weights]
     assert [item["weight"] for item in result["explanation"]] == pytest.approx(
         [w.weight for w in expected.weights]
@@ -284,6 +287,42 @@ def test_batcher_wait_counts_from_arrival():
             await batcher.stop()
 
     assert asyncio.run(main()).tolist() == [6.0]
+
+
+def test_default_batching_runs_a_lone_request_at_once_and_batches_those_that_queue():
+    """With the default wait (0), a request that finds the model idle runs alone at once; the
+    requests that arrive while that call runs form the next call together."""
+    assert ServeOptions().max_wait_ms == 0
+
+    class Gated(_FakeModel):
+        def __init__(self):
+            super().__init__()
+            self.gate = asyncio.Event()
+
+        async def run(self, function, *args):
+            await self.gate.wait()  # the model is busy until the test opens the gate
+            return function(*args)
+
+    model = Gated()
+
+    async def main():
+        batcher = serve_module._Batcher(model, max_batch_size=64, max_wait=0.0)
+        batcher.start()
+        try:
+            first = asyncio.create_task(batcher.logits(["alone"]))
+            for _ in range(5):  # the batcher takes it and calls the (busy) model
+                await asyncio.sleep(0)
+            later = [asyncio.create_task(batcher.logits([text])) for text in ("a", "bb", "ccc")]
+            for _ in range(5):
+                await asyncio.sleep(0)
+            model.gate.set()
+            return await asyncio.gather(first, *later)
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(main())
+    assert model.batches == [["alone"], ["a", "bb", "ccc"]]
+    assert [result.tolist() for result in results] == [[5.0], [1.0], [2.0], [3.0]]
 
 
 def test_batcher_failure_fails_its_requests_only():
@@ -392,9 +431,114 @@ def test_page_file_is_package_data():
     assert Path(serve_module.page_path()).is_file()
 
 
-def test_models_of_more_than_two_classes_are_refused(topic_model_dir):
-    """A three-class model is refused with the reason, not served with wrong shapes."""
-    from imdb_rnn.models import ModelFileError
+# -- a model of three classes -------------------------------------------------------------------
 
-    with pytest.raises(ModelFileError, match=r"two-class models; .* has 3 classes"):
-        create_app(topic_model_dir)
+TOPIC_TEXTS = ["The cat and the dog.", "Red and blue and green.", "One, two, three.", "Hello."]
+
+
+@pytest.fixture(scope="module")
+def topic_client(topic_model_dir):
+    with TestClient(create_app(topic_model_dir)) as client:
+        yield client
+
+
+def test_three_classes_predict_matches_imdb_rnn_predict(topic_client, topic_model_dir):
+    """A three-class model answers, per text, the label, score and every class's score that
+    `imdb-rnn predict --json` gives, and its logits, as its SavedModel signature does."""
+    import imdb_rnn
+
+    response = topic_client.post(PREDICT, json={"instances": TOPIC_TEXTS})
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    predictor = imdb_rnn.load(topic_model_dir)
+    expected = predictor.predict(TOPIC_TEXTS)
+    for got, want in zip(predictions, expected, strict=True):
+        assert set(got) == {"label", "score", "scores", "logits"}
+        assert got["label"] == want["label"]
+        assert got["score"] == pytest.approx(want["score"], abs=1e-6)
+        assert got["scores"] == pytest.approx([want["scores"][n] for n in predictor.labels])
+        assert len(got["logits"]) == 3
+    assert {row["label"] for row in predictions[:3]} == {"animal", "colour", "number"}
+
+
+def test_three_classes_columnar_format(topic_client):
+    """The columnar format answers the same outputs as columns."""
+    rows = topic_client.post(PREDICT, json={"instances": TOPIC_TEXTS}).json()["predictions"]
+    response = topic_client.post(PREDICT, json={"inputs": TOPIC_TEXTS})
+    assert response.status_code == 200, response.text
+    outputs = response.json()["outputs"]
+    assert outputs["label"] == [row["label"] for row in rows]
+    assert outputs["scores"] == [row["scores"] for row in rows]
+
+
+def test_three_classes_explain_matches_predict_explain(topic_client, topic_model_dir):
+    """Explain on a three-class model gives the keys and weights of `imdb-rnn predict
+    --explain --json` (weights move the predicted class), and the review's tokens."""
+    from imdb_rnn.explain import explained_rows
+
+    text = TOPIC_TEXTS[0]
+    response = topic_client.post(EXPLAIN, json={"instances": [text]})
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["explanations"]
+    (expected,) = explained_rows(Trainer.load(topic_model_dir), [text])
+    assert "probability" not in result
+    assert result["label"] == expected["label"] == expected["explained"] == result["explained"]
+    assert result["score"] == pytest.approx(expected["score"], abs=1e-6)
+    assert result["scores"] == pytest.approx(expected["scores"], abs=1e-6)
+    assert [item["word"] for item in result["explanation"]] == [
+        item["word"] for item in expected["explanation"]
+    ]
+    assert [item["weight"] for item in result["explanation"]] == pytest.approx(
+        [item["weight"] for item in expected["explanation"]], abs=1e-6
+    )
+    assert [token["text"] for token in result["tokens"]] == text.split()
+
+
+def test_three_classes_metadata_and_health(topic_client):
+    """The metadata describes the multi-class signature; /healthz names the classes."""
+    metadata = topic_client.get("/v1/models/imdb-rnn/metadata").json()
+    outputs = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["outputs"]
+    assert set(outputs) == {"label", "score", "scores", "logits"}
+    assert outputs["label"]["dtype"] == "DT_STRING"
+    assert [dim["size"] for dim in outputs["scores"]["tensor_shape"]["dim"]] == ["-1", "3"]
+    assert topic_client.get("/healthz").json()["labels"] == ["animal", "colour", "number"]
+
+
+def test_prediction_outputs_of_two_and_three_classes():
+    """Two classes: probability and logit; more: label, score, scores and logits, with the
+    label the most probable class."""
+    two = serve_module.prediction_outputs(np.array([0.0, 2.0]), ("neg", "pos"))
+    assert two["probability"] == pytest.approx([0.5, 1 / (1 + np.exp(-2.0))])
+    assert two["logit"] == [0.0, 2.0]
+    three = serve_module.prediction_outputs(np.array([[0.0, 1.0, 0.0], [3.0, 0.0, 0.0]]), "abc")
+    assert three["label"] == ["b", "a"]
+    assert three["score"][0] == pytest.approx(np.e / (np.e + 2))
+    assert [sum(row) for row in three["scores"]] == pytest.approx([1.0, 1.0])
+
+
+# -- JSON ----------------------------------------------------------------------------------------
+
+
+def test_json_codec_without_orjson_gives_the_same_bytes(monkeypatch):
+    """Without orjson the standard library's codec writes the same compact UTF-8 JSON and
+    refuses NaN."""
+    pytest.importorskip("orjson")
+    value = {"predictions": [{"probability": 0.123456789, "logit": -1.5, "label": "café"}]}
+    fast_loads, fast_dumps = serve_module.json_codec()
+    monkeypatch.setitem(sys.modules, "orjson", None)  # import orjson now fails
+    loads, dumps = serve_module.json_codec()
+    assert dumps is not fast_dumps
+    assert dumps(value) == fast_dumps(value)
+    assert loads(b'{"a": [1, "\\u00e9"]}') == fast_loads(b'{"a": [1, "\\u00e9"]}')
+    with pytest.raises(ValueError):
+        dumps({"x": float("nan")})
+
+
+def test_server_works_without_orjson(monkeypatch, trained_model_dir, trainer, client):
+    """The app answers the same without orjson installed."""
+    monkeypatch.setitem(sys.modules, "orjson", None)
+    expected = client.post(PREDICT, json={"instances": REVIEWS}).json()
+    with TestClient(create_app(trained_model_dir, trainer=trainer)) as plain:
+        response = plain.post(PREDICT, json={"instances": REVIEWS})
+        assert response.json() == expected
+        assert plain.post(PREDICT, content=b"{").status_code == 400

@@ -53,9 +53,19 @@ def browser():
 @pytest.fixture(scope="module")
 def server(trained_model_dir):
     """`imdb-rnn serve`'s app on uvicorn, in a thread, on a free localhost port."""
+    yield from _serve(trained_model_dir)
+
+
+@pytest.fixture(scope="module")
+def topic_server(topic_model_dir):
+    """The same, serving the three-class model."""
+    yield from _serve(topic_model_dir)
+
+
+def _serve(model_dir):
     import uvicorn
 
-    app = create_app(trained_model_dir, trainer=Trainer.load(trained_model_dir))
+    app = create_app(model_dir, trainer=Trainer.load(model_dir))
     sock = bind_socket("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -85,9 +95,11 @@ def test_page_shows_label_score_and_coloured_words(browser, server):
     with urllib.request.urlopen(request, timeout=60) as response:
         (expected,) = json.load(response)["explanations"]
     assert browser.find_element(By.ID, "label").text == expected["label"]
+    assert browser.find_element(By.ID, "score-class").text == "pos"
     assert float(browser.find_element(By.ID, "score").text) == pytest.approx(
         expected["probability"], abs=1e-3
     )
+    assert browser.find_element(By.ID, "scores").is_displayed() is False
     spans = browser.find_elements(By.CSS_SELECTOR, "#words span")
     assert [span.text for span in spans] == review.split()
     for span, token in zip(spans, expected["tokens"], strict=True):
@@ -111,3 +123,39 @@ def test_page_shows_an_error_for_an_empty_review(browser, server):
     error = browser.find_element(By.ID, "error")
     assert error.is_displayed()
     assert "Type a review" in error.text
+
+
+def test_page_of_a_three_class_model(browser, topic_server):
+    """For a three-class model the page shows the predicted class, its probability, every
+    class's probability, and the words coloured by how they moved the predicted class."""
+    url = topic_server
+    text = "The cat and the dog and the horse."
+    browser.get(url + "/")
+    browser.find_element(By.ID, "review").send_keys(text)
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 60).until(
+        expected_conditions.visibility_of_element_located((By.ID, "result"))
+    )
+    request = urllib.request.Request(
+        url + "/v1/models/imdb-rnn:explain",
+        data=json.dumps({"instances": [text]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        (expected,) = json.load(response)["explanations"]
+    assert expected["label"] == "animal"
+    assert browser.find_element(By.ID, "label").text == "animal"
+    assert browser.find_element(By.ID, "score-class").text == "animal"
+    assert float(browser.find_element(By.ID, "score").text) == pytest.approx(
+        expected["score"], abs=1e-3
+    )
+    items = browser.find_elements(By.CSS_SELECTOR, "#scores .class-score")
+    assert [item.get_attribute("data-label") for item in items] == ["animal", "colour", "number"]
+    for item in items:
+        name, value = item.text.split()
+        assert float(value) == pytest.approx(expected["scores"][name], abs=1e-3)
+    assert browser.find_element(By.ID, "towards").text == "animal"
+    spans = browser.find_elements(By.CSS_SELECTOR, "#words span")
+    assert [span.text for span in spans] == text.split()
+    for span, token in zip(spans, expected["tokens"], strict=True):
+        assert float(span.get_attribute("data-weight")) == pytest.approx(token["weight"])

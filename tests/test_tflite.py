@@ -96,6 +96,8 @@ def test_cli_export_tflite(tmp_path, short_model_dir):
     summary = json.loads(result.stdout)
     assert summary["format"] == "tflite"
     assert summary["inputs"] == {"token_ids": "int32 [batch, 8]"}
+    assert summary["outputs"] == {"logit": "float32 [batch]"}
+    assert summary["labels"] == ["neg", "pos"]
     assert {path.name for path in out.iterdir()} == {
         "model.tflite",
         "vocabulary.txt",
@@ -103,11 +105,41 @@ def test_cli_export_tflite(tmp_path, short_model_dir):
     }
 
 
-def test_export_refuses_a_model_of_more_than_two_classes(tmp_path, topic_model_dir):
-    """The TensorFlow Lite model returns one logit: a three-class model is a clear ValueError."""
-    with pytest.raises(ValueError, match="two-class model"):
-        export_tflite(topic_model_dir, tmp_path / "lite")
-    assert not (tmp_path / "lite").exists()
+def test_three_class_tflite_matches_the_keras_model_on_100_texts(tmp_path, topic_model_dir):
+    """A three-class model exports `logits [batch, 3]`, with its labels in the config; their
+    softmax in tf.lite.Interpreter gives the Keras model's class probabilities on 100 texts."""
+    from conftest import topic_rows
+
+    out = export_tflite(topic_model_dir, tmp_path / "lite", sequence_length=24)
+    config = json.loads((out / "tflite_config.json").read_text())
+    assert config["output"] == {"name": "logits", "dtype": "float32", "shape": [None, 3]}
+    assert config["labels"] == ["animal", "colour", "number"]
+    texts = [text for text, _ in topic_rows(3, 33)] + ["", "cat " * 20, "Unknown words only."]
+    assert len(texts) == 102
+    ids = token_ids(topic_model_dir, texts, sequence_length=24)
+    interpreter = tf.lite.Interpreter(model_path=str(out / "model.tflite"))
+    logits = interpreter.get_signature_runner()(token_ids=ids)["logits"].astype(np.float64)
+    assert logits.shape == (102, 3)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = Trainer.load(topic_model_dir).class_probabilities(texts)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    assert set(np.argmax(expected, axis=1)) == {0, 1, 2}  # the texts are told apart
+
+
+def test_cli_export_tflite_of_three_classes(tmp_path, topic_model_dir):
+    """`export --format tflite --json` names the three-class output and the labels."""
+    out = tmp_path / "lite"
+    result = CliRunner().invoke(
+        app,
+        [
+            *("export", str(topic_model_dir), str(out)),
+            *("--format", "tflite", "--sequence-length", "8", "--json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["outputs"] == {"logits": "float32 [batch, 3]"}
+    assert summary["labels"] == ["animal", "colour", "number"]
 
 
 def test_overwrite_replaces_only_an_earlier_tflite_export(tmp_path, topic_model_dir):

@@ -1362,8 +1362,11 @@ def serve(
     ] = 64,
     max_wait_ms: Annotated[
         float,
-        typer.Option(help="How long a request waits for others to batch with, in milliseconds."),
-    ] = 5.0,
+        typer.Option(
+            help="How long a request waits for others to batch with, in milliseconds (0: "
+            "batches gather the requests that queue while the model runs)."
+        ),
+    ] = 0.0,
     max_body_bytes: Annotated[
         int, typer.Option(help="Larger request bodies are refused (413).")
     ] = 1 << 20,
@@ -1454,19 +1457,23 @@ def _export_tflite(
         except ValueError as error:
             _fail(str(error), EXIT_MODEL)
     config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    output = config["output"]
+    output_shape = ", ".join(["batch", *(str(size) for size in output["shape"][1:])])
     summary = {
         "output": str(out_dir),
         "format": "tflite",
         "files": sorted(path.name for path in out_dir.iterdir()),
         "inputs": {"token_ids": f"int32 [batch, {config['sequence_length']}]"},
-        "outputs": {"logit": "float32 [batch]"},
+        "outputs": {output["name"]: f"float32 [{output_shape}]"},
+        "labels": config["labels"],
     }
     if as_json:
         _print_json(summary)
         return
     console.print(
         f"Exported to [bold]{_markup(out_dir)}[/]: model.tflite (token_ids int32 [batch, "
-        f"{config['sequence_length']}] -> logit), vocabulary.txt, tflite_config.json.",
+        f"{config['sequence_length']}] -> {output['name']} [{output_shape}]), vocabulary.txt, "
+        "tflite_config.json.",
         highlight=False,
     )
 

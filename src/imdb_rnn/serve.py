@@ -11,10 +11,14 @@ Endpoints (NAME is the model name, `imdb-rnn` by default; `/versions/1` may foll
   "logit": l}, ...]}`; the columnar format `{"inputs": ["text", ...]}` (or `{"inputs": {"text":
   [...]}}`) answers `{"outputs": {"probability": [...], "logit": [...]}}`: the same shapes as
   TensorFlow Serving running the SavedModel of `imdb-rnn export`, so clients do not change.
-  A string may also be given as `{"b64": "..."}` (base64 of its UTF-8 bytes).
+  A model of more than two classes answers, as its SavedModel does, `{"label", "score",
+  "scores", "logits"}` per review (`scores`: every class's probability, in the order of the
+  model's `labels.json`). A string may also be given as `{"b64": "..."}` (base64 of its UTF-8
+  bytes).
 - `POST /v1/models/NAME:explain`: the same inputs; answers `{"explanations": [...]}`, one
-  `{"label", "probability", "explanation", "tokens"}` per review, computed as
-  `imdb-rnn predict --explain` computes them (see `imdb_rnn.explain`).
+  `{"label", "probability" (two classes only), "score", "scores", "explained", "explanation",
+  "tokens"}` per review, computed as `imdb-rnn predict --explain --json` computes them (see
+  `imdb_rnn.explain`).
 - `GET /v1/models/NAME`: the model's status; `GET /v1/models/NAME/metadata`: its signature.
 - `GET /healthz`: `{"status": "ok"}` once the model is loaded.
 - `GET /`: a page to type a review and see the label, the score and each word coloured by its
@@ -22,8 +26,9 @@ Endpoints (NAME is the model name, `imdb-rnn` by default; `/versions/1` may foll
 
 Errors are `{"error": "..."}`: 400 for a bad request, 404 for an unknown model or path, 413 for a
 body over `max_body_bytes`. Requests that arrive together are batched into one model call (as
-TensorFlow Serving's batching does): the first waits at most `max_wait_ms` for others, up to
-`max_batch_size` reviews. The model is loaded once and runs on one thread.
+TensorFlow Serving's batching does): the first waits at most `max_wait_ms` (default 0) for
+others, up to `max_batch_size` reviews, and those that arrive while the model runs form the next
+batch. The model is loaded once and runs on one thread.
 
 Example (tests use Starlette's `TestClient`; `imdb-rnn serve` runs it with uvicorn):
 
@@ -70,11 +75,14 @@ __all__ = [
     "RequestError",
     "ServeOptions",
     "bind_socket",
+    "class_probabilities",
     "create_app",
     "listening_url",
     "missing_dependency",
     "page_path",
     "parse_predict_request",
+    "predicted_indices",
+    "prediction_outputs",
     "run_server",
     "token_weights",
 ]
@@ -118,7 +126,10 @@ class ServeOptions:
         max_batch_size: most reviews in one batched model call (a larger request still runs,
             alone). Default 64.
         max_wait_ms: how long the first request of a batch waits for others, in milliseconds.
-            Default 5.
+            Default 0: a request that finds the model idle runs at once, and those that arrive
+            while it runs form the next batch (TensorFlow Serving's batching guide advises
+            starting from 0 on CPUs; a wait adds up to its length to requests at low load, and
+            at 64 clients batches were about as large without it: docs/performance.md).
         max_body_bytes: larger request bodies are refused with 413. Default 1 MiB.
         max_instances: most reviews in one request (400 beyond). Default 1024.
         max_explain_instances: most reviews in one explain request (each costs one prediction
@@ -128,7 +139,7 @@ class ServeOptions:
     model_name: str = DEFAULT_MODEL_NAME
     batching: bool = True
     max_batch_size: int = 64
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
     max_body_bytes: int = 1 << 20
     max_instances: int = 1024
     max_explain_instances: int = 8
@@ -181,16 +192,19 @@ class _Model:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imdb-rnn-model")
         self.calls = 0
         text_model = trainer.text_model
+        # Two classes: one logit per review, `[batch]`; more: `[batch, classes]`.
+        shape = [-1] if trainer.num_classes == 2 else [-1, trainer.num_classes]
         self._forward = tf.function(
-            lambda texts: tf.reshape(text_model(texts, training=False), [-1]),
+            lambda texts: tf.reshape(text_model(texts, training=False), shape),
             input_signature=[tf.TensorSpec([None], tf.string)],
         )
+        self._shape = shape
         self._constant = tf.constant
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         self.calls += 1
         logits = self._forward(self._constant(list(texts), dtype="string"))
-        return np.asarray(logits, dtype=np.float64).reshape(-1)
+        return np.asarray(logits, dtype=np.float64).reshape(self._shape)
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -364,9 +378,76 @@ def token_weights(text: str, weights: dict[str, float]) -> list[dict[str, Any]]:
 # -- the application -----------------------------------------------------------------------------
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    # As Trainer.predict_proba computes it, so the server and `imdb-rnn predict` agree.
-    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+def class_probabilities(logits: np.ndarray) -> np.ndarray:
+    """`(reviews, classes)` probabilities from the served logits, as `Trainer.class_probabilities`
+    computes them, so that the server and `imdb-rnn predict` agree.
+
+    Args:
+        logits: `[reviews]` (one logit of the second class, for two classes) or
+            `[reviews, classes]`.
+
+    Example:
+
+    >>> class_probabilities(np.array([0.0])).tolist()
+    [[0.5, 0.5]]
+    """
+    logits = logits.astype(np.float64)
+    if logits.ndim == 1:
+        positive = 1.0 / (1.0 + np.exp(-logits))
+        return np.stack([1.0 - positive, positive], axis=1)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def predicted_indices(probabilities: np.ndarray) -> np.ndarray:
+    """The predicted class of each row: for two classes the second when its probability is at
+    least 0.5 (as `label_of`), else the most probable."""
+    if probabilities.shape[1] == 2:
+        return (probabilities[:, 1] >= 0.5).astype(np.int64)
+    return np.argmax(probabilities, axis=1)
+
+
+def prediction_outputs(logits: np.ndarray, label_names: Sequence[str]) -> dict[str, list[Any]]:
+    """The outputs of `imdb-rnn export`'s SavedModel signature for these logits, as columns.
+
+    Two classes: `probability` (of the second class) and `logit`. More: `label` (the predicted
+    class), `score` (its probability), `scores` (every class's, in the order of `label_names`)
+    and `logits`.
+
+    Example:
+
+    >>> prediction_outputs(np.array([0.0]), ("neg", "pos"))
+    {'probability': [0.5], 'logit': [0.0]}
+    """
+    probabilities = class_probabilities(logits)
+    if logits.ndim == 1:
+        return {
+            "probability": [float(p) for p in probabilities[:, 1]],
+            "logit": [float(value) for value in logits],
+        }
+    indices = predicted_indices(probabilities)
+    return {
+        "label": [label_names[int(index)] for index in indices],
+        "score": [float(row[index]) for row, index in zip(probabilities, indices, strict=True)],
+        "scores": [[float(p) for p in row] for row in probabilities],
+        "logits": [[float(value) for value in row] for row in logits],
+    }
+
+
+def json_codec() -> tuple[Callable[[bytes], Any], Callable[[Any], bytes]]:
+    """`(loads, dumps)` for request and response bodies: orjson's where it is installed (the
+    `serve` extra installs it), else the standard library's, with the same output (compact,
+    UTF-8, no NaN)."""
+    try:
+        import orjson
+    except ImportError:
+
+        def dumps(value: Any) -> bytes:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            return text.encode("utf-8")
+
+        return json.loads, dumps
+    return orjson.loads, orjson.dumps
 
 
 def _page(model_name: str) -> str:
@@ -392,8 +473,7 @@ def create_app(
         starts the batcher, so run it with lifespan events on).
 
     Raises:
-        ModelFileError: if the model directory cannot be loaded, or its model has more than
-            two classes.
+        ModelFileError: if the model directory cannot be loaded.
         ModuleNotFoundError: if the `serve` extra is not installed.
     """
     hint = missing_dependency()
@@ -401,22 +481,20 @@ def create_app(
         raise ModuleNotFoundError(hint, name="starlette")
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.responses import HTMLResponse, JSONResponse
+    from starlette.responses import HTMLResponse, JSONResponse as StarletteJSONResponse
     from starlette.routing import Route
 
-    from imdb_rnn.models import ModelFileError
     from imdb_rnn.trainer import Trainer
-    from imdb_rnn.workflows import label_of
+
+    loads, dumps = json_codec()
+
+    class JSONResponse(StarletteJSONResponse):
+        def render(self, content: Any) -> bytes:
+            return dumps(content)
 
     options = options or ServeOptions()
     loaded = trainer if trainer is not None else Trainer.load(model_dir)
-    if loaded.num_classes != 2:
-        # The API answers P(second class) and one logit, as the two-class SavedModel does.
-        raise ModelFileError(
-            f"imdb-rnn serve serves two-class models; {model_dir} has {loaded.num_classes} "
-            f"classes ({', '.join(loaded.label_names)}). Export it with 'imdb-rnn export' "
-            "and serve that with TensorFlow Serving."
-        )
+    label_names = tuple(loaded.label_names)
     model = _Model(loaded)
     batcher = _Batcher(
         model, max_batch_size=options.max_batch_size, max_wait=options.max_wait_ms / 1000
@@ -436,7 +514,7 @@ def create_app(
             if len(body) > options.max_body_bytes:
                 raise RequestError(_too_large(options.max_body_bytes), 413)
         try:
-            return json.loads(body)
+            return loads(bytes(body))
         except (ValueError, RecursionError) as bad:
             raise RequestError(f"The request body is not valid JSON ({bad}).") from None
 
@@ -465,7 +543,7 @@ def create_app(
         except RequestError as bad:
             return error(str(bad), bad.status)
         if verb == "/metadata":
-            return JSONResponse(_metadata(options.model_name))
+            return JSONResponse(_metadata(options.model_name, label_names))
         return JSONResponse(
             {
                 "model_version_status": [
@@ -487,25 +565,11 @@ def create_app(
             texts, columnar = parse_predict_request(body, max_instances=options.max_instances)
         except RequestError as bad:
             return error(str(bad), bad.status)
-        logits = await logits_of(texts)
-        probabilities = _sigmoid(logits)
+        outputs = prediction_outputs(await logits_of(texts), label_names)
         if columnar:
-            return JSONResponse(
-                {
-                    "outputs": {
-                        "probability": [float(p) for p in probabilities],
-                        "logit": [float(value) for value in logits],
-                    }
-                }
-            )
-        return JSONResponse(
-            {
-                "predictions": [
-                    {"probability": float(p), "logit": float(value)}
-                    for p, value in zip(probabilities, logits, strict=True)
-                ]
-            }
-        )
+            return JSONResponse({"outputs": outputs})
+        rows = [dict(zip(outputs, row, strict=True)) for row in zip(*outputs.values(), strict=True)]
+        return JSONResponse({"predictions": rows})
 
     async def explain(body: Any) -> dict[str, Any]:
         texts, _ = parse_predict_request(body, max_instances=options.max_explain_instances)
@@ -516,21 +580,26 @@ def create_app(
                     f"of up to {MAX_EXPLAIN_CHARACTERS:,} (each distinct word costs a "
                     "prediction). Shorten it."
                 )
-        probabilities = _sigmoid(await logits_of(texts))
+        probabilities = class_probabilities(await logits_of(texts))
         from imdb_rnn.explain import explain as explain_reviews
 
         explanations = await model.run(explain_reviews, model.trainer, texts)
         results = []
-        for text, probability, explanation in zip(texts, probabilities, explanations, strict=True):
+        rows = zip(
+            texts, probabilities, predicted_indices(probabilities), explanations, strict=True
+        )
+        for text, row, index, explanation in rows:
             weights = {item.word: item.weight for item in explanation.weights}
-            results.append(
-                {
-                    "label": label_of(float(probability)),
-                    "probability": float(probability),
-                    "explanation": explanation.to_list(),
-                    "tokens": token_weights(text, weights),
-                }
-            )
+            # The keys of `imdb-rnn predict --explain --json`, and the page's coloured tokens.
+            result: dict[str, Any] = {"label": label_names[int(index)]}
+            if len(label_names) == 2:
+                result["probability"] = float(row[1])
+            result["score"] = float(row[index])
+            result["scores"] = {name: float(p) for name, p in zip(label_names, row, strict=True)}
+            result["explained"] = explanation.label
+            result["explanation"] = explanation.to_list()
+            result["tokens"] = token_weights(text, weights)
+            results.append(result)
         return {"explanations": results}
 
     async def health(request: Request) -> Response:
@@ -538,6 +607,7 @@ def create_app(
             {
                 "status": "ok",
                 "model": options.model_name,
+                "labels": list(label_names),
                 "batching": options.batching,
                 "model_calls": model.calls,
                 "uptime_s": time.time() - started,
@@ -583,14 +653,26 @@ def _too_large(limit: int) -> str:
     return f"The request body is larger than {limit:,} bytes; send fewer or shorter reviews."
 
 
-def _metadata(model_name: str) -> dict[str, Any]:
+def _metadata(model_name: str, label_names: Sequence[str]) -> dict[str, Any]:
     """The signature of `imdb-rnn export`'s SavedModel, as TensorFlow Serving describes it."""
 
-    def tensor(name: str, dtype: str) -> dict[str, Any]:
-        return {
-            "dtype": dtype,
-            "tensor_shape": {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False},
-            "name": name,
+    def tensor(name: str, dtype: str, *sizes: int) -> dict[str, Any]:
+        dims = [{"size": str(size), "name": ""} for size in (-1, *sizes)]
+        return {"dtype": dtype, "tensor_shape": {"dim": dims, "unknown_rank": False}, "name": name}
+
+    # TensorFlow Serving numbers the outputs in the order of their sorted names.
+    if len(label_names) == 2:
+        outputs = {
+            "probability": tensor("StatefulPartitionedCall:1", "DT_FLOAT"),
+            "logit": tensor("StatefulPartitionedCall:0", "DT_FLOAT"),
+        }
+    else:
+        classes = len(label_names)
+        outputs = {
+            "label": tensor("StatefulPartitionedCall:0", "DT_STRING"),
+            "logits": tensor("StatefulPartitionedCall:1", "DT_FLOAT", classes),
+            "score": tensor("StatefulPartitionedCall:2", "DT_FLOAT"),
+            "scores": tensor("StatefulPartitionedCall:3", "DT_FLOAT", classes),
         }
 
     return {
@@ -600,10 +682,7 @@ def _metadata(model_name: str) -> dict[str, Any]:
                 "signature_def": {
                     _SIGNATURE_NAME: {
                         "inputs": {_INPUT_NAME: tensor("serving_default_text:0", "DT_STRING")},
-                        "outputs": {
-                            "probability": tensor("StatefulPartitionedCall:1", "DT_FLOAT"),
-                            "logit": tensor("StatefulPartitionedCall:0", "DT_FLOAT"),
-                        },
+                        "outputs": outputs,
                         "method_name": "tensorflow/serving/predict",
                     }
                 }

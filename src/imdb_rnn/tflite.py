@@ -4,8 +4,10 @@ The Keras model's recurrent loop (`tf.scan`, or the native op) converts to Tenso
 with Flex ops, which the stock interpreter refuses. This module rebuilds the classifier's forward
 pass from the same weights as a fixed-length, unrolled GRU (one step per token position) made of
 built-in ops only, and converts that. The `.tflite` file takes right-padded token ids
-(`int32 [batch, sequence_length]`, 0 for padding) and returns one logit per review
-(`float32 [batch]`); `probability = sigmoid(logit)`.
+(`int32 [batch, sequence_length]`, 0 for padding) and returns, for a two-class model, one logit
+per review (`logit`, `float32 [batch]`; `probability = sigmoid(logit)`, of the second class),
+for more classes a row of logits per review (`logits`, `float32 [batch, classes]`; the class
+probabilities are their softmax, columns in the order of `tflite_config.json`'s `labels`).
 
 Turning text into ids stays outside the TFLite model (TensorFlow Lite has no string ops to run
 the standardisation and lookup): `vocabulary.txt` beside it holds one word per line, line `i`
@@ -39,7 +41,7 @@ import tensorflow as tf
 from imdb_rnn.files import current_umask, fsync_directory
 from imdb_rnn.layers import PAD_ID, TextEncoder, gru_step
 
-__all__ = ["TFLITE_FILE", "VOCABULARY_FILE", "export_tflite", "token_ids"]
+__all__ = ["TFLITE_FILE", "VOCABULARY_FILE", "export_tflite", "output_description", "token_ids"]
 
 TFLITE_FILE = "model.tflite"
 VOCABULARY_FILE = "vocabulary.txt"
@@ -105,6 +107,7 @@ class _UnrolledClassifier(tf.Module):
             raise ValueError("Expected an imdb-rnn classifier (recurrent layers and Dense layers).")
 
     def __call__(self, ids: tf.Tensor) -> tf.Tensor:
+        """Logits, `[batch]` for a one-unit head (two classes), else `[batch, classes]`."""
         steps = self.sequence_length
         mask = tf.not_equal(ids, PAD_ID)
         lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
@@ -156,7 +159,7 @@ class _UnrolledClassifier(tf.Module):
             h = tf.matmul(h, kernel) + bias
             if relu:
                 h = tf.nn.relu(h)
-        return tf.reshape(h, [-1])
+        return tf.reshape(h, [-1]) if h.shape[-1] == 1 else h
 
 
 def _load(model_dir: str | os.PathLike[str]) -> Any:
@@ -198,9 +201,10 @@ def export_tflite(
     """Exports a model directory as a TensorFlow Lite model with built-in ops only.
 
     Writes `model.tflite` (signature `serving_default`: `token_ids` int32 `[batch,
-    sequence_length]` -> `logit` float32 `[batch]`), `vocabulary.txt` and `tflite_config.json`
-    into a temporary directory beside `out_dir`, checks the model in `tf.lite.Interpreter`, then
-    renames it to `out_dir`.
+    sequence_length]` -> `logit` float32 `[batch]` for two classes, `logits` float32 `[batch,
+    classes]` for more), `vocabulary.txt` and `tflite_config.json` (with the class names,
+    `labels`) into a temporary directory beside `out_dir`, checks the model in
+    `tf.lite.Interpreter`, then renames it to `out_dir`.
 
     Args:
         model_dir: directory written by `imdb-rnn train` (a GRU model).
@@ -214,8 +218,7 @@ def export_tflite(
 
     Raises:
         ModelFileError: if `model_dir` cannot be loaded.
-        ValueError: if the model is not a two-class GRU model, or `sequence_length` is not
-            positive.
+        ValueError: if the model is not a GRU model, or `sequence_length` is not positive.
         FileExistsError: if `out_dir` exists and `overwrite` is False.
         ExportTargetError: if `out_dir` is, or holds, the model folder, or exists and is not
             an earlier TensorFlow Lite export.
@@ -230,11 +233,8 @@ def export_tflite(
     check_export_target(model_dir, out_dir, overwrite=overwrite, marker=TFLITE_FILE)
     trainer = _load(model_dir)
     config = trainer.config
-    if trainer.num_classes != 2:
-        raise ValueError(
-            "Expected a two-class model (the TensorFlow Lite export returns one logit). "
-            f"Received: {trainer.num_classes} classes"
-        )
+    classes = trainer.num_classes
+    output = output_description(classes)
     if config.model.cell != "gru":
         raise ValueError(
             "Expected a GRU model (TensorFlow Lite export rebuilds GRUs only). "
@@ -245,7 +245,7 @@ def export_tflite(
         trainer.classifier, pooling=config.model.pooling, sequence_length=length
     )
     forward = tf.function(
-        lambda token_ids: {"logit": module(token_ids)},
+        lambda token_ids: {output["name"]: module(token_ids)},
         input_signature=[tf.TensorSpec([None, length], tf.int32, name="token_ids")],
     )
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
@@ -264,8 +264,9 @@ def export_tflite(
         (staging / VOCABULARY_FILE).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
         description = {
             "input": {"name": "token_ids", "dtype": "int32", "shape": [None, length]},
-            "output": {"name": "logit", "dtype": "float32", "shape": [None]},
-            "probability": "sigmoid(logit), of a positive review",
+            "output": {"name": output["name"], "dtype": "float32", "shape": output["shape"]},
+            "labels": list(trainer.label_names),
+            "probability": output["probability"],
             "sequence_length": length,
             "padding_id": PAD_ID,
             "out_of_vocabulary_id": 1,
@@ -276,7 +277,7 @@ def export_tflite(
             "is one out-of-vocabulary id",
         }
         (staging / CONFIG_FILE).write_text(json.dumps(description, indent=2) + "\n")
-        _check_interpreter(staging / TFLITE_FILE, length)
+        _check_interpreter(staging / TFLITE_FILE, length, classes)
         fsync_tree(staging)
         replace_directory(staging, out_dir)
         fsync_directory(out_dir.parent)
@@ -286,12 +287,36 @@ def export_tflite(
     return out_dir
 
 
-def _check_interpreter(path: Path, length: int) -> None:
+def output_description(classes: int) -> dict[str, Any]:
+    """The `.tflite` model's output for a model of `classes` classes: its `name`, `shape`
+    (None for the batch) and how to read `probability` from it.
+
+    Example:
+
+    >>> output_description(2)["name"], output_description(6)["shape"]
+    ('logit', [None, 6])
+    """
+    if classes == 2:
+        return {
+            "name": "logit",
+            "shape": [None],
+            "probability": "sigmoid(logit), of the second class (a positive review for IMDB)",
+        }
+    return {
+        "name": "logits",
+        "shape": [None, classes],
+        "probability": "softmax(logits) over the last axis, columns in the order of labels",
+    }
+
+
+def _check_interpreter(path: Path, length: int, classes: int) -> None:
     """Runs the converted model once in the stock interpreter (no Flex delegate)."""
     interpreter = tf.lite.Interpreter(model_path=str(path))
     runner = interpreter.get_signature_runner()
     ids = np.zeros((2, length), dtype=np.int32)
     ids[:, 0] = 1
-    logits = runner(token_ids=ids)["logit"]
-    if logits.shape != (2,) or not np.all(np.isfinite(logits)):
+    output = output_description(classes)
+    logits = runner(token_ids=ids)[output["name"]]
+    expected = (2,) if classes == 2 else (2, classes)
+    if logits.shape != expected or not np.all(np.isfinite(logits)):
         raise RuntimeError(f"The TensorFlow Lite model returned {logits!r} for two reviews.")
