@@ -6,6 +6,7 @@ when a command runs, so `imdb-rnn --help` stays fast.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -995,7 +996,8 @@ def predict(
     texts: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Reviews to classify; '-' reads one review per line from stdin.",
+            help="Reviews to classify; '-' streams stdin (one text per line, or as "
+            "--input-format says).",
             show_default=False,
         ),
     ] = None,
@@ -1004,7 +1006,8 @@ def predict(
         typer.Option(
             "--file",
             "-f",
-            help="Read the texts from this file, streamed in chunks (see --input-format).",
+            help="Read the texts from this file ('-': stdin), streamed in chunks (see "
+            "--input-format).",
             show_default=False,
         ),
     ] = None,
@@ -1072,21 +1075,16 @@ def predict(
 
         imdb-rnn predict runs/trec --file questions.csv --input-format csv --format jsonl
     """
-    from imdb_rnn.files import InputError, read_limited
-
     reviews: list[str] = []
+    # '-' (as a text or as --file) streams the standard input in chunks, never read whole.
+    from_stdin = file is not None and str(file) == "-"
+    if from_stdin:
+        file = None
     for text in texts or []:
         if text == "-":
-            stdin = getattr(sys.stdin, "buffer", None)
-            try:
-                raw = (
-                    read_limited(stdin, what="The standard input")
-                    if stdin is not None
-                    else sys.stdin.read().encode("utf-8")
-                )
-            except InputError as error:
-                _fail(str(error), EXIT_DATA)
-            reviews.extend(_review_lines(raw, "The standard input"))
+            if from_stdin:
+                _fail("The standard input can be read once: give '-' or '--file -'.", EXIT_USAGE)
+            from_stdin = True
         elif not text.strip():
             _fail(f"Review {len(reviews) + 1} is empty: give some text to classify.", EXIT_USAGE)
         else:
@@ -1102,7 +1100,7 @@ def predict(
         _fail(f"Cannot read {file}: No such file.", EXIT_IO)
     _quiet_tensorflow()
     with _user_errors():
-        stream = _texts_to_classify(reviews, file, input_format, text_column)
+        stream = _texts_to_classify(reviews, file, input_format, text_column, from_stdin=from_stdin)
         # The first chunk is read (and checked) before the model loads.
         first = list(itertools.islice(stream, _CHUNK))
         if not first:
@@ -1132,13 +1130,31 @@ def predict(
 
 
 def _texts_to_classify(
-    reviews: list[str], file: Path | None, input_format: InputFormat | None, text_column: str
+    reviews: list[str],
+    file: Path | None,
+    input_format: InputFormat | None,
+    text_column: str,
+    *,
+    from_stdin: bool = False,
 ) -> Iterator[tuple[str, int]]:
-    """The texts given on the command line (or stdin), then those of --file, each checked,
-    with the bytes of --file read so far."""
-    from imdb_rnn.textio import guess_input_format, read_texts_to_classify
+    """The texts given on the command line, then those of stdin (streamed), then those of
+    --file, each checked, with the bytes of --file read so far."""
+    from imdb_rnn.textio import guess_input_format, read_texts_from_stream, read_texts_to_classify
 
     items: Iterator[tuple[str, int]] = ((review, 0) for review in reviews)
+    if from_stdin:
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:  # a text-only stdin (embedded interpreters, some test runners)
+            stdin = io.BytesIO(sys.stdin.read().encode("utf-8"))
+        items = itertools.chain(
+            items,
+            read_texts_from_stream(
+                stdin,
+                name="<stdin>",
+                input_format=input_format.value if input_format is not None else "lines",
+                text_column=text_column,
+            ),
+        )
     if file is not None:
         kind = input_format.value if input_format is not None else guess_input_format(file)
         items = itertools.chain(
@@ -1217,6 +1233,7 @@ def _write_predictions(
             unknown += sum(1 for row in rows if row["known_words"] == 0)
             if writer is not None:
                 writer.write(rows)
+                out.flush()  # each chunk reaches a pipe as soon as it is predicted
             elif explain:
                 _print_explanations(rows, console=console, first=number + 1)
             else:
@@ -1558,23 +1575,6 @@ def _export_tflite(
         f"{config['sequence_length']}] -> logit), vocabulary.txt, tflite_config.json.",
         highlight=False,
     )
-
-
-def _review_lines(raw: bytes, source: str) -> list[str]:
-    """The non-blank lines of a text, decoded as UTF-8 or else Latin-1 (which cannot fail) for
-    legacy files; binary data (NUL bytes) is refused."""
-    if b"\x00" in raw:
-        _fail(
-            f"{source} is not text (it holds NUL bytes): give one review per line, "
-            "as UTF-8 or Latin-1 text.",
-            EXIT_DATA,
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    # Only line feeds separate reviews: reviews hold U+0085 and U+2028, which splitlines() splits.
-    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
 
 
 def _version_callback(value: bool) -> None:
