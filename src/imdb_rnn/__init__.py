@@ -71,6 +71,10 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
         TextFiles as TextFiles,
         load_text_files as load_text_files,
     )
+    from imdb_rnn.tfdstext import (
+        TfdsText as TfdsText,
+        load_tfds_text as load_tfds_text,
+    )
     from imdb_rnn.trainer import (
         EvaluationResult as EvaluationResult,
         Trainer as Trainer,
@@ -98,6 +102,8 @@ _EXPORTS = {
     # your own data
     "TextFiles": "imdb_rnn.sources",
     "load_text_files": "imdb_rnn.sources",
+    "TfdsText": "imdb_rnn.tfdstext",
+    "load_tfds_text": "imdb_rnn.tfdstext",
     # layers and models
     "TextEncoder": "imdb_rnn.layers",
     "ModelFileError": "imdb_rnn.models",

@@ -271,7 +271,9 @@ DataOption = Annotated[
     str | None,
     typer.Option(
         "--data",
-        help="aclImdb_v1.tar.gz, an extracted aclImdb/ folder, or 'tfds'. "
+        help="aclImdb_v1.tar.gz, an extracted aclImdb/ folder, 'tfds' (IMDB from TensorFlow "
+        "Datasets), or 'tfds:NAME' for any TFDS text classification set (its text and label "
+        "features: --text-column, --label-column, default its supervised keys). "
         "Default: $IMDB_RNN_DATA, else TensorFlow Datasets (downloads once).",
         show_default=False,
     ),
@@ -308,6 +310,12 @@ def _data_file_option(split: str, what: str) -> Any:
     )
 
 
+def _is_tfds(source: Any) -> bool:
+    from imdb_rnn.tfdstext import TfdsText
+
+    return isinstance(source, TfdsText)
+
+
 def _text_files(
     data: str | None,
     *,
@@ -320,10 +328,19 @@ def _text_files(
     strict: bool,
     needs_train: bool = True,
 ) -> Any:
-    """A `TextFiles` for the data files given, or None when none is (IMDB, from --data)."""
+    """A `TextFiles` for the data files given, a `TfdsText` for `--data tfds:NAME`, or None
+    (IMDB, from --data)."""
     given = {"--train": train, "--valid": valid, "--test": test, "--unlabelled": unlabelled}
     if not any(path is not None for path in given.values()):
-        return None
+        from imdb_rnn.tfdstext import parse_tfds_source
+
+        # --text-column / --label-column name TFDS features; left at their defaults, the
+        # builder's supervised keys are used.
+        return parse_tfds_source(
+            data,
+            text_key=text_column if text_column != "text" else None,
+            label_key=label_column if label_column != "label" else None,
+        )
     if data is not None:
         _fail(
             "Give either --data (IMDB) or your own data files (--train ...), not both.",
@@ -584,7 +601,7 @@ def train(
         label_column=label_column,
         strict=strict,
     )
-    if on_disk and files is None:
+    if on_disk and (files is None or _is_tfds(files)):
         _fail("--on-disk streams your own --train file; pass --train PATH.", EXIT_USAGE)
     _quiet_tensorflow()
     console = _stderr()
@@ -936,9 +953,10 @@ def evaluate(
         strict=strict,
         needs_train=False,
     )
-    if files is not None and split != Split.test:
+    if files is not None and not _is_tfds(files) and split != Split.test:
         _fail("--split applies to --data; --test names the file to evaluate on.", EXIT_USAGE)
-    split_name = "test file" if files is not None else f"{split.value} split"
+    own_file = files is not None and not _is_tfds(files)
+    split_name = "test file" if own_file else f"{split.value} split"
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():

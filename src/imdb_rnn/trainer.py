@@ -88,6 +88,7 @@ from imdb_rnn.models import (
     split_text_model,
 )
 from imdb_rnn.sources import BadRows, TextFiles, load_text_files
+from imdb_rnn.tfdstext import TfdsText, load_tfds_text
 from imdb_rnn.tomlconfig import CONFIG_TOML_FILE, config_to_toml
 
 __all__ = [
@@ -970,7 +971,7 @@ def tensorboard_callback(log_dir: str | os.PathLike[str]) -> keras.callbacks.Ten
 def train(
     config: RunConfig,
     *,
-    source: str | os.PathLike[str] | TextFiles | None = None,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None = None,
     output: str | os.PathLike[str] | None = None,
     evaluate_test: bool = True,
     callbacks: Iterable[keras.callbacks.Callback] = (),
@@ -996,7 +997,8 @@ def train(
         config: the run configuration.
         source: data source: an IMDB source (see `load_imdb`), or a `TextFiles` naming your
             own CSV, TSV, JSON Lines files or class folders (see `imdb_rnn.sources`; the labels
-            come from its training file). Default None: `IMDB_RNN_DATA`, else TFDS.
+            come from its training file), or a `TfdsText` naming any TFDS text classification
+            data set (see `imdb_rnn.tfdstext`). Default None: `IMDB_RNN_DATA`, else TFDS.
         output: model directory to write. Default None: nothing is saved.
         evaluate_test: evaluate on the test split after training (if the source has one).
             Default True.
@@ -1051,7 +1053,7 @@ def train(
 def _train(
     trainer: Trainer,
     *,
-    source: str | os.PathLike[str] | TextFiles | None,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
     output: str | os.PathLike[str] | None,
     write_to: Path | None,
     evaluate_test: bool,
@@ -1092,6 +1094,13 @@ def _train(
             limit=config.data.limit,
         )
         stage(_read_summary(splits))
+    elif isinstance(source, TfdsText):
+        splits = load_tfds_text(
+            source,
+            splits=wanted,
+            valid_fraction=config.data.valid_fraction,
+            limit=config.data.limit,
+        )
     else:
         splits = load_imdb(
             source,
@@ -1177,15 +1186,14 @@ def _read_summary(splits: ImdbSplits) -> str:
     size = splits.bytes_read
     read = f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.1f} kB"
     return (
-        f"Read {read}: {sizes}; {len(splits.label_names)} classes "
-        f"({', '.join(splits.label_names)})"
+        f"Read {read}: {sizes}; {len(splits.label_names)} classes ({', '.join(splits.label_names)})"
     )
 
 
 def evaluate(
     model_dir: str | os.PathLike[str],
     *,
-    source: str | os.PathLike[str] | TextFiles | None = None,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None = None,
     split: str = "test",
     limit: int | None = None,
     on_stage: StageCallback | None = None,
@@ -1197,8 +1205,8 @@ def evaluate(
         model_dir: a model directory written by `train`.
         source: an IMDB source (see `load_imdb`) or a `TextFiles` (its `test` file, or for
             `split="valid"` its `valid` file or the part carved from `train`). Labels must be
-            among the model's classes; other rows are bad rows. Default None: `IMDB_RNN_DATA`,
-            else TFDS.
+            among the model's classes; other rows are bad rows. Or a `TfdsText` (its classes
+            must be the model's). Default None: `IMDB_RNN_DATA`, else TFDS.
         split: `"test"` or `"valid"`. Default "test".
         limit: evaluate on at most this many texts. Default None (all).
         on_stage: called with a short description as each stage starts.
@@ -1218,6 +1226,14 @@ def evaluate(
     stage("Reading data")
     if isinstance(source, TextFiles):
         splits = load_text_files(
+            source,
+            splits=[split],
+            valid_fraction=trainer.config.data.valid_fraction,
+            limit=limit,
+            label_names=trainer.label_names,
+        )
+    elif isinstance(source, TfdsText):
+        splits = load_tfds_text(
             source,
             splits=[split],
             valid_fraction=trainer.config.data.valid_fraction,
