@@ -510,6 +510,14 @@ def train(
         int | None,
         typer.Option(help="Random seed for everything. [default: preset's]", show_default=False),
     ] = None,
+    ensemble_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Train this many models (seeds SEED, SEED+1, ...) and save one that averages "
+            "their logits; as many times the cost, no checkpoints. [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
     deterministic: Annotated[
         bool,
         typer.Option(
@@ -635,6 +643,7 @@ def train(
                 "learning_rate": learning_rate,
                 "adversarial_epsilon": adversarial_epsilon,
                 "seed": seed,
+                "ensemble_size": ensemble_size,
                 "checkpoint_every_steps": checkpoint_every,
                 "deterministic": deterministic or None,
             },

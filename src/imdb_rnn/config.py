@@ -41,7 +41,8 @@ __all__ = [
 #: Bump when a saved config can no longer be read by older code.
 #: 2: `training.checkpoint_every_steps` and `training.deterministic`.
 #: 3: `data.valid_split`, `model.word_dropout` and `training.adversarial_epsilon`.
-CONFIG_VERSION = 3
+#: 4: `training.ensemble_size`.
+CONFIG_VERSION = 4
 
 CELLS = ("gru", "lstm")
 POOLINGS = ("final", "max", "mean", "final_max_mean")
@@ -242,6 +243,10 @@ class TrainingConfig:
             `imdb_rnn.adversarial`): each step also minimises the loss with every review's
             embedded sequence moved by this L2 norm in the direction that raises the loss
             most; about twice the cost of a step. Default 0.0 (off).
+        ensemble_size: train this many classifiers, member `k` with seed `seed + k`, on the
+            same data and vocabulary, and save one model that averages their logits
+            (`imdb_rnn.ensemble`); costs as many times the training and prediction, and has no
+            checkpoints. Default 1 (one model).
     """
 
     epochs: int = 10
@@ -254,9 +259,11 @@ class TrainingConfig:
     checkpoint_every_steps: int = 200
     deterministic: bool = False
     adversarial_epsilon: float = 0.0
+    ensemble_size: int = 1
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
+        _check_positive("ensemble_size", self.ensemble_size)
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= 1:
             raise ConfigError(f"Expected learning_rate in (0, 1]. Received: learning_rate={lr!r}")

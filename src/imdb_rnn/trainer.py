@@ -994,7 +994,9 @@ def train(
     folders, which they delete.
 
     Args:
-        config: the run configuration.
+        config: the run configuration. With `training.ensemble_size` above 1,
+            `imdb_rnn.ensemble.train_ensemble` trains the ensemble instead (on one device,
+            without checkpoints).
         source: data source: an IMDB source (see `load_imdb`), or a `TextFiles` naming your
             own CSV, TSV, JSON Lines files or class folders (see `imdb_rnn.sources`; the labels
             come from its training file), or a `TfdsText` naming any TFDS text classification
@@ -1024,6 +1026,20 @@ def train(
         TrainingInterrupted: when `stop` received a signal.
         FolderBusyError: if another process is training into `output`.
     """
+    if config.training.ensemble_size > 1:
+        from imdb_rnn.ensemble import train_ensemble
+
+        if strategy not in ("auto", "default"):
+            raise ConfigError("An ensemble (training.ensemble_size > 1) trains on one device.")
+        return train_ensemble(
+            config,
+            source=source,
+            output=output,
+            evaluate_test=evaluate_test,
+            callbacks=callbacks,
+            on_stage=on_stage,
+            data_dir=data_dir,
+        )
     # First: a multi-worker strategy must exist before any other TensorFlow operation.
     trainer = Trainer(config, strategy=strategy)
     chief = is_chief(trainer.strategy)
