@@ -25,6 +25,7 @@ import platform
 import random
 import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +47,43 @@ def write_file(path: Path, rows: int, seed: int = 0) -> int:
 
 def peak_megabytes() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+class ResidentSampler(threading.Thread):
+    """Samples this process's resident memory by kind (`/proc/self/status`: anonymous, i.e. the
+    heap, and file-backed, i.e. memory-mapped files) every `interval` seconds and keeps the peak
+    of each, so that growth can be told apart: a memory map's pages count as resident once read,
+    though the kernel may drop them at any time."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.peaks: dict[str, float] = {"RssAnon": 0.0, "RssFile": 0.0}
+        self._stop_event = threading.Event()
+
+    def sample(self) -> dict[str, float]:
+        values = {}
+        try:
+            with open("/proc/self/status", encoding="ascii") as status:
+                for line in status:
+                    key, _, rest = line.partition(":")
+                    if key in self.peaks:
+                        values[key] = int(rest.split()[0]) / 1024  # kB
+        except OSError:  # not Linux
+            return {}
+        for key, value in values.items():
+            self.peaks[key] = max(self.peaks[key], value)
+        return values
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> dict[str, float]:
+        self._stop_event.set()
+        self.join()
+        self.sample()
+        return {f"peak_{key}_megabytes": value for key, value in self.peaks.items()}
 
 
 def main() -> None:
@@ -78,21 +116,28 @@ def main() -> None:
     stages: dict[str, float] = {}
     last = [time.perf_counter(), "start"]
 
+    sampler = ResidentSampler()
+    sampler.start()
+
     def on_stage(name: str) -> None:
         now = time.perf_counter()
         stages[str(last[1])] = now - float(last[0])
         last[0], last[1] = now, name
-        print(f"» {name} (peak so far {peak_megabytes():,.0f} MB)", flush=True)
+        current = sampler.sample()
+        kinds = ", ".join(f"{key} {value:,.0f} MB" for key, value in current.items())
+        print(f"» {name} (peak so far {peak_megabytes():,.0f} MB; now {kinds})", flush=True)
 
     start = time.perf_counter()
     result = train_on_disk(config, TextFiles(train=data), on_stage=on_stage)
     total = time.perf_counter() - start
     on_stage("done")
+    kinds = sampler.stop()
     report = {
         "rows": args.rows,
         "file_megabytes": size / 1e6,
         "peak_resident_megabytes": peak_megabytes(),
         "peak_before_training_megabytes": baseline,
+        **kinds,
         "seconds_total": total,
         "stage_seconds": {k: v for k, v in stages.items() if k != "start"},
         "train_reviews_per_second": result.train_examples_per_second,

@@ -3,6 +3,7 @@
 import collections
 import errno
 import json
+import select
 import shutil
 import signal
 import subprocess
@@ -245,6 +246,37 @@ def test_predict_ten_thousand_reviews_from_stdin(runner, trained_model_dir):
     )
     predictions = _json(result)
     assert [p["text"] for p in predictions] == reviews
+
+
+def test_predict_streams_stdin_while_it_is_still_open(trained_model_dir):
+    """`predict --file - --format jsonl` in a new process answers the first chunk of 1,024
+    texts before stdin ends (stdin is streamed, not read whole), then the rest, in order."""
+    command = [sys.executable, "-m", "imdb_rnn", "predict", str(trained_model_dir)]
+    process = subprocess.Popen(
+        [*command, "--file", "-", "--input-format", "csv", "--format", "jsonl"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write("id,text\n")
+        process.stdin.writelines(f"{index},a great film {index}\n" for index in range(1024))
+        process.stdin.flush()
+        ready, _, _ = select.select([process.stdout], [], [], 240)
+        assert ready, "no prediction came back while stdin was open"
+        first = [json.loads(process.stdout.readline()) for _ in range(1024)]
+        assert [row["text"] for row in first] == [f"a great film {i}" for i in range(1024)]
+        process.stdin.write("1024,an awful film\n")
+        process.stdin.close()
+        rest = [json.loads(line) for line in process.stdout.read().splitlines()]
+        assert [row["text"] for row in rest] == ["an awful film"]
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @pytest.mark.parametrize(

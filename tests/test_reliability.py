@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import predict_in_new_process
 from imdb_rnn.cli import EXIT_DATA, EXIT_IO, EXIT_MODEL, EXIT_USAGE, app
-from imdb_rnn.files import ENV_MAX_FILE_BYTES, folder_lock
+from imdb_rnn.files import folder_lock
 
 TINY = [
     "--max-tokens",
@@ -234,8 +234,8 @@ def _cli(*arguments, stdin=None, env=None):
 
 
 def test_predict_refuses_devices_and_endless_input(trained_model_dir, tmp_path):
-    """`predict --file /dev/zero` and a FIFO are refused at once; `predict - < /dev/zero` stops
-    at IMDB_RNN_MAX_FILE_BYTES (here 1 MB) with the variable named; exit code 3 each."""
+    """`predict --file /dev/zero` and a FIFO are refused at once; `predict - < /dev/zero`
+    (stdin is streamed) stops at its first line, of NUL bytes; exit code 3 each."""
     result = _cli("predict", trained_model_dir, "--file", "/dev/zero")
     assert result.returncode == EXIT_DATA and "not a regular file" in result.stderr
     fifo = tmp_path / "fifo"
@@ -243,11 +243,9 @@ def test_predict_refuses_devices_and_endless_input(trained_model_dir, tmp_path):
     result = _cli("predict", trained_model_dir, "--file", fifo)
     assert result.returncode == EXIT_DATA and "not a regular file" in result.stderr
     with open("/dev/zero", "rb") as zeros:
-        result = _cli(
-            "predict", trained_model_dir, "-", stdin=zeros, env={ENV_MAX_FILE_BYTES: "1000000"}
-        )
+        result = _cli("predict", trained_model_dir, "-", stdin=zeros)
     assert result.returncode == EXIT_DATA, result.stderr
-    assert "over 1,000,000 bytes" in result.stderr and ENV_MAX_FILE_BYTES in result.stderr
+    assert "<stdin> is not text (it holds NUL bytes, line 1)" in result.stderr
 
 
 def test_config_from_a_device_or_nested_too_deep(tmp_path):

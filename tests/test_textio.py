@@ -6,8 +6,14 @@ import json
 
 import pytest
 
+from imdb_rnn import textio
 from imdb_rnn.datasets import DataError
-from imdb_rnn.textio import guess_input_format, prediction_writer, read_texts_to_classify
+from imdb_rnn.textio import (
+    guess_input_format,
+    prediction_writer,
+    read_texts_from_stream,
+    read_texts_to_classify,
+)
 
 
 def _texts(path, **options):
@@ -125,3 +131,25 @@ def test_jsonl_and_csv_writers():
     assert table[0] == ["text", "label", "score", "known_words", "p_HUM", "p_LOC"]
     assert table[1] == ['Who "wrote", Hamlet ?', "HUM", "0.750000", "3", "0.750000", "0.250000"]
     assert table[2][0] == "Où ?\nwhere" and len(table) == 3
+
+
+def test_stream_reads_csv_and_jsonl_and_leaves_the_stream_open():
+    """An open binary stream (stdin) is read as a file of the same format is, and not closed."""
+    raw = io.BytesIO(b'label,text\nHUM,"Who wrote\nHamlet ?"\nLOC,Where is Rome ?\n')
+    texts = [text for text, _ in read_texts_from_stream(raw, input_format="csv")]
+    assert texts == ["Who wrote\nHamlet ?", "Where is Rome ?"]
+    assert not raw.closed
+    raw = io.BytesIO(b'{"text": "a"}\n"b"\n')
+    assert [text for text, _ in read_texts_from_stream(raw, input_format="jsonl")] == ["a", "b"]
+
+
+def test_stream_refuses_an_endless_line_without_reading_it_whole(monkeypatch):
+    """A line longer than MAX_LINE_BYTES is refused after MAX_LINE_BYTES + 1 bytes, naming the
+    line; the rest of the stream is never read."""
+    monkeypatch.setattr(textio, "MAX_LINE_BYTES", 100)
+    raw = io.BytesIO(b"short\n" + b"x" * 1_000_000)
+    texts = read_texts_from_stream(raw, name="<stdin>")
+    assert next(texts)[0] == "short"
+    with pytest.raises(DataError, match=r"<stdin>:2: a line of over 100 bytes"):
+        next(texts)
+    assert raw.tell() < 100_000  # read in blocks, never to the end

@@ -33,6 +33,20 @@ def test_cache_holds_what_the_encoder_gives(tmp_path):
     assert (tmp_path / "cache" / "ids.int32").stat().st_size == 4 * int(cache.lengths.sum())
 
 
+def test_batches_read_the_file_not_the_memory_map(tmp_path):
+    """`batch` reads the ids with pread and gives the rows the memory map holds; it reopens
+    the file after `close`."""
+    cache, _, _ = _cache(tmp_path)
+    rows = np.array([299, 0, 150])
+    first, _ = cache.batch(rows)
+    for position, row in enumerate(rows):
+        start, end = cache.offsets[row], cache.offsets[row + 1]
+        np.testing.assert_array_equal(first[position, : end - start], cache.ids[start:end])
+    cache.close()
+    np.testing.assert_array_equal(cache.batch(rows)[0], first)
+    cache.close()
+
+
 @pytest.mark.parametrize("batch_size", [16, 7])
 def test_batches_cover_every_row_once_per_epoch(tmp_path, batch_size):
     """Each epoch yields every training row exactly once, in batches of similar length, and the

@@ -80,6 +80,10 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
         SignalStop as SignalStop,
         TrainingInterrupted as TrainingInterrupted,
     )
+    from imdb_rnn.tfdstext import (
+        TfdsText as TfdsText,
+        load_tfds_text as load_tfds_text,
+    )
     from imdb_rnn.trainer import (
         Trainer as Trainer,
     )
@@ -107,6 +111,8 @@ _EXPORTS = {
     # your own data
     "TextFiles": "imdb_rnn.sources",
     "load_text_files": "imdb_rnn.sources",
+    "TfdsText": "imdb_rnn.tfdstext",
+    "load_tfds_text": "imdb_rnn.tfdstext",
     # layers and models
     "TextEncoder": "imdb_rnn.layers",
     "ModelFileError": "imdb_rnn.models",

@@ -6,6 +6,7 @@ when a command runs, so `imdb-rnn --help` stays fast.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -278,7 +279,9 @@ DataOption = Annotated[
     str | None,
     typer.Option(
         "--data",
-        help="aclImdb_v1.tar.gz, an extracted aclImdb/ folder, or 'tfds'. "
+        help="aclImdb_v1.tar.gz, an extracted aclImdb/ folder, 'tfds' (IMDB from TensorFlow "
+        "Datasets), or 'tfds:NAME' for any TFDS text classification set (its text and label "
+        "features: --text-column, --label-column, default its supervised keys). "
         "Default: $IMDB_RNN_DATA, else TensorFlow Datasets (downloads once).",
         show_default=False,
     ),
@@ -315,6 +318,12 @@ def _data_file_option(split: str, what: str) -> Any:
     )
 
 
+def _is_tfds(source: Any) -> bool:
+    from imdb_rnn.tfdstext import TfdsText
+
+    return isinstance(source, TfdsText)
+
+
 def _text_files(
     data: str | None,
     *,
@@ -327,10 +336,19 @@ def _text_files(
     strict: bool,
     needs_train: bool = True,
 ) -> Any:
-    """A `TextFiles` for the data files given, or None when none is (IMDB, from --data)."""
+    """A `TextFiles` for the data files given, a `TfdsText` for `--data tfds:NAME`, or None
+    (IMDB, from --data)."""
     given = {"--train": train, "--valid": valid, "--test": test, "--unlabelled": unlabelled}
     if not any(path is not None for path in given.values()):
-        return None
+        from imdb_rnn.tfdstext import parse_tfds_source
+
+        # --text-column / --label-column name TFDS features; left at their defaults, the
+        # builder's supervised keys are used.
+        return parse_tfds_source(
+            data,
+            text_key=text_column if text_column != "text" else None,
+            label_key=label_column if label_column != "label" else None,
+        )
     if data is not None:
         _fail(
             "Give either --data (IMDB) or your own data files (--train ...), not both.",
@@ -500,6 +518,14 @@ def train(
         int | None,
         typer.Option(help="Random seed for everything. [default: preset's]", show_default=False),
     ] = None,
+    ensemble_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Train this many models (seeds SEED, SEED+1, ...) and save one that averages "
+            "their logits; as many times the cost, no checkpoints. [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
     deterministic: Annotated[
         bool,
         typer.Option(
@@ -602,6 +628,7 @@ def train(
                 "learning_rate": learning_rate,
                 "adversarial_epsilon": adversarial_epsilon,
                 "seed": seed,
+                "ensemble_size": ensemble_size,
                 "checkpoint_every_steps": checkpoint_every,
                 "deterministic": deterministic or None,
             },
@@ -717,6 +744,7 @@ _PRESET_NOTES = {
     "reference": "the reference recipe (TensorFlow's RNN text-classification tutorial, GRU)",
     "deep": "two stacked Bidirectional layers with dropout",
     "short": "short texts, small data sets (TREC questions): 3,500-word vocabulary, dropout 0.5",
+    "questions": "short, as an ensemble of five seeds (logits averaged; five times the cost)",
 }
 
 
@@ -846,9 +874,10 @@ def evaluate(
         strict=strict,
         needs_train=False,
     )
-    if files is not None and split != Split.test:
+    if files is not None and not _is_tfds(files) and split != Split.test:
         _fail("--split applies to --data; --test names the file to evaluate on.", EXIT_USAGE)
-    split_name = "test file" if files is not None else f"{split.value} split"
+    own_file = files is not None and not _is_tfds(files)
+    split_name = "test file" if own_file else f"{split.value} split"
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
@@ -906,7 +935,8 @@ def predict(
     texts: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Reviews to classify; '-' reads one review per line from stdin.",
+            help="Reviews to classify; '-' streams stdin (one text per line, or as "
+            "--input-format says).",
             show_default=False,
         ),
     ] = None,
@@ -915,7 +945,8 @@ def predict(
         typer.Option(
             "--file",
             "-f",
-            help="Read the texts from this file, streamed in chunks (see --input-format).",
+            help="Read the texts from this file ('-': stdin), streamed in chunks (see "
+            "--input-format).",
             show_default=False,
         ),
     ] = None,
@@ -983,21 +1014,16 @@ def predict(
 
         imdb-rnn predict runs/trec --file questions.csv --input-format csv --format jsonl
     """
-    from imdb_rnn.files import InputError, read_limited
-
     reviews: list[str] = []
+    # '-' (as a text or as --file) streams the standard input in chunks, never read whole.
+    from_stdin = file is not None and str(file) == "-"
+    if from_stdin:
+        file = None
     for text in texts or []:
         if text == "-":
-            stdin = getattr(sys.stdin, "buffer", None)
-            try:
-                raw = (
-                    read_limited(stdin, what="The standard input")
-                    if stdin is not None
-                    else sys.stdin.read().encode("utf-8")
-                )
-            except InputError as error:
-                _fail(str(error), EXIT_DATA)
-            reviews.extend(_review_lines(raw, "The standard input"))
+            if from_stdin:
+                _fail("The standard input can be read once: give '-' or '--file -'.", EXIT_USAGE)
+            from_stdin = True
         elif not text.strip():
             _fail(f"Review {len(reviews) + 1} is empty: give some text to classify.", EXIT_USAGE)
         else:
@@ -1013,7 +1039,7 @@ def predict(
         _fail(f"Cannot read {file}: No such file.", EXIT_IO)
     _quiet_tensorflow()
     with _user_errors():
-        stream = _texts_to_classify(reviews, file, input_format, text_column)
+        stream = _texts_to_classify(reviews, file, input_format, text_column, from_stdin=from_stdin)
         # The first chunk is read (and checked) before the model loads.
         first = list(itertools.islice(stream, _CHUNK))
         if not first:
@@ -1043,13 +1069,31 @@ def predict(
 
 
 def _texts_to_classify(
-    reviews: list[str], file: Path | None, input_format: InputFormat | None, text_column: str
+    reviews: list[str],
+    file: Path | None,
+    input_format: InputFormat | None,
+    text_column: str,
+    *,
+    from_stdin: bool = False,
 ) -> Iterator[tuple[str, int]]:
-    """The texts given on the command line (or stdin), then those of --file, each checked,
-    with the bytes of --file read so far."""
-    from imdb_rnn.textio import guess_input_format, read_texts_to_classify
+    """The texts given on the command line, then those of stdin (streamed), then those of
+    --file, each checked, with the bytes of --file read so far."""
+    from imdb_rnn.textio import guess_input_format, read_texts_from_stream, read_texts_to_classify
 
     items: Iterator[tuple[str, int]] = ((review, 0) for review in reviews)
+    if from_stdin:
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:  # a text-only stdin (embedded interpreters, some test runners)
+            stdin = io.BytesIO(sys.stdin.read().encode("utf-8"))
+        items = itertools.chain(
+            items,
+            read_texts_from_stream(
+                stdin,
+                name="<stdin>",
+                input_format=input_format.value if input_format is not None else "lines",
+                text_column=text_column,
+            ),
+        )
     if file is not None:
         kind = input_format.value if input_format is not None else guess_input_format(file)
         items = itertools.chain(
@@ -1128,6 +1172,7 @@ def _write_predictions(
             unknown += sum(1 for row in rows if row["known_words"] == 0)
             if writer is not None:
                 writer.write(rows)
+                out.flush()  # each chunk reaches a pipe as soon as it is predicted
             elif explain:
                 _print_explanations(rows, console=console, first=number + 1)
             else:
@@ -1476,23 +1521,6 @@ def _export_tflite(
         "tflite_config.json.",
         highlight=False,
     )
-
-
-def _review_lines(raw: bytes, source: str) -> list[str]:
-    """The non-blank lines of a text, decoded as UTF-8 or else Latin-1 (which cannot fail) for
-    legacy files; binary data (NUL bytes) is refused."""
-    if b"\x00" in raw:
-        _fail(
-            f"{source} is not text (it holds NUL bytes): give one review per line, "
-            "as UTF-8 or Latin-1 text.",
-            EXIT_DATA,
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    # Only line feeds separate reviews: reviews hold U+0085 and U+2028, which splitlines() splits.
-    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
 
 
 def _version_callback(value: bool) -> None:

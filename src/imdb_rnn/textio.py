@@ -34,15 +34,20 @@ from imdb_rnn.datasets import DataError
 
 __all__ = [
     "INPUT_FORMATS",
+    "MAX_LINE_BYTES",
     "OUTPUT_FORMATS",
     "PredictionWriter",
     "guess_input_format",
     "prediction_writer",
+    "read_texts_from_stream",
     "read_texts_to_classify",
 ]
 
 INPUT_FORMATS = ("lines", "csv", "tsv", "jsonl")
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
+#: The longest line a `"lines"` or `"jsonl"` input may hold (bytes): longer ones are refused
+#: rather than read, so that an endless line (`/dev/zero` on stdin) cannot fill the memory.
+MAX_LINE_BYTES = 16 * 2**20
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -62,12 +67,15 @@ class _CountingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        size = self.raw.readinto(buffer)  # type: ignore[attr-defined]
+        # One read of what is there (readinto1): a buffered stdin's readinto would wait for a
+        # full buffer, holding back texts that a pipe has already delivered.
+        read = getattr(self.raw, "readinto1", None) or self.raw.readinto  # type: ignore[attr-defined]
+        size = read(buffer)
         self.count += size or 0
         return size
 
     def close(self) -> None:
-        self.raw.close()
+        # The stream belongs to the caller (a file it opened, or stdin): it is not closed here.
         super().close()
 
 
@@ -89,22 +97,64 @@ def read_texts_to_classify(
         text_column: CSV / TSV column or JSON Lines key of the text. Default "text".
 
     Raises:
-        DataError: if the file holds NUL bytes (binary data), a CSV lacks `text_column`, a JSON
-            line is neither an object with `text_column` nor a string, or a CSV / JSON Lines
-            row is not UTF-8. The message names the line.
+        DataError: if the file holds NUL bytes (binary data), a line of a `"lines"` or
+            `"jsonl"` file is over `MAX_LINE_BYTES`, a CSV lacks `text_column`, a JSON line is
+            neither an object with `text_column` nor a string, or a CSV / JSON Lines row is not
+            UTF-8. The message names the line.
         OSError: if the file cannot be read.
     """
-    if input_format not in INPUT_FORMATS:
-        raise ValueError(
-            f"Expected input_format in {INPUT_FORMATS}. Received: input_format={input_format!r}"
-        )
+    _check_input_format(input_format)
     path = Path(path)
-    counter = _CountingReader(open(path, "rb"))  # noqa: SIM115 (closed below)
+    with open(path, "rb") as raw:
+        yield from read_texts_from_stream(
+            raw, name=str(path), input_format=input_format, text_column=text_column
+        )
+
+
+def read_texts_from_stream(
+    raw: IO[bytes],
+    *,
+    name: str = "<stdin>",
+    input_format: str = "lines",
+    text_column: str = "text",
+) -> Iterator[tuple[str, int]]:
+    """`read_texts_to_classify` on an open binary stream, such as `sys.stdin.buffer`.
+
+    The stream is read in blocks and never whole, and no line is held beyond
+    `MAX_LINE_BYTES`, so an endless stream (a pipe, `/dev/zero`) fails or flows through in
+    bounded memory. The stream is not closed.
+
+    Args:
+        raw: a readable binary stream.
+        name: how messages name the stream. Default "<stdin>".
+        input_format: one of `INPUT_FORMATS`. Default "lines".
+        text_column: CSV / TSV column or JSON Lines key of the text. Default "text".
+
+    Raises:
+        DataError: as `read_texts_to_classify`.
+
+    Example:
+
+    >>> import io
+    >>> [text for text, _ in read_texts_from_stream(io.BytesIO(b"Who ?\\n\\nWhere ?\\n"))]
+    ['Who ?', 'Where ?']
+    """
+    _check_input_format(input_format)
+    counter = _CountingReader(raw)
     stream = io.BufferedReader(counter)
     try:
         if input_format in ("lines", "jsonl"):
-            for number, raw in enumerate(stream, start=1):
-                text = _line_text(raw, path, number, input_format, text_column)
+            number = 0
+            while raw_line := stream.readline(MAX_LINE_BYTES + 1):
+                number += 1
+                if len(raw_line) > MAX_LINE_BYTES:
+                    if b"\x00" in raw_line:
+                        _line_text(raw_line, name, number, input_format, text_column)
+                    raise DataError(
+                        f"{name}:{number}: a line of over {MAX_LINE_BYTES:,} bytes: give one "
+                        "text per line."
+                    )
+                text = _line_text(raw_line, name, number, input_format, text_column)
                 if text is not None and text.strip():
                     yield text, counter.count
             return
@@ -114,7 +164,7 @@ def read_texts_to_classify(
             columns = reader.fieldnames or []
             if text_column not in columns:
                 raise DataError(
-                    f"{path} has no column {text_column!r} (its header: "
+                    f"{name} has no column {text_column!r} (its header: "
                     f"{', '.join(columns) or 'none'}). Name it with text_column=."
                 )
             for record in reader:
@@ -123,15 +173,24 @@ def read_texts_to_classify(
                     yield text, counter.count
         except UnicodeDecodeError:
             raise DataError(
-                f"{path} is not UTF-8 near line {reader.line_num + 1}: save it as UTF-8."
+                f"{name} is not UTF-8 near line {reader.line_num + 1}: save it as UTF-8."
             ) from None
         except csv.Error as error:
-            raise DataError(f"{path}:{reader.line_num}: malformed CSV ({error}).") from None
+            raise DataError(f"{name}:{reader.line_num}: malformed CSV ({error}).") from None
+        finally:
+            reader_stream.detach()
     finally:
-        stream.close()
+        stream.detach()
 
 
-def _line_text(raw: bytes, path: Path, number: int, input_format: str, column: str) -> str | None:
+def _check_input_format(input_format: str) -> None:
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(
+            f"Expected input_format in {INPUT_FORMATS}. Received: input_format={input_format!r}"
+        )
+
+
+def _line_text(raw: bytes, path: str, number: int, input_format: str, column: str) -> str | None:
     if b"\x00" in raw:
         raise DataError(
             f"{path} is not text (it holds NUL bytes, line {number}): give one text per line, "

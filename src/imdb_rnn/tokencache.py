@@ -12,11 +12,12 @@ length-sorted batches.
    within windows of `batch_size x 50`, the batches of a window shuffled), validation batches
    in order of length.
 
-Memory holds the vocabulary, one chunk of texts, the model, a window of batches, and two
-integers per row (the row offsets and the shuffled order); the texts and their token ids stay
-on disk. Validation is carved from the training file with a fixed seed when no valid file is
-given; a test file is read into memory as usual (test sets are small). Checkpoints and resuming
-are not available in this mode.
+Memory holds the vocabulary, one chunk of texts, the model, a window of batches, and a few
+integers per row (an 8-byte row offset, and 4-byte row numbers and lengths); the texts and
+their token ids stay on disk, read a batch at a time with `os.pread` (not through a memory map,
+whose pages would count in the process's resident memory once read). Validation is carved
+from the training file with a fixed seed when no valid file is given; a test file is read into
+memory as usual (test sets are small). Checkpoints and resuming are not available in this mode.
 
 Example (a tiny file; the same call trains on millions of rows):
 
@@ -78,7 +79,8 @@ class TokenCache:
 
     Attributes:
         directory: the cache folder.
-        ids: all token ids, one row after the other (a read-only memory map).
+        ids: all token ids, one row after the other (a read-only memory map, for inspection;
+            `batch` reads the file instead).
         offsets: where each row starts in `ids` (`rows + 1` int64 values, in memory).
         labels: the class index of each row (a read-only memory map).
         bytes_read: size of the file(s) tokenised.
@@ -90,21 +92,45 @@ class TokenCache:
     labels: np.ndarray
     bytes_read: int = 0
 
+    def __post_init__(self) -> None:
+        self._lengths: np.ndarray | None = None
+        self._ids_fd: int | None = None
+
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets).astype(np.int32)
+        """Token count of each row (int32, computed once)."""
+        if self._lengths is None:
+            self._lengths = np.diff(self.offsets).astype(np.int32)
+        return self._lengths
 
     def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Right-padded ids `(len(rows), longest)` and labels of some rows."""
+        """Right-padded ids `(len(rows), longest)` and labels of some rows.
+
+        The ids are read from the file (`os.pread`), not through the memory map: every page of a
+        map that has been read counts in the process's resident memory until the kernel drops
+        it, so an epoch over a map grows the resident size by the whole file; read, the pages
+        stay in the kernel's page cache only.
+        """
         starts, ends = self.offsets[rows], self.offsets[rows + 1]
         width = int((ends - starts).max()) if len(rows) else 0
         out = np.full((len(rows), width), PAD_ID, dtype=np.int32)
+        if self._ids_fd is None:
+            self._ids_fd = os.open(self.directory / "ids.int32", os.O_RDONLY)
+        size = np.dtype(np.int32).itemsize
         for position, (start, end) in enumerate(zip(starts, ends, strict=True)):
-            out[position, : end - start] = self.ids[start:end]
+            if end > start:
+                raw = os.pread(self._ids_fd, int(end - start) * size, int(start) * size)
+                out[position, : end - start] = np.frombuffer(raw, dtype=np.int32)
         return out, np.asarray(self.labels[rows], dtype=np.int32)
+
+    def close(self) -> None:
+        """Closes the file `batch` reads (reopened if `batch` is called again)."""
+        if self._ids_fd is not None:
+            os.close(self._ids_fd)
+            self._ids_fd = None
 
 
 def _open(directory: Path, bytes_read: int) -> TokenCache:
@@ -307,6 +333,7 @@ def train_on_disk(
         else:
             cache_dir = temporary = Path(tempfile.mkdtemp(prefix="imdb-rnn-cache-"))
     size = data_size(files.train)
+    cache: TokenCache | None = None
     try:
         stage(f"Tokenising {sum(counts.values()):,} rows ({size / 1e6:,.1f} MB) into {cache_dir}")
         first_pass = dict(bad.counts)
@@ -315,6 +342,8 @@ def train_on_disk(
         )
         bad.counts = Counter(first_pass)  # the second pass met the same bad rows
         order = np.random.default_rng(SPLIT_SEED).permutation(len(cache))
+        if len(cache) < 2**31:  # half the memory per row; the same order
+            order = order.astype(np.int32)
         extra = (
             load_text_files(
                 TextFiles(
@@ -422,6 +451,8 @@ def train_on_disk(
             versions=versions(),
         )
     finally:
+        if cache is not None:
+            cache.close()
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
     if output is not None:

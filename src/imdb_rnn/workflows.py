@@ -49,6 +49,7 @@ from imdb_rnn.modeldir import check_output, check_writable, prepare_logs, versio
 from imdb_rnn.results import EvaluationResult, TrainResult
 from imdb_rnn.sources import BadRows, TextFiles, load_text_files
 from imdb_rnn.stopping import SignalStop
+from imdb_rnn.tfdstext import TfdsText, load_tfds_text
 from imdb_rnn.trainer import StageCallback, Trainer
 
 __all__ = [
@@ -80,7 +81,7 @@ def tensorboard_callback(log_dir: str | os.PathLike[str]) -> keras.callbacks.Ten
 def train(
     config: RunConfig,
     *,
-    source: str | os.PathLike[str] | TextFiles | None = None,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None = None,
     output: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     evaluate_test: bool = True,
@@ -107,10 +108,13 @@ def train(
     folders, which they delete.
 
     Args:
-        config: the run configuration.
+        config: the run configuration. With `training.ensemble_size` above 1,
+            `imdb_rnn.ensemble.train_ensemble` trains the ensemble instead (on one device,
+            without checkpoints).
         source: data source: an IMDB source (see `load_imdb`), or a `TextFiles` naming your
             own CSV, TSV, JSON Lines files or class folders (see `imdb_rnn.sources`; the labels
-            come from its training file). Default None: `IMDB_RNN_DATA`, else TFDS.
+            come from its training file), or a `TfdsText` naming any TFDS text classification
+            data set (see `imdb_rnn.tfdstext`). Default None: `IMDB_RNN_DATA`, else TFDS.
         output: model directory to write. Default None: nothing is saved.
         overwrite: replace a model in `output`, or discard an unfinished run there, instead of
             refusing (a model) or resuming (a run). Default False.
@@ -151,8 +155,13 @@ def train(
         )
     if tensorboard is True and output is None:
         raise ConfigError("tensorboard=True writes into output/logs: pass output= as well.")
+    ensemble = config.training.ensemble_size > 1
+    if ensemble and (on_disk or strategy not in ("auto", "default")):
+        raise ConfigError(
+            "An ensemble (training.ensemble_size > 1) trains on one device, from memory."
+        )
     # First: a multi-worker strategy must exist before any other TensorFlow operation.
-    trainer = Trainer(config, strategy="default" if on_disk else strategy)
+    trainer = Trainer(config, strategy="default" if on_disk or ensemble else strategy)
     chief = is_chief(trainer.strategy)
     resuming = False
     if output is not None:
@@ -164,6 +173,19 @@ def train(
         log_dir = prepare_logs(output, empty=chief and not resuming)
     elif tensorboard is not False:
         log_dir = Path(tensorboard)
+    if ensemble:
+        from imdb_rnn.ensemble import train_ensemble
+
+        board = [tensorboard_callback(log_dir)] if log_dir is not None else []
+        return train_ensemble(
+            config,
+            source=source,
+            output=output,
+            evaluate_test=evaluate_test,
+            callbacks=[*callbacks, *board],
+            on_stage=on_stage,
+            data_dir=data_dir,
+        )
     if on_disk:
         from imdb_rnn.tokencache import train_on_disk
 
@@ -198,7 +220,7 @@ def train(
 def _train(
     trainer: Trainer,
     *,
-    source: str | os.PathLike[str] | TextFiles | None,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
     output: str | os.PathLike[str] | None,
     write_to: Path | None,
     evaluate_test: bool,
@@ -239,6 +261,13 @@ def _train(
             limit=config.data.limit,
         )
         stage(_read_summary(splits))
+    elif isinstance(source, TfdsText):
+        splits = load_tfds_text(
+            source,
+            splits=wanted,
+            valid_fraction=config.data.valid_fraction,
+            limit=config.data.limit,
+        )
     else:
         splits = load_imdb(
             source,
@@ -335,7 +364,7 @@ def _read_summary(splits: ImdbSplits) -> str:
 def evaluate(
     model_dir: str | os.PathLike[str],
     *,
-    source: str | os.PathLike[str] | TextFiles | None = None,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None = None,
     split: str = "test",
     limit: int | None = None,
     on_stage: StageCallback | None = None,
@@ -347,8 +376,8 @@ def evaluate(
         model_dir: a model directory written by `train`.
         source: an IMDB source (see `load_imdb`) or a `TextFiles` (its `test` file, or for
             `split="valid"` its `valid` file or the part carved from `train`). Labels must be
-            among the model's classes; other rows are bad rows. Default None: `IMDB_RNN_DATA`,
-            else TFDS.
+            among the model's classes; other rows are bad rows. Or a `TfdsText` (its classes
+            must be the model's). Default None: `IMDB_RNN_DATA`, else TFDS.
         split: `"test"` or `"valid"`. Default "test".
         limit: evaluate on at most this many texts. Default None (all).
         on_stage: called with a short description as each stage starts.
@@ -368,6 +397,14 @@ def evaluate(
     stage("Reading data")
     if isinstance(source, TextFiles):
         splits = load_text_files(
+            source,
+            splits=[split],
+            valid_fraction=trainer.config.data.valid_fraction,
+            limit=limit,
+            label_names=trainer.label_names,
+        )
+    elif isinstance(source, TfdsText):
+        splits = load_tfds_text(
             source,
             splits=[split],
             valid_fraction=trainer.config.data.valid_fraction,
