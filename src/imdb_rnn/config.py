@@ -41,7 +41,8 @@ __all__ = [
 #: Bump when a saved config can no longer be read by older code.
 #: 2: `training.checkpoint_every_steps` and `training.deterministic`.
 #: 3: `data.valid_split`, `model.word_dropout` and `training.adversarial_epsilon`.
-CONFIG_VERSION = 3
+#: 4: `training.encoder`, `training.layer_lr_decay` and `training.unfreeze_epochs`.
+CONFIG_VERSION = 4
 
 CELLS = ("gru", "lstm")
 POOLINGS = ("final", "max", "mean", "final_max_mean")
@@ -242,6 +243,15 @@ class TrainingConfig:
             `imdb_rnn.adversarial`): each step also minimises the loss with every review's
             embedded sequence moved by this L2 norm in the direction that raises the loss
             most; about twice the cost of a step. Default 0.0 (off).
+        encoder: folder of a pre-trained encoder (`imdb-rnn pretrain`, `imdb_rnn.pretrain`):
+            the classifier takes its vocabulary and starts from its embedding and first
+            bidirectional GRU, which must have the model's shape. Default None (from scratch).
+        layer_lr_decay: discriminative learning rates (ULMFiT, `imdb_rnn.finetune`): each
+            layer group below the head (the recurrent layers from the top, then the embedding)
+            learns this many times slower than the group above it. Default 1.0 (all alike).
+        unfreeze_epochs: gradual unfreezing (ULMFiT): only the head learns for this many
+            epochs, then the top recurrent layer joins, and so on down to the embedding, one
+            group every this many epochs. Default 0.0 (all layers learn from the start).
     """
 
     epochs: int = 10
@@ -254,6 +264,9 @@ class TrainingConfig:
     checkpoint_every_steps: int = 200
     deterministic: bool = False
     adversarial_epsilon: float = 0.0
+    encoder: str | None = None
+    layer_lr_decay: float = 1.0
+    unfreeze_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
@@ -302,6 +315,28 @@ class TrainingConfig:
         ):
             raise ConfigError(
                 f"Expected adversarial_epsilon >= 0. Received: adversarial_epsilon={epsilon!r}"
+            )
+        if self.encoder is not None and (not isinstance(self.encoder, str) or not self.encoder):
+            raise ConfigError(
+                f"Expected encoder to be a folder path or None. Received: encoder={self.encoder!r}"
+            )
+        decay = self.layer_lr_decay
+        if (
+            isinstance(decay, bool)
+            or not isinstance(decay, (int, float))
+            or not math.isfinite(decay)
+            or decay < 1
+        ):
+            raise ConfigError(f"Expected layer_lr_decay >= 1. Received: layer_lr_decay={decay!r}")
+        unfreeze = self.unfreeze_epochs
+        if (
+            isinstance(unfreeze, bool)
+            or not isinstance(unfreeze, (int, float))
+            or not math.isfinite(unfreeze)
+            or unfreeze < 0
+        ):
+            raise ConfigError(
+                f"Expected unfreeze_epochs >= 0. Received: unfreeze_epochs={unfreeze!r}"
             )
 
 
@@ -452,7 +487,22 @@ def _short() -> RunConfig:
     )
 
 
-PRESETS = {"default": _default, "reference": _reference, "deep": _deep, "short": _short}
+def _pretrained() -> RunConfig:
+    # The default recipe fine-tuned from a pre-trained encoder (`imdb-rnn pretrain`, whose
+    # default output is runs/lm) with ULMFiT's discriminative learning rates.
+    return dataclasses.replace(
+        _default().replace(training={"encoder": "runs/lm", "layer_lr_decay": 2.6}),
+        preset="pretrained",
+    )
+
+
+PRESETS = {
+    "default": _default,
+    "reference": _reference,
+    "deep": _deep,
+    "short": _short,
+    "pretrained": _pretrained,
+}
 
 
 def get_preset(name: str) -> RunConfig:
@@ -460,8 +510,9 @@ def get_preset(name: str) -> RunConfig:
 
     Args:
         name: one of `PRESETS`: `"default"` (the best measured recipe on CPU), `"reference"`
-            (the reference recipe), `"deep"` (two stacked Bidirectional layers) or `"short"`
-            (short texts in small data sets, such as TREC questions).
+            (the reference recipe), `"deep"` (two stacked Bidirectional layers), `"short"`
+            (short texts in small data sets, such as TREC questions) or `"pretrained"`
+            (`default` fine-tuned from the pre-trained encoder in `runs/lm`).
 
     Raises:
         ConfigError: if the name is unknown.
