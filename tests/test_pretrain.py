@@ -173,3 +173,79 @@ def test_train_with_encoder_writes_a_model(tmp_path, encoder_dir, imdb_archive):
     assert saved["training"]["encoder"] == str(encoder_dir)
     trained = Trainer.load(tmp_path / "run")
     assert trained.predict_proba(["a good film"]).shape[0] == 1
+
+
+_CLI_TINY = ["--max-tokens", "50", "--embedding-dim", "8", "--rnn-units", "4"]
+_CLI_LM = [
+    "--sequence-length",
+    "16",
+    "--batch-size",
+    "4",
+    "--sampled-classes",
+    "10",
+    "--epochs",
+    "1",
+]
+
+
+def test_cli_pretrain_then_train_with_the_encoder(tmp_path, imdb_archive):
+    """`imdb-rnn pretrain` writes an encoder with its curve; `train --encoder` uses it."""
+    from typer.testing import CliRunner
+
+    from imdb_rnn.cli import app
+
+    runner = CliRunner()
+    lm = tmp_path / "lm"
+    result = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "--data",
+            str(imdb_archive),
+            "--output",
+            str(lm),
+            *_CLI_TINY,
+            *_CLI_LM,
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["complete"] and len(summary["curve"]) == 1
+    assert read_encoder(lm).config["complete"] is True
+    train_args = [
+        "train", "--data", str(imdb_archive), "--output", str(tmp_path / "run"), *_CLI_TINY,
+        "--dense-units", "4", "--batch-size", "8", "--epochs", "1", "--adversarial-epsilon", "0",
+        "--word-dropout", "0", "--encoder", str(lm), "--layer-lr-decay", "2.6", "--json",
+    ]  # fmt: skip
+    result = runner.invoke(app, train_args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["training"]["encoder"] == str(lm)
+    assert saved["training"]["layer_lr_decay"] == 2.6
+
+
+def test_cli_refuses_an_encoder_of_another_shape(tmp_path, encoder_dir, imdb_archive):
+    """A shape mismatch is one error line and exit code 2, not a traceback."""
+    from typer.testing import CliRunner
+
+    from imdb_rnn.cli import EXIT_USAGE, app
+
+    result = CliRunner().invoke(
+        app,
+        ["train", "--data", str(imdb_archive), "--output", str(tmp_path / "run"),
+         "--max-tokens", "50", "--embedding-dim", "8", "--rnn-units", "6",
+         "--encoder", str(encoder_dir)],
+    )  # fmt: skip
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "rnn_units=4" in result.output and "Traceback" not in result.output
+
+
+def test_presets_include_pretrained():
+    """The pretrained preset is the default recipe with an encoder and layer-wise rates."""
+    from imdb_rnn.config import get_preset
+
+    default, pretrained = get_preset("default"), get_preset("pretrained")
+    assert pretrained.model == default.model and pretrained.data == default.data
+    assert pretrained.training.encoder == "runs/lm"
+    assert pretrained.training.layer_lr_decay > 1
