@@ -249,3 +249,11 @@ def test_presets_include_pretrained():
     assert pretrained.model == default.model and pretrained.data == default.data
     assert pretrained.training.encoder == "runs/lm"
     assert pretrained.training.layer_lr_decay > 1
+
+
+def test_a_second_run_in_the_same_folder_is_refused(tmp_path, imdb_archive):
+    """While one run holds the folder, another fails at once instead of mixing checkpoints."""
+    from imdb_rnn.files import FolderBusyError, folder_lock
+
+    with folder_lock(tmp_path / "lm"), pytest.raises(FolderBusyError):
+        pretrain(imdb_archive, tmp_path / "lm", config=tiny_pretrain_config())

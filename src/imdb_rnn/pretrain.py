@@ -47,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.config import VALID_SPLITS, VOCABULARY_SOURCES, ConfigError, ModelConfig, RunConfig
-from imdb_rnn.files import atomic_path, read_limited, write_json
+from imdb_rnn.files import atomic_path, folder_lock, read_limited, write_json
 from imdb_rnn.layers import FastBidirectional, TextEncoder
 
 __all__ = [
@@ -567,14 +567,40 @@ def pretrain(
         DataError: if the data cannot be read.
         TrainingInterrupted: when `stop` received a signal (after the checkpoint is written).
         FloatingPointError: if the loss becomes NaN or infinite (the last checkpoint is kept).
+        FolderBusyError: if another run holds `output`.
     """
+    config = config or PretrainConfig()
+    # One run at a time in a folder: a second one fails at once (FolderBusyError).
+    with folder_lock(output):
+        return _pretrain(
+            data,
+            Path(output),
+            config=config,
+            limit=limit,
+            resume=resume,
+            stage=on_stage or (lambda name: None),
+            on_step=on_step,
+            on_measure=on_measure,
+            stop=stop,
+        )
+
+
+def _pretrain(
+    data: str | os.PathLike[str] | None,
+    folder: Path,
+    *,
+    config: PretrainConfig,
+    limit: int | None,
+    resume: bool,
+    stage: StageCallback,
+    on_step: Callable[[int, int, float], None] | None,
+    on_measure: Callable[[dict[str, float]], None] | None,
+    stop: Any,
+) -> PretrainResult:
     from imdb_rnn.checkpoints import TrainingInterrupted
     from imdb_rnn.datasets import load_imdb
     from imdb_rnn.trainer import prepare_native_kernel
 
-    config = config or PretrainConfig()
-    stage = on_stage or (lambda name: None)
-    folder = Path(output)
     checkpoint_folder = folder / CHECKPOINT_DIR
     saved = _read_checkpoint(checkpoint_folder) if resume else None
     if saved is not None and _comparable(saved[0]["config"]) != _comparable(config.to_dict()):
