@@ -42,7 +42,8 @@ from ablation import apply, parse_overrides
 
 from imdb_rnn.config import get_preset
 from imdb_rnn.datasets import load_imdb
-from imdb_rnn.pretrain import PretrainConfig, pretrain
+from imdb_rnn.models import build_classifier
+from imdb_rnn.pretrain import PretrainConfig, encoder_vocabulary, pretrain, read_encoder
 from imdb_rnn.trainer import Trainer
 
 
@@ -98,6 +99,19 @@ def run_finetune(args: argparse.Namespace) -> None:
         print(f"running [{text or 'base'}] ...", flush=True)
         start, cpu_start = time.perf_counter(), time.process_time()
         trainer = Trainer(config)
+        if args.embedding_only:
+            # Only the embedding starts from the encoder; the GRU keeps its random start.
+            classifier = build_classifier(config.model)
+            vectors = read_encoder(args.encoder).embedding
+            # Rescaled (as benchmarks/semi_supervised.py does for PPMI vectors): the language
+            # model's vectors are several times larger than a fresh embedding's.
+            vectors = vectors / vectors[2:].std() * args.embedding_std
+            classifier.get_layer("embedding").set_weights([vectors])
+            trainer = Trainer(
+                config,
+                encoder=encoder_vocabulary(args.encoder, config),
+                classifier=classifier,
+            )
         history = trainer.fit(splits)
         valid = trainer.evaluate(splits["valid"])
         seconds = time.perf_counter() - start
@@ -105,6 +119,8 @@ def run_finetune(args: argparse.Namespace) -> None:
         row = {
             "step": "finetune",
             "variant": text or "base",
+            "embedding_only": args.embedding_only,
+            "embedding_std": args.embedding_std if args.embedding_only else None,
             "val_accuracy": valid.accuracy,
             "val_loss": valid.loss,
             "epochs": len(history["loss"]),
@@ -134,6 +150,12 @@ def main() -> None:
     parser.add_argument("--sequence-length", type=int, default=128, help="lm")
     parser.add_argument("--learning-rate", type=float, default=3e-3, help="lm")
     parser.add_argument("--variant", action="append", dest="variants", default=None)
+    parser.add_argument(
+        "--embedding-only",
+        action="store_true",
+        help="finetune: start only the embedding from the encoder (the GRU from random weights)",
+    )
+    parser.add_argument("--embedding-std", type=float, default=0.1, help="--embedding-only")
     parser.add_argument("--save-dir", type=Path, default=None, help="finetune: keep the models")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/pretrain.json"))
     args = parser.parse_args()
