@@ -64,6 +64,14 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
         Predictor as Predictor,
         load as load,
     )
+    from imdb_rnn.pretrain import (
+        EncoderError as EncoderError,
+        PretrainConfig as PretrainConfig,
+        PretrainResult as PretrainResult,
+        load_encoder as load_encoder,
+        pretrain as pretrain,
+        read_encoder as read_encoder,
+    )
     from imdb_rnn.progress import (
         RichProgress as RichProgress,
     )
@@ -138,6 +146,12 @@ _EXPORTS = {
     "Predictor": "imdb_rnn.predictor",
     "load": "imdb_rnn.predictor",
     # progress
+    "EncoderError": "imdb_rnn.pretrain",
+    "PretrainConfig": "imdb_rnn.pretrain",
+    "PretrainResult": "imdb_rnn.pretrain",
+    "load_encoder": "imdb_rnn.pretrain",
+    "pretrain": "imdb_rnn.pretrain",
+    "read_encoder": "imdb_rnn.pretrain",
     "RichProgress": "imdb_rnn.progress",
     # serving export and explanations
     "export_saved_model": "imdb_rnn.export",

@@ -401,8 +401,8 @@ def train(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Starting configuration: default, reference, deep or short (see 'imdb-rnn "
-            "presets'). "
+            help="Starting configuration: default, reference, deep, short or pretrained (see "
+            "'imdb-rnn presets'). "
             "[default: the config file's preset, else default]",
             show_default=False,
         ),
@@ -511,6 +511,30 @@ def train(
         typer.Option(
             help="Adversarial training on the embeddings: L2 norm of each review's "
             "perturbation; 0 is off (about twice the cost per step). [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
+    encoder: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from a pre-trained encoder folder (written by 'imdb-rnn pretrain'): its "
+            "vocabulary, embedding and first bidirectional GRU. [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
+    layer_lr_decay: Annotated[
+        float | None,
+        typer.Option(
+            help="Discriminative learning rates: each layer group below the head learns this "
+            "many times slower (ULMFiT: 2.6); 1 is off. [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
+    unfreeze_epochs: Annotated[
+        float | None,
+        typer.Option(
+            help="Gradual unfreezing: the head trains alone for this many epochs, then each "
+            "lower layer group joins after as many more; 0 is off. [default: preset's]",
             show_default=False,
         ),
     ] = None,
@@ -627,6 +651,9 @@ def train(
                 "epochs": epochs,
                 "learning_rate": learning_rate,
                 "adversarial_epsilon": adversarial_epsilon,
+                "encoder": str(encoder) if encoder is not None else None,
+                "layer_lr_decay": layer_lr_decay,
+                "unfreeze_epochs": unfreeze_epochs,
                 "seed": seed,
                 "ensemble_size": ensemble_size,
                 "checkpoint_every_steps": checkpoint_every,
@@ -723,6 +750,227 @@ def _show_train_result(result: Any, *, as_json: bool) -> None:
         results.print(f"TensorBoard: [bold]{_markup(command)}[/]", highlight=False)
 
 
+@app.command()
+def pretrain(
+    data: DataOption = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Encoder folder to write.")] = Path(
+        "runs/lm"
+    ),
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="The classifier preset whose shape the encoder takes (vocabulary size, "
+            "embedding width, units) and whose vocabulary source it uses."
+        ),
+    ] = "default",
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Vocabulary size. [default: preset's]", show_default=False)
+    ] = None,
+    embedding_dim: Annotated[
+        int | None, typer.Option(help="Embedding width. [default: preset's]", show_default=False)
+    ] = None,
+    rnn_units: Annotated[
+        int | None,
+        typer.Option(help="GRU units per direction. [default: preset's]", show_default=False),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the text.")] = 4,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop after this many minutes of training, with a checkpoint and the encoder "
+            "so far written; the same command continues.",
+            show_default=False,
+        ),
+    ] = None,
+    sequence_length: Annotated[
+        int, typer.Option(help="Tokens per training window (back-propagation through time).")
+    ] = 128,
+    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 64,
+    learning_rate: Annotated[
+        float, typer.Option(help="Peak Adam learning rate (warm-up, then cosine decay).")
+    ] = 3e-3,
+    sampled_classes: Annotated[
+        int, typer.Option(help="Words sampled per step for the sampled softmax.")
+    ] = 512,
+    valid_split: Annotated[
+        str,
+        typer.Option(
+            help="Validation reviews (left out of the text; they measure the perplexity): "
+            "random or film, as the classifier's --valid-split."
+        ),
+    ] = "random",
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Write a resumable checkpoint every N steps (and every epoch).")
+    ] = 500,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Use at most N reviews per split (quick runs).", show_default=False),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Discard an unfinished run in --output and start over."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Pre-train the embedding and bidirectional GRU as language models and save an encoder.
+
+    The forward GRU learns to predict each next word and the backward GRU each previous word,
+    on the training reviews and the 50,000 unlabelled ones (never the validation or test
+    reviews), over the vocabulary a classifier of --preset would use. After every epoch the
+    validation perplexity is printed and the encoder folder (vocabulary.json, encoder.npz,
+    encoder.json) is written; 'imdb-rnn train --encoder DIR' then starts from it. Interrupted
+    (Ctrl-C, --max-minutes) runs continue when the same command is run again. Examples:
+
+        imdb-rnn pretrain --data aclImdb_v1.tar.gz --output runs/lm --max-minutes 60
+
+        imdb-rnn train --data aclImdb_v1.tar.gz --preset pretrained --encoder runs/lm
+    """
+    _quiet_tensorflow()
+    console = _stderr()
+    with _user_errors():
+        from imdb_rnn.config import get_preset
+        from imdb_rnn.pretrain import PretrainConfig
+
+        base = get_preset(preset).replace(
+            model={"max_tokens": max_tokens, "embedding_dim": embedding_dim, "rnn_units": rnn_units}
+        )
+        try:
+            config = PretrainConfig.for_model(
+                base.model,
+                vocabulary_source=base.data.vocabulary_source,
+                valid_split=valid_split,
+                sequence_length=sequence_length,
+                batch_size=batch_size,
+                epochs=epochs,
+                learning_rate=learning_rate,
+                sampled_classes=sampled_classes,
+                checkpoint_every_steps=checkpoint_every,
+                max_minutes=max_minutes,
+                seed=seed,
+            )
+        except ValueError as error:
+            _fail(str(error), EXIT_USAGE)
+        if limit is not None and limit < 1:
+            _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
+        from imdb_rnn.modeldir import check_writable
+
+        check_writable(output)
+        result = _run_pretraining(config, data, output, limit, not overwrite, console)
+    summary = {
+        "output": str(result.directory),
+        "complete": result.complete,
+        "step": result.step,
+        "total_steps": result.total_steps,
+        "train_tokens_per_epoch": result.tokens,
+        "seconds": round(result.seconds, 1),
+        "curve": result.curve,
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    results = Console()
+    table = Table(title="Validation perplexity of the language models")
+    for column in ("epoch", "step", "train loss (sampled)", "forward", "backward"):
+        table.add_column(column, justify="right")
+    for entry in result.curve:
+        table.add_row(
+            f"{entry['epoch']:g}",
+            f"{entry['step']:,}",
+            f"{entry['train_loss']:.4f}",
+            f"{entry['forward_perplexity']:.1f}",
+            f"{entry['backward_perplexity']:.1f}",
+        )
+    results.print(table)
+    if result.complete:
+        results.print(
+            f"Encoder saved to [bold]{_markup(output)}[/] after {result.step:,} steps; train "
+            f"from it with: imdb-rnn train --encoder {_markup(shlex.quote(str(output)))}",
+            highlight=False,
+        )
+    else:
+        results.print(
+            f"Stopped after {result.step:,} of {result.total_steps:,} steps (--max-minutes); "
+            f"the encoder so far is in [bold]{_markup(output)}[/]. Run the same command again "
+            "to continue.",
+            highlight=False,
+        )
+
+
+def _run_pretraining(
+    config: Any, data: str | None, output: Path, limit: int | None, resume: bool, console: Console
+) -> Any:
+    """Runs `imdb_rnn.pretrain.pretrain` with a Rich progress bar (steps, loss, ETA)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from imdb_rnn.pretrain import pretrain as run_pretraining
+    from imdb_rnn.stopping import SignalStop, TrainingInterrupted
+
+    progress = Progress(
+        TextColumn("[bold]language model"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    task: Any = None
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task("lm", total=total, completed=step - 1, loss="-")
+        progress.update(task, completed=step, loss=f"{loss:.4f}")
+
+    def on_measure(entry: dict[str, float]) -> None:
+        progress.console.print(
+            f"epoch {entry['epoch']:g}  step {entry['step']:,}  train loss "
+            f"{entry['train_loss']:.4f}  validation perplexity forward "
+            f"{entry['forward_perplexity']:.1f}  backward {entry['backward_perplexity']:.1f}",
+            highlight=False,
+        )
+
+    try:
+        with SignalStop() as stop:
+            return run_pretraining(
+                data,
+                output,
+                config=config,
+                limit=limit,
+                resume=resume,
+                on_stage=_stage_printer(console, True),
+                on_step=on_step,
+                on_measure=on_measure,
+                stop=stop,
+            )
+    except TrainingInterrupted as interrupted:
+        progress.stop()
+        command = shlex.join(["imdb-rnn", *sys.argv[1:]])
+        console.print(
+            f"[bold yellow]Stopped by {interrupted.signal_name}.[/] The checkpoint and the "
+            f"encoder so far are in {_markup(output)}.\nTo continue, run the same command "
+            f"again: {_markup(command)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(interrupted.exit_code) from None
+    except FloatingPointError as error:
+        progress.stop()
+        _fail(str(error), EXIT_DIVERGED)
+    finally:
+        progress.stop()
+
+
 def _kept_epoch(kept: int, epochs: int) -> str:
     """Which epoch's weights were saved: the last one, or the best on validation before it
     (early stopping restored it)."""
@@ -745,6 +993,7 @@ _PRESET_NOTES = {
     "deep": "two stacked Bidirectional layers with dropout",
     "short": "short texts, small data sets (TREC questions): 3,500-word vocabulary, dropout 0.5",
     "questions": "short, as an ensemble of five seeds (logits averaged; five times the cost)",
+    "pretrained": "default fine-tuned from a pre-trained encoder (imdb-rnn pretrain; runs/lm)",
 }
 
 

@@ -42,7 +42,10 @@ __all__ = [
 #: 2: `training.checkpoint_every_steps` and `training.deterministic`.
 #: 3: `data.valid_split`, `model.word_dropout` and `training.adversarial_epsilon`.
 #: 4: `training.ensemble_size`.
-CONFIG_VERSION = 4
+
+
+#: 4: `training.encoder`, `training.layer_lr_decay` and `training.unfreeze_epochs`.
+CONFIG_VERSION = 5
 
 CELLS = ("gru", "lstm")
 POOLINGS = ("final", "max", "mean", "final_max_mean")
@@ -257,6 +260,17 @@ class TrainingConfig:
             same data and vocabulary, and save one model that averages their logits
             (`imdb_rnn.ensemble`); costs as many times the training and prediction, and has no
             checkpoints. Default 1 (one model).
+
+
+        encoder: folder of a pre-trained encoder (`imdb-rnn pretrain`, `imdb_rnn.pretrain`):
+            the classifier takes its vocabulary and starts from its embedding and first
+            bidirectional GRU, which must have the model's shape. Default None (from scratch).
+        layer_lr_decay: discriminative learning rates (ULMFiT, `imdb_rnn.finetune`): each
+            layer group below the head (the recurrent layers from the top, then the embedding)
+            learns this many times slower than the group above it. Default 1.0 (all alike).
+        unfreeze_epochs: gradual unfreezing (ULMFiT): only the head learns for this many
+            epochs, then the top recurrent layer joins, and so on down to the embedding, one
+            group every this many epochs. Default 0.0 (all layers learn from the start).
     """
 
     epochs: int = 10
@@ -270,6 +284,11 @@ class TrainingConfig:
     deterministic: bool = False
     adversarial_epsilon: float = 0.0
     ensemble_size: int = 1
+
+
+    encoder: str | None = None
+    layer_lr_decay: float = 1.0
+    unfreeze_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
@@ -319,6 +338,28 @@ class TrainingConfig:
         ):
             raise ConfigError(
                 f"Expected adversarial_epsilon >= 0. Received: adversarial_epsilon={epsilon!r}"
+            )
+        if self.encoder is not None and (not isinstance(self.encoder, str) or not self.encoder):
+            raise ConfigError(
+                f"Expected encoder to be a folder path or None. Received: encoder={self.encoder!r}"
+            )
+        decay = self.layer_lr_decay
+        if (
+            isinstance(decay, bool)
+            or not isinstance(decay, (int, float))
+            or not math.isfinite(decay)
+            or decay < 1
+        ):
+            raise ConfigError(f"Expected layer_lr_decay >= 1. Received: layer_lr_decay={decay!r}")
+        unfreeze = self.unfreeze_epochs
+        if (
+            isinstance(unfreeze, bool)
+            or not isinstance(unfreeze, (int, float))
+            or not math.isfinite(unfreeze)
+            or unfreeze < 0
+        ):
+            raise ConfigError(
+                f"Expected unfreeze_epochs >= 0. Received: unfreeze_epochs={unfreeze!r}"
             )
 
 
@@ -478,12 +519,24 @@ def _questions() -> RunConfig:
     return dataclasses.replace(config, preset="questions")
 
 
+def _pretrained() -> RunConfig:
+    # The default recipe fine-tuned from a pre-trained encoder (`imdb-rnn pretrain`, whose
+    # default output is runs/lm) with ULMFiT's discriminative learning rates.
+    return dataclasses.replace(
+        _default().replace(training={"encoder": "runs/lm", "layer_lr_decay": 2.6}),
+        preset="pretrained",
+    )
+
+
 PRESETS = {
     "default": _default,
     "reference": _reference,
     "deep": _deep,
     "short": _short,
     "questions": _questions,
+
+
+    "pretrained": _pretrained,
 }
 
 
@@ -495,6 +548,10 @@ def get_preset(name: str) -> RunConfig:
             (the reference recipe), `"deep"` (two stacked Bidirectional layers), `"short"`
             (short texts in small data sets, such as TREC questions) or `"questions"` (`short`
             as an ensemble of five seeds: five times the cost).
+
+
+            (short texts in small data sets, such as TREC questions) or `"pretrained"`
+            (`default` fine-tuned from the pre-trained encoder in `runs/lm`).
 
     Raises:
         ConfigError: if the name is unknown.

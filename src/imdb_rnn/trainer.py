@@ -63,6 +63,7 @@ from imdb_rnn.files import (
     write_json,
     write_text,
 )
+from imdb_rnn.finetune import fine_tuning_optimizer
 from imdb_rnn.layers import TextEncoder
 from imdb_rnn.loop import EpochLoop
 from imdb_rnn.modeldir import (
@@ -83,6 +84,7 @@ from imdb_rnn.models import (
     save_text_model,
     split_text_model,
 )
+from imdb_rnn.pretrain import encoder_vocabulary, load_encoder
 from imdb_rnn.results import EvaluationResult
 from imdb_rnn.stopping import SignalStop
 from imdb_rnn.tomlconfig import CONFIG_TOML_FILE, config_to_toml
@@ -199,6 +201,8 @@ class Trainer:
         if self.classifier is None:
             self.classifier = build_classifier(self.config.model, num_classes=self.num_classes)
             self._text_model = None
+            if self.config.training.encoder is not None:  # pre-trained (imdb_rnn.pretrain)
+                load_encoder(self.classifier, self.config.training.encoder)
         training = self.config.training
         learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = (
             training.learning_rate
@@ -213,6 +217,14 @@ class Trainer:
                 warmup_steps=warmup,
             )
         optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=training.clip_norm)
+        if training.layer_lr_decay != 1 or training.unfreeze_epochs:  # imdb_rnn.finetune
+            optimizer = fine_tuning_optimizer(
+                self.classifier,
+                learning_rate=learning_rate,
+                clip_norm=training.clip_norm,
+                layer_lr_decay=training.layer_lr_decay,
+                unfreeze_steps=round(steps_per_epoch * training.unfreeze_epochs),
+            )
         if self.num_classes == 2:
             loss: keras.losses.Loss = keras.losses.BinaryCrossentropy(from_logits=True)
             accuracy: keras.metrics.Metric = keras.metrics.BinaryAccuracy(
@@ -384,6 +396,9 @@ class Trainer:
             checkpoint.check_resumable(state, self.config, train_size=splits.sizes["train"])
             if self.encoder is None:
                 self.encoder = checkpoint.load_encoder(self.config)
+        if self.encoder is None and training.encoder is not None:
+            stage("Reading the pre-trained encoder")
+            self.encoder = encoder_vocabulary(training.encoder, self.config)
         if self.encoder is None:
             stage("Adapting the vocabulary")
             self.adapt(splits)
