@@ -80,3 +80,21 @@ def test_cli_ensemble_size(topic_files, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((output / "config.json").read_text())["training"]["ensemble_size"] == 2
     assert len(json.loads((output / "metrics.json").read_text())[ENSEMBLE_KEY]["members"]) == 2
+
+
+def test_a_two_class_ensemble_exports_as_a_saved_model_not_as_tflite(imdb_archive, tmp_path):
+    """A two-class ensemble exports as a SavedModel whose probabilities are the loaded model's;
+    the TensorFlow Lite export, which rebuilds one classifier, refuses it by name."""
+    from imdb_rnn.export import export_saved_model
+    from imdb_rnn.tflite import export_tflite
+
+    output = tmp_path / "imdb-ensemble"
+    train(tiny_config(epochs=1, ensemble_size=2), source=imdb_archive, output=output)
+    export_saved_model(output, tmp_path / "serving" / "1")
+    serve = tf.saved_model.load(str(tmp_path / "serving" / "1")).signatures["serving_default"]
+    texts = ["a great film", "an awful film"]
+    served = serve(text=tf.constant(texts))["probability"].numpy().reshape(-1)
+    expected = Trainer.load(output).predict_proba(texts)
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="ensemble of 2"):
+        export_tflite(output, tmp_path / "lite")

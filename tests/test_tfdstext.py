@@ -89,8 +89,8 @@ def test_train_and_evaluate_a_tfds_set(mock_tfds, tmp_path):
 
 
 def test_cli_data_tfds_name(mock_tfds, tmp_path):
-    """`imdb-rnn train --data tfds:ag_news_subset` trains on it; an unknown name is a data
-    error (exit code 3) in one line, without a traceback."""
+    """`imdb-rnn train --data tfds:ag_news_subset` trains on it and `eval --data` evaluates on
+    it; an unknown name is a data error (exit code 3) in one line, without a traceback."""
     tiny = ["--max-tokens", "50", "--embedding-dim", "8", "--rnn-units", "4", "--epochs", "1"]
     output = tmp_path / "news"
     runner = CliRunner()
@@ -99,6 +99,9 @@ def test_cli_data_tfds_name(mock_tfds, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert json.loads((output / "labels.json").read_text()) == list(AG_NEWS_LABELS)
+    result = runner.invoke(app, ["eval", str(output), "--data", "tfds:ag_news_subset", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["labels"] == list(AG_NEWS_LABELS)
     result = runner.invoke(app, ["train", "--data", "tfds:no_such_set_here", "--output", "x"])
     assert result.exit_code == EXIT_DATA, result.output
     assert "no data set named 'no_such_set_here'" in result.stderr

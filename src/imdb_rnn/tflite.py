@@ -240,6 +240,11 @@ def export_tflite(
             "Expected a GRU model (TensorFlow Lite export rebuilds GRUs only). "
             f"Received: cell={config.model.cell!r}"
         )
+    if config.training.ensemble_size > 1:
+        raise ValueError(
+            "Expected one model (TensorFlow Lite export rebuilds one classifier). Received: an "
+            f"ensemble of {config.training.ensemble_size}: export it as a SavedModel instead."
+        )
     length = sequence_length or trainer.encoder.max_length or DEFAULT_SEQUENCE_LENGTH
     module = _UnrolledClassifier(
         trainer.classifier, pooling=config.model.pooling, sequence_length=length
