@@ -446,7 +446,11 @@ class Trainer:
             self.classifier = build_classifier(self.config.model, num_classes=self.num_classes)
             self._text_model = None
             if self.config.training.encoder is not None:  # pre-trained (imdb_rnn.pretrain)
-                load_encoder(self.classifier, self.config.training.encoder)
+                load_encoder(
+                    self.classifier,
+                    self.config.training.encoder,
+                    layers=self.config.training.encoder_layers,
+                )
         training = self.config.training
         learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = (
             training.learning_rate
@@ -1192,8 +1196,7 @@ def _read_summary(splits: ImdbSplits) -> str:
     size = splits.bytes_read
     read = f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.1f} kB"
     return (
-        f"Read {read}: {sizes}; {len(splits.label_names)} classes "
-        f"({', '.join(splits.label_names)})"
+        f"Read {read}: {sizes}; {len(splits.label_names)} classes ({', '.join(splits.label_names)})"
     )
 
 
