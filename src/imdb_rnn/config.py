@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "CELLS",
+    "ENCODER_LAYERS",
     "PIPELINES",
     "POOLINGS",
     "PRESETS",

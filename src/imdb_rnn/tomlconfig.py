@@ -29,6 +29,7 @@ from typing import Any
 
 from imdb_rnn.config import (
     CELLS,
+    ENCODER_LAYERS,
     LR_SCHEDULES,
     PIPELINES,
     POOLINGS,
@@ -74,6 +75,7 @@ _CHOICES = {
     "vocabulary_source": VOCABULARY_SOURCES,
     "lr_schedule": LR_SCHEDULES,
     "valid_split": VALID_SPLITS,
+    "encoder_layers": ENCODER_LAYERS,
 }
 
 

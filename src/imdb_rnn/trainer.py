@@ -1196,7 +1196,8 @@ def _read_summary(splits: ImdbSplits) -> str:
     size = splits.bytes_read
     read = f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.1f} kB"
     return (
-        f"Read {read}: {sizes}; {len(splits.label_names)} classes ({', '.join(splits.label_names)})"
+        f"Read {read}: {sizes}; {len(splits.label_names)} classes "
+        f"({', '.join(splits.label_names)})"
     )
 
 
