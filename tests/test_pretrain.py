@@ -128,6 +128,21 @@ def test_load_encoder_sets_the_classifier_weights(encoder_dir):
         np.testing.assert_array_equal(got, expected)
 
 
+def test_embedding_only_takes_the_rescaled_word_vectors(encoder_dir):
+    """layers="embedding" sets the word vectors (rescaled to std 0.1) and leaves the GRU alone."""
+    model = build_classifier(tiny_config().model)
+    recurrent = [w.copy() for w in model.get_layer("bidirectional_gru_0").get_weights()]
+    encoder = load_encoder(model, encoder_dir, layers="embedding")
+    vectors = model.get_layer("embedding").get_weights()[0]
+    assert float(vectors[2:].std()) == pytest.approx(0.1, rel=1e-4)
+    expected = encoder.embedding / encoder.embedding[2:].std() * 0.1
+    np.testing.assert_allclose(vectors, expected, rtol=1e-5)
+    for got, before in zip(
+        model.get_layer("bidirectional_gru_0").get_weights(), recurrent, strict=True
+    ):
+        np.testing.assert_array_equal(got, before)
+
+
 def test_shape_mismatch_is_refused(encoder_dir):
     """An encoder of another width is refused with a message naming both shapes."""
     config = tiny_config().replace(model={"rnn_units": 6})
@@ -249,7 +264,7 @@ def test_presets_include_pretrained():
     default, pretrained = get_preset("default"), get_preset("pretrained")
     assert pretrained.model == default.model and pretrained.data == default.data
     assert pretrained.training.encoder == "runs/lm"
-    assert pretrained.training.layer_lr_decay > 1
+    assert pretrained.training.encoder_layers == "embedding"
 
 
 def test_a_second_run_in_the_same_folder_is_refused(tmp_path, imdb_archive):

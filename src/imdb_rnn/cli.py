@@ -522,6 +522,14 @@ def train(
             show_default=False,
         ),
     ] = None,
+    encoder_layers: Annotated[
+        str | None,
+        typer.Option(
+            help="What --encoder gives besides its vocabulary: all (embedding and GRU) or "
+            "embedding (only the word vectors, rescaled). [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
     layer_lr_decay: Annotated[
         float | None,
         typer.Option(
@@ -652,6 +660,7 @@ def train(
                 "learning_rate": learning_rate,
                 "adversarial_epsilon": adversarial_epsilon,
                 "encoder": str(encoder) if encoder is not None else None,
+                "encoder_layers": encoder_layers,
                 "layer_lr_decay": layer_lr_decay,
                 "unfreeze_epochs": unfreeze_epochs,
                 "seed": seed,

@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "CELLS",
+    "ENCODER_LAYERS",
     "PIPELINES",
     "POOLINGS",
     "PRESETS",
@@ -42,9 +43,8 @@ __all__ = [
 #: 2: `training.checkpoint_every_steps` and `training.deterministic`.
 #: 3: `data.valid_split`, `model.word_dropout` and `training.adversarial_epsilon`.
 #: 4: `training.ensemble_size`.
-
-
-#: 4: `training.encoder`, `training.layer_lr_decay` and `training.unfreeze_epochs`.
+#: 5: `training.encoder`, `training.encoder_layers`, `training.layer_lr_decay` and
+#: `training.unfreeze_epochs`.
 CONFIG_VERSION = 5
 
 CELLS = ("gru", "lstm")
@@ -55,6 +55,8 @@ VOCABULARY_SOURCES = ("unsupervised", "train", "train+unsupervised")
 LR_SCHEDULES = ("constant", "cosine")
 #: How validation reviews are chosen from train: at random, or whole films at a time.
 VALID_SPLITS = ("random", "film")
+#: What a classifier takes from a pre-trained encoder (`imdb_rnn.pretrain`).
+ENCODER_LAYERS = ("all", "embedding")
 #: The fields that take one of a few strings, and those strings (the one list of each).
 CHOICES: dict[str, tuple[str, ...]] = {
     "cell": CELLS,
@@ -64,6 +66,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "vocabulary_source": VOCABULARY_SOURCES,
     "lr_schedule": LR_SCHEDULES,
     "valid_split": VALID_SPLITS,
+    "encoder_layers": ENCODER_LAYERS,
 }
 
 
@@ -265,6 +268,10 @@ class TrainingConfig:
         encoder: folder of a pre-trained encoder (`imdb-rnn pretrain`, `imdb_rnn.pretrain`):
             the classifier takes its vocabulary and starts from its embedding and first
             bidirectional GRU, which must have the model's shape. Default None (from scratch).
+        encoder_layers: what the classifier takes from `encoder` besides its vocabulary:
+            `"all"` (the embedding and the first bidirectional GRU) or `"embedding"` (only the
+            word vectors, rescaled to a standard deviation of 0.1; the GRU starts from random
+            weights). Default "all".
         layer_lr_decay: discriminative learning rates (ULMFiT, `imdb_rnn.finetune`): each
             layer group below the head (the recurrent layers from the top, then the embedding)
             learns this many times slower than the group above it. Default 1.0 (all alike).
@@ -287,6 +294,7 @@ class TrainingConfig:
 
 
     encoder: str | None = None
+    encoder_layers: str = "all"
     layer_lr_decay: float = 1.0
     unfreeze_epochs: float = 0.0
 
@@ -343,6 +351,7 @@ class TrainingConfig:
             raise ConfigError(
                 f"Expected encoder to be a folder path or None. Received: encoder={self.encoder!r}"
             )
+        _check_choice("encoder_layers", self.encoder_layers, ENCODER_LAYERS)
         decay = self.layer_lr_decay
         if (
             isinstance(decay, bool)
@@ -520,10 +529,11 @@ def _questions() -> RunConfig:
 
 
 def _pretrained() -> RunConfig:
-    # The default recipe fine-tuned from a pre-trained encoder (`imdb-rnn pretrain`, whose
-    # default output is runs/lm) with ULMFiT's discriminative learning rates.
+    # The default recipe started from a pre-trained encoder (`imdb-rnn pretrain`, whose default
+    # output is runs/lm): chosen on the by-film validation split (docs/results.md), only its
+    # word vectors, then the default recipe.
     return dataclasses.replace(
-        _default().replace(training={"encoder": "runs/lm", "layer_lr_decay": 2.6}),
+        _default().replace(training={"encoder": "runs/lm", "encoder_layers": "embedding"}),
         preset="pretrained",
     )
 

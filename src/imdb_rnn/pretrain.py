@@ -464,12 +464,23 @@ def encoder_vocabulary(directory: str | os.PathLike[str], config: RunConfig) -> 
     )
 
 
-def load_encoder(model: keras.Model, directory: str | os.PathLike[str]) -> PretrainedEncoder:
+#: Standard deviation the word vectors are rescaled to when only they are taken from an
+#: encoder (`layers="embedding"`); a language model's vectors are several times larger than a
+#: fresh embedding's, and the GRU that was trained with them is not taken.
+EMBEDDING_ONLY_STD = 0.1
+
+
+def load_encoder(
+    model: keras.Model, directory: str | os.PathLike[str], *, layers: str = "all"
+) -> PretrainedEncoder:
     """Sets a classifier's embedding and first bidirectional GRU to an encoder's weights.
 
     Args:
         model: a classifier built by `build_classifier` with `cell="gru"`.
         directory: an encoder folder written by `pretrain`.
+        layers: `"all"` (the embedding and the GRU) or `"embedding"` (only the word vectors,
+            rescaled to standard deviation `EMBEDDING_ONLY_STD`; the GRU keeps its weights).
+            Default "all".
 
     Returns:
         The encoder read.
@@ -494,6 +505,12 @@ def load_encoder(model: keras.Model, directory: str | os.PathLike[str]) -> Pretr
             f"in {directory}. Pre-train with the model's max_tokens, embedding_dim and "
             "rnn_units."
         )
+    if layers == "embedding":
+        vectors = encoder.embedding
+        embedding.set_weights([vectors / max(float(vectors[2:].std()), 1e-12) * EMBEDDING_ONLY_STD])
+        return encoder
+    if layers != "all":
+        raise ValueError(f"Expected layers in ('all', 'embedding'). Received: layers={layers!r}")
     embedding.set_weights([encoder.embedding])
     recurrent.set_weights(encoder.recurrent)
     return encoder

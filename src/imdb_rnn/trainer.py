@@ -202,7 +202,11 @@ class Trainer:
             self.classifier = build_classifier(self.config.model, num_classes=self.num_classes)
             self._text_model = None
             if self.config.training.encoder is not None:  # pre-trained (imdb_rnn.pretrain)
-                load_encoder(self.classifier, self.config.training.encoder)
+                load_encoder(
+                    self.classifier,
+                    self.config.training.encoder,
+                    layers=self.config.training.encoder_layers,
+                )
         training = self.config.training
         learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = (
             training.learning_rate
