@@ -112,6 +112,10 @@ _PYTHON_TO_FLAGS = (
     (re.compile(r"\bsource=TextFiles\(\.\.\.\)"), "--train PATH"),
     (re.compile(r"\bTextFiles\((\w+)=PATH\)"), r"--\1 PATH"),
     (re.compile(r"\btext_column=(?!\w)"), "--text-column"),
+    (
+        re.compile(r"\(PretrainConfig\.for_model\)"),
+        "(pretrain --max-tokens, --embedding-dim, --rnn-units)",
+    ),
     (re.compile(r"\blabel_column=(?!\w)"), "--label-column"),
     (re.compile(r"\btensorboard=False\b"), "--no-tensorboard"),
     (re.compile(r"\bstrategy(?==)"), "--strategy"),
@@ -860,23 +864,9 @@ def pretrain(
             )
         except ValueError as error:
             _fail(str(error), EXIT_USAGE)
-        if limit is not None and limit < 1:
-            _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
-        from imdb_rnn.modeldir import check_writable
-
-        check_writable(output)
         result = _run_pretraining(config, data, output, limit, not overwrite, console)
-    summary = {
-        "output": str(result.directory),
-        "complete": result.complete,
-        "step": result.step,
-        "total_steps": result.total_steps,
-        "train_tokens_per_epoch": result.tokens,
-        "seconds": round(result.seconds, 1),
-        "curve": result.curve,
-    }
     if as_json:
-        _print_json(summary)
+        _print_json(result.to_dict())
         return
     results = Console()
     table = Table(title="Validation perplexity of the language models")

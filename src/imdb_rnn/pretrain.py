@@ -49,6 +49,7 @@ import tensorflow as tf
 from imdb_rnn.config import VALID_SPLITS, VOCABULARY_SOURCES, ConfigError, ModelConfig, RunConfig
 from imdb_rnn.files import atomic_path, folder_lock, read_limited, write_json
 from imdb_rnn.layers import FastBidirectional, TextEncoder
+from imdb_rnn.modeldir import check_writable
 
 __all__ = [
     "ENCODER_CONFIG_FILE",
@@ -219,6 +220,18 @@ class PretrainResult:
     curve: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON values (what `imdb-rnn pretrain --json` prints)."""
+        return {
+            "output": str(self.directory),
+            "complete": self.complete,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "train_tokens_per_epoch": self.tokens,
+            "seconds": round(self.seconds, 1),
+            "curve": self.curve,
+        }
+
 
 @dataclass
 class PretrainedEncoder:
@@ -266,8 +279,8 @@ class PretrainedEncoder:
                 f"{expected[0]}, embedding_dim={expected[1]}, rnn_units={expected[2]}). "
                 f"Received: an encoder with max_tokens={found[0]}, embedding_dim={found[1]}, "
                 f"rnn_units={found[2]} for a model with cell={model.cell!r}. Pre-train with "
-                "the model's settings (pretrain --max-tokens/--embedding-dim/--units) or set "
-                "the model's to the encoder's."
+                "the model's settings (PretrainConfig.for_model) or give the model the "
+                "encoder's max_tokens, embedding_dim and rnn_units."
             )
 
 
@@ -585,8 +598,13 @@ def pretrain(
         TrainingInterrupted: when `stop` received a signal (after the checkpoint is written).
         FloatingPointError: if the loss becomes NaN or infinite (the last checkpoint is kept).
         FolderBusyError: if another run holds `output`.
+        ConfigError: if `limit` is not a positive integer.
+        OSError: if `output` cannot be created or written.
     """
     config = config or PretrainConfig()
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"Expected limit to be a positive integer or None. Received: {limit!r}")
+    check_writable(output)  # before reading any data
     # One run at a time in a folder: a second one fails at once (FolderBusyError).
     with folder_lock(output):
         return _pretrain(
