@@ -197,6 +197,7 @@ def test_the_epoch_loop_trains_like_keras_fit(adversarial):
         )
 
 
+@pytest.mark.slow
 def test_adversarial_run_resumes_mid_epoch_like_an_uninterrupted_one(imdb_archive, tmp_path):
     """A checkpointed adversarial run with word dropout, resumed from a copy of its checkpoint
     taken mid-epoch, ends with the history and predictions of the run that never stopped."""

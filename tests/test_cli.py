@@ -238,6 +238,7 @@ def test_predict_file_latin1_and_utf8(runner, tmp_path, trained_model_dir):
     assert [p["text"] for p in predictions] == ["odd\x85word and\u2028more", "second"]
 
 
+@pytest.mark.slow
 def test_predict_ten_thousand_reviews_from_stdin(runner, trained_model_dir):
     """10,000 reviews on stdin come back as 10,000 predictions, in order."""
     reviews = [f"review {index} was {'great' if index % 2 else 'awful'}" for index in range(10_000)]
@@ -248,6 +249,7 @@ def test_predict_ten_thousand_reviews_from_stdin(runner, trained_model_dir):
     assert [p["text"] for p in predictions] == reviews
 
 
+@pytest.mark.slow
 def test_predict_streams_stdin_while_it_is_still_open(trained_model_dir):
     """`predict --file - --format jsonl` in a new process answers the first chunk of 1,024
     texts before stdin ends (stdin is streamed, not read whole), then the rest, in order."""
@@ -525,6 +527,7 @@ def test_bad_config_file_is_one_line_and_exit_2(runner, tmp_path, text, needle):
     assert "Traceback" not in result.output and result.stdout == ""
 
 
+@pytest.mark.slow
 def test_train_config_toml_reproduces_the_run(runner, tmp_path, imdb_archive):
     """`train --config DIR/config.toml` repeats a run: same config, same history."""
     first, second = tmp_path / "first", tmp_path / "second"

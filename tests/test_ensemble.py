@@ -71,6 +71,7 @@ def test_train_an_ensemble_of_two_seeds(topic_files, tmp_path):
     assert all(row["label"] in result.label_names for row in predictions)
 
 
+@pytest.mark.slow
 def test_cli_ensemble_size(topic_files, tmp_path):
     """`imdb-rnn train --ensemble-size 2` writes an ensemble and says it in the config."""
     output = tmp_path / "cli-ensemble"
@@ -82,6 +83,7 @@ def test_cli_ensemble_size(topic_files, tmp_path):
     assert len(json.loads((output / "metrics.json").read_text())[ENSEMBLE_KEY]["members"]) == 2
 
 
+@pytest.mark.slow
 def test_a_two_class_ensemble_exports_as_a_saved_model_not_as_tflite(imdb_archive, tmp_path):
     """A two-class ensemble exports as a SavedModel whose probabilities are the loaded model's;
     the TensorFlow Lite export, which rebuilds one classifier, refuses it by name."""

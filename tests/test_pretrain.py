@@ -204,6 +204,7 @@ _CLI_LM = [
 ]
 
 
+@pytest.mark.slow
 def test_cli_pretrain_then_train_with_the_encoder(tmp_path, imdb_archive):
     """`imdb-rnn pretrain` writes an encoder with its curve; `train --encoder` uses it."""
     from typer.testing import CliRunner

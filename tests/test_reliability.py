@@ -233,6 +233,7 @@ def _cli(*arguments, stdin=None, env=None):
     )
 
 
+@pytest.mark.slow
 def test_predict_refuses_devices_and_endless_input(trained_model_dir, tmp_path):
     """`predict --file /dev/zero` and a FIFO are refused at once; `predict - < /dev/zero`
     (stdin is streamed) stops at its first line, of NUL bytes; exit code 3 each."""

@@ -88,6 +88,7 @@ def test_train_and_evaluate_a_tfds_set(mock_tfds, tmp_path):
     assert evaluate(output, source=TfdsText("ag_news_subset")).examples == result.test.examples
 
 
+@pytest.mark.slow
 def test_cli_data_tfds_name(mock_tfds, tmp_path):
     """`imdb-rnn train --data tfds:ag_news_subset` trains on it and `eval --data` evaluates on
     it; an unknown name is a data error (exit code 3) in one line, without a traceback."""

@@ -173,6 +173,7 @@ def tf_config():
     config.disable_op_determinism()
 
 
+@pytest.mark.slow
 def test_same_seed_same_result(imdb_archive, tf_config):
     """Two runs with the same seed give exactly the same history and predictions (on a CPU,
     deterministic kernels or not); another seed gives another result."""
