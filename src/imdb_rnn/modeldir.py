@@ -110,7 +110,8 @@ def check_writable(output: str | os.PathLike[str]) -> None:
         raise OSError(
             error.errno, f"Cannot create the output directory {output}: {error.strerror}"
         ) from None
-    probe = output / ".imdb-rnn-write-test"
+    # One name per process: the workers of a cluster may probe the same folder at once.
+    probe = output / f".imdb-rnn-write-test-{os.getpid()}"
     try:
         files.write_text(probe, "imdb-rnn checks that it can write here before training.\n")
         probe.unlink()

@@ -166,7 +166,8 @@ def train(
     resuming = False
     if output is not None:
         resuming = check_output(output, overwrite=overwrite)
-        check_writable(output)
+        if chief:  # the other workers of a cluster write to temporary folders
+            check_writable(output)
     log_dir: Path | None = None
     if tensorboard is True:
         assert output is not None
