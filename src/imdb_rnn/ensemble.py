@@ -36,9 +36,9 @@ import keras
 import numpy as np
 
 from imdb_rnn.config import RunConfig
-from imdb_rnn.datasets import ImdbSplits, load_imdb
-from imdb_rnn.sources import BadRows, TextFiles, load_text_files
-from imdb_rnn.tfdstext import TfdsText, load_tfds_text
+from imdb_rnn.datasets import ImdbSplits
+from imdb_rnn.sources import BadRows, TextFiles
+from imdb_rnn.tfdstext import TfdsText
 
 __all__ = ["ENSEMBLE_KEY", "average_classifiers", "train_ensemble"]
 
@@ -78,23 +78,14 @@ def average_classifiers(classifiers: Sequence[keras.Model]) -> keras.Model:
 
 def _load(source: Any, config: RunConfig, *, evaluate_test: bool, data_dir: Any) -> ImdbSplits:
     """The splits `train` would read from `source`."""
-    wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
-    if config.data.vocabulary_source == "train":
-        wanted.remove("unsupervised")
-    fraction, limit = config.data.valid_fraction, config.data.limit
-    if isinstance(source, TextFiles):
-        given = {"test": source.test, "unsupervised": source.unlabelled}
-        names = [name for name in wanted if given.get(name, True) is not None]
-        return load_text_files(source, splits=names, valid_fraction=fraction, limit=limit)
-    if isinstance(source, TfdsText):
-        return load_tfds_text(source, splits=wanted, valid_fraction=fraction, limit=limit)
-    return load_imdb(
+    from imdb_rnn.workflows import read_splits, training_splits
+
+    return read_splits(
         source,
-        splits=wanted,
-        valid_fraction=fraction,
-        limit=limit,
+        config,
+        splits=training_splits(config, source, evaluate_test=evaluate_test),
+        limit=config.data.limit,
         data_dir=data_dir,
-        valid_split=config.data.valid_split,
     )
 
 

@@ -249,35 +249,15 @@ def _train(
         if state is not None:  # fail before reading the data if the options differ
             checkpoint.check_resumable(state, config)
     stage("Reading data")
-    wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
-    if config.data.vocabulary_source == "train":
-        wanted.remove("unsupervised")
+    splits = read_splits(
+        source,
+        config,
+        splits=training_splits(config, source, evaluate_test=evaluate_test),
+        limit=config.data.limit,
+        data_dir=data_dir,
+    )
     if isinstance(source, TextFiles):
-        # Own data: the splits it has files for (validation comes from train without one).
-        given = {"test": source.test, "unsupervised": source.unlabelled}
-        splits = load_text_files(
-            source,
-            splits=[name for name in wanted if given.get(name, True) is not None],
-            valid_fraction=config.data.valid_fraction,
-            limit=config.data.limit,
-        )
         stage(_read_summary(splits))
-    elif isinstance(source, TfdsText):
-        splits = load_tfds_text(
-            source,
-            splits=wanted,
-            valid_fraction=config.data.valid_fraction,
-            limit=config.data.limit,
-        )
-    else:
-        splits = load_imdb(
-            source,
-            splits=wanted,
-            valid_fraction=config.data.valid_fraction,
-            limit=config.data.limit,
-            data_dir=data_dir,
-            valid_split=config.data.valid_split,
-        )
     if splits.bad_rows:
         stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
     if splits.decode_errors:
@@ -352,6 +332,51 @@ def _train(
     return result
 
 
+def training_splits(
+    config: RunConfig, source: object, *, evaluate_test: bool = True
+) -> list[str]:
+    """The splits a training run reads: train, valid, the unlabelled reviews where the
+    vocabulary uses them, and test; of your own files, those you gave (validation is carved
+    from train without one)."""
+    wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
+    if config.data.vocabulary_source == "train":
+        wanted.remove("unsupervised")
+    if isinstance(source, TextFiles):
+        given = {"test": source.test, "unsupervised": source.unlabelled}
+        wanted = [name for name in wanted if given.get(name, True) is not None]
+    return wanted
+
+
+def read_splits(
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
+    config: RunConfig,
+    *,
+    splits: Sequence[str],
+    limit: int | None,
+    data_dir: str | os.PathLike[str] | None = None,
+    label_names: Sequence[str] | None = None,
+) -> ImdbSplits:
+    """Reads `splits` from any source (IMDB, your own files, a TFDS set) with the config's
+    validation settings; `label_names`, for a trained model, maps labels to its classes."""
+    fraction = config.data.valid_fraction
+    if isinstance(source, TextFiles):
+        return load_text_files(
+            source, splits=splits, valid_fraction=fraction, limit=limit, label_names=label_names
+        )
+    if isinstance(source, TfdsText):
+        return load_tfds_text(
+            source, splits=splits, valid_fraction=fraction, limit=limit, label_names=label_names
+        )
+    return load_imdb(
+        source,
+        splits=splits,
+        valid_fraction=fraction,
+        limit=limit,
+        data_dir=data_dir,
+        valid_split=config.data.valid_split,
+    )
+
+
 def _read_summary(splits: ImdbSplits) -> str:
     """What was read, in words: sizes, classes and bytes."""
     sizes = ", ".join(f"{name} {count:,}" for name, count in splits.sizes.items())
@@ -396,31 +421,14 @@ def evaluate(
     stage("Loading the model")
     trainer = Trainer.load(model_dir)
     stage("Reading data")
-    if isinstance(source, TextFiles):
-        splits = load_text_files(
-            source,
-            splits=[split],
-            valid_fraction=trainer.config.data.valid_fraction,
-            limit=limit,
-            label_names=trainer.label_names,
-        )
-    elif isinstance(source, TfdsText):
-        splits = load_tfds_text(
-            source,
-            splits=[split],
-            valid_fraction=trainer.config.data.valid_fraction,
-            limit=limit,
-            label_names=trainer.label_names,
-        )
-    else:
-        splits = load_imdb(
-            source,
-            splits=[split],
-            valid_fraction=trainer.config.data.valid_fraction,
-            limit=limit,
-            data_dir=data_dir,
-            valid_split=trainer.config.data.valid_split,
-        )
+    splits = read_splits(
+        source,
+        trainer.config,
+        splits=[split],
+        limit=limit,
+        data_dir=data_dir,
+        label_names=trainer.label_names,
+    )
     if splits.bad_rows:
         stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
     stage("Evaluating")
