@@ -20,10 +20,13 @@ from imdb_rnn.datasets import load_imdb
 from imdb_rnn.stopping import NonFiniteLossError, SignalStop, TrainingInterrupted
 from imdb_rnn.trainer import Trainer
 
-# Dropout (random seed states), early stopping (its counters and best weights) and several
-# checkpoints per epoch: everything a resumed run has to get back.
-CONFIG = tiny_config(epochs=3, early_stopping_patience=2, checkpoint_every_steps=4).replace(
-    data={"batch_size": 4}, model={"dropout": 0.2}
+# Dropout (random seed states), early stopping (its counters and best weights), weight
+# averaging (the optimizer's averages), random crops (drawn per epoch) and several checkpoints
+# per epoch: everything a resumed run has to get back.
+CONFIG = tiny_config(
+    epochs=3, early_stopping_patience=2, checkpoint_every_steps=4, ema_momentum=0.9
+).replace(
+    data={"batch_size": 4, "crop_fraction": 0.3, "crop_lengths": (2, 5)}, model={"dropout": 0.2}
 )
 STEPS = 18  # batches per epoch of the fixture's 72 training reviews
 

@@ -21,6 +21,7 @@ from imdb_rnn.datasets import (
     length_sorted_batches,
     load_imdb,
     plain_batches,
+    random_crops,
     resolve_source,
     sorted_window_batches,
     tokenize,
@@ -288,6 +289,59 @@ def test_sorted_window_batches_hold_every_review_once_per_epoch(tokenized):
         assert sorted(seen) == list(range(500))
         epochs.append(seen)
     assert epochs[0] != epochs[1]
+
+
+def _crops(tokenized, fraction, lengths, seed):
+    rows = tf.data.Dataset.from_tensor_slices((tokenized.ids.to_tensor(-1), tokenized.labels)).map(
+        lambda ids, label: (tf.boolean_mask(ids, ids >= 0), label)
+    )
+    return [
+        (ids.tolist(), int(label))
+        for ids, label in random_crops(rows, fraction, lengths, seed=seed).as_numpy_iterator()
+    ]
+
+
+def test_random_crops_are_spans_of_their_own_review(tokenized):
+    """A cropped row is a contiguous span of its review, of an allowed length, with the
+    review's label; about `fraction` of the rows are cropped; the same seed draws the same
+    crops, another seed others; fraction 0 keeps every review whole."""
+    whole = tokenized.ids.to_list()
+    crops = _crops(tokenized, 0.5, (3, 10), seed=7)
+    cropped = 0
+    for index, ((ids, label), review) in enumerate(zip(crops, whole, strict=True)):
+        assert label == index
+        if ids == review:
+            continue
+        cropped += 1
+        assert 3 <= len(ids) <= 10
+        starts = [i for i in range(len(review) - len(ids) + 1) if review[i : i + len(ids)] == ids]
+        assert starts, "a crop must be a span of its review"
+    assert 200 <= cropped <= 300  # 500 rows at 0.5 (a few whole-length crops look uncropped)
+    assert crops == _crops(tokenized, 0.5, (3, 10), seed=7)
+    assert crops != _crops(tokenized, 0.5, (3, 10), seed=8)
+    assert [ids for ids, _ in _crops(tokenized, 0.0, (3, 10), seed=7)] == whole
+    with pytest.raises(ValueError, match="shortest"):
+        random_crops(tf.data.Dataset.range(1), 0.5, (5, 2))
+
+
+def test_sorted_window_batches_with_crops_keep_their_steps(tokenized):
+    """Crops change review lengths, not the number of batches or which reviews are seen."""
+    dataset = sorted_window_batches(
+        tokenized,
+        batch_size=16,
+        seed=1,
+        window_batches=4,
+        epochs=2,
+        crop_fraction=0.5,
+        crop_lengths=(2, 5),
+    )
+    assert int(dataset.cardinality()) == 2 * windowed_steps(500, 16, 4)
+    labels, lengths = [], 0
+    for ids, batch_labels in dataset:
+        labels.extend(batch_labels.numpy().tolist())
+        lengths += int(tf.math.count_nonzero(ids))
+    assert sorted(labels) == sorted(2 * list(range(500)))
+    assert lengths < 0.8 * 2 * int(tokenized.lengths.sum())
 
 
 def test_sorted_windows_pad_less_than_buckets(tokenized):

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from conftest import build_reviews, tiny_config, write_archive
 from imdb_rnn import native
+from imdb_rnn.config import RunConfig
 from imdb_rnn.datasets import load_imdb
 from imdb_rnn.models import ModelFileError
 from imdb_rnn.results import EvaluationResult
@@ -234,3 +235,25 @@ def test_best_epoch_of_an_unfitted_or_loaded_trainer(trained_model_dir):
     early = Trainer(tiny_config(early_stopping_patience=2))
     early.history = {"loss": [0.7, 0.5, 0.3], "val_loss": [0.6, 0.4, 0.5]}
     assert early.best_epoch == 2
+
+
+def test_weight_averaging_validates_and_keeps_the_averaged_weights(imdb_archive):
+    """With `ema_momentum`, the optimizer steps exactly as without it (the same training loss
+    every epoch: the averages are swapped in for validation and out again), validation sees the
+    averaged weights, and the model keeps them at the end."""
+    splits = load_imdb(imdb_archive)
+    plain = Trainer(tiny_config(epochs=2))
+    plain_history = plain.fit(splits)
+    averaged = Trainer(tiny_config(epochs=2, ema_momentum=0.9))
+    history = averaged.fit(splits)
+    assert history["loss"] == plain_history["loss"]
+    assert history["val_loss"] != plain_history["val_loss"]
+    # Early stopping (the preset's) restored the best epoch's weights: averaged ones.
+    best = min(history["val_loss"])
+    assert averaged.evaluate(splits.valid).loss == pytest.approx(best, rel=1e-5)
+    # Without early stopping the model ends with the averages of the last epoch.
+    values = tiny_config(epochs=2, ema_momentum=0.9).to_dict()
+    values["training"]["early_stopping_patience"] = None
+    last = Trainer(RunConfig.from_dict(values))
+    history = last.fit(splits)
+    assert last.evaluate(splits.valid).loss == pytest.approx(history["val_loss"][-1], rel=1e-5)

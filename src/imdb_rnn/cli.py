@@ -518,6 +518,22 @@ def train(
             show_default=False,
         ),
     ] = None,
+    ema_momentum: Annotated[
+        float | None,
+        typer.Option(
+            help="Keep an exponential moving average of the weights (e.g. 0.99); validation, "
+            "early stopping and the saved model use it; 0 is off. [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
+    crop_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of training reviews replaced each epoch by a random span of 8-64 of "
+            "their tokens (augmentation for short texts); 0 is off. [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
     encoder: Annotated[
         Path | None,
         typer.Option(
@@ -647,6 +663,7 @@ def train(
                 "max_length": max_length,
                 "truncation": truncation,
                 "valid_split": valid_split,
+                "crop_fraction": crop_fraction,
             },
             model={
                 "max_tokens": max_tokens,
@@ -663,6 +680,7 @@ def train(
                 "epochs": epochs,
                 "learning_rate": learning_rate,
                 "adversarial_epsilon": adversarial_epsilon,
+                "ema_momentum": ema_momentum,
                 "encoder": str(encoder) if encoder is not None else None,
                 "encoder_layers": encoder_layers,
                 "layer_lr_decay": layer_lr_decay,

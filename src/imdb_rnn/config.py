@@ -44,8 +44,8 @@ __all__ = [
 #: 3: `data.valid_split`, `model.word_dropout` and `training.adversarial_epsilon`.
 #: 4: `training.ensemble_size`.
 #: 5: `training.encoder`, `training.encoder_layers`, `training.layer_lr_decay` and
-#: `training.unfreeze_epochs`.
-CONFIG_VERSION = 5
+#: `training.unfreeze_epochs`. 6: `training.ema_momentum`, `data.crop_fraction`.
+CONFIG_VERSION = 6
 
 CELLS = ("gru", "lstm")
 POOLINGS = ("final", "max", "mean", "final_max_mean")
@@ -129,6 +129,10 @@ class DataConfig:
             `valid_fraction` of the shuffled training reviews) or `"film"` (whole films held
             out, so validation shares no film with training, as the test split does; needs the
             local archive, whose `urls_*.txt` name each review's film). Default "random".
+        crop_fraction: augmentation for short texts: the share of training reviews that each
+            epoch are replaced by a random span of their own tokens, with the review's label
+            (`datasets.random_crops`; the `sorted` pipeline only). Default 0.0 (none).
+        crop_lengths: `[shortest, longest]` span of a crop, in tokens. Default [8, 64].
     """
 
     valid_fraction: float = 0.1
@@ -141,6 +145,8 @@ class DataConfig:
     truncation: str = "tail"
     vocabulary_source: str = "unsupervised"
     valid_split: str = "random"
+    crop_fraction: float = 0.0
+    crop_lengths: tuple[int, int] = (8, 64)
 
     def __post_init__(self) -> None:
         _check_fraction("valid_fraction", self.valid_fraction, low_inclusive=False)
@@ -153,6 +159,24 @@ class DataConfig:
         _check_choice("truncation", self.truncation, TRUNCATIONS)
         _check_choice("vocabulary_source", self.vocabulary_source, VOCABULARY_SOURCES)
         _check_choice("valid_split", self.valid_split, VALID_SPLITS)
+        _check_fraction("crop_fraction", self.crop_fraction)
+        lengths = self.crop_lengths
+        if (
+            not isinstance(lengths, (tuple, list))
+            or len(lengths) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in lengths)
+            or not 1 <= lengths[0] <= lengths[1]
+        ):
+            raise ConfigError(
+                "Expected crop_lengths to be [shortest, longest] with 1 <= shortest <= longest. "
+                f"Received: crop_lengths={lengths!r}"
+            )
+        object.__setattr__(self, "crop_lengths", tuple(lengths))
+        if self.crop_fraction and self.pipeline != "sorted":
+            raise ConfigError(
+                "Expected pipeline='sorted' with crop_fraction > 0 (random crops change "
+                f"review lengths). Received: pipeline={self.pipeline!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -263,8 +287,10 @@ class TrainingConfig:
             same data and vocabulary, and save one model that averages their logits
             (`imdb_rnn.ensemble`); costs as many times the training and prediction, and has no
             checkpoints. Default 1 (one model).
-
-
+        ema_momentum: keep an exponential moving average of the weights (Polyak averaging;
+            Keras' `use_ema`, updated after every step as `momentum * average + (1 - momentum)
+            * weights`): validation, early stopping and the saved model use the averaged
+            weights. Default 0.0 (off); 0.99 averages over about the last 100 steps.
         encoder: folder of a pre-trained encoder (`imdb-rnn pretrain`, `imdb_rnn.pretrain`):
             the classifier takes its vocabulary and starts from its embedding and first
             bidirectional GRU, which must have the model's shape. Default None (from scratch).
@@ -291,8 +317,7 @@ class TrainingConfig:
     deterministic: bool = False
     adversarial_epsilon: float = 0.0
     ensemble_size: int = 1
-
-
+    ema_momentum: float = 0.0
     encoder: str | None = None
     encoder_layers: str = "all"
     layer_lr_decay: float = 1.0
@@ -352,6 +377,15 @@ class TrainingConfig:
                 f"Expected encoder to be a folder path or None. Received: encoder={self.encoder!r}"
             )
         _check_choice("encoder_layers", self.encoder_layers, ENCODER_LAYERS)
+        momentum = self.ema_momentum
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, (int, float))
+            or not 0 <= momentum < 1
+        ):
+            raise ConfigError(
+                f"Expected ema_momentum in [0, 1). Received: ema_momentum={momentum!r}"
+            )
         decay = self.layer_lr_decay
         if (
             isinstance(decay, bool)
@@ -544,8 +578,6 @@ PRESETS = {
     "deep": _deep,
     "short": _short,
     "questions": _questions,
-
-
     "pretrained": _pretrained,
 }
 

@@ -64,6 +64,7 @@ __all__ = [
     "length_sorted_batches",
     "load_imdb",
     "plain_batches",
+    "random_crops",
     "resolve_source",
     "sorted_window_batches",
     "tokenize",
@@ -128,9 +129,7 @@ class ImdbSplits:
         return dataset
 
     @classmethod
-    def from_named(
-        cls, datasets: dict[str, tf.data.Dataset | None], **fields: Any
-    ) -> ImdbSplits:
+    def from_named(cls, datasets: dict[str, tf.data.Dataset | None], **fields: Any) -> ImdbSplits:
         """Builds the splits from `{name: dataset}` (a split not named is None); `fields` are
         the other attributes (`sizes`, `source`, ...)."""
         return cls(
@@ -786,6 +785,8 @@ def sorted_window_batches(
     seed: int | None = None,
     window_batches: int = 50,
     epochs: int | None = None,
+    crop_fraction: float = 0.0,
+    crop_lengths: tuple[int, int] = (8, 64),
 ) -> tf.data.Dataset:
     """Training batches of reviews of similar length: sorted within large shuffled windows.
 
@@ -802,18 +803,26 @@ def sorted_window_batches(
         window_batches: batches per sorting window. Default 50.
         epochs: None (the default): one epoch per iteration. A number: that many epochs back to
             back, epoch `i` shuffled with `seed + i` (see `bucketed_batches`).
+        crop_fraction: share of the reviews that each epoch are replaced by a random span of
+            their own tokens, with their label (`random_crops`). Default 0.0 (none).
+        crop_lengths: the shortest and longest span, in tokens. Default (8, 64).
 
     Returns:
         A dataset of `(ids (batch, time) int32, labels (batch,) int32)` with known cardinality.
     """
     steps = windowed_steps(len(split), batch_size, window_batches)
-    rows = _rows(split.ids, split.labels)
+    reviews = _rows(split.ids, split.labels)
 
     def sorted_batches(ids: tf.RaggedTensor, labels: tf.Tensor) -> tf.data.Dataset:
         order = tf.argsort(ids.row_lengths(), stable=True)
         return _rows(tf.gather(ids, order), tf.gather(labels, order)).padded_batch(batch_size)
 
     def one_epoch(epoch_seed: Any) -> tf.data.Dataset:
+        rows = (
+            random_crops(reviews, crop_fraction, crop_lengths, seed=epoch_seed)
+            if crop_fraction
+            else reviews
+        )
         shuffled = rows.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
         batches = shuffled.ragged_batch(batch_size * window_batches).flat_map(sorted_batches)
         batch_seed = None if epoch_seed is None else epoch_seed + 1
@@ -822,6 +831,54 @@ def sorted_window_batches(
     dataset = _epochs(one_epoch, seed, epochs)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps * (epochs or 1)))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def random_crops(
+    rows: tf.data.Dataset,
+    fraction: float,
+    lengths: tuple[int, int] = (8, 64),
+    *,
+    seed: Any = None,
+) -> tf.data.Dataset:
+    """Replaces a random share of `(ids, label)` rows by a random span of their tokens.
+
+    Training on such crops, with the whole review's label, teaches the model to read short
+    texts (a sentence, the first words of a review) as well as whole reviews. Each row is cropped
+    with probability `fraction`, to a length drawn uniformly from `lengths` (at most its own),
+    at a uniformly drawn start. The draws of row `i` depend only on `(seed, i)`, so an epoch's
+    crops are the same in every process and in a resumed run.
+
+    Args:
+        rows: unbatched `(ids, label)` pairs, ids a 1-D integer tensor.
+        fraction: probability that a row is cropped, in [0, 1].
+        lengths: `(shortest, longest)` span in tokens, 1 <= shortest <= longest.
+        seed: an integer (or scalar integer tensor) for stateless draws. Default None: stateful
+            draws (different every time).
+    """
+    low, high = int(lengths[0]), int(lengths[1])
+    if not 1 <= low <= high:
+        raise ValueError(f"Expected 1 <= shortest <= longest crop. Received: lengths={lengths!r}")
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"Expected fraction in [0, 1]. Received: fraction={fraction!r}")
+
+    def crop(index: tf.Tensor, row: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        ids, label = row
+        if seed is None:
+            draws = tf.random.uniform([3])
+        else:
+            pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+            draws = tf.random.stateless_uniform([3], seed=pair)
+        size = tf.shape(ids, out_type=tf.int64)[0]
+        span = tf.minimum(size, low + tf.cast(draws[1] * (high - low + 1), tf.int64))
+        start = tf.minimum(
+            size - span, tf.cast(draws[2] * tf.cast(size - span + 1, tf.float32), tf.int64)
+        )
+        whole = draws[0] >= fraction
+        start = tf.where(whole, tf.constant(0, tf.int64), start)
+        span = tf.where(whole, size, span)
+        return ids[start : start + span], label
+
+    return rows.enumerate().map(crop)
 
 
 def length_sorted_batches(

@@ -152,6 +152,7 @@ def fine_tuning_optimizer(
     clip_norm: float | None = None,
     layer_lr_decay: float = 1.0,
     unfreeze_steps: int = 0,
+    **kwargs: Any,
 ) -> LayerwiseAdam:
     """A `LayerwiseAdam` for `model`'s layer groups.
 
@@ -161,6 +162,7 @@ def fine_tuning_optimizer(
         clip_norm: clip each gradient to this global norm. Default None.
         layer_lr_decay: see `LayerwiseAdam`. Default 1.0.
         unfreeze_steps: see `LayerwiseAdam`. Default 0.
+        **kwargs: further `keras.optimizers.Adam` arguments (`use_ema` ...).
     """
     return LayerwiseAdam(
         variable_groups=layer_groups(model),
@@ -168,4 +170,5 @@ def fine_tuning_optimizer(
         unfreeze_steps=unfreeze_steps,
         learning_rate=learning_rate,
         clipnorm=clip_norm,
+        **kwargs,
     )

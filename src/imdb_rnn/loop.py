@@ -203,12 +203,18 @@ class EpochLoop:
                         break
                 self._close_epoch_timer()
                 epoch_logs = dict(logs or _floats(model.get_metrics_result()))
-                epoch_logs.update(self._validate(test_step, valid_iterator, valid_steps))
-                epoch_logs["learning_rate"] = float(
-                    keras.ops.convert_to_numpy(model.optimizer.learning_rate)
-                )
-                self._check_finite(epoch_logs, 0)
-                self._early_callbacks.on_epoch_end(epoch, epoch_logs)
+                # With weight averaging, validation and early stopping (which keeps the best
+                # epoch's weights) see the averaged weights; training goes on from the raw ones.
+                self._swap_averages()
+                try:
+                    epoch_logs.update(self._validate(test_step, valid_iterator, valid_steps))
+                    epoch_logs["learning_rate"] = float(
+                        keras.ops.convert_to_numpy(model.optimizer.learning_rate)
+                    )
+                    self._check_finite(epoch_logs, 0)
+                    self._early_callbacks.on_epoch_end(epoch, epoch_logs)
+                finally:
+                    self._swap_averages()
                 for key, value in epoch_logs.items():
                     self.history.setdefault(key, []).append(float(value))
                 if self.checkpoint is not None:
@@ -218,12 +224,31 @@ class EpochLoop:
                 self.callbacks.on_epoch_end(epoch, epoch_logs)
                 if model.stop_training:
                     break
+            # The model keeps the averaged weights (early stopping may then restore the best
+            # epoch's, which are averaged too).
+            model.optimizer.finalize_variable_values(model.trainable_variables)
             self._early_callbacks.on_train_end(epoch_logs)
             self.callbacks.on_train_end(epoch_logs)
         finally:
             if self.stop is not None:
                 self.stop.deferring = False
         return self.history
+
+    def _swap_averages(self) -> None:
+        """Swaps the model's trainable weights with the optimizer's moving averages of them
+        (`training.ema_momentum`); does nothing without weight averaging. Two swaps restore
+        both."""
+        optimizer = self.model.optimizer
+        if not getattr(optimizer, "use_ema", False):
+            return
+        # Keras keeps the averages here (its SwapEMAWeights callback reads the same list).
+        averages = optimizer._model_variables_moving_average
+        for variable, average in zip(self.model.trainable_variables, averages, strict=True):
+            if average is None:
+                continue
+            value = keras.ops.convert_to_numpy(variable)
+            variable.assign(average)
+            average.assign(value)
 
     def _validate(self, test_step: Any, iterator: Iterator[Any], steps: int) -> dict[str, float]:
         self.model.reset_metrics()

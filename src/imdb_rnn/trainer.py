@@ -220,7 +220,16 @@ class Trainer:
                 warmup_target=training.learning_rate if warmup else None,
                 warmup_steps=warmup,
             )
-        optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=training.clip_norm)
+        # Weight averaging (training.ema_momentum): the optimizer keeps the averages; the epoch
+        # loop validates and saves with them.
+        ema: dict[str, Any] = (
+            {"use_ema": True, "ema_momentum": training.ema_momentum}
+            if training.ema_momentum
+            else {}
+        )
+        optimizer = keras.optimizers.Adam(
+            learning_rate=learning_rate, clipnorm=training.clip_norm, **ema
+        )
         if training.layer_lr_decay != 1 or training.unfreeze_epochs:  # imdb_rnn.finetune
             optimizer = fine_tuning_optimizer(
                 self.classifier,
@@ -228,6 +237,7 @@ class Trainer:
                 clip_norm=training.clip_norm,
                 layer_lr_decay=training.layer_lr_decay,
                 unfreeze_steps=round(steps_per_epoch * training.unfreeze_epochs),
+                **ema,
             )
         if self.num_classes == 2:
             loss: keras.losses.Loss = keras.losses.BinaryCrossentropy(from_logits=True)
@@ -290,13 +300,23 @@ class Trainer:
                 seed=first_seed,
                 epochs=epochs,
             )
-        batches = sorted_window_batches if data.pipeline == "sorted" else bucketed_batches
-        return batches(
-            tokenize(dataset, self._encoder()),
+        split = tokenize(dataset, self._encoder())
+        if data.pipeline == "bucketed":
+            return bucketed_batches(
+                split,
+                batch_size=self.global_batch_size,
+                shuffle_buffer=data.shuffle_buffer,
+                seed=first_seed,
+                epochs=epochs,
+            )
+        return sorted_window_batches(
+            split,
             batch_size=self.global_batch_size,
             shuffle_buffer=data.shuffle_buffer,
             seed=first_seed,
             epochs=epochs,
+            crop_fraction=data.crop_fraction,
+            crop_lengths=data.crop_lengths,
         )
 
     def _eval_batches(

@@ -153,6 +153,11 @@ def train(
         raise ConfigError(
             "on_disk=True streams your own training file: pass source=TextFiles(...)."
         )
+    if on_disk and config.data.crop_fraction:
+        raise ConfigError(
+            "Random crops (data.crop_fraction > 0) are made from reviews held in memory: "
+            "set on_disk=False or crop_fraction=0."
+        )
     if tensorboard is True and output is None:
         raise ConfigError("tensorboard=True writes into output/logs: pass output= as well.")
     ensemble = config.training.ensemble_size > 1
@@ -332,9 +337,7 @@ def _train(
     return result
 
 
-def training_splits(
-    config: RunConfig, source: object, *, evaluate_test: bool = True
-) -> list[str]:
+def training_splits(config: RunConfig, source: object, *, evaluate_test: bool = True) -> list[str]:
     """The splits a training run reads: train, valid, the unlabelled reviews where the
     vocabulary uses them, and test; of your own files, those you gave (validation is carved
     from train without one)."""
