@@ -67,6 +67,12 @@ def main() -> None:
         default=None,
         help="how validation reviews are chosen (data.valid_split). Default: the preset's",
     )
+    parser.add_argument(
+        "--short-texts",
+        action="store_true",
+        help="also measure each variant on the validation reviews cut to their first sentence, "
+        "last sentence and first 30 words (the crops of short_texts.py)",
+    )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/ablation.json"))
     args = parser.parse_args()
     variants = args.variants or [""]
@@ -77,6 +83,17 @@ def main() -> None:
     splits = load_imdb(
         args.data, splits=["train", "valid", "unsupervised"], valid_split=base.data.valid_split
     )
+    valid_crops: dict[str, list[str]] | None = None
+    if args.short_texts:
+        import sys
+
+        import numpy as np
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from short_texts import accuracies, crops_of, split_arrays
+
+        valid_texts, valid_labels = split_arrays(splits["valid"])
+        valid_crops = crops_of(valid_texts)
     rows = []
     for text in variants:
         config = apply(base, parse_overrides(text))
@@ -101,6 +118,12 @@ def main() -> None:
             "epoch_train_seconds": trainer.epoch_train_seconds,
             "config": config.to_dict(),
         }
+        if valid_crops is not None:
+            row["val_short_texts"] = accuracies(
+                lambda texts, t=trainer: (t.predict_logits(texts) >= 0).astype(np.int32),
+                valid_crops,
+                valid_labels,
+            )
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "config"}), flush=True)
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,18 @@ def main() -> None:
         default="train",
         help="what the baselines are fitted on (default: train, as imdb-rnn)",
     )
+    parser.add_argument(
+        "--split",
+        choices=("test", "valid"),
+        default="test",
+        help="reviews to measure on (default: test; valid for choosing recipes)",
+    )
+    parser.add_argument(
+        "--valid-split",
+        choices=("random", "film"),
+        default="random",
+        help="how the validation reviews are held out of train (data.valid_split)",
+    )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/short_texts.json"))
     args = parser.parse_args()
     if not args.model and not args.baselines:
@@ -113,8 +125,8 @@ def main() -> None:
 
     from imdb_rnn.datasets import load_imdb
 
-    splits = load_imdb(args.data, splits=["train", "valid", "test"])
-    test_texts, test_labels = split_arrays(splits["test"])
+    splits = load_imdb(args.data, splits=["train", "valid", "test"], valid_split=args.valid_split)
+    test_texts, test_labels = split_arrays(splits[args.split])
     crops = crops_of(test_texts)
     words = {kind: float(np.mean([len(t.split()) for t in texts])) for kind, texts in crops.items()}
     print("mean words per review:", json.dumps(words), flush=True)
@@ -127,7 +139,14 @@ def main() -> None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(
             json.dumps(
-                {"mean_words": words, "test_reviews": len(test_labels), "rows": rows}, indent=2
+                {
+                    "split": args.split,
+                    "valid_split": args.valid_split,
+                    "mean_words": words,
+                    "reviews": len(test_labels),
+                    "rows": rows,
+                },
+                indent=2,
             )
             + "\n"
         )
