@@ -534,6 +534,22 @@ def train(
             show_default=False,
         ),
     ] = None,
+    pseudo_label_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Self-training: a teacher labels the unlabelled texts and those it gives at "
+            "least this probability (e.g. 0.9) join training; 0 is off. [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            help="Saved model to be the teacher for self-training. [default: the run trains "
+            "its own into OUTPUT/teacher]",
+            show_default=False,
+        ),
+    ] = None,
     encoder: Annotated[
         Path | None,
         typer.Option(
@@ -681,6 +697,8 @@ def train(
                 "learning_rate": learning_rate,
                 "adversarial_epsilon": adversarial_epsilon,
                 "ema_momentum": ema_momentum,
+                "pseudo_label_threshold": pseudo_label_threshold,
+                "teacher": str(teacher) if teacher is not None else None,
                 "encoder": str(encoder) if encoder is not None else None,
                 "encoder_layers": encoder_layers,
                 "layer_lr_decay": layer_lr_decay,

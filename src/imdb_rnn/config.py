@@ -44,7 +44,8 @@ __all__ = [
 #: 3: `data.valid_split`, `model.word_dropout` and `training.adversarial_epsilon`.
 #: 4: `training.ensemble_size`.
 #: 5: `training.encoder`, `training.encoder_layers`, `training.layer_lr_decay` and
-#: `training.unfreeze_epochs`. 6: `training.ema_momentum`, `data.crop_fraction`.
+#: `training.unfreeze_epochs`. 6: `training.ema_momentum`, `data.crop_fraction`,
+#: `data.crop_lengths`, `training.pseudo_label_threshold`, `training.teacher`.
 CONFIG_VERSION = 6
 
 CELLS = ("gru", "lstm")
@@ -291,6 +292,11 @@ class TrainingConfig:
             Keras' `use_ema`, updated after every step as `momentum * average + (1 - momentum)
             * weights`): validation, early stopping and the saved model use the averaged
             weights. Default 0.0 (off); 0.99 averages over about the last 100 steps.
+        pseudo_label_threshold: self-training (`imdb_rnn.selftrain`): a teacher labels the
+            unlabelled texts, and those it gives at least this probability join the training
+            split with its label. Default 0.0 (off).
+        teacher: folder of a saved model to be the teacher. Default None: the run first trains
+            its own teacher with the same recipe (into `OUTPUT/teacher/`).
         encoder: folder of a pre-trained encoder (`imdb-rnn pretrain`, `imdb_rnn.pretrain`):
             the classifier takes its vocabulary and starts from its embedding and first
             bidirectional GRU, which must have the model's shape. Default None (from scratch).
@@ -318,6 +324,8 @@ class TrainingConfig:
     adversarial_epsilon: float = 0.0
     ensemble_size: int = 1
     ema_momentum: float = 0.0
+    pseudo_label_threshold: float = 0.0
+    teacher: str | None = None
     encoder: str | None = None
     encoder_layers: str = "all"
     layer_lr_decay: float = 1.0
@@ -377,6 +385,25 @@ class TrainingConfig:
                 f"Expected encoder to be a folder path or None. Received: encoder={self.encoder!r}"
             )
         _check_choice("encoder_layers", self.encoder_layers, ENCODER_LAYERS)
+        threshold = self.pseudo_label_threshold
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not 0 <= threshold <= 1
+        ):
+            raise ConfigError(
+                "Expected pseudo_label_threshold in [0, 1] (0 is off). Received: "
+                f"pseudo_label_threshold={threshold!r}"
+            )
+        if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher):
+            raise ConfigError(
+                f"Expected teacher to be a folder path or None. Received: teacher={self.teacher!r}"
+            )
+        if self.teacher is not None and not threshold:
+            raise ConfigError(
+                "A teacher labels unlabelled texts for self-training: set "
+                "pseudo_label_threshold above 0 as well (e.g. 0.9)."
+            )
         momentum = self.ema_momentum
         if (
             isinstance(momentum, bool)

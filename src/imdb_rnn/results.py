@@ -208,6 +208,8 @@ class TrainResult:
         versions: the versions of imdb-rnn, TensorFlow and Keras that trained the model.
         preset: the preset the run's config started from.
         tensorboard_logs: the folder of the TensorBoard logs (None without them).
+        pseudo_labels: what self-training added to the training split
+            (`imdb_rnn.selftrain.PseudoLabels.to_dict()`; None without self-training).
     """
 
     output: str | None
@@ -233,6 +235,7 @@ class TrainResult:
     versions: dict[str, str] = field(default_factory=dict)
     preset: str = ""
     tensorboard_logs: str | None = None
+    pseudo_labels: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

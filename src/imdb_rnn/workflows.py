@@ -45,8 +45,9 @@ from imdb_rnn.datasets import LABEL_NAMES, ImdbSplits, load_imdb
 from imdb_rnn.devices import prepare_native_kernel, rnn_kernel_name
 from imdb_rnn.distribute import is_chief, strategy_name
 from imdb_rnn.files import folder_lock, write_text
-from imdb_rnn.modeldir import check_output, check_writable, prepare_logs, versions
+from imdb_rnn.modeldir import MODEL_FILE, check_output, check_writable, prepare_logs, versions
 from imdb_rnn.results import EvaluationResult, TrainResult
+from imdb_rnn.selftrain import TEACHER_DIR, PseudoLabels, add_pseudo_labels
 from imdb_rnn.sources import BadRows, TextFiles, load_text_files
 from imdb_rnn.stopping import SignalStop
 from imdb_rnn.tfdstext import TfdsText, load_tfds_text
@@ -152,6 +153,11 @@ def train(
     if on_disk and not isinstance(source, TextFiles):
         raise ConfigError(
             "on_disk=True streams your own training file: pass source=TextFiles(...)."
+        )
+    if config.training.pseudo_label_threshold and (on_disk or config.training.ensemble_size > 1):
+        raise ConfigError(
+            "Self-training (training.pseudo_label_threshold > 0) trains one model from memory: "
+            "set on_disk=False and ensemble_size=1, or pseudo_label_threshold=0."
         )
     if on_disk and config.data.crop_fraction:
         raise ConfigError(
@@ -270,6 +276,22 @@ def _train(
             f"{splits.decode_errors} review files were not valid UTF-8: read with "
             "replacement characters"
         )
+    pseudo_labels = None
+    if config.training.pseudo_label_threshold:
+        splits, pseudo_labels = _self_training(
+            trainer,
+            splits,
+            source=source,
+            output=output,
+            write_to=write_to,
+            callbacks=callbacks,
+            on_stage=stage,
+            data_dir=data_dir,
+            resume=resume,
+            stop=stop,
+        )
+        stage(pseudo_labels.describe())
+        stage("Training the student (self-training, step 2 of 2)")
     start = time.perf_counter()
     history = trainer.fit(
         splits,
@@ -313,6 +335,7 @@ def _train(
         tensorboard_logs=os.fspath(tensorboard_dir)
         if tensorboard_dir is not None and chief
         else None,
+        pseudo_labels=pseudo_labels.to_dict() if pseudo_labels is not None else None,
     )
     if write_to is not None:
         # The other workers save too (to a temporary folder), as TensorFlow's multi-worker
@@ -337,12 +360,68 @@ def _train(
     return result
 
 
+def _self_training(
+    trainer: Trainer,
+    splits: ImdbSplits,
+    *,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
+    output: str | os.PathLike[str] | None,
+    write_to: Path | None,
+    callbacks: Iterable[keras.callbacks.Callback],
+    on_stage: StageCallback,
+    data_dir: str | os.PathLike[str] | None,
+    resume: bool,
+    stop: SignalStop | None,
+) -> tuple[ImdbSplits, PseudoLabels]:
+    """The teacher's labels for the unlabelled texts, added to `splits.train`. The teacher is
+    `training.teacher`, or trained here with the run's recipe into `OUTPUT/teacher/` (reused
+    when a resumed run finds it finished there)."""
+    training = trainer.config.training
+    teacher_dir: Path | None = None
+    if training.teacher is not None:
+        on_stage(f"Loading the teacher {training.teacher}")
+        teacher = Trainer.load(training.teacher)
+        teacher_dir = Path(training.teacher)
+    else:
+        teacher_dir = write_to / TEACHER_DIR if write_to is not None else None
+        if teacher_dir is not None and not resume:
+            shutil.rmtree(teacher_dir, ignore_errors=True)
+        if teacher_dir is not None and (teacher_dir / MODEL_FILE).exists():
+            on_stage(f"Reusing the teacher trained earlier in {teacher_dir}")
+            teacher = Trainer.load(teacher_dir)
+        else:
+            on_stage("Training the teacher (self-training, step 1 of 2)")
+            teacher_config = trainer.config.replace(training={"pseudo_label_threshold": 0.0})
+            teacher = Trainer(teacher_config, strategy=trainer.strategy)
+            _train(
+                teacher,
+                source=source,
+                output=Path(output) / TEACHER_DIR if output is not None else None,
+                write_to=teacher_dir,
+                evaluate_test=False,
+                callbacks=callbacks,
+                on_stage=on_stage,
+                data_dir=data_dir,
+                tensorboard_dir=None,
+                resume=resume,
+                stop=stop,
+            )
+    on_stage(f"Labelling {splits.sizes.get('unsupervised', 0):,} unlabelled texts with the teacher")
+    return add_pseudo_labels(
+        splits,
+        teacher,
+        threshold=training.pseudo_label_threshold,
+        seed=training.seed,
+        teacher_dir=os.fspath(teacher_dir) if teacher_dir is not None else None,
+    )
+
+
 def training_splits(config: RunConfig, source: object, *, evaluate_test: bool = True) -> list[str]:
     """The splits a training run reads: train, valid, the unlabelled reviews where the
     vocabulary uses them, and test; of your own files, those you gave (validation is carved
     from train without one)."""
     wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
-    if config.data.vocabulary_source == "train":
+    if config.data.vocabulary_source == "train" and not config.training.pseudo_label_threshold:
         wanted.remove("unsupervised")
     if isinstance(source, TextFiles):
         given = {"test": source.test, "unsupervised": source.unlabelled}
