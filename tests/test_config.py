@@ -35,6 +35,20 @@ def test_reference_preset_is_the_reference_recipe():
     assert config.data.vocabulary_source == "unsupervised"
 
 
+def test_default_preset_is_fast_on_whole_reviews_with_self_training():
+    """`default` is `fast` (one model) reading whole reviews, trained as a teacher and then as a
+    student on the reviews the teacher labels with probability >= 0.9."""
+    default, fast = get_preset("default"), get_preset("fast")
+    assert default.model == fast.model
+    assert (fast.data.max_length, default.data.max_length) == (256, None)
+    assert (fast.training.pseudo_label_threshold, default.training.pseudo_label_threshold) == (
+        0.0,
+        0.9,
+    )
+    assert default.training.teacher is None
+    assert default.training.adversarial_epsilon == fast.training.adversarial_epsilon == 0.3
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_round_trip_through_json(name):
     """Every preset survives to_dict -> JSON -> from_dict unchanged."""

@@ -118,6 +118,7 @@ def test_real_reviews_top_positive_words_matter_most():
             "learning_rate": 1e-2,
             "early_stopping_patience": None,
             "adversarial_epsilon": 0.0,
+            "pseudo_label_threshold": 0.0,
         },
     )
     config = config.replace(data={"batch_size": 32}, model={"pooling": "max"})

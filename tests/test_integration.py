@@ -57,6 +57,7 @@ def test_real_data_train_save_reload_predict(tmp_path):
             "learning_rate": 2e-3,
             "early_stopping_patience": None,
             "adversarial_epsilon": 0.0,
+            "pseudo_label_threshold": 0.0,
         },
     )
     trainer = Trainer(config)

@@ -233,7 +233,8 @@ def test_cli_pretrain_then_train_with_the_encoder(tmp_path, imdb_archive):
     train_args = [
         "train", "--data", str(imdb_archive), "--output", str(tmp_path / "run"), *_CLI_TINY,
         "--dense-units", "4", "--batch-size", "8", "--epochs", "1", "--adversarial-epsilon", "0",
-        "--word-dropout", "0", "--encoder", str(lm), "--layer-lr-decay", "2.6", "--json",
+        "--word-dropout", "0", "--pseudo-label-threshold", "0", "--encoder", str(lm),
+        "--layer-lr-decay", "2.6", "--json",
     ]  # fmt: skip
     result = runner.invoke(app, train_args)
     assert result.exit_code == 0, result.output

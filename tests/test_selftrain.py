@@ -91,6 +91,7 @@ def test_train_trains_a_teacher_then_a_student_and_reuses_the_teacher(tmp_path, 
     assert pseudo is not None and pseudo["unlabelled"] == 30 and pseudo["added"] == 30
     assert result.sizes["train"] == 72 + 30
     assert result.to_dict()["pseudo_labels"]["teacher"] == str(output / TEACHER_DIR)
+    assert "labelled 30 of 30 unlabelled texts" in (output / "README.md").read_text()
 
     # A student killed before it was saved: the folder holds only the finished teacher.
     for path in output.iterdir():

@@ -69,6 +69,13 @@ def model_card(result: dict[str, Any], config: RunConfig, *, name: str) -> str:
         lines.append("- Rows skipped: none")
     if result.get("bytes_read"):
         lines.append(f"- Read: {result['bytes_read']:,} bytes")
+    pseudo = result.get("pseudo_labels")
+    if pseudo:
+        lines.append(
+            f"- Self-training: the teacher ({pseudo.get('teacher') or 'trained in memory'}) "
+            f"labelled {pseudo['added']:,} of {pseudo['unlabelled']:,} unlabelled texts with "
+            f"probability >= {pseudo['threshold']:g}; they are part of the training texts above"
+        )
     lines += [
         "",
         "## Labels",
