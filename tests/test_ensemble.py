@@ -78,6 +78,10 @@ def test_cli_ensemble_size(topic_files, tmp_path):
     arguments = ["train", "--train", str(topic_files["train"]), "--output", str(output)]
     tiny = ["--max-tokens", "50", "--embedding-dim", "8", "--rnn-units", "4", "--epochs", "1"]
     result = CliRunner().invoke(app, [*arguments, *tiny, "--ensemble-size", "2"])
+    # The default preset self-trains, which trains one model: the message says what to do.
+    assert result.exit_code != 0 and "--pseudo-label-threshold 0" in result.output
+    tiny += ["--pseudo-label-threshold", "0"]
+    result = CliRunner().invoke(app, [*arguments, *tiny, "--ensemble-size", "2"])
     assert result.exit_code == 0, result.output
     assert json.loads((output / "config.json").read_text())["training"]["ensemble_size"] == 2
     assert len(json.loads((output / "metrics.json").read_text())[ENSEMBLE_KEY]["members"]) == 2

@@ -115,3 +115,24 @@ def test_self_training_refuses_ensembles(imdb_archive):
     config = tiny_config(pseudo_label_threshold=0.9, ensemble_size=2)
     with pytest.raises(ConfigError, match="one model"):
         train(config, source=imdb_archive)
+
+
+def test_own_data_without_unlabelled_texts_trains_without_self_training(tmp_path):
+    """The default preset self-trains; a source without unlabelled texts trains one model and
+    says that self-training was skipped, instead of failing."""
+    from imdb_rnn.sources import TextFiles
+
+    rows = ["text,label"] + [
+        f"{'great fine' if i % 2 else 'awful poor'} film {i},{'pos' if i % 2 else 'neg'}"
+        for i in range(40)
+    ]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    stages: list[str] = []
+    result = train(
+        tiny_config(epochs=1, pseudo_label_threshold=0.9),
+        source=TextFiles(train=tmp_path / "train.csv"),
+        on_stage=stages.append,
+    )
+    assert result.pseudo_labels is None
+    assert any(stage.startswith("No unlabelled texts: self-training") for stage in stages)
+    assert not any("teacher" in stage for stage in stages)

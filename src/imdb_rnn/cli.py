@@ -118,6 +118,7 @@ _PYTHON_TO_FLAGS = (
     ),
     (re.compile(r"\blabel_column=(?!\w)"), "--label-column"),
     (re.compile(r"\btensorboard=False\b"), "--no-tensorboard"),
+    (re.compile(r"\bpseudo_label_threshold=0\b"), "--pseudo-label-threshold 0"),
     (re.compile(r"\bstrategy(?==)"), "--strategy"),
     (re.compile(r"\bstrategy to\b"), "--strategy to"),
     (re.compile(r"\boverwrite=True\b"), "--overwrite"),

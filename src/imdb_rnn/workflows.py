@@ -156,8 +156,9 @@ def train(
         )
     if config.training.pseudo_label_threshold and (on_disk or config.training.ensemble_size > 1):
         raise ConfigError(
-            "Self-training (training.pseudo_label_threshold > 0) trains one model from memory: "
-            "set on_disk=False and ensemble_size=1, or pseudo_label_threshold=0."
+            "Self-training (training.pseudo_label_threshold > 0, as in the default preset) "
+            "trains one model from memory: for an ensemble or on_disk=True, set "
+            "pseudo_label_threshold=0 (or start from the fast preset)."
         )
     if on_disk and config.data.crop_fraction:
         raise ConfigError(
@@ -277,7 +278,12 @@ def _train(
             "replacement characters"
         )
     pseudo_labels = None
-    if config.training.pseudo_label_threshold:
+    if config.training.pseudo_label_threshold and not splits.sizes.get("unsupervised"):
+        stage(
+            "No unlabelled texts: self-training (pseudo_label_threshold) is skipped; give "
+            "unlabelled texts (TextFiles(unlabelled=PATH)) to use it"
+        )
+    elif config.training.pseudo_label_threshold:
         splits, pseudo_labels = _self_training(
             trainer,
             splits,
