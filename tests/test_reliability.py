@@ -28,6 +28,9 @@ TINY = [
     "4",
     "--learning-rate",
     "0.01",
+    # The default's self-training would train every model twice.
+    "--pseudo-label-threshold",
+    "0",
 ]
 # Four epochs of 19 batches with a checkpoint after every batch: long enough to be stopped.
 RESUMABLE = [*TINY, "--batch-size", "4", "--epochs", "4", "--checkpoint-every", "1"]
@@ -316,3 +319,29 @@ def test_ansi_escapes_in_reviews_do_not_reach_the_terminal(trained_model_dir):
         )
         assert result.exit_code == 0, result.output
         assert "\x1b" not in result.stdout and "\\x1b[2J" in result.stdout
+
+
+@pytest.mark.slow
+def test_kill_while_saving_the_teacher_is_completed_by_the_same_command(tmp_path, imdb_archive):
+    """With self-training, SIGKILL while the teacher is being saved: the same command finishes
+    the teacher from its checkpoint (no training), then trains and saves the student."""
+    output = tmp_path / "run"
+    command = [
+        *_train_command(imdb_archive, output, "--epochs", "2"),
+        "--pseudo-label-threshold",
+        "0.5",
+    ]
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_WHILE_SAVING, *command[3:]], capture_output=True, text=True
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    teacher = output / "teacher"
+    assert (teacher / "model.keras").is_file() and not (teacher / "metrics.json").exists()
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Resuming from the checkpoint at training finished (2 epochs)" in again.stderr
+    for folder in (teacher, output):
+        for name in ("config.json", "history.json", "metrics.json", "model.keras"):
+            assert (folder / name).is_file(), folder / name
+        assert not (folder / "checkpoint").exists()
+    assert len(list((output / "logs" / "train").iterdir())) == 1  # the student's run only

@@ -249,6 +249,7 @@ def _train(
     config = trainer.config
     chief = is_chief(trainer.strategy)
     stage = on_stage or (lambda name: None)
+    user_callbacks = list(callbacks)  # the teacher of self-training writes no TensorBoard logs
     callbacks = list(callbacks)
     if tensorboard_dir is not None:
         callbacks.append(tensorboard_callback(tensorboard_dir))
@@ -290,7 +291,7 @@ def _train(
             source=source,
             output=output,
             write_to=write_to,
-            callbacks=callbacks,
+            callbacks=user_callbacks,
             on_stage=stage,
             data_dir=data_dir,
             resume=resume,
@@ -392,7 +393,13 @@ def _self_training(
         teacher_dir = write_to / TEACHER_DIR if write_to is not None else None
         if teacher_dir is not None and not resume:
             shutil.rmtree(teacher_dir, ignore_errors=True)
-        if teacher_dir is not None and (teacher_dir / MODEL_FILE).exists():
+        # A finished teacher: saved, and its checkpoint removed after every file was written
+        # (a teacher killed while saving still has its checkpoint, and resumes from it below).
+        if (
+            teacher_dir is not None
+            and (teacher_dir / MODEL_FILE).exists()
+            and not (teacher_dir / CHECKPOINT_DIR).exists()
+        ):
             on_stage(f"Reusing the teacher trained earlier in {teacher_dir}")
             teacher = Trainer.load(teacher_dir)
         else:
