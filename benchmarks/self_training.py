@@ -17,7 +17,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -29,7 +28,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -37,31 +35,9 @@ from ablation import apply, parse_overrides
 from short_texts import accuracies, crops_of, split_arrays
 
 from imdb_rnn.config import get_preset
-from imdb_rnn.datasets import ImdbSplits, load_imdb
+from imdb_rnn.datasets import load_imdb
+from imdb_rnn.selftrain import add_pseudo_labels
 from imdb_rnn.trainer import Trainer
-
-
-def with_pseudo_labels(
-    splits: ImdbSplits, teacher: Trainer, threshold: float, *, seed: int = 0
-) -> tuple[ImdbSplits, dict[str, Any]]:
-    """The splits with the confidently labelled unlabelled reviews added to `train`."""
-    texts, _ = split_arrays(splits["unsupervised"])
-    start = time.perf_counter()
-    probabilities = teacher.predict_proba(texts).reshape(-1)
-    keep = (probabilities >= threshold) | (probabilities <= 1 - threshold)
-    train_texts, train_labels = split_arrays(splits["train"])
-    all_texts = np.asarray(train_texts + [t for t, k in zip(texts, keep, strict=True) if k])
-    all_labels = np.concatenate([train_labels, (probabilities[keep] >= 0.5).astype(np.int32)])
-    order = np.random.default_rng(seed).permutation(len(all_labels))
-    train = tf.data.Dataset.from_tensor_slices((all_texts[order], all_labels[order]))
-    info = {
-        "unlabelled": len(texts),
-        "pseudo_labelled": int(keep.sum()),
-        "pseudo_positive": int((probabilities[keep] >= 0.5).sum()),
-        "labelling_seconds": round(time.perf_counter() - start, 1),
-    }
-    sizes = {**splits.sizes, "train": len(all_labels)}
-    return dataclasses.replace(splits, train=train, sizes=sizes), info
 
 
 def main() -> None:
@@ -131,7 +107,14 @@ def main() -> None:
         )
 
     for threshold in thresholds:
-        student_splits, info = with_pseudo_labels(splits, teacher, threshold)
+        start = time.perf_counter()
+        student_splits, added = add_pseudo_labels(splits, teacher, threshold=threshold, seed=0)
+        info = {
+            "unlabelled": added.unlabelled,
+            "pseudo_labelled": added.added,
+            "pseudo_positive": added.per_class["pos"],
+            "labelling_seconds": round(time.perf_counter() - start, 1),
+        }
         print(json.dumps({"threshold": threshold, **info}), flush=True)
         for index, text in enumerate(args.variants or [""]):
             config = apply(base, parse_overrides(text))

@@ -301,23 +301,19 @@ class Trainer:
                 epochs=epochs,
             )
         split = tokenize(dataset, self._encoder())
+        common: dict[str, Any] = {
+            "batch_size": self.global_batch_size,
+            "shuffle_buffer": data.shuffle_buffer,
+            "seed": first_seed,
+            "epochs": epochs,
+        }
         if data.pipeline == "bucketed":
-            return bucketed_batches(
-                split,
-                batch_size=self.global_batch_size,
-                shuffle_buffer=data.shuffle_buffer,
-                seed=first_seed,
-                epochs=epochs,
-            )
-        return sorted_window_batches(
-            split,
-            batch_size=self.global_batch_size,
-            shuffle_buffer=data.shuffle_buffer,
-            seed=first_seed,
-            epochs=epochs,
-            crop_fraction=data.crop_fraction,
-            crop_lengths=data.crop_lengths,
-        )
+            return bucketed_batches(split, **common)
+        crops: dict[str, Any] = {
+            "crop_fraction": data.crop_fraction,
+            "crop_lengths": data.crop_lengths,
+        }
+        return sorted_window_batches(split, **common, **crops)
 
     def _eval_batches(
         self, dataset: tf.data.Dataset, pipeline: str

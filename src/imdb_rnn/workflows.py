@@ -243,9 +243,11 @@ def _train(
     tensorboard_dir: Path | None,
     resume: bool,
     stop: SignalStop | None,
+    splits: ImdbSplits | None = None,
 ) -> TrainResult:
     """`train`, with the model written to `write_to` (`output`, or a temporary folder on the
-    workers of a cluster other than the chief)."""
+    workers of a cluster other than the chief); on `splits` when given (self-training's
+    teacher), else on the splits it reads."""
     config = trainer.config
     chief = is_chief(trainer.strategy)
     stage = on_stage or (lambda name: None)
@@ -261,22 +263,9 @@ def _train(
         state = checkpoint.read_state() if resume else None
         if state is not None:  # fail before reading the data if the options differ
             checkpoint.check_resumable(state, config)
-    stage("Reading data")
-    splits = read_splits(
-        source,
-        config,
-        splits=training_splits(config, source, evaluate_test=evaluate_test),
-        limit=config.data.limit,
-        data_dir=data_dir,
-    )
-    if isinstance(source, TextFiles):
-        stage(_read_summary(splits))
-    if splits.bad_rows:
-        stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
-    if splits.decode_errors:
-        stage(
-            f"{splits.decode_errors} review files were not valid UTF-8: read with "
-            "replacement characters"
+    if splits is None:
+        splits = _read_training_splits(
+            source, config, evaluate_test=evaluate_test, data_dir=data_dir, on_stage=stage
         )
     pseudo_labels = None
     if config.training.pseudo_label_threshold and not splits.sizes.get("unsupervised"):
@@ -367,6 +356,35 @@ def _train(
     return result
 
 
+def _read_training_splits(
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
+    config: RunConfig,
+    *,
+    evaluate_test: bool,
+    data_dir: str | os.PathLike[str] | None,
+    on_stage: StageCallback,
+) -> ImdbSplits:
+    """The splits a training run reads, with what was read and skipped said in stages."""
+    on_stage("Reading data")
+    splits = read_splits(
+        source,
+        config,
+        splits=training_splits(config, source, evaluate_test=evaluate_test),
+        limit=config.data.limit,
+        data_dir=data_dir,
+    )
+    if isinstance(source, TextFiles):
+        on_stage(_read_summary(splits))
+    if splits.bad_rows:
+        on_stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
+    if splits.decode_errors:
+        on_stage(
+            f"{splits.decode_errors} review files were not valid UTF-8: read with "
+            "replacement characters"
+        )
+    return splits
+
+
 def _self_training(
     trainer: Trainer,
     splits: ImdbSplits,
@@ -418,6 +436,7 @@ def _self_training(
                 tensorboard_dir=None,
                 resume=resume,
                 stop=stop,
+                splits=splits,  # read once, for the teacher and the student
             )
     on_stage(f"Labelling {splits.sizes.get('unsupervised', 0):,} unlabelled texts with the teacher")
     return add_pseudo_labels(
