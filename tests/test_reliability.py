@@ -345,3 +345,6 @@ def test_kill_while_saving_the_teacher_is_completed_by_the_same_command(tmp_path
             assert (folder / name).is_file(), folder / name
         assert not (folder / "checkpoint").exists()
     assert len(list((output / "logs" / "train").iterdir())) == 1  # the student's run only
+    # The resumed run's saved student and teacher load and predict in a fresh process.
+    for folder in (output, teacher):
+        assert len(predict_in_new_process(folder, ["a great film", "awful"])) == 2
