@@ -3,7 +3,9 @@ validation split only (the test split is never used here, so it cannot leak into
 
 Each variant is a list of `section.field=value` overrides applied to the base preset. Prints a
 table (validation accuracy and loss with the kept weights, epochs run, best epoch, wall time,
-parameters) and writes JSON.
+parameters) and writes JSON. Each variant trains one model with `Trainer.fit`: a preset's
+self-training (`training.pseudo_label_threshold`, applied by `imdb_rnn.train`) is not run here;
+`benchmarks/self_training.py` measures it.
 
 Usage:
 
