@@ -76,6 +76,12 @@ def model_card(result: dict[str, Any], config: RunConfig, *, name: str) -> str:
             f"labelled {pseudo['added']:,} of {pseudo['unlabelled']:,} unlabelled texts with "
             f"probability >= {pseudo['threshold']:g}; they are part of the training texts above"
         )
+    vectors = result.get("word_vectors")
+    if vectors:
+        lines.append(
+            f"- Word vectors: {vectors['dim']}-dimensional, from {vectors['file']}; "
+            f"{vectors['with_vectors']:,} of the {vectors['words']:,} vocabulary words have one"
+        )
     lines += [
         "",
         "## Labels",

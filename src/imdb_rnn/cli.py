@@ -507,6 +507,30 @@ def train(
             show_default=False,
         ),
     ] = None,
+    word_vectors: Annotated[
+        Path | None,
+        typer.Option(
+            help="Pre-trained word vectors (GloVe, word2vec or fastText text file, or .gz): a "
+            "second embedding started from them reads the training words and the file's first "
+            "--word-vectors-limit words. [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
+    word_vectors_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="How many of the --word-vectors file's first words join the vocabulary. "
+            "[default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
+    freeze_word_vectors: Annotated[
+        bool,
+        typer.Option(
+            "--freeze-word-vectors",
+            help="Keep the --word-vectors as read (not fine-tuned).",
+        ),
+    ] = False,
     learning_rate: Annotated[
         float | None,
         typer.Option(help="Adam learning rate. [default: preset's]", show_default=False),
@@ -692,6 +716,9 @@ def train(
                 "pooling": pooling,
                 "dropout": dropout,
                 "word_dropout": word_dropout,
+                "word_vectors": str(word_vectors) if word_vectors is not None else None,
+                "word_vectors_limit": word_vectors_limit,
+                "word_vectors_trainable": False if freeze_word_vectors else None,
             },
             training={
                 "epochs": epochs,

@@ -46,7 +46,8 @@ __all__ = [
 #: 5: `training.encoder`, `training.encoder_layers`, `training.layer_lr_decay` and
 #: `training.unfreeze_epochs`. 6: `training.ema_momentum`, `data.crop_fraction`,
 #: `data.crop_lengths`, `training.pseudo_label_threshold`, `training.teacher`.
-CONFIG_VERSION = 6
+#: 7: `model.word_vectors`, `model.word_vectors_limit`, `model.word_vectors_trainable`.
+CONFIG_VERSION = 7
 
 CELLS = ("gru", "lstm")
 POOLINGS = ("final", "max", "mean", "final_max_mean")
@@ -200,6 +201,13 @@ class ModelConfig:
         word_dropout: rate at which whole words are dropped in training (their embedding
             vectors set to zero, the others scaled up; the word still counts for the mask).
             Default 0.0.
+        word_vectors: a text file of pre-trained word vectors (GloVe, word2vec or fastText
+            format, optionally `.gz`; `imdb_rnn.wordvectors`): a second embedding, started from
+            them and concatenated with `embedding`, reads the `max_tokens` words and the file's
+            first `word_vectors_limit` words. Default None (no pre-trained vectors).
+        word_vectors_limit: how many of the file's first (most frequent) words join the
+            vocabulary, so that words never seen in training keep their meaning. Default 20,000.
+        word_vectors_trainable: fine-tune the pre-trained vectors. Default True.
     """
 
     max_tokens: int = 10_000
@@ -212,9 +220,29 @@ class ModelConfig:
     dropout: float = 0.0
     spatial_dropout: float = 0.0
     word_dropout: float = 0.0
+    word_vectors: str | None = None
+    word_vectors_limit: int = 20_000
+    word_vectors_trainable: bool = True
 
     def __post_init__(self) -> None:
         _check_positive("max_tokens", self.max_tokens)
+        if self.word_vectors is not None and (
+            not isinstance(self.word_vectors, str) or not self.word_vectors
+        ):
+            raise ConfigError(
+                "Expected word_vectors to be a file path or None. "
+                f"Received: word_vectors={self.word_vectors!r}"
+            )
+        limit = self.word_vectors_limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigError(
+                f"Expected word_vectors_limit >= 0. Received: word_vectors_limit={limit!r}"
+            )
+        if not isinstance(self.word_vectors_trainable, bool):
+            raise ConfigError(
+                "Expected word_vectors_trainable to be true or false. "
+                f"Received: word_vectors_trainable={self.word_vectors_trainable!r}"
+            )
         if self.max_tokens < 3:
             raise ConfigError(
                 "Expected max_tokens >= 3 (padding, out-of-vocabulary and one word). "
@@ -452,6 +480,26 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     preset: str = "custom"
+
+    def __post_init__(self) -> None:
+        if self.model.word_vectors is None:
+            return
+        training = self.training
+        clashes = [
+            name
+            for name, clash in (
+                ("training.encoder", training.encoder is not None),
+                ("training.adversarial_epsilon", bool(training.adversarial_epsilon)),
+                ("training.layer_lr_decay", training.layer_lr_decay != 1),
+                ("training.unfreeze_epochs", bool(training.unfreeze_epochs)),
+            )
+            if clash
+        ]
+        if clashes:
+            raise ConfigError(
+                "Expected model.word_vectors without a pre-trained encoder, adversarial "
+                f"training or layer-wise fine-tuning. Received: word_vectors and {clashes}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as JSON-ready nested dictionaries."""

@@ -198,6 +198,7 @@ def train_ensemble(
             label_names=list(splits.label_names),
             source=splits.source,
             bad_rows=dict(splits.bad_rows),
+            word_vectors=first.word_vectors_record(),
             bytes_read=splits.bytes_read,
             versions=versions(),
             preset=config.preset,

@@ -18,6 +18,7 @@ __all__ = [
     "OOV_ID",
     "PAD_ID",
     "FastBidirectional",
+    "KnownIds",
     "MaskedPooling",
     "TextEncoder",
     "gru_step",
@@ -199,6 +200,32 @@ class TextEncoder(keras.layers.Layer):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> TextEncoder:
         return cls(**{key: value for key, value in config.items() if key != _LOADING_NOTE_KEY})
+
+
+@keras.saving.register_keras_serializable(package="imdb_rnn")
+class KnownIds(keras.layers.Layer):
+    """Maps the token ids at or above `vocabulary_size` to the out-of-vocabulary id: an
+    embedding over the first `vocabulary_size` words of a larger vocabulary (the trainable
+    embedding beside pre-trained word vectors, `imdb_rnn.wordvectors`).
+
+    Example:
+
+    >>> KnownIds(4)(keras.ops.convert_to_tensor([[2, 3, 4, 9, 0]])).numpy().tolist()
+    [[2, 3, 1, 1, 0]]
+    """
+
+    def __init__(self, vocabulary_size: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+
+    def call(self, ids: tf.Tensor) -> tf.Tensor:
+        return tf.where(ids >= self.vocabulary_size, tf.ones_like(ids) * OOV_ID, ids)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size}
 
 
 @keras.saving.register_keras_serializable(package="imdb_rnn")

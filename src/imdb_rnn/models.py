@@ -17,10 +17,11 @@ import zipfile
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from imdb_rnn.config import ModelConfig, RunConfig
 from imdb_rnn.files import ENV_MAX_MODEL_BYTES, InputError, atomic_path, byte_limit
-from imdb_rnn.layers import TextEncoder, recurrent_stack
+from imdb_rnn.layers import KnownIds, TextEncoder, recurrent_stack
 
 __all__ = [
     "ModelFileError",
@@ -42,7 +43,12 @@ class ModelFileError(ValueError):
     """A model file is missing, corrupt or holds something imdb-rnn does not load."""
 
 
-def build_classifier(config: ModelConfig, *, num_classes: int = 2) -> keras.Model:
+def build_classifier(
+    config: ModelConfig,
+    *,
+    num_classes: int = 2,
+    word_vectors: np.ndarray | tuple[int, int] | None = None,
+) -> keras.Model:
     """Builds the token-id classifier described by `config`.
 
     `Embedding(max_tokens, embedding_dim, mask_zero=True)` -> `num_rnn_layers` x
@@ -52,13 +58,17 @@ def build_classifier(config: ModelConfig, *, num_classes: int = 2) -> keras.Mode
     Args:
         config: a `ModelConfig`.
         num_classes: number of classes, at least 2. Default 2.
+        word_vectors: with `config.word_vectors`, the pre-trained vectors (a `(vocabulary,
+            dim)` matrix, `imdb_rnn.wordvectors.read_word_vectors`) or only their shape (the
+            weights are loaded afterwards). Default None.
 
     Returns:
         An uncompiled `keras.Model` from int32 ids `(batch, time)` to logits `(batch, 1)`, or
         `(batch, num_classes)` for more than two classes.
 
     Raises:
-        ValueError: if `num_classes` is below 2.
+        ValueError: if `num_classes` is below 2, or `word_vectors` is missing where
+            `config.word_vectors` is set.
 
     Example:
 
@@ -70,9 +80,12 @@ def build_classifier(config: ModelConfig, *, num_classes: int = 2) -> keras.Mode
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"Expected num_classes >= 2. Received: num_classes={num_classes!r}")
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    x = keras.layers.Embedding(
-        config.max_tokens, config.embedding_dim, mask_zero=True, name="embedding"
-    )(token_ids)
+    if config.word_vectors is None:
+        x = keras.layers.Embedding(
+            config.max_tokens, config.embedding_dim, mask_zero=True, name="embedding"
+        )(token_ids)
+    else:
+        x = _two_embeddings(config, token_ids, word_vectors)
     if config.word_dropout:
         # One draw per token, shared by its features: a dropped word's vector is all zeros.
         x = keras.layers.Dropout(
@@ -95,15 +108,48 @@ def build_classifier(config: ModelConfig, *, num_classes: int = 2) -> keras.Mode
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, name="dropout_head")(x)
     logits = keras.layers.Dense(1 if num_classes == 2 else num_classes, name="logits")(x)
-    return keras.Model(token_ids, logits, name="classifier")
+    model = keras.Model(token_ids, logits, name="classifier")
+    if isinstance(word_vectors, np.ndarray):
+        model.get_layer("word_vectors").set_weights([word_vectors])
+    return model
+
+
+def _two_embeddings(
+    config: ModelConfig,
+    token_ids: keras.KerasTensor,
+    word_vectors: np.ndarray | tuple[int, int] | None,
+) -> keras.KerasTensor:
+    # The trainable embedding over the `max_tokens` training words (the rest are unknown to
+    # it), beside the pre-trained vectors over the whole vocabulary (imdb_rnn.wordvectors).
+    if word_vectors is None:
+        raise ValueError(
+            f"Expected word_vectors (the matrix or its shape) for word_vectors="
+            f"{config.word_vectors!r}. Received: None"
+        )
+    rows, dim = word_vectors.shape if isinstance(word_vectors, np.ndarray) else word_vectors
+    learned = keras.layers.Embedding(
+        config.max_tokens, config.embedding_dim, mask_zero=True, name="embedding"
+    )(KnownIds(config.max_tokens, name="known_ids")(token_ids))
+    vectors = keras.layers.Embedding(
+        int(rows),
+        int(dim),
+        mask_zero=True,
+        trainable=config.word_vectors_trainable,
+        embeddings_initializer="zeros",  # the file's vectors are set once the model is built
+        name="word_vectors",
+    )(token_ids)
+    return keras.layers.Concatenate(name="embeddings")([learned, vectors])
 
 
 def build_encoder(config: RunConfig, *, vocabulary: list[str] | None = None) -> TextEncoder:
     """The `TextEncoder` a config describes (`model.max_tokens`, `data.max_length`,
     `data.truncation`): to adapt, or with a known `vocabulary` (without the padding and
     out-of-vocabulary entries, which Keras adds back)."""
+    max_tokens = config.model.max_tokens
+    if vocabulary is not None and config.model.word_vectors is not None:
+        max_tokens = max(max_tokens, len(vocabulary) + 2)  # the vector file's words added
     return TextEncoder(
-        max_tokens=config.model.max_tokens,
+        max_tokens=max_tokens,
         max_length=config.data.max_length,
         truncation=config.data.truncation,
         vocabulary=vocabulary,

@@ -210,6 +210,8 @@ class TrainResult:
         tensorboard_logs: the folder of the TensorBoard logs (None without them).
         pseudo_labels: what self-training added to the training split
             (`imdb_rnn.selftrain.PseudoLabels.to_dict()`; None without self-training).
+        word_vectors: the pre-trained word vectors the model started from
+            (`imdb_rnn.wordvectors.WordVectors.to_dict()`; None without).
     """
 
     output: str | None
@@ -236,6 +238,7 @@ class TrainResult:
     preset: str = ""
     tensorboard_logs: str | None = None
     pseudo_labels: dict[str, Any] | None = None
+    word_vectors: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

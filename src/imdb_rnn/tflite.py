@@ -73,6 +73,12 @@ class _UnrolledClassifier(tf.Module):
         super().__init__()
         self.sequence_length = sequence_length
         self.pooling = pooling
+        if any(layer.name == "word_vectors" for layer in classifier.layers):
+            raise ValueError(
+                "Expected a model without pre-trained word vectors (TensorFlow Lite export "
+                "rebuilds one embedding). Received: a model trained with word_vectors; export "
+                "it as a SavedModel instead"
+            )
         self.embeddings = tf.constant(classifier.get_layer("embedding").embeddings.numpy())
         self.recurrent = []
         self.dense = []

@@ -325,6 +325,8 @@ def train_on_disk(
     label_names = label_names_of(counts)
     if len(label_names) < 2:
         raise DataError(f"Expected at least two classes in {files.train}. Received: {label_names}")
+    trainer = Trainer(config, label_names=label_names, strategy="default")
+    encoder = trainer.encoder = trainer.add_word_vectors(encoder)  # model.word_vectors
     index = {name: position for position, name in enumerate(label_names)}
     temporary = None
     if cache_dir is None:
@@ -365,7 +367,6 @@ def train_on_disk(
         else:
             valid_rows, train_rows = np.zeros(0, np.int64), order
         del order
-        trainer = Trainer(config, encoder=encoder, label_names=label_names, strategy="default")
         batches = cache_batches(
             cache,
             train_rows,
@@ -447,6 +448,7 @@ def train_on_disk(
             label_names=list(label_names),
             source=files.describe() + " (streamed from a token cache on disk)",
             bad_rows=dict(bad.counts),
+            word_vectors=trainer.word_vectors_record(),
             bytes_read=size,
             versions=versions(),
         )

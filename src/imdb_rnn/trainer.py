@@ -88,6 +88,7 @@ from imdb_rnn.pretrain import encoder_vocabulary, load_encoder
 from imdb_rnn.results import EvaluationResult
 from imdb_rnn.stopping import SignalStop
 from imdb_rnn.tomlconfig import CONFIG_TOML_FILE, config_to_toml
+from imdb_rnn.wordvectors import WordVectors, read_word_vectors
 
 __all__ = ["StageCallback", "Trainer"]
 
@@ -152,6 +153,8 @@ class Trainer:
         self.epoch_train_seconds: list[float] = []
         self._early_stopping: keras.callbacks.EarlyStopping | None = None
         self._text_model: keras.Model | None = None
+        #: Pre-trained word vectors read for the vocabulary (`model.word_vectors`), or None.
+        self.word_vectors: WordVectors | None = None
         self.label_names: tuple[str, ...] = tuple(label_names or LABEL_NAMES)
         self._labels_given = label_names is not None
         if len(self.label_names) < 2:
@@ -187,9 +190,45 @@ class Trainer:
         # A data set of one's own may have no unlabelled text: the vocabulary comes from train.
         names = [name for name in names if getattr(splits, name) is not None] or ["train"]
         encoder.adapt(splits.texts(*names))
-        self.encoder = encoder
+        self.encoder = self.add_word_vectors(encoder)
         self._text_model = None
-        return encoder
+        return self.encoder
+
+    def add_word_vectors(self, encoder: TextEncoder) -> TextEncoder:
+        """With `model.word_vectors`, reads the vectors of `encoder`'s words and returns an
+        encoder whose vocabulary also holds the file's first `model.word_vectors_limit` words
+        (`imdb_rnn.wordvectors`); the classifier `build` makes starts from them. Without, returns
+        `encoder`.
+
+        Raises:
+            WordVectorsError: if the file cannot be read.
+        """
+        model = self.config.model
+        if model.word_vectors is None:
+            return encoder
+        vectors = read_word_vectors(
+            model.word_vectors, encoder.get_vocabulary()[2:], limit=model.word_vectors_limit
+        )
+        self.word_vectors = vectors
+        return build_encoder(self.config, vocabulary=vectors.vocabulary)
+
+    def _vectors(self) -> np.ndarray | None:
+        # The matrix read with the vocabulary, or, for an encoder given or restored, the file's
+        # vectors of that encoder's words (a resumed run then restores its own weights).
+        path = self.config.model.word_vectors
+        if path is None:
+            return None
+        words = self._encoder().get_vocabulary()[2:]
+        if self.word_vectors is None or self.word_vectors.vocabulary != words:
+            self.word_vectors = read_word_vectors(path, words)
+        return self.word_vectors.matrix
+
+    def word_vectors_record(self) -> dict[str, Any] | None:
+        """`WordVectors.to_dict` of the vectors the model started from, or None."""
+        path = self.config.model.word_vectors
+        if path is None or self.word_vectors is None:
+            return None
+        return self.word_vectors.to_dict(path)
 
     def build(self, steps_per_epoch: int) -> keras.Model:
         """Builds and compiles the classifier (binary cross-entropy on logits, Adam, accuracy),
@@ -199,7 +238,9 @@ class Trainer:
 
     def _build(self, steps_per_epoch: int) -> keras.Model:
         if self.classifier is None:
-            self.classifier = build_classifier(self.config.model, num_classes=self.num_classes)
+            self.classifier = build_classifier(
+                self.config.model, num_classes=self.num_classes, word_vectors=self._vectors()
+            )
             self._text_model = None
             if self.config.training.encoder is not None:  # pre-trained (imdb_rnn.pretrain)
                 load_encoder(
@@ -422,6 +463,8 @@ class Trainer:
         if self.encoder is None:
             stage("Adapting the vocabulary")
             self.adapt(splits)
+            if self.word_vectors is not None and self.config.model.word_vectors is not None:
+                stage(self.word_vectors.describe(self.config.model.word_vectors))
         stage("Preparing batches")
         first_epoch = state.first_epoch if state is not None else 0
         epochs_left = max(1, training.epochs - first_epoch)  # 1: nothing is run when finished

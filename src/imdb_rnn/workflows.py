@@ -332,6 +332,7 @@ def _train(
         if tensorboard_dir is not None and chief
         else None,
         pseudo_labels=pseudo_labels.to_dict() if pseudo_labels is not None else None,
+        word_vectors=trainer.word_vectors_record(),
     )
     if write_to is not None:
         # The other workers save too (to a temporary folder), as TensorFlow's multi-worker
