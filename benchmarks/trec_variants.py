@@ -17,6 +17,8 @@ Usage:
 
     python benchmarks/trec_variants.py short_s1 '{"config": {"training": {"seed": 1}}}'
     python benchmarks/trec_variants.py stem '{"standardize": "stem"}' --logits stem.npz
+    python benchmarks/trec_variants.py glove \
+        '{"config": {"model": {"word_vectors": "glove.6B.50d.txt"}, "training": {"seed": 2}}}'
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def patch(spec: dict[str, Any]) -> None:
             x = keras.layers.Dropout(config.dropout)(x)
         return keras.layers.Dense(num_classes)(x)
 
-    def build(config: Any, *, num_classes: int = 2) -> keras.Model:
+    def build(config: Any, *, num_classes: int = 2, word_vectors: Any = None) -> keras.Model:
         ids = keras.Input(shape=(None,), dtype="int32")
         rnn = {
             "cell": config.cell,
@@ -122,7 +124,7 @@ def patch(spec: dict[str, Any]) -> None:
                 features.append(MaskedPooling("max")(convolved, mask=mask))
             x = keras.layers.Concatenate()(features)
             return keras.Model(ids, head(config, x, num_classes))
-        model = build_classifier(config, num_classes=num_classes)
+        model = build_classifier(config, num_classes=num_classes, word_vectors=word_vectors)
         if not spec.get("unknown_word_rate"):
             return model
         return keras.Model(ids, model(UnknownWords(spec["unknown_word_rate"])(ids)))

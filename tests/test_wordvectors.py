@@ -226,3 +226,15 @@ def test_saved_model_export_serves_it_and_tflite_refuses(tmp_path: Path) -> None
     np.testing.assert_allclose(outputs["scores"].numpy(), expected, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="word vectors"):
         export_tflite(tmp_path / "m", tmp_path / "lite")
+
+
+def test_train_checks_the_file_before_reading_the_data(tmp_path: Path) -> None:
+    from imdb_rnn.sources import TextFiles
+    from imdb_rnn.workflows import train
+
+    stages: list[str] = []
+    config = _topic_config(tmp_path / "absent.txt")
+    files = TextFiles(train=tmp_path / "train.csv")  # absent too: the vectors are named first
+    with pytest.raises(WordVectorsError, match=r"absent\.txt"):
+        train(config, source=files, on_stage=stages.append)
+    assert stages == []

@@ -52,6 +52,7 @@ from imdb_rnn.sources import BadRows, TextFiles, load_text_files
 from imdb_rnn.stopping import SignalStop
 from imdb_rnn.tfdstext import TfdsText, load_tfds_text
 from imdb_rnn.trainer import StageCallback, Trainer
+from imdb_rnn.wordvectors import vector_dimension
 
 __all__ = [
     "evaluate",
@@ -141,6 +142,7 @@ def train(
     Raises:
         ConfigError: on an unknown strategy, `"multi-worker"` without a valid `TF_CONFIG`, or
             `on_disk` without a `TextFiles` source.
+        WordVectorsError: if `model.word_vectors` is missing or not a word-vector file.
         OutputExistsError: if `output` holds a model and `overwrite` is False.
         OSError: if `output` cannot be created or written, or its disk is too full.
         ModuleNotFoundError: if `tensorboard` is set and the `tensorboard` package, which
@@ -167,6 +169,8 @@ def train(
         )
     if tensorboard is True and output is None:
         raise ConfigError("tensorboard=True writes into output/logs: pass output= as well.")
+    if config.model.word_vectors is not None:
+        vector_dimension(config.model.word_vectors)  # a missing or bad file, before the data
     ensemble = config.training.ensemble_size > 1
     if ensemble and (on_disk or strategy not in ("auto", "default")):
         raise ConfigError(
