@@ -238,3 +238,27 @@ def test_train_checks_the_file_before_reading_the_data(tmp_path: Path) -> None:
     with pytest.raises(WordVectorsError, match=r"absent\.txt"):
         train(config, source=files, on_stage=stages.append)
     assert stages == []
+
+
+def test_on_disk_and_ensemble_runs_take_the_vectors(tmp_path: Path) -> None:
+    """The streamed (`on_disk`) and ensemble paths extend the vocabulary and record the vectors
+    as the in-memory path does, and their unseen topic words keep their meaning."""
+    import imdb_rnn
+    from imdb_rnn.sources import TextFiles
+    from imdb_rnn.workflows import train
+
+    vectors = write_vectors(tmp_path / "vectors.txt")
+    files = TextFiles(train=write_topic_csv(tmp_path / "train.csv", topic_rows(1, 40)))
+    rows = unseen_rows(10)
+    config = _topic_config(vectors)
+    runs = {
+        "on_disk": train(config, source=files, output=tmp_path / "disk", on_disk=True),
+        "ensemble": train(
+            config.replace(training={"ensemble_size": 2}), source=files, output=tmp_path / "ens"
+        ),
+    }
+    for name, folder in (("on_disk", "disk"), ("ensemble", "ens")):
+        record = runs[name].word_vectors
+        assert record is not None and record["dim"] == 6, name
+        predictor = imdb_rnn.load(tmp_path / folder)
+        assert _accuracy(predictor([text for text, _ in rows]), rows) >= 0.8, name
