@@ -125,8 +125,8 @@ def test_config_checks_and_clashes() -> None:
         tiny_config().replace(model={"word_vectors": "v.txt", "word_vectors_limit": -1})
     with pytest.raises(ConfigError, match="word_vectors to be a file path"):
         tiny_config().replace(model={"word_vectors": ""})
-    with pytest.raises(ConfigError, match=r"training.adversarial_epsilon"):
-        tiny_config(adversarial_epsilon=0.1).replace(model={"word_vectors": "v.txt"})
+    with pytest.raises(ConfigError, match=r"training.layer_lr_decay"):
+        tiny_config(layer_lr_decay=2.6).replace(model={"word_vectors": "v.txt"})
     with pytest.raises(ConfigError, match=r"training.encoder"):
         tiny_config(encoder="runs/lm").replace(model={"word_vectors": "v.txt"})
 
@@ -262,3 +262,33 @@ def test_on_disk_and_ensemble_runs_take_the_vectors(tmp_path: Path) -> None:
         assert record is not None and record["dim"] == 6, name
         predictor = imdb_rnn.load(tmp_path / folder)
         assert _accuracy(predictor([text for text, _ in rows]), rows) >= 0.8, name
+
+
+def test_adversarial_training_perturbs_both_embeddings(tmp_path: Path) -> None:
+    """With word vectors, adversarial training perturbs the concatenated embeddings: the step
+    runs, changes the loss it minimises, and the model still reads unseen words."""
+    import keras
+
+    import imdb_rnn
+    from imdb_rnn.adversarial import use_adversarial_training
+    from imdb_rnn.models import build_classifier
+    from imdb_rnn.sources import TextFiles
+    from imdb_rnn.workflows import train
+
+    config = _topic_config(write_vectors(tmp_path / "vectors.txt"))
+    matrix = np.random.default_rng(0).normal(0, 0.1, (20, 6)).astype(np.float32)
+    model = build_classifier(config.model, num_classes=3, word_vectors=matrix)
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    use_adversarial_training(model, epsilon=1.0)
+    ids = np.array([[2, 15, 3, 0], [18, 4, 0, 0]], "int32")
+    labels = np.array([0, 2], "int32")
+    total, clean, _ = model._adversarial_objective(ids, labels)
+    assert float(total) > float(clean) > 0  # the perturbed loss is added
+    adversarial = config.replace(training={"adversarial_epsilon": 0.3})
+    files = TextFiles(train=write_topic_csv(tmp_path / "train.csv", topic_rows(1, 40)))
+    train(adversarial, source=files, output=tmp_path / "adv")
+    rows = unseen_rows(10)
+    predictor = imdb_rnn.load(tmp_path / "adv")
+    assert _accuracy(predictor([text for text, _ in rows]), rows) >= 0.8

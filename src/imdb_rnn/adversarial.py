@@ -45,6 +45,9 @@ __all__ = [
 
 #: Name of the embedding layer whose output is perturbed (as `build_classifier` names it).
 EMBEDDING_LAYER = "embedding"
+#: With pre-trained word vectors (`model.word_vectors`), the concatenation of the trainable
+#: embedding and the vectors, which is perturbed instead.
+EMBEDDINGS_LAYER = "embeddings"
 
 
 def adversarial_perturbation(
@@ -94,13 +97,17 @@ def use_adversarial_training(model: keras.Model, *, epsilon: float) -> None:
     """
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
         raise ValueError(f"Expected epsilon > 0. Received: epsilon={epsilon!r}")
-    try:
-        embedding = model.get_layer(EMBEDDING_LAYER)
-    except ValueError:
+    names = [layer.name for layer in model.layers]
+    if EMBEDDINGS_LAYER in names:  # word vectors beside the trainable embedding: perturb both
+        embedding = model.get_layer(EMBEDDINGS_LAYER)
+        embed = keras.Model(model.inputs, embedding.output, name=f"{model.name}_embeddings")
+    elif EMBEDDING_LAYER in names:
+        embedding = embed = model.get_layer(EMBEDDING_LAYER)
+    else:
         raise ValueError(
             f"Expected a model with an Embedding layer named {EMBEDDING_LAYER!r}. "
-            f"Received: a model with layers {[layer.name for layer in model.layers]}"
-        ) from None
+            f"Received: a model with layers {names}"
+        )
     # The layers after the embedding, as a model of the embedded sequence and its mask (the
     # mask is an input of the recurrent and pooling layers in the graph); it shares weights.
     mask_input = getattr(embedding.output, "_keras_mask", None)
@@ -116,8 +123,8 @@ def use_adversarial_training(model: keras.Model, *, epsilon: float) -> None:
     def objective(ids: Any, labels: Any, sample_weight: Any = None) -> tuple[Any, Any, Any]:
         """`(clean loss + adversarial loss, clean loss, clean logits)` of one batch."""
         # tf.identity: the sub-model takes the mask as an input, not attached to the tensor.
-        embedded = tf.identity(embedding(ids))
-        mask = embedding.compute_mask(ids)
+        embedded = tf.identity(embed(ids))
+        mask = tf.not_equal(ids, 0)  # what the embeddings mask: the padding
         with tf.GradientTape() as inner:
             inner.watch(embedded)
             logits = rest([embedded, mask], training=True)

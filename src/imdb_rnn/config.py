@@ -489,7 +489,6 @@ class RunConfig:
             name
             for name, clash in (
                 ("training.encoder", training.encoder is not None),
-                ("training.adversarial_epsilon", bool(training.adversarial_epsilon)),
                 ("training.layer_lr_decay", training.layer_lr_decay != 1),
                 ("training.unfreeze_epochs", bool(training.unfreeze_epochs)),
             )
@@ -497,8 +496,8 @@ class RunConfig:
         ]
         if clashes:
             raise ConfigError(
-                "Expected model.word_vectors without a pre-trained encoder, adversarial "
-                f"training or layer-wise fine-tuning. Received: word_vectors and {clashes}"
+                "Expected model.word_vectors without a pre-trained encoder or layer-wise "
+                f"fine-tuning. Received: word_vectors and {clashes}"
             )
 
     def to_dict(self) -> dict[str, Any]:
