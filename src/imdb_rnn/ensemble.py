@@ -148,6 +148,8 @@ def train_ensemble(
                 label_names=splits.label_names,
                 strategy="default",
             )
+            if members:  # the first member's word vectors too: the file is read once
+                member.word_vectors = members[0].word_vectors
             member.fit(splits, callbacks=callbacks, on_stage=stage)
             encoder = member.encoder
             valid = member.evaluate(splits["valid"])
