@@ -204,6 +204,27 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
     assert "Adapting the vocabulary" not in stages
     assert "lion" in resumed.encoder.get_vocabulary()
     np.testing.assert_array_equal(resumed.predict_logits(texts), trainer.predict_logits(texts))
+    # Saved, then loaded from disk in a fresh process (without the vector file): same scores.
+    resumed.save(tmp_path / "model")
+    (tmp_path / "vectors.txt").unlink()
+    reloaded = _scores_in_new_process(tmp_path / "model", texts, resumed.label_names)
+    np.testing.assert_allclose(reloaded, resumed.class_probabilities(texts), rtol=1e-5, atol=1e-7)
+
+
+def _scores_in_new_process(model_dir: Path, texts: list[str], labels: tuple[str, ...]):
+    """`imdb-rnn predict MODEL_DIR TEXTS --json` in a fresh process: every class's score."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "imdb_rnn", "predict", str(model_dir), *texts, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return np.array([[row["scores"][label] for label in labels] for row in json.loads(done.stdout)])
 
 
 def test_saved_model_export_serves_it_and_tflite_refuses(tmp_path: Path) -> None:
