@@ -52,7 +52,7 @@ def patch(spec: dict[str, Any]) -> None:
         lowered = tf.strings.regex_replace(lowered, layers._LINE_BREAKS, " ")
         if style == "punctuation_tokens":
             return tf.strings.regex_replace(lowered, PUNCTUATION, r" \1 ")
-        lowered = tf.strings.regex_replace(lowered, layers._PUNCTUATION, "")
+        lowered = tf.strings.regex_replace(lowered, layers.PUNCTUATION, "")
         if style == "stem":
             return tf.strings.regex_replace(lowered, r"\b(\w{3,}?)(ing|ed|es|s)\b", r"\1")
         if suffix:

@@ -17,6 +17,7 @@ from imdb_rnn import devices, native
 __all__ = [
     "OOV_ID",
     "PAD_ID",
+    "PUNCTUATION",
     "FastBidirectional",
     "KnownIds",
     "MaskedPooling",
@@ -35,8 +36,9 @@ OOV_ID = 1
 # break reloading ("repeated term"); IMDB reviews contain U+0085. They become spaces here.
 _LINE_BREAKS = "[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
 _HTML_BREAK = r"<br\s*/?>"
-# Keras' default punctuation set for "lower_and_strip_punctuation".
-_PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
+#: The characters `imdb_standardize` removes (a regex class): Keras' default punctuation set for
+#: "lower_and_strip_punctuation".
+PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
 
 
 @keras.saving.register_keras_serializable(package="imdb_rnn")
@@ -53,7 +55,7 @@ def imdb_standardize(texts: tf.Tensor) -> tf.Tensor:
     texts = tf.strings.lower(texts)
     texts = tf.strings.regex_replace(texts, _HTML_BREAK, " ")
     texts = tf.strings.regex_replace(texts, _LINE_BREAKS, " ")
-    return tf.strings.regex_replace(texts, _PUNCTUATION, "")
+    return tf.strings.regex_replace(texts, PUNCTUATION, "")
 
 
 _LOADING_NOTE_KEY = "how_to_load"

@@ -47,7 +47,7 @@ def build_classifier(
     config: ModelConfig,
     *,
     num_classes: int = 2,
-    word_vectors: np.ndarray | tuple[int, int] | None = None,
+    word_vectors: np.ndarray | None = None,
 ) -> keras.Model:
     """Builds the token-id classifier described by `config`.
 
@@ -58,9 +58,8 @@ def build_classifier(
     Args:
         config: a `ModelConfig`.
         num_classes: number of classes, at least 2. Default 2.
-        word_vectors: with `config.word_vectors`, the pre-trained vectors (a `(vocabulary,
-            dim)` matrix, `imdb_rnn.wordvectors.read_word_vectors`) or only their shape (the
-            weights are loaded afterwards). Default None.
+        word_vectors: with `config.word_vectors`, the pre-trained vectors: a `(vocabulary,
+            dim)` matrix (`imdb_rnn.wordvectors.read_word_vectors`). Default None.
 
     Returns:
         An uncompiled `keras.Model` from int32 ids `(batch, time)` to logits `(batch, 1)`, or
@@ -109,7 +108,7 @@ def build_classifier(
         x = keras.layers.Dropout(config.dropout, name="dropout_head")(x)
     logits = keras.layers.Dense(1 if num_classes == 2 else num_classes, name="logits")(x)
     model = keras.Model(token_ids, logits, name="classifier")
-    if isinstance(word_vectors, np.ndarray):
+    if word_vectors is not None:
         model.get_layer("word_vectors").set_weights([word_vectors])
     return model
 
@@ -117,16 +116,16 @@ def build_classifier(
 def _two_embeddings(
     config: ModelConfig,
     token_ids: keras.KerasTensor,
-    word_vectors: np.ndarray | tuple[int, int] | None,
+    word_vectors: np.ndarray | None,
 ) -> keras.KerasTensor:
     # The trainable embedding over the `max_tokens` training words (the rest are unknown to
     # it), beside the pre-trained vectors over the whole vocabulary (imdb_rnn.wordvectors).
     if word_vectors is None:
         raise ValueError(
-            f"Expected word_vectors (the matrix or its shape) for word_vectors="
+            f"Expected word_vectors (the matrix) for word_vectors="
             f"{config.word_vectors!r}. Received: None"
         )
-    rows, dim = word_vectors.shape if isinstance(word_vectors, np.ndarray) else word_vectors
+    rows, dim = word_vectors.shape
     learned = keras.layers.Embedding(
         config.max_tokens, config.embedding_dim, mask_zero=True, name="embedding"
     )(KnownIds(config.max_tokens, name="known_ids")(token_ids))

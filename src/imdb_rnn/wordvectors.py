@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imdb_rnn.config import ConfigError
+from imdb_rnn.layers import PUNCTUATION
 
 __all__ = [
     "VECTOR_STD",
@@ -50,8 +51,9 @@ __all__ = [
 #: magnitude; GloVe's raw vectors are several times larger and slow the recurrent layer down.
 VECTOR_STD = 0.1
 
-# The characters `layers.imdb_standardize` removes, and the ones it lowers.
-_NOT_A_TOKEN = re.compile(r'[!"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~\'\s]')
+# A file word a text can never yield: one with a character `layers.imdb_standardize` removes
+# (its own pattern) or splits on.
+_NOT_A_TOKEN = re.compile(rf"{PUNCTUATION}|\s")
 
 
 class WordVectorsError(ConfigError):
