@@ -111,6 +111,8 @@ def tiny_config(**training: object):
             "rnn_units": 4,
             "dense_units": (4,),
             "word_dropout": 0.0,
+            # The recurrent classifier alone; tests/test_ngrams.py covers the default's hybrid.
+            "ngram_buckets": 0,
         },
         training={
             "epochs": 2,

@@ -1,5 +1,6 @@
 """Tests for imdb_rnn.config."""
 
+import dataclasses
 import json
 
 import pytest
@@ -35,18 +36,29 @@ def test_reference_preset_is_the_reference_recipe():
     assert config.data.vocabulary_source == "unsupervised"
 
 
-def test_default_preset_is_fast_on_whole_reviews_with_self_training():
-    """`default` is `fast` (one model) reading whole reviews, trained as a teacher and then as a
-    student on the reviews the teacher labels with probability >= 0.9."""
+def test_default_preset_is_a_hybrid_of_fast_on_whole_reviews():
+    """`default` is `fast` reading whole reviews, with an n-gram part of 2**20 bigram buckets
+    and no self-training."""
     default, fast = get_preset("default"), get_preset("fast")
-    assert default.model == fast.model
+    assert dataclasses.replace(default.model, ngram_buckets=0) == fast.model
+    assert (fast.model.ngram_buckets, default.model.ngram_buckets) == (0, 2**20)
     assert (fast.data.max_length, default.data.max_length) == (256, None)
-    assert (fast.training.pseudo_label_threshold, default.training.pseudo_label_threshold) == (
+    assert dataclasses.replace(default.training, ngram_l2=0.1) == fast.training
+    assert default.training.adversarial_epsilon == 0.3 and default.training.ngram_l2 == 0.3
+
+
+def test_self_training_preset_is_fast_on_whole_reviews_with_a_teacher():
+    """`self-training` is `fast` (one model) reading whole reviews, trained as a teacher and then
+    as a student on the reviews the teacher labels with probability >= 0.9."""
+    selftrain, fast = get_preset("self-training"), get_preset("fast")
+    assert selftrain.model == fast.model
+    assert selftrain.data.max_length is None
+    assert (fast.training.pseudo_label_threshold, selftrain.training.pseudo_label_threshold) == (
         0.0,
         0.9,
     )
-    assert default.training.teacher is None
-    assert default.training.adversarial_epsilon == fast.training.adversarial_epsilon == 0.3
+    assert selftrain.training.teacher is None
+    assert get_preset("pretrained").training.pseudo_label_threshold == 0.9
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

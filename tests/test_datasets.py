@@ -261,6 +261,20 @@ def test_length_sorted_batches_restore_order(tokenized):
     assert restored.tolist() == list(range(500))
 
 
+def test_length_sorted_batches_bound_the_tokens_per_batch():
+    """Long reviews come in smaller batches: rows x padded length stays within the budget."""
+    lengths = [10, 2, 3, 1, 10, 10, 50]
+    ids = tf.ragged.constant([[index + 2] * n for index, n in enumerate(lengths)], dtype=tf.int32)
+    split = TokenizedSplit(ids, np.arange(7, dtype=np.int32))
+    dataset, order = length_sorted_batches(split, batch_size=4, max_batch_tokens=30)
+    shapes = [tuple(ids.shape) for ids, _ in dataset]
+    assert shapes == [(3, 3), (3, 10), (1, 50)]  # one review over the budget still gets a batch
+    labels = np.concatenate([labels.numpy() for _, labels in dataset])
+    assert labels.tolist() == order.tolist() == [3, 1, 2, 0, 4, 5, 6]
+    unbounded, _ = length_sorted_batches(split, batch_size=4)
+    assert [tuple(ids.shape) for ids, _ in unbounded] == [(4, 10), (3, 50)]
+
+
 def test_tokenize_and_plain_batches_agree(imdb_archive):
     """tokenize and the plain pipeline produce the same ids for the same reviews."""
     splits = load_imdb(imdb_archive, splits=["test", "unsupervised"])

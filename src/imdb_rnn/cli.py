@@ -543,6 +543,15 @@ def train(
             show_default=False,
         ),
     ] = None,
+    ngram_buckets: Annotated[
+        int | None,
+        typer.Option(
+            help="Hybrid model: an n-gram part (words and hashed word pairs in this many "
+            "buckets, naive-Bayes weighted) beside the recurrent one, their logits blended on "
+            "validation; 0 is off. [default: preset's]",
+            show_default=False,
+        ),
+    ] = None,
     ema_momentum: Annotated[
         float | None,
         typer.Option(
@@ -719,6 +728,7 @@ def train(
                 "word_vectors": str(word_vectors) if word_vectors is not None else None,
                 "word_vectors_limit": word_vectors_limit,
                 "word_vectors_trainable": False if freeze_word_vectors else None,
+                "ngram_buckets": ngram_buckets,
             },
             training={
                 "epochs": epochs,

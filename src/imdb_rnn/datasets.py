@@ -881,10 +881,19 @@ def random_crops(
     return rows.enumerate().map(crop)
 
 
+#: Most token ids in one evaluation batch (rows x padded length): 1,024 reviews of 256 tokens.
+#: Batches of long reviews hold fewer rows, so evaluating whole reviews stays within memory.
+EVAL_BATCH_TOKENS = 2**18
+
+
 def length_sorted_batches(
-    split: TokenizedSplit, *, batch_size: int = 1024
+    split: TokenizedSplit, *, batch_size: int = 1024, max_batch_tokens: int = EVAL_BATCH_TOKENS
 ) -> tuple[tf.data.Dataset, np.ndarray]:
     """Batches in order of length (least padding), for evaluation and prediction.
+
+    Each batch holds at most `batch_size` reviews and, unless it is one review, at most
+    `max_batch_tokens` token ids once padded: long reviews come in smaller batches, so memory
+    does not grow with the longest review.
 
     Returns:
         `(dataset, order)`: the dataset yields `(ids, labels)` for the reviews `order[0], order[1],
@@ -893,8 +902,45 @@ def length_sorted_batches(
     """
     order = np.argsort(split.lengths, kind="stable")
     ids = tf.gather(split.ids, order)
-    dataset = _rows(ids, split.labels[order]).padded_batch(batch_size)
+    sizes = _batch_sizes(split.lengths[order], batch_size, max_batch_tokens)
+    rows = _rows(ids, split.labels[order])
+    if len(set(sizes)) <= 1:  # all batches full (or one): a plain padded batch
+        dataset = rows.padded_batch(batch_size)
+    else:
+        batch_of_row = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+        size_of_batch = tf.constant(np.asarray(sizes, np.int64))
+        dataset = tf.data.Dataset.zip(
+            (tf.data.Dataset.from_tensor_slices(batch_of_row), rows)
+        ).group_by_window(
+            key_func=lambda batch, row: batch,
+            reduce_func=lambda batch, window: window.map(lambda _, row: row).padded_batch(
+                batch_size
+            ),
+            window_size_func=lambda batch: tf.gather(size_of_batch, batch),
+        )
+        # Keras' predict reads the number of batches from the dataset.
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(sizes)))
     return dataset.prefetch(tf.data.AUTOTUNE), order
+
+
+def _batch_sizes(sorted_lengths: np.ndarray, batch_size: int, max_batch_tokens: int) -> list[int]:
+    """Rows per batch over reviews sorted by length: as many as fit `batch_size` and
+    `max_batch_tokens` (the batch is padded to its last, longest review)."""
+    sizes: list[int] = []
+    start, count = 0, len(sorted_lengths)
+    while start < count:
+        end = min(start + batch_size, count)
+        longest = max(int(sorted_lengths[end - 1]), 1)
+        if (end - start) * longest > max_batch_tokens:
+            # The longest review that fits with the rows before it: shrink until it fits.
+            end = start + 1
+            while end < count and end - start < batch_size:
+                if (end + 1 - start) * max(int(sorted_lengths[end]), 1) > max_batch_tokens:
+                    break
+                end += 1
+        sizes.append(end - start)
+        start = end
+    return sizes
 
 
 def plain_batches(

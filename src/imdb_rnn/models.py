@@ -22,11 +22,13 @@ import numpy as np
 from imdb_rnn.config import ModelConfig, RunConfig
 from imdb_rnn.files import ENV_MAX_MODEL_BYTES, InputError, atomic_path, byte_limit
 from imdb_rnn.layers import KnownIds, TextEncoder, recurrent_stack
+from imdb_rnn.ngrams import Blend, NgramFeatures, NgramLogits
 
 __all__ = [
     "ModelFileError",
     "build_classifier",
     "build_encoder",
+    "build_hybrid",
     "build_text_model",
     "load_text_model",
     "save_text_model",
@@ -111,6 +113,44 @@ def build_classifier(
     if word_vectors is not None:
         model.get_layer("word_vectors").set_weights([word_vectors])
     return model
+
+
+def build_hybrid(
+    recurrent: keras.Model, features: NgramFeatures, ngram_logits: NgramLogits
+) -> keras.Model:
+    """The hybrid classifier (`ModelConfig.ngram_buckets`): token ids -> `Blend` of the
+    `recurrent` classifier's logits and the n-gram part's (`imdb_rnn.ngrams`).
+
+    Args:
+        recurrent: a classifier from `build_classifier`.
+        features: the `NgramFeatures` layer.
+        ngram_logits: the `NgramLogits` layer, with as many units as `recurrent` has logits.
+
+    Returns:
+        An uncompiled `keras.Model` from token ids to logits, with the blend at
+        `[1, 0]` (the recurrent part alone) until `imdb_rnn.ngrams.fit_blend` sets it.
+
+    Example:
+
+    >>> config = ModelConfig(max_tokens=20, embedding_dim=4, rnn_units=2, ngram_buckets=8)
+    >>> features = NgramFeatures(20, 8)
+    >>> hybrid = build_hybrid(
+    ...     build_classifier(config), features, NgramLogits(features.num_features)
+    ... )
+    >>> [layer.name for layer in hybrid.layers]
+    ['token_ids', 'ngram_features', 'recurrent', 'ngram_logits', 'blend']
+    """
+    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    units = int(recurrent.output_shape[-1])
+    if ngram_logits.units != units:
+        raise ValueError(
+            f"Expected an n-gram part with {units} logits. Received: units={ngram_logits.units}"
+        )
+    if recurrent.name != "recurrent":
+        recurrent.name = "recurrent"  # Keras keys nested models' weights by name
+    ngrams = ngram_logits(features(token_ids))
+    logits = Blend(units, name="blend")([recurrent(token_ids), ngrams])
+    return keras.Model(token_ids, logits, name="classifier")
 
 
 def _two_embeddings(

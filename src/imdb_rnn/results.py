@@ -212,6 +212,9 @@ class TrainResult:
             (`imdb_rnn.selftrain.PseudoLabels.to_dict()`; None without self-training).
         word_vectors: the pre-trained word vectors the model started from
             (`imdb_rnn.wordvectors.WordVectors.to_dict()`; None without).
+        ngrams: what fitting the n-gram part of a hybrid found (`imdb_rnn.ngrams.NgramFit.
+            to_dict()`: each part's and the blend's validation accuracy, the blend's weights);
+            None without an n-gram part.
     """
 
     output: str | None
@@ -239,6 +242,7 @@ class TrainResult:
     tensorboard_logs: str | None = None
     pseudo_labels: dict[str, Any] | None = None
     word_vectors: dict[str, Any] | None = None
+    ngrams: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -79,6 +79,12 @@ class _UnrolledClassifier(tf.Module):
                 "rebuilds one embedding). Received: a model trained with word_vectors; export "
                 "it as a SavedModel instead"
             )
+        if any(layer.name == "blend" for layer in classifier.layers):
+            raise ValueError(
+                "Expected a model without an n-gram part (TensorFlow Lite export rebuilds the "
+                "recurrent classifier only). Received: a hybrid model (model.ngram_buckets); "
+                "export it as a SavedModel instead, or train with --ngram-buckets 0"
+            )
         self.embeddings = tf.constant(classifier.get_layer("embedding").embeddings.numpy())
         self.recurrent = []
         self.dense = []

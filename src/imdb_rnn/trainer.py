@@ -79,11 +79,13 @@ from imdb_rnn.models import (
     ModelFileError,
     build_classifier,
     build_encoder,
+    build_hybrid,
     build_text_model,
     load_text_model,
     save_text_model,
     split_text_model,
 )
+from imdb_rnn.ngrams import NgramFeatures, NgramFit, NgramLogits, fit_blend, fit_ngram_logits
 from imdb_rnn.pretrain import encoder_vocabulary, load_encoder
 from imdb_rnn.results import EvaluationResult
 from imdb_rnn.stopping import SignalStop
@@ -155,6 +157,8 @@ class Trainer:
         self._text_model: keras.Model | None = None
         #: Pre-trained word vectors read for the vocabulary (`model.word_vectors`), or None.
         self.word_vectors: WordVectors | None = None
+        #: What fitting the n-gram part found (`model.ngram_buckets`), once `fit` has run.
+        self.ngram_fit: NgramFit | None = None
         self.label_names: tuple[str, ...] = tuple(label_names or LABEL_NAMES)
         self._labels_given = label_names is not None
         if len(self.label_names) < 2:
@@ -543,7 +547,67 @@ class Trainer:
             )
         finally:
             self.epoch_train_seconds = loop.epoch_train_seconds
+        if self.config.model.ngram_buckets:
+            stage("Fitting the n-gram part")
+            self.ngram_fit = self.add_ngram_part(splits)
+            stage(self.ngram_fit.describe())
         return self.history
+
+    def add_ngram_part(self, splits: ImdbSplits) -> NgramFit:
+        """Makes the trained recurrent classifier a hybrid (`model.ngram_buckets`,
+        `imdb_rnn.ngrams`): fits the n-gram part on `splits.train`, early stopped on
+        `splits.valid`, then the blend of the two parts' logits on `splits.valid`.
+
+        Returns:
+            An `NgramFit` saying what each part and the blend reach on validation.
+        """
+        if self.classifier is None:
+            raise RuntimeError("The recurrent part is not trained yet: call fit() first.")
+        config = self.config
+        encoder = self._encoder()
+        units = int(self.classifier.output_shape[-1])
+        features = NgramFeatures(
+            config.model.max_tokens, config.model.ngram_buckets, name="ngram_features"
+        )
+        ngram_logits = NgramLogits(features.num_features, units, name="ngram_logits")
+        ngram_logits.build()
+        train = tokenize(splits["train"], encoder)
+        valid = tokenize(splits["valid"], encoder)
+        epochs, best_epoch, seen = fit_ngram_logits(
+            features,
+            ngram_logits,
+            (train.ids, train.labels),
+            (valid.ids, valid.labels),
+            l2=config.training.ngram_l2,
+            seed=config.training.seed,
+        )
+        ngram_logits.trainable = False
+        hybrid = build_hybrid(self.classifier, features, ngram_logits)
+        batches, labels, _ = self._eval_batches(splits["valid"], self.config.data.pipeline)
+        ids = batches.map(_ids_only)
+        recurrent = self._logits(ids).reshape(len(labels), -1)
+        ngrams = np.asarray(keras.Model(hybrid.input, hybrid.get_layer("ngram_logits").output)
+                            .predict(ids, verbose=0)).reshape(len(labels), -1)
+        mix, bias = fit_blend(recurrent, ngrams, labels)
+        hybrid.get_layer("blend").set_weights([mix, bias])
+
+        def accuracy(logits: np.ndarray) -> float:
+            if logits.shape[1] == 1:
+                return float(np.mean((logits[:, 0] > 0) == (labels == 1)))
+            return float(np.mean(logits.argmax(axis=1) == labels))
+
+        fit = NgramFit(
+            epochs=epochs,
+            best_epoch=best_epoch,
+            valid_accuracy_recurrent=accuracy(recurrent),
+            valid_accuracy_ngrams=accuracy(ngrams),
+            valid_accuracy=accuracy(mix[0] * recurrent + mix[1] * ngrams + bias),
+            mix=(float(mix[0]), float(mix[1])),
+            features_seen=seen,
+        )
+        self.classifier = hybrid
+        self._text_model = None
+        return fit
 
     @property
     def best_epoch(self) -> int:

@@ -337,6 +337,7 @@ def _train(
         else None,
         pseudo_labels=pseudo_labels.to_dict() if pseudo_labels is not None else None,
         word_vectors=trainer.word_vectors_record(),
+        ngrams=trainer.ngram_fit.to_dict() if trainer.ngram_fit is not None else None,
     )
     if write_to is not None:
         # The other workers save too (to a temporary folder), as TensorFlow's multi-worker
