@@ -118,3 +118,42 @@ def test_hybrid_off_is_the_recurrent_classifier(imdb_archive):
     trainer.fit(load_imdb(imdb_archive, splits=["train", "valid", "unsupervised"]))
     assert trainer.ngram_fit is None
     assert "blend" not in [layer.name for layer in trainer.classifier.layers]
+
+
+def test_hybrid_exports_as_a_saved_model_with_the_same_scores(hybrid_dir, tmp_path):
+    """The SavedModel of a hybrid serves the scores of the loaded model."""
+    from imdb_rnn.export import export_saved_model
+
+    output, _ = hybrid_dir
+    texts = ["A wonderful, moving film.", "Dull and boring, a waste.", ""]
+    exported = export_saved_model(output, tmp_path / "export")
+    serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
+    probabilities = serve(text=tf.constant(texts))["probability"].numpy().reshape(-1)
+    expected = Trainer.load(output).predict_proba(texts)
+    assert probabilities.tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_hybrid_tflite_export_is_refused_with_a_pointer(hybrid_dir, tmp_path):
+    """TensorFlow Lite export of a hybrid says to export a SavedModel instead."""
+    from imdb_rnn.tflite import export_tflite
+
+    output, _ = hybrid_dir
+    with pytest.raises(ValueError, match="SavedModel"):
+        export_tflite(output, tmp_path / "tflite")
+    assert not (tmp_path / "tflite").exists()
+
+
+def test_explanations_say_which_part_moved_the_answer(hybrid_dir):
+    """Each part's share of the logit is given, and with the bias they make the logit."""
+    from imdb_rnn.explain import explained_rows
+
+    output, _ = hybrid_dir
+    trainer = Trainer.load(output)
+    texts = ["A wonderful, moving film.", "Dull and boring, a waste."]
+    rows = explained_rows(trainer, texts)
+    bias = float(trainer.classifier.get_layer("blend").get_weights()[1][0])
+    logits = trainer.predict_logits(texts)
+    for row, logit in zip(rows, logits, strict=True):
+        parts = row["parts"]
+        assert parts["recurrent"] + parts["ngrams"] + bias == pytest.approx(float(logit), abs=1e-3)
+    assert rows[0]["parts"]["ngrams"] > 0 > rows[1]["parts"]["ngrams"]

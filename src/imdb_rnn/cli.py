@@ -1609,6 +1609,15 @@ def _print_explanations(
             console.print(
                 Text(f"   ({item['unexplained']:,} more distinct words not explained)", style="dim")
             )
+        if item.get("parts"):
+            parts = item["parts"]
+            console.print(
+                Text(
+                    f"   parts (logit towards {explained}): recurrent {parts['recurrent']:+.2f}, "
+                    f"n-grams {parts['ngrams']:+.2f}",
+                    style="dim",
+                )
+            )
         console.print()
 
 

@@ -222,9 +222,11 @@ def explained_rows(
 ) -> list[dict[str, Any]]:
     """`prediction_rows` of `texts`, each with `explanation` (`[{"word", "weight"}, ...]`,
     largest effect first) and `explained` (the class whose probability the weights move: the
-    second class for two classes, the predicted class for more)."""
+    second class for two classes, the predicted class for more). For a hybrid model, `parts`
+    says which part moved the answer: `{"recurrent": x, "ngrams": y}`, what each part adds to
+    the logit of the explained class (`Trainer.part_logits`)."""
     texts = list(texts)
-    return [
+    rows = [
         {
             **row,
             "explained": explanation.label,
@@ -237,3 +239,14 @@ def explained_rows(
             strict=True,
         )
     ]
+    parts = trainer.part_logits(texts)
+    if parts is not None:
+        for index, row in enumerate(rows):
+            column = list(trainer.label_names).index(row["explained"])
+            row["parts"] = {
+                name: round(
+                    float(logits[index] if logits.ndim == 1 else logits[index, column]), 4
+                )
+                for name, logits in parts.items()
+            }
+    return rows

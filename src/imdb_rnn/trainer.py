@@ -645,18 +645,52 @@ class Trainer:
         order given."""
         if self.classifier is None:
             raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
+        return self._predict_in_order(texts, self._logits)
+
+    def part_logits(self, texts: Sequence[str]) -> dict[str, np.ndarray] | None:
+        """For a hybrid classifier (`model.ngram_buckets`), what each part adds to the logits:
+        `{"recurrent": ..., "ngrams": ...}`, each part's logits times its blend weight, shaped
+        like `predict_logits` (which is their sum plus the blend's bias). None for a recurrent
+        classifier alone."""
+        if self.classifier is None:
+            raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
+        if not any(layer.name == "blend" for layer in self.classifier.layers):
+            return None
+        blend = self.classifier.get_layer("blend")
+        parts = keras.Model(self.classifier.input, blend.input)
+        mix = blend.get_weights()[0]
+
+        def forward(batches: tf.data.Dataset) -> np.ndarray:
+            recurrent, ngrams = parts.predict(batches, verbose=0)
+            return np.stack([mix[0] * recurrent, mix[1] * ngrams], axis=0)
+
+        recurrent, ngrams = self._predict_in_order(texts, forward, axis=1)
+        return {"recurrent": recurrent, "ngrams": ngrams}
+
+    def _predict_in_order(
+        self,
+        texts: Sequence[str],
+        forward: Callable[[tf.data.Dataset], np.ndarray],
+        *,
+        axis: int = 0,
+    ) -> np.ndarray:
+        """`forward` on length-sorted batches of `texts`' token ids, back in the order given
+        (reviews along `axis` of its result; a one-logit column becomes a vector)."""
         texts = list(texts)
         if not texts:
             shape = (0,) if self.num_classes == 2 else (0, self.num_classes)
-            return np.zeros(shape, dtype=np.float32)
+            empty = np.zeros(shape, dtype=np.float32)
+            return np.stack([empty, empty]) if axis == 1 else empty
         split = tokenize(texts, self._encoder())
         batches, order = length_sorted_batches(split, batch_size=self.config.data.eval_batch_size)
-        sorted_logits = self._logits(batches.map(_ids_only))
+        sorted_logits = np.moveaxis(np.asarray(forward(batches.map(_ids_only))), axis, 0)
         if sorted_logits.ndim == 2 and sorted_logits.shape[1] == 1:
             sorted_logits = sorted_logits.reshape(-1)
+        elif sorted_logits.ndim == 3 and sorted_logits.shape[2] == 1:
+            sorted_logits = sorted_logits[:, :, 0]
         logits = np.empty_like(sorted_logits)
         logits[order] = sorted_logits
-        return logits
+        return np.moveaxis(logits, 0, axis)
 
     def _logits(self, batches: tf.data.Dataset) -> np.ndarray:
         """The classifier's logits on batches of token ids, in order."""
