@@ -61,6 +61,15 @@ def test_self_training_preset_is_fast_on_whole_reviews_with_a_teacher():
     assert get_preset("pretrained").training.pseudo_label_threshold == 0.9
 
 
+def test_recurrent_preset_is_a_recurrent_student_of_a_hybrid_teacher():
+    """`recurrent` saves no n-gram part; the teacher it trains is the default's hybrid."""
+    recurrent, default = get_preset("recurrent"), get_preset("default")
+    assert recurrent.model.ngram_buckets == 0
+    assert recurrent.training.teacher_ngram_buckets == default.model.ngram_buckets
+    assert recurrent.training.ngram_l2 == default.training.ngram_l2
+    assert recurrent.training.pseudo_label_threshold == 0.9
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_round_trip_through_json(name):
     """Every preset survives to_dict -> JSON -> from_dict unchanged."""

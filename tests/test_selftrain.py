@@ -136,3 +136,18 @@ def test_own_data_without_unlabelled_texts_trains_without_self_training(tmp_path
     assert result.pseudo_labels is None
     assert any(stage.startswith("No unlabelled texts: self-training") for stage in stages)
     assert not any("teacher" in stage for stage in stages)
+
+
+def test_a_recurrent_student_of_a_hybrid_teacher(tmp_path, imdb_archive):
+    """`training.teacher_ngram_buckets` makes the teacher a hybrid; the saved student is the
+    recurrent classifier alone (the `recurrent` preset's recipe)."""
+    from imdb_rnn.trainer import Trainer
+
+    config = tiny_config(epochs=1, pseudo_label_threshold=0.5, teacher_ngram_buckets=256)
+    output = tmp_path / "run"
+    result = train(config, source=imdb_archive, output=output)
+    teacher = Trainer.load(output / TEACHER_DIR)
+    student = Trainer.load(output)
+    assert teacher.classifier.layers[-1].name == "blend"
+    assert "blend" not in [layer.name for layer in student.classifier.layers]
+    assert result.ngrams is None and result.pseudo_labels["added"] > 0

@@ -47,7 +47,7 @@ __all__ = [
 #: `training.unfreeze_epochs`. 6: `training.ema_momentum`, `data.crop_fraction`,
 #: `data.crop_lengths`, `training.pseudo_label_threshold`, `training.teacher`.
 #: 7: `model.word_vectors`, `model.word_vectors_limit`, `model.word_vectors_trainable`.
-#: 8: `model.ngram_buckets` and `training.ngram_l2`.
+#: 8: `model.ngram_buckets`, `training.ngram_l2` and `training.teacher_ngram_buckets`.
 CONFIG_VERSION = 8
 
 CELLS = ("gru", "lstm")
@@ -341,6 +341,9 @@ class TrainingConfig:
             split with its label. Default 0.0 (off).
         teacher: folder of a saved model to be the teacher. Default None: the run first trains
             its own teacher with the same recipe (into `OUTPUT/teacher/`).
+        teacher_ngram_buckets: the teacher the run trains itself is a hybrid with this many
+            bigram buckets (`model.ngram_buckets`), whatever the student's model: a recurrent
+            student of a hybrid teacher. Default 0 (the teacher has the student's model).
         encoder: folder of a pre-trained encoder (`imdb-rnn pretrain`, `imdb_rnn.pretrain`):
             the classifier takes its vocabulary and starts from its embedding and first
             bidirectional GRU, which must have the model's shape. Default None (from scratch).
@@ -370,6 +373,7 @@ class TrainingConfig:
     ema_momentum: float = 0.0
     pseudo_label_threshold: float = 0.0
     teacher: str | None = None
+    teacher_ngram_buckets: int = 0
     encoder: str | None = None
     encoder_layers: str = "all"
     layer_lr_decay: float = 1.0
@@ -451,6 +455,12 @@ class TrainingConfig:
         if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher):
             raise ConfigError(
                 f"Expected teacher to be a folder path or None. Received: teacher={self.teacher!r}"
+            )
+        buckets = self.teacher_ngram_buckets
+        if isinstance(buckets, bool) or not isinstance(buckets, int) or not 0 <= buckets <= 2**26:
+            raise ConfigError(
+                f"Expected teacher_ngram_buckets in [0, {2**26:,}]. Received: "
+                f"teacher_ngram_buckets={buckets!r}"
             )
         if self.teacher is not None and not threshold:
             raise ConfigError(
@@ -653,6 +663,14 @@ def _self_training() -> RunConfig:
     )
 
 
+def _recurrent() -> RunConfig:
+    # A purely recurrent model (embedding, bidirectional GRU, dense head; no n-gram part): the
+    # `self-training` recipe whose teacher, trained first, is the `default` hybrid, so the
+    # student learns from the unlabelled reviews the hybrid is sure of (docs/results.md).
+    config = _self_training().replace(training={"teacher_ngram_buckets": 2**20, "ngram_l2": 0.3})
+    return dataclasses.replace(config, preset="recurrent")
+
+
 def _deep() -> RunConfig:
     # The tutorial's stacked variant: two Bidirectional layers, dropout before the head.
     return RunConfig(
@@ -705,6 +723,7 @@ PRESETS = {
     "default": _default,
     "fast": _fast,
     "self-training": _self_training,
+    "recurrent": _recurrent,
     "reference": _reference,
     "deep": _deep,
     "short": _short,
@@ -722,6 +741,7 @@ def get_preset(name: str) -> RunConfig:
             `"fast"` (the recurrent part alone on the last 256 tokens of each review: about
             half the time), `"self-training"` (the recurrent part on whole reviews, trained
             twice: a teacher labels the unlabelled reviews, a student learns from them too),
+            `"recurrent"` (a recurrent model alone, the student of a `default` hybrid teacher),
             `"reference"` (the reference recipe), `"deep"` (two stacked Bidirectional layers),
             `"short"` (short texts in small data sets, such as TREC questions), `"questions"`
             (`short` as an ensemble of five seeds: five times the cost) or `"pretrained"`

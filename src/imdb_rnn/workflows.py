@@ -428,7 +428,10 @@ def _self_training(
             teacher = Trainer.load(teacher_dir)
         else:
             on_stage("Training the teacher (self-training, step 1 of 2)")
-            teacher_config = trainer.config.replace(training={"pseudo_label_threshold": 0.0})
+            teacher_config = trainer.config.replace(
+                model={"ngram_buckets": training.teacher_ngram_buckets or None},
+                training={"pseudo_label_threshold": 0.0},
+            )
             teacher = Trainer(teacher_config, strategy=trainer.strategy)
             _train(
                 teacher,
