@@ -116,6 +116,22 @@ def _label_only(text: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
     return label
 
 
+def forward_in_batches(model: keras.Model, batches: tf.data.Dataset) -> Any:
+    """`model`'s outputs (in inference mode) on batches of token ids, concatenated in order: a
+    NumPy array, or a list of them for a model of several outputs. One trace serves every shape
+    of batch."""
+    forward = tf.function(
+        lambda ids: model(ids, training=False),
+        input_signature=[tf.TensorSpec([None, None], tf.int32)],
+    )
+    parts = [tf.nest.map_structure(lambda t: t.numpy(), forward(ids)) for ids in batches]
+    if not parts:
+        return np.zeros((0, int(model.output_shape[-1])), np.float32)
+    if isinstance(parts[0], (list, tuple)):
+        return [np.concatenate(column) for column in zip(*parts, strict=True)]
+    return np.concatenate(parts)
+
+
 class Trainer:
     """Builds, trains, evaluates and saves one imdb-rnn model.
 
@@ -586,8 +602,8 @@ class Trainer:
         batches, labels, _ = self._eval_batches(splits["valid"], self.config.data.pipeline)
         ids = batches.map(_ids_only)
         recurrent = self._logits(ids).reshape(len(labels), -1)
-        ngrams = np.asarray(keras.Model(hybrid.input, hybrid.get_layer("ngram_logits").output)
-                            .predict(ids, verbose=0)).reshape(len(labels), -1)
+        ngram_part = keras.Model(hybrid.input, hybrid.get_layer("ngram_logits").output)
+        ngrams = np.asarray(forward_in_batches(ngram_part, ids)).reshape(len(labels), -1)
         mix, bias = fit_blend(recurrent, ngrams, labels)
         hybrid.get_layer("blend").set_weights([mix, bias])
 
@@ -661,7 +677,7 @@ class Trainer:
         mix = blend.get_weights()[0]
 
         def forward(batches: tf.data.Dataset) -> np.ndarray:
-            recurrent, ngrams = parts.predict(batches, verbose=0)
+            recurrent, ngrams = forward_in_batches(parts, batches)
             return np.stack([mix[0] * recurrent, mix[1] * ngrams], axis=0)
 
         recurrent, ngrams = self._predict_in_order(texts, forward, axis=1)
@@ -695,14 +711,12 @@ class Trainer:
     def _logits(self, batches: tf.data.Dataset) -> np.ndarray:
         """The classifier's logits on batches of token ids, in order."""
         assert self.classifier is not None
-        if not is_multi_worker(self.strategy):
+        if is_distributed(self.strategy) and not is_multi_worker(self.strategy):
             return np.asarray(self.classifier.predict(batches, verbose=0))
-        # Each worker of a cluster predicts on its own, on every batch: Keras' predict would
-        # share the batches between workers and gather the results with collective operations.
-        classifier = self.classifier
-        forward = tf.function(lambda ids: classifier(ids, training=False), reduce_retracing=True)
-        parts = [forward(ids).numpy() for ids in batches]
-        return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+        # One trace for every batch shape (Keras' predict retraces, and says so, as lengths and
+        # batch sizes vary); on the workers of a cluster, each predicts on its own, on every
+        # batch: Keras' predict would share the batches between workers.
+        return forward_in_batches(self.classifier, batches)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Returns the probability that each review is positive (of the class at index 1), or
