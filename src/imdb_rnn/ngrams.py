@@ -252,14 +252,12 @@ def _features(
     """Each row's distinct feature ids (without zeros), as a ragged tensor."""
     parts = []
     for start in range(0, int(ids.nrows()), batch_size):
-        dense = ids[start : start + batch_size].to_tensor(default_value=0)
-        found = layer(dense)
-        parts.append(tf.RaggedTensor.from_tensor(found, padding=0))
+        found = layer(ids[start : start + batch_size].to_tensor(default_value=0))
+        # The zeros (padding, repeats) are dropped batch by batch: memory holds the features.
+        parts.append(tf.ragged.boolean_mask(found, found > 0))
     if not parts:
         return tf.ragged.constant([], dtype=tf.int64, ragged_rank=1)
-    # Sorted with the zeros first: dropping them leaves the features.
-    features = tf.concat(parts, axis=0)
-    return tf.ragged.boolean_mask(features, features > 0)
+    return tf.concat(parts, axis=0)
 
 
 def _scores(layer: NgramLogits, features: tf.RaggedTensor, batch_size: int = 4096) -> np.ndarray:
