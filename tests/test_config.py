@@ -38,13 +38,17 @@ def test_reference_preset_is_the_reference_recipe():
 
 def test_default_preset_is_a_hybrid_of_fast_on_whole_reviews():
     """`default` is `fast` reading whole reviews, with an n-gram part of 2**20 bigram buckets
-    and no self-training."""
+    self-trained on the unlabelled reviews, and no self-training of the recurrent part."""
     default, fast = get_preset("default"), get_preset("fast")
     assert dataclasses.replace(default.model, ngram_buckets=0) == fast.model
     assert (fast.model.ngram_buckets, default.model.ngram_buckets) == (0, 2**20)
     assert (fast.data.max_length, default.data.max_length) == (256, None)
-    assert dataclasses.replace(default.training, ngram_l2=0.1) == fast.training
+    assert (
+        dataclasses.replace(default.training, ngram_l2=0.1, ngram_pseudo_label_threshold=0.0)
+        == fast.training
+    )
     assert default.training.adversarial_epsilon == 0.3 and default.training.ngram_l2 == 0.3
+    assert default.training.ngram_pseudo_label_threshold == 0.9
 
 
 def test_self_training_preset_is_fast_on_whole_reviews_with_a_teacher():

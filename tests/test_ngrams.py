@@ -83,6 +83,7 @@ def hybrid_dir(tmp_path_factory, imdb_archive):
     output = tmp_path_factory.mktemp("hybrid") / "run"
     config = tiny_config(epochs=2).replace(model={"ngram_buckets": 256})
     assert get_preset("default").model.ngram_buckets
+    assert config.training.ngram_pseudo_label_threshold == 0.9
     result = train(config, source=imdb_archive, output=output)
     return output, result
 
@@ -96,6 +97,9 @@ def test_hybrid_run_records_its_parts(hybrid_dir):
     # The fixture's classes are given by sentiment words: the bag of words finds them.
     assert record["valid_accuracy_ngrams"] >= 0.9
     assert record["mix"][1] > 0
+    # The default's self-training of the n-gram part: the hybrid labelled the unlabelled texts.
+    assert record["pseudo_labels"]["unlabelled"] == 30
+    assert 0 < record["pseudo_labels"]["added"] <= 30
 
 
 @pytest.mark.slow

@@ -47,7 +47,8 @@ __all__ = [
 #: `training.unfreeze_epochs`. 6: `training.ema_momentum`, `data.crop_fraction`,
 #: `data.crop_lengths`, `training.pseudo_label_threshold`, `training.teacher`.
 #: 7: `model.word_vectors`, `model.word_vectors_limit`, `model.word_vectors_trainable`.
-#: 8: `model.ngram_buckets`, `training.ngram_l2` and `training.teacher_ngram_buckets`.
+#: 8: `model.ngram_buckets`, `training.ngram_l2`, `training.ngram_pseudo_label_threshold` and
+#: `training.teacher_ngram_buckets`.
 CONFIG_VERSION = 8
 
 CELLS = ("gru", "lstm")
@@ -379,6 +380,7 @@ class TrainingConfig:
     layer_lr_decay: float = 1.0
     unfreeze_epochs: float = 0.0
     ngram_l2: float = 0.1
+    ngram_pseudo_label_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
@@ -455,6 +457,16 @@ class TrainingConfig:
         if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher):
             raise ConfigError(
                 f"Expected teacher to be a folder path or None. Received: teacher={self.teacher!r}"
+            )
+        ngram_threshold = self.ngram_pseudo_label_threshold
+        if (
+            isinstance(ngram_threshold, bool)
+            or not isinstance(ngram_threshold, (int, float))
+            or not 0 <= ngram_threshold <= 1
+        ):
+            raise ConfigError(
+                "Expected ngram_pseudo_label_threshold in [0, 1] (0 is off). Received: "
+                f"ngram_pseudo_label_threshold={ngram_threshold!r}"
             )
         buckets = self.teacher_ngram_buckets
         if isinstance(buckets, bool) or not isinstance(buckets, int) or not 0 <= buckets <= 2**26:
@@ -638,13 +650,14 @@ def _default() -> RunConfig:
     # part, and an n-gram part (the vocabulary's words and word pairs hashed into 2**20
     # buckets, NBSVM's naive-Bayes weights) fitted after it, with the L2 penalty chosen on the
     # validation split (C 0.3 against NBSVM's 0.1); their logits blended on the validation
-    # split (docs/results.md).
+    # split; then the hybrid labels the unlabelled reviews and the n-gram part and the blend
+    # are fitted again with those it labels with probability >= 0.9 (docs/results.md).
     fast = _fast()
     return dataclasses.replace(
         fast,
         data=dataclasses.replace(fast.data, max_length=None),
         model=dataclasses.replace(fast.model, ngram_buckets=2**20),
-        training=dataclasses.replace(fast.training, ngram_l2=0.3),
+        training=dataclasses.replace(fast.training, ngram_l2=0.3, ngram_pseudo_label_threshold=0.9),
         preset="default",
     )
 
@@ -667,7 +680,14 @@ def _recurrent() -> RunConfig:
     # A purely recurrent model (embedding, bidirectional GRU, dense head; no n-gram part): the
     # `self-training` recipe whose teacher, trained first, is the `default` hybrid, so the
     # student learns from the unlabelled reviews the hybrid is sure of (docs/results.md).
-    config = _self_training().replace(training={"teacher_ngram_buckets": 2**20, "ngram_l2": 0.3})
+    default = _default().training
+    config = _self_training().replace(
+        training={
+            "teacher_ngram_buckets": 2**20,
+            "ngram_l2": default.ngram_l2,
+            "ngram_pseudo_label_threshold": default.ngram_pseudo_label_threshold,
+        }
+    )
     return dataclasses.replace(config, preset="recurrent")
 
 

@@ -189,6 +189,9 @@ class NgramFit:
         valid_accuracy: validation accuracy of the blend.
         mix: the blend's weights of the recurrent and the n-gram logits.
         features_seen: distinct features in the training reviews.
+        pseudo_labels: with self-training of the n-gram part, how many unlabelled texts the
+            hybrid labelled and how many joined its training texts (`unlabelled`, `added`,
+            `threshold`); None without.
     """
 
     epochs: int
@@ -198,9 +201,11 @@ class NgramFit:
     valid_accuracy: float
     mix: tuple[float, float]
     features_seen: int
+    pseudo_labels: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "pseudo_labels": self.pseudo_labels,
             "epochs": self.epochs,
             "best_epoch": self.best_epoch,
             "valid_accuracy_recurrent": round(self.valid_accuracy_recurrent, 4),
@@ -211,10 +216,15 @@ class NgramFit:
         }
 
     def describe(self) -> str:
+        labelled = (
+            f" (trained with {self.pseudo_labels['added']:,} texts the hybrid labelled)"
+            if self.pseudo_labels
+            else ""
+        )
         return (
             f"Validation accuracy: recurrent part {self.valid_accuracy_recurrent:.2%}, "
-            f"n-gram part {self.valid_accuracy_ngrams:.2%}, both {self.valid_accuracy:.2%} "
-            f"(logits weighted {self.mix[0]:.2f} and {self.mix[1]:.2f})"
+            f"n-gram part{labelled} {self.valid_accuracy_ngrams:.2%}, both "
+            f"{self.valid_accuracy:.2%} (logits weighted {self.mix[0]:.2f} and {self.mix[1]:.2f})"
         )
 
 

@@ -20,6 +20,7 @@ Example (on any `ImdbSplits`, here a tiny in-memory one):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -567,7 +568,38 @@ class Trainer:
             stage("Fitting the n-gram part")
             self.ngram_fit = self.add_ngram_part(splits)
             stage(self.ngram_fit.describe())
+            threshold = training.ngram_pseudo_label_threshold
+            if threshold and splits.unsupervised is not None and splits.sizes.get("unsupervised"):
+                stage(
+                    f"Labelling {splits.sizes['unsupervised']:,} unlabelled texts with the "
+                    "hybrid, for its n-gram part"
+                )
+                self.ngram_fit = self.self_train_ngram_part(splits, threshold=threshold)
+                stage(self.ngram_fit.describe())
         return self.history
+
+    def self_train_ngram_part(self, splits: ImdbSplits, *, threshold: float) -> NgramFit:
+        """Self-training of a fitted hybrid's n-gram part
+        (`training.ngram_pseudo_label_threshold`): the hybrid labels `splits.unsupervised`, and
+        the n-gram part and the blend are fitted again (`add_ngram_part`) with the texts it
+        labels with at least `threshold` added to `splits.train`; the recurrent part stays.
+
+        Returns:
+            The new `NgramFit`, with `pseudo_labels` saying what was added.
+        """
+        from imdb_rnn.selftrain import add_pseudo_labels
+
+        names = [layer.name for layer in self.classifier.layers] if self.classifier else []
+        if "blend" not in names:
+            raise RuntimeError("Expected a fitted hybrid: call fit() with model.ngram_buckets.")
+        more, added = add_pseudo_labels(
+            splits, self, threshold=threshold, seed=self.config.training.seed
+        )
+        self.classifier = self.classifier.get_layer("recurrent")
+        self._text_model = None
+        fit = self.add_ngram_part(more)
+        record = {"unlabelled": added.unlabelled, "added": added.added, "threshold": threshold}
+        return dataclasses.replace(fit, pseudo_labels=record)
 
     def add_ngram_part(self, splits: ImdbSplits) -> NgramFit:
         """Makes the trained recurrent classifier a hybrid (`model.ngram_buckets`,

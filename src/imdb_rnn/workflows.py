@@ -462,7 +462,10 @@ def training_splits(config: RunConfig, source: object, *, evaluate_test: bool = 
     vocabulary uses them, and test; of your own files, those you gave (validation is carved
     from train without one)."""
     wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
-    if config.data.vocabulary_source == "train" and not config.training.pseudo_label_threshold:
+    unlabelled_needed = config.training.pseudo_label_threshold or (
+        config.model.ngram_buckets and config.training.ngram_pseudo_label_threshold
+    )
+    if config.data.vocabulary_source == "train" and not unlabelled_needed:
         wanted.remove("unsupervised")
     if isinstance(source, TextFiles):
         given = {"test": source.test, "unsupervised": source.unlabelled}
