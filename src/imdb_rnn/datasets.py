@@ -881,9 +881,9 @@ def random_crops(
     return rows.enumerate().map(crop)
 
 
-#: Most token ids in one evaluation batch (rows x padded length): 1,024 reviews of 256 tokens.
+#: Most token ids in one evaluation batch (rows x padded length): 512 reviews of 256 tokens.
 #: Batches of long reviews hold fewer rows, so evaluating whole reviews stays within memory.
-EVAL_BATCH_TOKENS = 2**18
+EVAL_BATCH_TOKENS = 2**17
 
 
 def length_sorted_batches(

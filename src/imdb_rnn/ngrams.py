@@ -245,28 +245,32 @@ def naive_bayes_ratios(
         features occur in the rows.
     """
     flat = features.flat_values.numpy()
-    rows = features.value_rowids().numpy()
-    positive_row = np.asarray(labels)[rows] == 1
+    row_labels = np.repeat(np.asarray(labels, np.int8), features.row_lengths().numpy())
     keep = flat > 0
-    positive = alpha + np.bincount(flat[keep & positive_row], minlength=num_features)
-    negative = alpha + np.bincount(flat[keep & ~positive_row], minlength=num_features)
+    if not keep.all():
+        flat, row_labels = flat[keep], row_labels[keep]
+    # All rows' counts and the positive rows' counts: the negative ones are the difference.
+    counts = np.bincount(flat, minlength=num_features)
+    in_positive = np.bincount(flat[row_labels == 1], minlength=num_features)
+    positive = alpha + in_positive
+    negative = alpha + counts - in_positive
+    seen = int(np.count_nonzero(counts))
     ratios = np.log((positive / positive.sum()) / (negative / negative.sum()))
     ratios[0] = 0.0
-    seen = int(np.count_nonzero(np.bincount(flat[keep], minlength=num_features)))
     return ratios.astype(np.float32), seen
 
 
 def _features(
-    layer: NgramFeatures, ids: tf.RaggedTensor, batch_size: int = 1024
+    layer: NgramFeatures, ids: tf.RaggedTensor, batch_size: int = 256
 ) -> tf.RaggedTensor:
-    """Each row's distinct feature ids (without zeros), as a ragged tensor."""
+    """Each row's distinct feature ids (without zeros), as an int32 ragged tensor."""
     parts = []
     for start in range(0, int(ids.nrows()), batch_size):
-        found = layer(ids[start : start + batch_size].to_tensor(default_value=0))
+        found = tf.cast(layer(ids[start : start + batch_size].to_tensor(default_value=0)), "int32")
         # The zeros (padding, repeats) are dropped batch by batch: memory holds the features.
         parts.append(tf.ragged.boolean_mask(found, found > 0))
     if not parts:
-        return tf.ragged.constant([], dtype=tf.int64, ragged_rank=1)
+        return tf.ragged.constant([], dtype=tf.int32, ragged_rank=1)
     return tf.concat(parts, axis=0)
 
 

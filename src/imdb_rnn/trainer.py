@@ -595,6 +595,7 @@ class Trainer:
         more, added = add_pseudo_labels(
             splits, self, threshold=threshold, seed=self.config.training.seed
         )
+        assert self.classifier is not None
         self.classifier = self.classifier.get_layer("recurrent")
         self._text_model = None
         fit = self.add_ngram_part(more)
