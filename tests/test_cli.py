@@ -169,6 +169,89 @@ def test_help_shows_no_type_beside_flags(runner, command):
         assert "<path>" in result.stdout or "<int>" in result.stdout
 
 
+def test_help_shows_brackets_and_every_preset(runner):
+    """Help texts are not read as Rich markup (which swallowed `[default: preset's]` and the
+    `[serve]` of the install line), and --preset names every preset."""
+    from imdb_rnn.config import PRESETS
+
+    train_help = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "300"}).stdout
+    assert "[default: preset's]" in train_help
+    assert all(name in train_help for name in PRESETS)
+    serve_help = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "300"}).stdout
+    assert 'pip install "imdb-rnn[serve]"' in serve_help
+
+
+def test_help_into_a_closed_pipe_is_quiet():
+    """`imdb-rnn train --help | head -1`: the closed pipe ends the command without a message."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "imdb_rnn", "train", "--help"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == EXIT_INTERNAL and done.stderr == ""
+
+
+def test_eval_prints_no_tensorflow_log_lines(trained_model_dir, imdb_archive):
+    """`imdb-rnn eval` on a CPU machine prints its stages on stderr and no TensorFlow C++ log
+    line (start-up, "failed call to cuInit", oneDNN), without TF_CPP_MIN_LOG_LEVEL set."""
+    import os
+
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "imdb_rnn", "eval", str(trained_model_dir)]
+    done = subprocess.run(
+        [*command, "--data", str(imdb_archive)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if not line.startswith("»")] == []
+
+
+def test_predictions_into_a_closed_pipe_are_quiet(runner, trained_model_dir, monkeypatch):
+    """A reader that goes away (`predict ... | head -1`) is not reported as an error."""
+    from imdb_rnn import cli
+
+    def closed(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_write_predictions", closed)
+    result = runner.invoke(app, ["predict", str(trained_model_dir), "A fine film."])
+    assert result.exit_code == EXIT_INTERNAL and result.stderr == ""
+
+
+@pytest.mark.parametrize(("count", "words"), [(1, "1 epoch"), (2, "2 epochs")])
+def test_counts_agree_with_their_noun(count, words):
+    """ "after 1 epoch", not "after 1 epochs"."""
+    from imdb_rnn.cli import _plural
+
+    assert _plural(count, "epoch") == words
+
+
+def test_stages_are_reported_in_flags():
+    """A stage message naming a Python argument (`TextFiles(unlabelled=PATH)`) is shown as the
+    option that sets it."""
+    import io
+
+    from rich.console import Console
+
+    from imdb_rnn.cli import _stage_printer
+
+    out = io.StringIO()
+    _stage_printer(Console(file=out, width=200), True)("give texts (TextFiles(unlabelled=PATH))")
+    assert "give texts (--unlabelled PATH)" in out.getvalue()
+
+
 def test_train_prints_results_on_stdout(runner, tmp_path, imdb_archive):
     """train's results (the test table, the summary) go to stdout, like eval's, so that
     `train > log` keeps them; stages and progress stay on stderr. The summary names the epoch
@@ -216,13 +299,15 @@ def test_eval_confusion_png(runner, tmp_path, trained_model_dir, imdb_archive):
     assert image.shape[0] >= 300 and image.shape[1] >= 300
 
 
-def test_eval_table(runner, trained_model_dir, imdb_archive):
-    """eval without --json renders a table with accuracy and the confusion matrix."""
-    result = runner.invoke(
-        app, ["eval", str(trained_model_dir), "--data", str(imdb_archive), "--split", "valid"]
-    )
+def test_eval_table(runner, tmp_path, trained_model_dir, imdb_archive):
+    """eval without --json renders a table with accuracy and the confusion matrix, and says
+    where --confusion-png wrote."""
+    picture = tmp_path / "confusion.png"
+    args = ["eval", str(trained_model_dir), "--data", str(imdb_archive), "--split", "valid"]
+    result = runner.invoke(app, [*args, "--confusion-png", str(picture)])
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.stdout and "true pos" in result.stdout
+    assert f"Confusion matrix: {picture}" in result.stdout and picture.is_file()
 
 
 def test_predict_file_latin1_and_utf8(runner, tmp_path, trained_model_dir):
@@ -319,7 +404,7 @@ def test_predict_streams_stdin_while_it_is_still_open(trained_model_dir):
         (["eval", "{tmp}", "--limit", "0"], EXIT_USAGE, "--limit"),
         (["predict", "{tmp}", "a fine film", ""], EXIT_USAGE, "Review 2 is empty"),
         (["predict", "{tmp}", "   "], EXIT_USAGE, "Review 1 is empty"),
-        (["predict", "{tmp}", "--file", "{tmp}/missing.txt"], EXIT_IO, "Cannot read"),
+        (["predict", "{tmp}", "--file", "{tmp}/missing.txt"], EXIT_DATA, "Cannot read"),
     ],
 )
 def test_user_mistakes_get_one_clear_line(runner, tmp_path, args, code, needle):

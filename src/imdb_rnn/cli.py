@@ -26,6 +26,8 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from imdb_rnn.config import PRESETS
+
 if TYPE_CHECKING:
     from imdb_rnn.stopping import TrainingInterrupted
 
@@ -40,10 +42,12 @@ class _Commands(TyperGroup):
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             _plain_flags(command, ctx)
+            _literal_help(command, ctx)
         return command
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         _plain_flags(self, ctx)
+        _literal_help(self, ctx)
         super().format_help(ctx, formatter)
 
     def invoke(self, ctx: Any) -> Any:
@@ -51,6 +55,8 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            _stdout_closed()
         except KeyboardInterrupt as error:
             _stderr().print("Interrupted.", highlight=False)
             raise typer.Exit(getattr(error, "exit_code", 128 + signal.SIGINT)) from None
@@ -66,12 +72,36 @@ class _Commands(TyperGroup):
             )
 
 
+def _stdout_closed() -> NoReturn:
+    """Ends the command quietly when the reader of its output went away (`imdb-rnn ... | head`),
+    with exit code 1, as Click and Rich do when they meet the closed pipe themselves."""
+    with suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush into the closed pipe
+    raise typer.Exit(EXIT_INTERNAL)
+
+
 def _plain_flags(command: Any, ctx: Any) -> None:
     """Shows flags in `--help` without a value type: Typer labels them `<bool>`, though they
     take no value."""
     for param in command.get_params(ctx):
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+
+
+def _literal_help(command: Any, ctx: Any) -> None:
+    """Shows help texts as written: Typer reads them as Rich markup, which would swallow
+    `[default: preset's]` and the `[serve]` of `pip install "imdb-rnn[serve]"`."""
+    from rich.markup import escape
+
+    if getattr(command, "_imdb_rnn_literal", False):
+        return
+    command._imdb_rnn_literal = True
+    if command.help:
+        command.help = escape(command.help)
+    for param in command.get_params(ctx):
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
 
 
 app = typer.Typer(
@@ -102,7 +132,16 @@ class Split(str, Enum):
 
 
 def _stderr() -> Console:
-    return Console(stderr=True)
+    return _console(stderr=True)
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """A console on stdout (or stderr) whose lines are not cut at 80 columns, Rich's width for
+    a file or a pipe, in mid-phrase."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, width=100_000)
+    return console
 
 
 # The library's errors name its arguments; on the command line they are options.
@@ -175,6 +214,8 @@ def _user_errors() -> Iterator[None]:
         _fail(str(error), EXIT_DATA)
     except ModelFileError as error:
         _fail(str(error), EXIT_MODEL)
+    except BrokenPipeError:
+        raise  # not a file-system error: the reader of stdout went away (| head)
     except OSError as error:
         _fail(_os_error_message(error), EXIT_IO)
 
@@ -187,7 +228,15 @@ def _quiet_tensorflow() -> None:
     # TensorFlow's C++ start-up lines (no GPU, oneDNN) are noise on the CPU; users can override.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() != "3":
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() != "3":
+        return
+    import logging
+
+    # Python-side warnings: absl's (TFDS, before the offline error) and TensorFlow's own
+    # ("tf.function retracing" when an ensemble builds one step per member).
+    for name in ("absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if "tensorflow" in sys.modules:
         return
     # TensorFlow 2.21 logs six lines while it is imported, before absl's logging is set up,
     # whatever TF_CPP_MIN_LOG_LEVEL says: import it with file descriptor 2 closed to them.
@@ -218,7 +267,7 @@ def _stderr_descriptor_silenced() -> Iterator[None]:
 def _stage_printer(console: Console, enabled: bool) -> Callable[[str], None]:
     def show(name: str) -> None:
         if enabled:
-            console.print(f"[dim]»[/] {_markup(name)}", highlight=False)
+            console.print(f"[dim]»[/] {_markup(_in_flags(name))}", highlight=False)
 
     return show
 
@@ -406,8 +455,7 @@ def train(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Starting configuration: default, reference, deep, short or pretrained (see "
-            "'imdb-rnn presets'). "
+            help=f"Starting configuration: {', '.join(PRESETS)} (see 'imdb-rnn presets'). "
             "[default: the config file's preset, else default]",
             show_default=False,
         ),
@@ -793,11 +841,12 @@ def _show_train_result(result: Any, *, as_json: bool) -> None:
     if as_json:
         _print_json(result.to_dict())
         return
-    results = Console()
+    results = _console()
     output = Path(result.output) if result.output is not None else None
     if not result.chief:
         results.print(
-            f"This worker's part is done after {result.epochs} epochs on {result.replicas} "
+            f"This worker's part is done after {_plural(result.epochs, 'epoch')} on "
+            f"{result.replicas} "
             "replicas; the chief saves the model.",
             highlight=False,
         )
@@ -807,7 +856,7 @@ def _show_train_result(result: Any, *, as_json: bool) -> None:
         for table in _class_tables(result.test.to_dict()):
             results.print(table)
     results.print(
-        f"Saved to [bold]{_markup(output)}[/] after {result.epochs} epochs "
+        f"Saved to [bold]{_markup(output)}[/] after {_plural(result.epochs, 'epoch')} "
         f"({_kept_epoch(result.best_epoch, result.epochs)}) in {result.train_seconds:.0f} s "
         f"({result.train_examples_per_second:,.0f} reviews/s)."
     )
@@ -829,7 +878,16 @@ def _show_train_result(result: Any, *, as_json: bool) -> None:
 
 @app.command()
 def pretrain(
-    data: DataOption = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="The IMDB reviews: aclImdb_v1.tar.gz, an extracted aclImdb/ folder, or 'tfds' "
+            "(TensorFlow Datasets). Default: $IMDB_RNN_DATA, else TensorFlow Datasets "
+            "(downloads once).",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Encoder folder to write.")] = Path(
         "runs/lm"
     ),
@@ -932,7 +990,7 @@ def pretrain(
     if as_json:
         _print_json(result.to_dict())
         return
-    results = Console()
+    results = _console()
     table = Table(title="Validation perplexity of the language models")
     for column in ("epoch", "step", "train loss (sampled)", "forward", "backward"):
         table.add_column(column, justify="right")
@@ -1032,6 +1090,11 @@ def _run_pretraining(
         _fail(str(error), EXIT_DIVERGED)
     finally:
         progress.stop()
+
+
+def _plural(count: int, noun: str) -> str:
+    """`1 epoch`, `2 epochs`."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _kept_epoch(kept: int, epochs: int) -> str:
@@ -1180,6 +1243,7 @@ def evaluate(
     """
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
+    _quiet_tensorflow()  # before _text_files, which imports it
     files = _text_files(
         data,
         test=test_file,
@@ -1192,7 +1256,6 @@ def evaluate(
         _fail("--split applies to --data; --test names the file to evaluate on.", EXIT_USAGE)
     own_file = files is not None and not _is_tfds(files)
     split_name = "test file" if own_file else f"{split.value} split"
-    _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
         from imdb_rnn.workflows import evaluate as run_evaluation
@@ -1219,10 +1282,12 @@ def evaluate(
     if as_json:
         _print_json(metrics)
         return
-    out = Console()
+    out = _console()
     out.print(_metrics_table(metrics, f"{_markup(model_dir)} on the {_markup(split_name)}"))
     for table in _class_tables(metrics):
         out.print(table)
+    if confusion_png is not None:
+        out.print(f"Confusion matrix: [bold]{_markup(confusion_png)}[/]", highlight=False)
 
 
 class InputFormat(str, Enum):
@@ -1350,7 +1415,7 @@ def predict(
     if file is not None and not file.is_file():
         if file.exists():  # a device such as /dev/zero, a FIFO or a folder
             _fail(f"{file} is not a regular file: give a file of texts.", EXIT_DATA)
-        _fail(f"Cannot read {file}: No such file.", EXIT_IO)
+        _fail(f"Cannot read {file}: No such file.", EXIT_DATA)
     _quiet_tensorflow()
     with _user_errors():
         stream = _texts_to_classify(reviews, file, input_format, text_column, from_stdin=from_stdin)
@@ -1810,7 +1875,11 @@ def _export_tflite(
         from imdb_rnn.export import ExportTargetError
 
         try:
-            export_tflite(model_dir, out_dir, sequence_length=sequence_length, overwrite=overwrite)
+            # The interpreter's C++ code announces its XNNPACK delegate on stderr.
+            with _stderr_descriptor_silenced():
+                export_tflite(
+                    model_dir, out_dir, sequence_length=sequence_length, overwrite=overwrite
+                )
         except ExportTargetError as error:
             _fail(str(error), EXIT_USAGE)
         except ValueError as error:
@@ -1829,11 +1898,15 @@ def _export_tflite(
     if as_json:
         _print_json(summary)
         return
+    shapes = _markup(
+        f"token_ids int32 [batch, {config['sequence_length']}] -> {output['name']} "
+        f"float32 [{output_shape}]"
+    )
     console.print(
-        f"Exported to [bold]{_markup(out_dir)}[/]: model.tflite (token_ids int32 [batch, "
-        f"{config['sequence_length']}] -> {output['name']} [{output_shape}]), vocabulary.txt, "
+        f"Exported to [bold]{_markup(out_dir)}[/]: model.tflite ({shapes}), vocabulary.txt, "
         "tflite_config.json.",
         highlight=False,
+        soft_wrap=True,
     )
 
 
