@@ -264,6 +264,7 @@ def test_train_prints_results_on_stdout(runner, tmp_path, imdb_archive):
     words = " ".join(result.stdout.split())  # Rich wraps long lines
     kept = json.loads((output / "metrics.json").read_text())["best_epoch"]
     assert "Saved to" in words and f"after 2 epochs (kept epoch {kept}" in words
+    assert "s all told (training this model:" in words
     assert "best epoch" not in result.stdout
     assert "» Reading data" in result.stderr
     assert "Test split" not in result.stderr and "Saved to" not in result.stderr

@@ -855,10 +855,18 @@ def _show_train_result(result: Any, *, as_json: bool) -> None:
         results.print(_metrics_table(result.test.to_dict(), "Test split"))
         for table in _class_tables(result.test.to_dict()):
             results.print(table)
+    speed = f"{result.train_examples_per_second:,.0f} reviews/s"
+    if result.wall_seconds is not None:
+        # All told: a self-training teacher, reading, evaluating, not the saved model alone.
+        took = (
+            f"in {result.wall_seconds:.0f} s all told (training this model: "
+            f"{result.train_seconds:.0f} s, {speed})"
+        )
+    else:
+        took = f"in {result.train_seconds:.0f} s ({speed})"
     results.print(
         f"Saved to [bold]{_markup(output)}[/] after {_plural(result.epochs, 'epoch')} "
-        f"({_kept_epoch(result.best_epoch, result.epochs)}) in {result.train_seconds:.0f} s "
-        f"({result.train_examples_per_second:,.0f} reviews/s)."
+        f"({_kept_epoch(result.best_epoch, result.epochs)}) {took}."
     )
     if result.strategy != "default":
         results.print(

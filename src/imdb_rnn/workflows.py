@@ -152,10 +152,22 @@ def train(
         TrainingInterrupted: when `stop` received a signal.
         FolderBusyError: if another process is training into `output`.
     """
+    started = time.perf_counter()
     if on_disk and not isinstance(source, TextFiles):
         raise ConfigError(
             "on_disk=True streams your own training file: pass source=TextFiles(...)."
         )
+    # Self-training needs unlabelled texts; without them (own files and no unlabelled file)
+    # it is skipped, and says so, whatever the run.
+    no_unlabelled = isinstance(source, TextFiles) and source.unlabelled is None
+    if (
+        no_unlabelled
+        and config.training.pseudo_label_threshold
+        and (on_disk or config.training.ensemble_size > 1)
+    ):
+        if on_stage is not None:
+            on_stage(_NO_UNLABELLED)
+        config = config.replace(training={"pseudo_label_threshold": 0.0})
     if config.training.pseudo_label_threshold and (on_disk or config.training.ensemble_size > 1):
         raise ConfigError(
             "Self-training (training.pseudo_label_threshold > 0, as in the default preset) "
@@ -194,7 +206,7 @@ def train(
         from imdb_rnn.ensemble import train_ensemble
 
         board = [tensorboard_callback(log_dir)] if log_dir is not None else []
-        return train_ensemble(
+        result = train_ensemble(
             config,
             source=source,
             output=output,
@@ -203,14 +215,18 @@ def train(
             on_stage=on_stage,
             data_dir=data_dir,
         )
+        result.wall_seconds = time.perf_counter() - started
+        return result
     if on_disk:
         from imdb_rnn.tokencache import train_on_disk
 
         assert isinstance(source, TextFiles)
         board = [tensorboard_callback(log_dir)] if log_dir is not None else []
-        return train_on_disk(
+        result = train_on_disk(
             config, source, output=output, callbacks=[*callbacks, *board], on_stage=on_stage
         )
+        result.wall_seconds = time.perf_counter() - started
+        return result
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
     # One run at a time writes into `output`: a second would corrupt the first's checkpoint.
     lock = folder_lock(output) if output is not None and chief else contextlib.nullcontext()
@@ -228,6 +244,7 @@ def train(
                 tensorboard_dir=log_dir if chief or log_dir is None else scratch,
                 resume=not overwrite,
                 stop=stop,
+                started=started,
             )
     finally:
         if scratch is not None:
@@ -248,6 +265,7 @@ def _train(
     resume: bool,
     stop: SignalStop | None,
     splits: ImdbSplits | None = None,
+    started: float | None = None,
 ) -> TrainResult:
     """`train`, with the model written to `write_to` (`output`, or a temporary folder on the
     workers of a cluster other than the chief); on `splits` when given (self-training's
@@ -273,10 +291,7 @@ def _train(
         )
     pseudo_labels = None
     if config.training.pseudo_label_threshold and not splits.sizes.get("unsupervised"):
-        stage(
-            "No unlabelled texts: self-training (pseudo_label_threshold) is skipped; give "
-            "unlabelled texts (TextFiles(unlabelled=PATH)) to use it"
-        )
+        stage(_NO_UNLABELLED)
     elif config.training.pseudo_label_threshold:
         splits, pseudo_labels = _self_training(
             trainer,
@@ -337,6 +352,7 @@ def _train(
         else None,
         pseudo_labels=pseudo_labels.to_dict() if pseudo_labels is not None else None,
         word_vectors=trainer.word_vectors_record(),
+        wall_seconds=time.perf_counter() - started if started is not None else None,
     )
     if write_to is not None:
         # The other workers save too (to a temporary folder), as TensorFlow's multi-worker
@@ -359,6 +375,12 @@ def _train(
         if checkpoint is not None:
             checkpoint.remove()  # the saved model supersedes it
     return result
+
+
+_NO_UNLABELLED = (
+    "No unlabelled texts: self-training (pseudo_label_threshold) is skipped; give "
+    "unlabelled texts (TextFiles(unlabelled=PATH)) to use it"
+)
 
 
 def _read_training_splits(
