@@ -87,6 +87,46 @@ def test_help_does_not_import_tensorflow():
     assert help_run.returncode == 0 and "train" in help_run.stdout and "predict" in help_run.stdout
 
 
+def test_refusals_come_before_tensorflow_is_imported(tmp_path):
+    """A model already in --output, missing input files or model folders and bad options are
+    refused with their exit codes before TensorFlow is imported (8-10 s)."""
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "model.keras").write_bytes(b"")
+    cases = [
+        (["train", "--output", f"{tmp_path}/done"], EXIT_USAGE),
+        (["train", "--train", f"{tmp_path}/missing.csv", "--output", f"{tmp_path}/a"], EXIT_DATA),
+        (["train", "--data", f"{tmp_path}/missing.tar.gz", "--output", f"{tmp_path}/b"], EXIT_DATA),
+        (["train", "--preset", "huge", "--output", f"{tmp_path}/c"], EXIT_USAGE),
+        (["eval", f"{tmp_path}/no-model"], EXIT_MODEL),
+        (["eval", str(tmp_path)], EXIT_MODEL),
+        (["predict", f"{tmp_path}/no-model", "A fine film."], EXIT_MODEL),
+        (["export", f"{tmp_path}/no-model", f"{tmp_path}/out"], EXIT_MODEL),
+    ]
+    code = (
+        "import sys, json; from typer.testing import CliRunner; from imdb_rnn.cli import app; "
+        f"cases = json.loads({json.dumps(json.dumps(cases))}); "
+        "codes = [CliRunner().invoke(app, args).exit_code for args, _ in cases]; "
+        "print(json.dumps([codes, 'tensorflow' in sys.modules]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    codes, imported = json.loads(done.stdout)
+    assert codes == [expected for _, expected in cases] and imported is False
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_a_failed_run_leaves_no_folder_it_created(runner, tmp_path):
+    """A run that fails before writing anything (here: a folder that is no aclImdb) removes
+    the output folders it created, and only those."""
+    (tmp_path / "data").mkdir()
+    output = tmp_path / "new" / "run"
+    result = runner.invoke(
+        app, ["train", "--data", str(tmp_path / "data"), "--output", str(output), *TINY]
+    )
+    assert result.exit_code == EXIT_DATA, result.output
+    assert not (tmp_path / "new").exists() and (tmp_path / "data").is_dir()
+
+
 @pytest.mark.parametrize("command", ["train", "eval", "predict", "presets", "export", "serve"])
 def test_every_command_has_help(runner, command):
     """Each command explains itself."""
@@ -487,9 +527,12 @@ def test_bad_data_gets_one_clear_line(runner, tmp_path, imdb_archive, make, need
     ids=["1MB-review", "binary", "blank-lines"],
 )
 def test_bad_predict_input_gets_one_clear_line(runner, tmp_path, input_bytes, code, needle):
-    """A 1 MB review, binary data and only blank lines are refused before the model loads."""
+    """A 1 MB review, binary data and only blank lines are refused before the model loads (an
+    empty model.keras, which would not load)."""
     path = tmp_path / "reviews.txt"
     path.write_bytes(input_bytes)
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "model.keras").write_bytes(b"")
     for source in (["--file", str(path)], ["-"]):
         result = runner.invoke(app, ["predict", str(tmp_path / "none"), *source], input=input_bytes)
         _one_clear_line(result, code, needle)

