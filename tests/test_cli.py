@@ -351,6 +351,23 @@ def test_eval_table(runner, tmp_path, trained_model_dir, imdb_archive):
     assert f"Confusion matrix: {picture}" in result.stdout and picture.is_file()
 
 
+def test_eval_valid_warns_about_a_limited_training_pool(runner, tmp_path, trained_model_dir):
+    """`eval --split valid` on a model trained with --limit warns that the full validation split
+    holds its training reviews, and names the --limit that gives its own; with it, no warning."""
+    model = tmp_path / "limited"
+    shutil.copytree(trained_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    config["data"]["limit"] = 30
+    (model / "config.json").write_text(json.dumps(config))
+    archive = write_archive(tmp_path / "a.tar.gz", build_reviews(train=20, test=5, unsup=0))
+    args = ["eval", str(model), "--data", str(archive), "--split", "valid", "--json"]
+    warned = runner.invoke(app, args)
+    assert warned.exit_code == 0, warned.output
+    assert "warning:" in warned.stderr and "Evaluate with --limit 30" in warned.stderr
+    same = runner.invoke(app, [*args, "--limit", "30"])
+    assert same.exit_code == 0 and "warning" not in same.stderr
+
+
 def test_predict_file_latin1_and_utf8(runner, tmp_path, trained_model_dir):
     """--file reads one review per line, UTF-8 or Latin-1; only line feeds end a review (IMDB
     reviews hold U+0085 and U+2028)."""

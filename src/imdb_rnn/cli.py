@@ -164,6 +164,7 @@ _PYTHON_TO_FLAGS = (
     (re.compile(r"\bsource=PATH\b"), "--data PATH"),
     (re.compile(r"\bsource=(?!\w)"), "--data"),
     (re.compile(r"\boutput=(?!\w)"), "--output"),
+    (re.compile(r"\blimit=(\d+)"), r"--limit \1"),
 )
 
 
@@ -1347,15 +1348,23 @@ def evaluate(
     split_name = "test file" if own_file else f"{split.value} split"
     console = _stderr()
     with _user_errors():
-        from imdb_rnn.workflows import evaluate as run_evaluation
+        import warnings
 
-        result = run_evaluation(
-            model_dir,
-            source=files if files is not None else data,
-            split=split.value,
-            limit=limit,
-            on_stage=_stage_printer(console, not as_json),
-        )
+        from imdb_rnn.workflows import ValidationOverlapWarning, evaluate as run_evaluation
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ValidationOverlapWarning)
+            result = run_evaluation(
+                model_dir,
+                source=files if files is not None else data,
+                split=split.value,
+                limit=limit,
+                on_stage=_stage_printer(console, not as_json),
+            )
+        for warning in caught:
+            if issubclass(warning.category, ValidationOverlapWarning):
+                text = _markup(_in_flags(str(warning.message)))
+                console.print(f"[yellow]warning:[/] {text}", highlight=False)
         if confusion_png is not None:
             from imdb_rnn.plots import save_confusion_matrix
 

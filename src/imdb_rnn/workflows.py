@@ -30,6 +30,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -55,6 +56,7 @@ from imdb_rnn.trainer import StageCallback, Trainer
 from imdb_rnn.wordvectors import vector_dimension
 
 __all__ = [
+    "ValidationOverlapWarning",
     "evaluate",
     "label_of",
     "predict",
@@ -528,6 +530,11 @@ def _read_summary(splits: ImdbSplits) -> str:
     )
 
 
+class ValidationOverlapWarning(UserWarning):
+    """The validation split evaluated on holds texts the model trained on: a model trained with
+    `data.limit` took its training texts from the reviews the full validation split holds."""
+
+
 def evaluate(
     model_dir: str | os.PathLike[str],
     *,
@@ -554,6 +561,10 @@ def evaluate(
         ModelFileError: if the model directory cannot be loaded.
         DataError: if the data cannot be read.
         ValueError: if `split` is not `test` or `valid`.
+
+    Warns:
+        ValidationOverlapWarning: for `split="valid"` on a model trained with `data.limit`
+            (`train --limit N`), evaluated without the same `limit`.
     """
     if split not in ("test", "valid"):
         raise ValueError(f"Expected split to be 'test' or 'valid'. Received: split={split!r}")
@@ -561,6 +572,15 @@ def evaluate(
     prepare_native_kernel(on_stage=stage)
     stage("Loading the model")
     trainer = Trainer.load(model_dir)
+    trained_limit = trainer.config.data.limit
+    if split == "valid" and trained_limit is not None and limit != trained_limit:
+        warnings.warn(
+            f"{model_dir} was trained with limit={trained_limit}: its training texts overlap "
+            "the full validation split, whose scores then read high. Evaluate with "
+            f"limit={trained_limit} (its own validation texts) or on the test split.",
+            ValidationOverlapWarning,
+            stacklevel=2,
+        )
     stage("Reading data")
     splits = read_splits(
         source,
