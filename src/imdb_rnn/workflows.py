@@ -373,6 +373,7 @@ def _train(
             Path(output) / CURVES_FILE,
             best_epoch=result.best_epoch,
             title=f"{Path(output).name}: loss and accuracy per epoch",
+            classes=len(result.label_names),
         )
         if checkpoint is not None:
             checkpoint.remove()  # the saved model supersedes it
