@@ -282,6 +282,8 @@ def _quiet_tensorflow() -> None:
     # ("tf.function retracing" when an ensemble builds one step per member).
     for name in ("absl", "tensorflow"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # The kernel's one-time compile is said as a stage ("Compiling the native GRU kernel").
+    logging.getLogger("imdb_rnn.native").setLevel(logging.ERROR)
     if "tensorflow" in sys.modules:
         return
     # TensorFlow 2.21 logs six lines while it is imported, before absl's logging is set up,
