@@ -305,6 +305,8 @@ def test_train_prints_results_on_stdout(runner, tmp_path, imdb_archive):
     kept = json.loads((output / "metrics.json").read_text())["best_epoch"]
     assert "Saved to" in words and f"after 2 epochs (kept epoch {kept}" in words
     assert "s all told (training this model:" in words
+    saved = [line for line in result.stdout.splitlines() if line.startswith("Saved to")]
+    assert saved[0].endswith("reviews/s)."), saved  # one line, not cut at 80 columns
     assert "best epoch" not in result.stdout
     assert "» Reading data" in result.stderr
     assert "Test split" not in result.stderr and "Saved to" not in result.stderr
