@@ -258,6 +258,28 @@ def test_eval_prints_no_tensorflow_log_lines(trained_model_dir, imdb_archive):
     assert [line for line in done.stderr.splitlines() if not line.startswith("»")] == []
 
 
+def test_python_warnings_of_tensorflow_and_absl_are_silenced(monkeypatch):
+    """absl's warnings (TFDS' "Variant folder ... has no dataset_info.json" before the offline
+    error) and TensorFlow's ("tf.function retracing") are not shown by the commands, nor the
+    native kernel's compile, which they say as a stage."""
+    import logging
+
+    from imdb_rnn.cli import _quiet_tensorflow
+
+    names = ("absl", "tensorflow", "imdb_rnn.native")
+    saved = {name: logging.getLogger(name).level for name in names}
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        for name in names:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        _quiet_tensorflow()
+        for name in names:
+            assert not logging.getLogger(name).isEnabledFor(logging.WARNING), name
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
 def test_predictions_into_a_closed_pipe_are_quiet(runner, trained_model_dir, monkeypatch):
     """A reader that goes away (`predict ... | head -1`) is not reported as an error."""
     from imdb_rnn import cli
