@@ -139,7 +139,11 @@ def test_own_data_without_unlabelled_texts_trains_without_self_training(tmp_path
     assert not any("teacher" in stage for stage in stages)
 
 
-@pytest.mark.parametrize("options", [{"on_disk": True}, {"ensemble_size": 2}])
+@pytest.mark.parametrize(
+    "options",
+    [{"on_disk": True}, pytest.param({"ensemble_size": 2}, marks=pytest.mark.slow)],
+    ids=["on-disk", "ensemble"],
+)
 def test_on_disk_and_ensembles_without_unlabelled_texts_skip_self_training(
     tmp_path, topic_files, options
 ):
