@@ -87,6 +87,46 @@ def test_help_does_not_import_tensorflow():
     assert help_run.returncode == 0 and "train" in help_run.stdout and "predict" in help_run.stdout
 
 
+def test_refusals_come_before_tensorflow_is_imported(tmp_path):
+    """A model already in --output, missing input files or model folders and bad options are
+    refused with their exit codes before TensorFlow is imported (8-10 s)."""
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "model.keras").write_bytes(b"")
+    cases = [
+        (["train", "--output", f"{tmp_path}/done"], EXIT_USAGE),
+        (["train", "--train", f"{tmp_path}/missing.csv", "--output", f"{tmp_path}/a"], EXIT_DATA),
+        (["train", "--data", f"{tmp_path}/missing.tar.gz", "--output", f"{tmp_path}/b"], EXIT_DATA),
+        (["train", "--preset", "huge", "--output", f"{tmp_path}/c"], EXIT_USAGE),
+        (["eval", f"{tmp_path}/no-model"], EXIT_MODEL),
+        (["eval", str(tmp_path)], EXIT_MODEL),
+        (["predict", f"{tmp_path}/no-model", "A fine film."], EXIT_MODEL),
+        (["export", f"{tmp_path}/no-model", f"{tmp_path}/out"], EXIT_MODEL),
+    ]
+    code = (
+        "import sys, json; from typer.testing import CliRunner; from imdb_rnn.cli import app; "
+        f"cases = json.loads({json.dumps(json.dumps(cases))}); "
+        "codes = [CliRunner().invoke(app, args).exit_code for args, _ in cases]; "
+        "print(json.dumps([codes, 'tensorflow' in sys.modules]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    codes, imported = json.loads(done.stdout)
+    assert codes == [expected for _, expected in cases] and imported is False
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_a_failed_run_leaves_no_folder_it_created(runner, tmp_path):
+    """A run that fails before writing anything (here: a folder that is no aclImdb) removes
+    the output folders it created, and only those."""
+    (tmp_path / "data").mkdir()
+    output = tmp_path / "new" / "run"
+    result = runner.invoke(
+        app, ["train", "--data", str(tmp_path / "data"), "--output", str(output), *TINY]
+    )
+    assert result.exit_code == EXIT_DATA, result.output
+    assert not (tmp_path / "new").exists() and (tmp_path / "data").is_dir()
+
+
 @pytest.mark.parametrize("command", ["train", "eval", "predict", "presets", "export", "serve"])
 def test_every_command_has_help(runner, command):
     """Each command explains itself."""
@@ -169,6 +209,111 @@ def test_help_shows_no_type_beside_flags(runner, command):
         assert "<path>" in result.stdout or "<int>" in result.stdout
 
 
+def test_help_shows_brackets_and_every_preset(runner):
+    """Help texts are not read as Rich markup (which swallowed `[default: preset's]` and the
+    `[serve]` of the install line), and --preset names every preset."""
+    from imdb_rnn.config import PRESETS
+
+    train_help = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "300"}).stdout
+    assert "[default: preset's]" in train_help
+    assert all(name in train_help for name in PRESETS)
+    serve_help = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "300"}).stdout
+    assert 'pip install "imdb-rnn[serve]"' in serve_help
+
+
+def test_help_into_a_closed_pipe_is_quiet():
+    """`imdb-rnn train --help | head -1`: the closed pipe ends the command without a message."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "imdb_rnn", "train", "--help"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == EXIT_INTERNAL and done.stderr == ""
+
+
+def test_eval_prints_no_tensorflow_log_lines(trained_model_dir, imdb_archive):
+    """`imdb-rnn eval` on a CPU machine prints its stages on stderr and no TensorFlow C++ log
+    line (start-up, "failed call to cuInit", oneDNN), without TF_CPP_MIN_LOG_LEVEL set."""
+    import os
+
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "imdb_rnn", "eval", str(trained_model_dir)]
+    done = subprocess.run(
+        [*command, "--data", str(imdb_archive)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if not line.startswith("»")] == []
+
+
+def test_python_warnings_of_tensorflow_and_absl_are_silenced(monkeypatch):
+    """absl's warnings (TFDS' "Variant folder ... has no dataset_info.json" before the offline
+    error) and TensorFlow's ("tf.function retracing") are not shown by the commands, nor the
+    native kernel's compile, which they say as a stage."""
+    import logging
+
+    from imdb_rnn.cli import _quiet_tensorflow
+
+    names = ("absl", "tensorflow", "imdb_rnn.native")
+    saved = {name: logging.getLogger(name).level for name in names}
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        for name in names:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        _quiet_tensorflow()
+        for name in names:
+            assert not logging.getLogger(name).isEnabledFor(logging.WARNING), name
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def test_predictions_into_a_closed_pipe_are_quiet(runner, trained_model_dir, monkeypatch):
+    """A reader that goes away (`predict ... | head -1`) is not reported as an error."""
+    from imdb_rnn import cli
+
+    def closed(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_write_predictions", closed)
+    result = runner.invoke(app, ["predict", str(trained_model_dir), "A fine film."])
+    assert result.exit_code == EXIT_INTERNAL and result.stderr == ""
+
+
+@pytest.mark.parametrize(("count", "words"), [(1, "1 epoch"), (2, "2 epochs")])
+def test_counts_agree_with_their_noun(count, words):
+    """ "after 1 epoch", not "after 1 epochs"."""
+    from imdb_rnn.cli import _plural
+
+    assert _plural(count, "epoch") == words
+
+
+def test_stages_are_reported_in_flags():
+    """A stage message naming a Python argument (`TextFiles(unlabelled=PATH)`) is shown as the
+    option that sets it."""
+    import io
+
+    from rich.console import Console
+
+    from imdb_rnn.cli import _stage_printer
+
+    out = io.StringIO()
+    _stage_printer(Console(file=out, width=200), True)("give texts (TextFiles(unlabelled=PATH))")
+    assert "give texts (--unlabelled PATH)" in out.getvalue()
+
+
 def test_train_prints_results_on_stdout(runner, tmp_path, imdb_archive):
     """train's results (the test table, the summary) go to stdout, like eval's, so that
     `train > log` keeps them; stages and progress stay on stderr. The summary names the epoch
@@ -181,6 +326,9 @@ def test_train_prints_results_on_stdout(runner, tmp_path, imdb_archive):
     words = " ".join(result.stdout.split())  # Rich wraps long lines
     kept = json.loads((output / "metrics.json").read_text())["best_epoch"]
     assert "Saved to" in words and f"after 2 epochs (kept epoch {kept}" in words
+    assert "s all told (training this model:" in words
+    saved = [line for line in result.stdout.splitlines() if line.startswith("Saved to")]
+    assert saved[0].endswith("reviews/s)."), saved  # one line, not cut at 80 columns
     assert "best epoch" not in result.stdout
     assert "» Reading data" in result.stderr
     assert "Test split" not in result.stderr and "Saved to" not in result.stderr
@@ -216,13 +364,32 @@ def test_eval_confusion_png(runner, tmp_path, trained_model_dir, imdb_archive):
     assert image.shape[0] >= 300 and image.shape[1] >= 300
 
 
-def test_eval_table(runner, trained_model_dir, imdb_archive):
-    """eval without --json renders a table with accuracy and the confusion matrix."""
-    result = runner.invoke(
-        app, ["eval", str(trained_model_dir), "--data", str(imdb_archive), "--split", "valid"]
-    )
+def test_eval_table(runner, tmp_path, trained_model_dir, imdb_archive):
+    """eval without --json renders a table with accuracy and the confusion matrix, and says
+    where --confusion-png wrote."""
+    picture = tmp_path / "confusion.png"
+    args = ["eval", str(trained_model_dir), "--data", str(imdb_archive), "--split", "valid"]
+    result = runner.invoke(app, [*args, "--confusion-png", str(picture)])
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.stdout and "true pos" in result.stdout
+    assert f"Confusion matrix: {picture}" in result.stdout and picture.is_file()
+
+
+def test_eval_valid_warns_about_a_limited_training_pool(runner, tmp_path, trained_model_dir):
+    """`eval --split valid` on a model trained with --limit warns that the full validation split
+    holds its training reviews, and names the --limit that gives its own; with it, no warning."""
+    model = tmp_path / "limited"
+    shutil.copytree(trained_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    config["data"]["limit"] = 30
+    (model / "config.json").write_text(json.dumps(config))
+    archive = write_archive(tmp_path / "a.tar.gz", build_reviews(train=20, test=5, unsup=0))
+    args = ["eval", str(model), "--data", str(archive), "--split", "valid", "--json"]
+    warned = runner.invoke(app, args)
+    assert warned.exit_code == 0, warned.output
+    assert "warning:" in warned.stderr and "Evaluate with --limit 30" in warned.stderr
+    same = runner.invoke(app, [*args, "--limit", "30"])
+    assert same.exit_code == 0 and "warning" not in same.stderr
 
 
 def test_predict_file_latin1_and_utf8(runner, tmp_path, trained_model_dir):
@@ -319,7 +486,7 @@ def test_predict_streams_stdin_while_it_is_still_open(trained_model_dir):
         (["eval", "{tmp}", "--limit", "0"], EXIT_USAGE, "--limit"),
         (["predict", "{tmp}", "a fine film", ""], EXIT_USAGE, "Review 2 is empty"),
         (["predict", "{tmp}", "   "], EXIT_USAGE, "Review 1 is empty"),
-        (["predict", "{tmp}", "--file", "{tmp}/missing.txt"], EXIT_IO, "Cannot read"),
+        (["predict", "{tmp}", "--file", "{tmp}/missing.txt"], EXIT_DATA, "Cannot read"),
     ],
 )
 def test_user_mistakes_get_one_clear_line(runner, tmp_path, args, code, needle):
@@ -401,9 +568,12 @@ def test_bad_data_gets_one_clear_line(runner, tmp_path, imdb_archive, make, need
     ids=["1MB-review", "binary", "blank-lines"],
 )
 def test_bad_predict_input_gets_one_clear_line(runner, tmp_path, input_bytes, code, needle):
-    """A 1 MB review, binary data and only blank lines are refused before the model loads."""
+    """A 1 MB review, binary data and only blank lines are refused before the model loads (an
+    empty model.keras, which would not load)."""
     path = tmp_path / "reviews.txt"
     path.write_bytes(input_bytes)
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "model.keras").write_bytes(b"")
     for source in (["--file", str(path)], ["-"]):
         result = runner.invoke(app, ["predict", str(tmp_path / "none"), *source], input=input_bytes)
         _one_clear_line(result, code, needle)

@@ -277,11 +277,14 @@ def test_missing_compiler_falls_back_with_a_warning(monkeypatch, fresh_state):
     assert not list(fresh_state.rglob("*.so"))
 
 
-def test_compiler_errors_are_reported(monkeypatch, fresh_state):
-    """A failing compiler's exit status ends up in the error; no partial file is left."""
+def test_compiler_errors_are_reported(monkeypatch, fresh_state, caplog):
+    """A failing compiler's exit status ends up in the error; no partial file is left. The
+    compile is announced on the logger first (a script loading a model would wait in silence)."""
     monkeypatch.setenv("CXX", "false")
+    caplog.set_level("WARNING", logger="imdb_rnn.native")  # the commands raise it to ERROR
     with pytest.raises(native.NativeBuildError, match="failed \\(1\\)"):
         native.build()
+    assert "compiling its native GRU kernel" in caplog.text
     assert not [path for path in fresh_state.rglob("*") if path.is_file()]
 
 

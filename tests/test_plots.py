@@ -29,6 +29,24 @@ def test_training_curves_png_decodes(tmp_path):
     assert np.ptp(image[..., :3]) > 0.5  # something was drawn
 
 
+@pytest.mark.parametrize("classes", [2, 6])
+def test_training_curves_have_fixed_scales_and_a_chance_line(classes):
+    """Accuracy is drawn from 0 to 1 and loss from 0, each with the chance level (1 / classes,
+    ln(classes)): a flat run that learned nothing (loss 0.689 -> 0.693) looks flat."""
+    import math
+
+    from imdb_rnn.plots import _training_curves
+
+    flat = {"loss": [0.689, 0.693], "val_loss": [0.69, 0.692], "accuracy": [0.5, 0.49]}
+    figure = _training_curves(flat, best_epoch=None, title=None, classes=classes)
+    loss, accuracy = figure.axes
+    assert accuracy.get_ylim() == (0.0, 1.0)
+    assert loss.get_ylim()[0] == 0.0 and loss.get_ylim()[1] >= math.log(classes)
+    for axes, level in ((loss, math.log(classes)), (accuracy, 1 / classes)):
+        lines = [line for line in axes.get_lines() if line.get_label().startswith("chance")]
+        assert len(lines) == 1 and lines[0].get_ydata()[0] == pytest.approx(level)
+
+
 def test_training_curves_need_a_loss(tmp_path):
     """An empty history is a ValueError, and no file is left behind."""
     with pytest.raises(ValueError, match="loss"):

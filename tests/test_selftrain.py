@@ -92,6 +92,7 @@ def test_train_trains_a_teacher_then_a_student_and_reuses_the_teacher(tmp_path, 
     assert result.sizes["train"] == 72 + 30
     assert result.to_dict()["pseudo_labels"]["teacher"] == str(output / TEACHER_DIR)
     assert "labelled 30 of 30 unlabelled texts" in (output / "README.md").read_text()
+    assert result.wall_seconds > result.train_seconds  # the whole job, the teacher's training too
 
     # A student killed before it was saved: the folder holds only the finished teacher.
     for path in output.iterdir():
@@ -151,3 +152,41 @@ def test_a_recurrent_student_of_a_hybrid_teacher(tmp_path, imdb_archive):
     assert teacher.classifier.layers[-1].name == "blend"
     assert "blend" not in [layer.name for layer in student.classifier.layers]
     assert result.ngrams is None and result.pseudo_labels["added"] > 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"on_disk": True}, pytest.param({"ensemble_size": 2}, marks=pytest.mark.slow)],
+    ids=["on-disk", "ensemble"],
+)
+def test_on_disk_and_ensembles_without_unlabelled_texts_skip_self_training(
+    tmp_path, topic_files, options
+):
+    """`train --on-disk` (or an ensemble) under the default preset, with no unlabelled file,
+    trains without self-training and says so, instead of asking to turn it off."""
+    from imdb_rnn.sources import TextFiles
+
+    config = tiny_config(epochs=1, pseudo_label_threshold=0.9)
+    if "ensemble_size" in options:
+        config = config.replace(training={"ensemble_size": options["ensemble_size"]})
+    stages: list[str] = []
+    result = train(
+        config,
+        source=TextFiles(train=topic_files["train"], test=topic_files["test"]),
+        output=tmp_path / "run",
+        on_disk=options.get("on_disk", False),
+        on_stage=stages.append,
+    )
+    assert result.pseudo_labels is None and (tmp_path / "run" / MODEL_FILE).is_file()
+    assert any(stage.startswith("No unlabelled texts: self-training") for stage in stages)
+    assert result.wall_seconds >= result.train_seconds
+
+
+def test_a_teacher_that_labels_nothing_says_so():
+    """Zero pseudo-labels are reported as such: the student learns from the labelled texts
+    alone."""
+    from imdb_rnn.selftrain import PseudoLabels
+
+    none = PseudoLabels(unlabelled=2000, added=0, per_class={"neg": 0, "pos": 0}, threshold=0.9)
+    assert none.describe().startswith("The teacher labelled none of the 2,000 unlabelled texts")
+    assert "labelled texts alone" in none.describe()

@@ -111,6 +111,7 @@ def test_bad_rows_are_counted_by_reason(tmp_path):
         "not a JSON object": 1,
     }
     assert splits.bad_row_examples[0] == f"{train}:3: missing text"
+    assert f"{test}:2: unknown label 'shape'" in splits.bad_row_examples
     assert splits.sizes["train"] + splits.sizes["valid"] == 3 and splits.sizes["test"] == 1
 
 

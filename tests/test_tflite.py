@@ -4,6 +4,7 @@ built-in ops only, and plain `keras.models.load_model`."""
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from conftest import tiny_config
 from imdb_rnn.cli import app
-from imdb_rnn.tflite import export_tflite, token_ids
+from imdb_rnn.tflite import _interpreter, export_tflite, token_ids
 from imdb_rnn.trainer import Trainer
 from test_export import _hundred_reviews
 
@@ -98,6 +99,14 @@ def test_cli_export_tflite(tmp_path, short_model_dir):
     assert summary["inputs"] == {"token_ids": "int32 [batch, 8]"}
     assert summary["outputs"] == {"logit": "float32 [batch]"}
     assert summary["labels"] == ["neg", "pos"]
+    again = [*("export", str(short_model_dir), str(out)), *("--format", "tflite", "--overwrite")]
+    result = CliRunner().invoke(app, [*again, "--sequence-length", "8"])
+    assert result.exit_code == 0, result.output
+    assert "token_ids int32 [batch, 8] -> logit float32 [batch]" in result.stderr
+    with warnings.catch_warnings(record=True) as caught:  # the check made no deprecation warning
+        warnings.simplefilter("always")
+        _interpreter(out / "model.tflite")
+    assert not [item for item in caught if "deprecated" in str(item.message)]
     assert {path.name for path in out.iterdir()} == {
         "model.tflite",
         "vocabulary.txt",

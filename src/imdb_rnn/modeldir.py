@@ -33,9 +33,10 @@ from typing import Any
 
 from imdb_rnn import files
 from imdb_rnn.config import ConfigError
-from imdb_rnn.datasets import LABEL_NAMES
 from imdb_rnn.files import InputError, folder_lock, read_limited
-from imdb_rnn.models import ModelFileError
+
+# No TensorFlow at import (datasets and models import it in read_labels): the CLI checks the
+# output folder with check_output before it pays for importing TensorFlow.
 
 __all__ = [
     "CONFIG_FILE",
@@ -156,6 +157,9 @@ def read_json(path: Path, *, what: str) -> Any:
 
 def read_labels(directory: Path, outputs: int) -> tuple[str, ...]:
     """The class names saved beside a model (`labels.json`); IMDB's without the file."""
+    from imdb_rnn.datasets import LABEL_NAMES
+    from imdb_rnn.models import ModelFileError
+
     path = directory / LABELS_FILE
     if not path.exists():
         if outputs != 1:

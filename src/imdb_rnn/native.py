@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -62,6 +63,7 @@ ENV_SWITCH = "IMDB_RNN_NATIVE"
 ENV_CACHE_DIR = "IMDB_RNN_CACHE_DIR"
 
 _SOURCE = Path(__file__).with_name("kernels") / "gru_sequence.cc"
+_logger = logging.getLogger(__name__)
 _LIBRARY_NAME = "imdb_rnn_gru_sequence.so"
 _OPS = ("imdb_rnn_gru_sequence", "imdb_rnn_gru_sequence_grad")
 _BUILD_TIMEOUT_S = 600
@@ -259,6 +261,14 @@ def build(force: bool = False) -> Path:
     compiler = shutil.which(_compiler())
     if compiler is None:
         raise NativeBuildError(f"no C++ compiler found (tried {_compiler()!r}; set CXX)")
+    # A script that loads a model would otherwise wait in silence: Python shows a warning of
+    # this logger on stderr unless logging is set up otherwise (the CLI says it as a stage).
+    _logger.warning(
+        "imdb-rnn: compiling its native GRU kernel for this machine, once (about 25-50 s; "
+        "cached in %s; %s=0 turns it off)",
+        target.parent,
+        ENV_SWITCH,
+    )
     try:
         root = target.parent.parent.parent
         root.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,8 +50,12 @@ def save_training_curves(
     *,
     best_epoch: int | None = None,
     title: str | None = None,
+    classes: int = 2,
 ) -> Path:
-    """Draws loss and accuracy per epoch, training and validation, side by side.
+    """Draws loss and accuracy per epoch, training and validation, side by side, on fixed
+    scales: accuracy from 0 to 1 and loss from 0, each with the chance level dashed (a uniform
+    guess: accuracy 1 / classes, loss ln(classes)), so that a run that learned nothing looks
+    flat and sits on the chance line.
 
     Args:
         history: per-epoch lists under `loss` and, where present, `val_loss`, `accuracy`,
@@ -59,20 +64,37 @@ def save_training_curves(
         best_epoch: 1-based epoch whose weights were kept, marked with a dotted line.
             Default None: no mark.
         title: figure title. Default None: "Training curves".
+        classes: how many classes the model tells apart (the chance levels). Default 2.
 
     Returns:
         `path`, as a `Path`.
 
     Raises:
-        ValueError: if `history` has no `loss` values.
+        ValueError: if `history` has no `loss` values, or `classes` is below 2.
     """
+    return _write(
+        _training_curves(history, best_epoch=best_epoch, title=title, classes=classes), path
+    )
+
+
+def _training_curves(
+    history: Mapping[str, Sequence[float]],
+    *,
+    best_epoch: int | None,
+    title: str | None,
+    classes: int,
+) -> Figure:
     losses = list(history.get("loss", []))
     if not losses:
         raise ValueError(f"Expected a history with 'loss' values. Received keys: {sorted(history)}")
+    if classes < 2:
+        raise ValueError(f"Expected classes >= 2. Received: classes={classes}")
     epochs = list(range(1, len(losses) + 1))
+    chance = {"loss": math.log(classes), "accuracy": 1 / classes}
     figure = Figure(figsize=(10, 4), layout="constrained")
     figure.suptitle(title or "Training curves")
     for axes, metric in zip(figure.subplots(1, 2), ("loss", "accuracy"), strict=True):
+        drawn = [chance[metric]]
         for key, label, colour in (
             (metric, "train", _TRAIN_COLOUR),
             (f"val_{metric}", "validation", _VALID_COLOUR),
@@ -80,17 +102,29 @@ def save_training_curves(
             values = list(history.get(key, []))
             if values:
                 axes.plot(epochs[: len(values)], values, marker="o", label=label, color=colour)
+                drawn.extend(value for value in values if math.isfinite(value))
+        axes.axhline(
+            chance[metric],
+            color="black",
+            linestyle="--",
+            linewidth=0.8,
+            label=f"chance ({chance[metric]:.3g})",
+        )
         if best_epoch is not None:
             axes.axvline(
                 best_epoch, color="grey", linestyle=":", label=f"kept (epoch {best_epoch})"
             )
+        if metric == "accuracy":
+            axes.set_ylim(0.0, 1.0)
+        else:
+            axes.set_ylim(0.0, 1.1 * max(drawn))
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)
         axes.set_title(metric)
         axes.set_xticks(epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)])
         axes.grid(alpha=0.3)
         axes.legend()
-    return _write(figure, path)
+    return figure
 
 
 def save_confusion_matrix(

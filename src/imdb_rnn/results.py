@@ -185,7 +185,8 @@ class TrainResult:
         epochs: epochs run, resumed ones included (early stopping may end before the
             configured number).
         best_epoch: 1-based epoch whose weights were kept.
-        train_seconds: wall time of `fit` in this process (validation included).
+        train_seconds: wall time of `fit` in this process (validation included): the saved
+            model's training alone, without a self-training teacher's.
         train_examples_per_second: training reviews per second of training-batch time.
         epoch_train_seconds: training-batch time of each epoch (validation excluded).
         history: per-epoch `loss`, `accuracy`, `val_loss`, `val_accuracy`, `learning_rate`.
@@ -215,6 +216,8 @@ class TrainResult:
         ngrams: what fitting the n-gram part of a hybrid found (`imdb_rnn.ngrams.NgramFit.
             to_dict()`: each part's and the blend's validation accuracy, the blend's weights);
             None without an n-gram part.
+        wall_seconds: wall time of the whole `train` call up to the save: reading the data, a
+            self-training teacher, training and evaluating (None where not measured).
     """
 
     output: str | None
@@ -243,6 +246,7 @@ class TrainResult:
     pseudo_labels: dict[str, Any] | None = None
     word_vectors: dict[str, Any] | None = None
     ngrams: dict[str, Any] | None = None
+    wall_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

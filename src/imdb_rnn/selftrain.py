@@ -53,6 +53,12 @@ class PseudoLabels:
         return dataclasses.asdict(self)
 
     def describe(self) -> str:
+        if not self.added:
+            return (
+                f"The teacher labelled none of the {self.unlabelled:,} unlabelled texts with "
+                f"probability >= {self.threshold:g}: the student learns from the labelled texts "
+                "alone, as the teacher did"
+            )
         classes = ", ".join(f"{name} {count:,}" for name, count in self.per_class.items())
         return (
             f"The teacher labelled {self.added:,} of {self.unlabelled:,} unlabelled texts with "

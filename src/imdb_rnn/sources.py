@@ -157,12 +157,14 @@ class TextTable:
         labels: their label names (None for unlabelled files).
         rows: rows read, bad ones included.
         bytes_read: size of what was read, in bytes.
+        where: `"file:line"` (a folder's: the file) of each text, for reports.
     """
 
     texts: list[str]
     labels: list[str] | None
     rows: int = 0
     bytes_read: int = 0
+    where: list[str] | None = None
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -198,8 +200,8 @@ def _text_rows(
     label_column: str | None,
     bad: BadRows,
     strict: bool,
-) -> Iterator[tuple[str, str | None]]:
-    """`(text, label)` of each usable row of a CSV, TSV or JSON Lines file."""
+) -> Iterator[tuple[str, str | None, str]]:
+    """`(text, label, "file:line")` of each usable row of a CSV, TSV or JSON Lines file."""
     if kind == "jsonl":
         with open(path, "rb") as stream:
             for number, raw in enumerate(stream, start=1):
@@ -219,7 +221,7 @@ def _text_rows(
                     continue
                 row = _checked(record, where, text_column, label_column, bad, strict)
                 if row is not None:
-                    yield row
+                    yield (*row, where)
         return
     delimiter = "\t" if kind == "tsv" else ","
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as stream:
@@ -248,7 +250,7 @@ def _text_rows(
                 continue
             row = _checked(record, where, text_column, label_column, bad, strict)
             if row is not None:
-                yield row
+                yield (*row, where)
 
 
 def _checked(
@@ -274,8 +276,9 @@ def _checked(
 
 def _folder_rows(
     root: Path, *, labelled: bool, bad: BadRows, strict: bool
-) -> Iterator[tuple[str, str | None, int]]:
-    """`(text, label, size)` of each file: one sub-folder per class, or every file if unlabelled."""
+) -> Iterator[tuple[str, str | None, int, str]]:
+    """`(text, label, size, file)` of each file: one sub-folder per class, or every file if
+    unlabelled."""
     if labelled:
         classes = sorted(entry for entry in root.iterdir() if entry.is_dir())
         if not classes:
@@ -298,7 +301,7 @@ def _folder_rows(
         if not text.strip():
             bad.add(str(file), "missing text", strict=strict)
             continue
-        yield text, (label if labelled else None), len(raw)
+        yield text, (label if labelled else None), len(raw), str(file)
 
 
 def iter_rows(
@@ -316,17 +319,18 @@ def iter_rows(
     kind = detect_format(path)
     bad = bad if bad is not None else BadRows()
     if kind == "folder":
-        for text, label, _ in _folder_rows(path, labelled=labelled, bad=bad, strict=strict):
+        for text, label, _, _ in _folder_rows(path, labelled=labelled, bad=bad, strict=strict):
             yield text, label
         return
-    yield from _text_rows(
+    for text, label, _ in _text_rows(
         path,
         kind,
         text_column=text_column,
         label_column=label_column if labelled else None,
         bad=bad,
         strict=strict,
-    )
+    ):
+        yield text, label
 
 
 def data_size(path: str | os.PathLike[str]) -> int:
@@ -369,14 +373,18 @@ def read_texts(
     skipped_before = bad.total
     texts: list[str] = []
     labels: list[str] = []
+    where: list[str] = []
     size = 0
     if kind == "folder":
-        for text, label, length in _folder_rows(path, labelled=labelled, bad=bad, strict=strict):
+        for text, label, length, file in _folder_rows(
+            path, labelled=labelled, bad=bad, strict=strict
+        ):
             texts.append(text)
             labels.append(label or "")
+            where.append(file)
             size += length
     else:
-        for text, label in _text_rows(
+        for text, label, line in _text_rows(
             path,
             kind,
             text_column=text_column,
@@ -386,9 +394,10 @@ def read_texts(
         ):
             texts.append(text)
             labels.append(label or "")
+            where.append(line)
         size = path.stat().st_size
     rows = len(texts) + bad.total - skipped_before
-    return TextTable(texts, labels if labelled else None, rows=rows, bytes_read=size)
+    return TextTable(texts, labels if labelled else None, rows=rows, bytes_read=size, where=where)
 
 
 def label_names_of(labels: Iterable[str]) -> tuple[str, ...]:
@@ -526,10 +535,11 @@ def _indexed(
             np.full(len(table.texts), UNLABELLED, np.int32),
         )
     keep_texts, keep_labels = [], []
-    for text, label in zip(table.texts, table.labels, strict=True):
+    where = table.where or [f"{path}"] * len(table.texts)
+    for text, label, line in zip(table.texts, table.labels, where, strict=True):
         position = index.get(label)
         if position is None:
-            bad.add(f"{path}", f"unknown label {label!r}", strict=strict)
+            bad.add(line, f"unknown label {label!r}", strict=strict)
             continue
         keep_texts.append(text)
         keep_labels.append(position)

@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -326,9 +327,21 @@ def output_description(classes: int) -> dict[str, Any]:
     }
 
 
+def _interpreter(path: Path) -> Any:
+    """LiteRT's interpreter where `ai_edge_litert` is installed, else TensorFlow's, without the
+    warning that announces its deprecation (it still runs the same models)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+            return tf.lite.Interpreter(model_path=str(path))
+    return Interpreter(model_path=str(path))
+
+
 def _check_interpreter(path: Path, length: int, classes: int) -> None:
     """Runs the converted model once in the stock interpreter (no Flex delegate)."""
-    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter = _interpreter(path)
     runner = interpreter.get_signature_runner()
     ids = np.zeros((2, length), dtype=np.int32)
     ids[:, 0] = 1

@@ -474,6 +474,7 @@ def train_on_disk(
             Path(output) / CURVES_FILE,
             best_epoch=best,
             title=f"{Path(output).name}: loss and accuracy per epoch",
+            classes=len(trainer.label_names),
         )
     elif cache_dir is not None and temporary is None:
         shutil.rmtree(cache_dir, ignore_errors=True)

@@ -30,6 +30,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -55,6 +56,7 @@ from imdb_rnn.trainer import StageCallback, Trainer
 from imdb_rnn.wordvectors import vector_dimension
 
 __all__ = [
+    "ValidationOverlapWarning",
     "evaluate",
     "label_of",
     "predict",
@@ -152,10 +154,22 @@ def train(
         TrainingInterrupted: when `stop` received a signal.
         FolderBusyError: if another process is training into `output`.
     """
+    started = time.perf_counter()
     if on_disk and not isinstance(source, TextFiles):
         raise ConfigError(
             "on_disk=True streams your own training file: pass source=TextFiles(...)."
         )
+    # Self-training needs unlabelled texts; without them (own files and no unlabelled file)
+    # it is skipped, and says so, whatever the run.
+    no_unlabelled = isinstance(source, TextFiles) and source.unlabelled is None
+    if (
+        no_unlabelled
+        and config.training.pseudo_label_threshold
+        and (on_disk or config.training.ensemble_size > 1)
+    ):
+        if on_stage is not None:
+            on_stage(_NO_UNLABELLED)
+        config = config.replace(training={"pseudo_label_threshold": 0.0})
     if config.training.pseudo_label_threshold and (on_disk or config.training.ensemble_size > 1):
         raise ConfigError(
             "Self-training (training.pseudo_label_threshold > 0, as in the default preset) "
@@ -194,7 +208,7 @@ def train(
         from imdb_rnn.ensemble import train_ensemble
 
         board = [tensorboard_callback(log_dir)] if log_dir is not None else []
-        return train_ensemble(
+        result = train_ensemble(
             config,
             source=source,
             output=output,
@@ -203,14 +217,18 @@ def train(
             on_stage=on_stage,
             data_dir=data_dir,
         )
+        result.wall_seconds = time.perf_counter() - started
+        return result
     if on_disk:
         from imdb_rnn.tokencache import train_on_disk
 
         assert isinstance(source, TextFiles)
         board = [tensorboard_callback(log_dir)] if log_dir is not None else []
-        return train_on_disk(
+        result = train_on_disk(
             config, source, output=output, callbacks=[*callbacks, *board], on_stage=on_stage
         )
+        result.wall_seconds = time.perf_counter() - started
+        return result
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
     # One run at a time writes into `output`: a second would corrupt the first's checkpoint.
     lock = folder_lock(output) if output is not None and chief else contextlib.nullcontext()
@@ -228,6 +246,7 @@ def train(
                 tensorboard_dir=log_dir if chief or log_dir is None else scratch,
                 resume=not overwrite,
                 stop=stop,
+                started=started,
             )
     finally:
         if scratch is not None:
@@ -248,6 +267,7 @@ def _train(
     resume: bool,
     stop: SignalStop | None,
     splits: ImdbSplits | None = None,
+    started: float | None = None,
 ) -> TrainResult:
     """`train`, with the model written to `write_to` (`output`, or a temporary folder on the
     workers of a cluster other than the chief); on `splits` when given (self-training's
@@ -273,10 +293,7 @@ def _train(
         )
     pseudo_labels = None
     if config.training.pseudo_label_threshold and not splits.sizes.get("unsupervised"):
-        stage(
-            "No unlabelled texts: self-training (pseudo_label_threshold) is skipped; give "
-            "unlabelled texts (TextFiles(unlabelled=PATH)) to use it"
-        )
+        stage(_NO_UNLABELLED)
     elif config.training.pseudo_label_threshold:
         splits, pseudo_labels = _self_training(
             trainer,
@@ -338,6 +355,7 @@ def _train(
         pseudo_labels=pseudo_labels.to_dict() if pseudo_labels is not None else None,
         word_vectors=trainer.word_vectors_record(),
         ngrams=trainer.ngram_fit.to_dict() if trainer.ngram_fit is not None else None,
+        wall_seconds=time.perf_counter() - started if started is not None else None,
     )
     if write_to is not None:
         # The other workers save too (to a temporary folder), as TensorFlow's multi-worker
@@ -356,10 +374,17 @@ def _train(
             Path(output) / CURVES_FILE,
             best_epoch=result.best_epoch,
             title=f"{Path(output).name}: loss and accuracy per epoch",
+            classes=len(result.label_names),
         )
         if checkpoint is not None:
             checkpoint.remove()  # the saved model supersedes it
     return result
+
+
+_NO_UNLABELLED = (
+    "No unlabelled texts: self-training (pseudo_label_threshold) is skipped; give "
+    "unlabelled texts (TextFiles(unlabelled=PATH)) to use it"
+)
 
 
 def _read_training_splits(
@@ -513,6 +538,11 @@ def _read_summary(splits: ImdbSplits) -> str:
     )
 
 
+class ValidationOverlapWarning(UserWarning):
+    """The validation split evaluated on holds texts the model trained on: a model trained with
+    `data.limit` took its training texts from the reviews the full validation split holds."""
+
+
 def evaluate(
     model_dir: str | os.PathLike[str],
     *,
@@ -539,6 +569,10 @@ def evaluate(
         ModelFileError: if the model directory cannot be loaded.
         DataError: if the data cannot be read.
         ValueError: if `split` is not `test` or `valid`.
+
+    Warns:
+        ValidationOverlapWarning: for `split="valid"` on a model trained with `data.limit`
+            (`train --limit N`), evaluated without the same `limit`.
     """
     if split not in ("test", "valid"):
         raise ValueError(f"Expected split to be 'test' or 'valid'. Received: split={split!r}")
@@ -546,6 +580,15 @@ def evaluate(
     prepare_native_kernel(on_stage=stage)
     stage("Loading the model")
     trainer = Trainer.load(model_dir)
+    trained_limit = trainer.config.data.limit
+    if split == "valid" and trained_limit is not None and limit != trained_limit:
+        warnings.warn(
+            f"{model_dir} was trained with limit={trained_limit}: its training texts overlap "
+            "the full validation split, whose scores then read high. Evaluate with "
+            f"limit={trained_limit} (its own validation texts) or on the test split.",
+            ValidationOverlapWarning,
+            stacklevel=2,
+        )
     stage("Reading data")
     splits = read_splits(
         source,
