@@ -183,6 +183,18 @@ def _os_error_message(error: OSError) -> str:
     return f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
 
 
+def _output_file(target: Path, *, inputs: list[Any], what: str) -> Path:
+    """`target` checked by the output rule (`imdb_rnn.files.check_output_file`): the path to
+    write, or one error line (exit code 2) when writing it would destroy an input, a model's
+    file or a device."""
+    from imdb_rnn.files import OutputPathError, check_output_file
+
+    try:
+        return check_output_file(target, inputs=inputs, what=what)
+    except OutputPathError as error:
+        _fail(str(error), EXIT_USAGE)
+
+
 def _quiet_tensorflow() -> None:
     # TensorFlow's C++ start-up lines (no GPU, oneDNN) are noise on the CPU; users can override.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -1192,6 +1204,10 @@ def evaluate(
         _fail("--split applies to --data; --test names the file to evaluate on.", EXIT_USAGE)
     own_file = files is not None and not _is_tfds(files)
     split_name = "test file" if own_file else f"{split.value} split"
+    if confusion_png is not None:
+        confusion_png = _output_file(
+            confusion_png, inputs=[model_dir, test_file, data], what="--confusion-png"
+        )
     _quiet_tensorflow()
     console = _stderr()
     with _user_errors():
@@ -1205,8 +1221,14 @@ def evaluate(
             on_stage=_stage_printer(console, not as_json),
         )
         if confusion_png is not None:
-            from imdb_rnn.plots import save_confusion_matrix
+            from imdb_rnn.plots import MAX_CONFUSION_CLASSES, save_confusion_matrix
 
+            if len(result.labels) > MAX_CONFUSION_CLASSES:
+                _fail(
+                    f"--confusion-png draws up to {MAX_CONFUSION_CLASSES} classes; this model "
+                    f"has {len(result.labels):,}: read the matrix from --json instead.",
+                    EXIT_USAGE,
+                )
             save_confusion_matrix(
                 result.confusion,
                 confusion_png,
@@ -1347,6 +1369,8 @@ def predict(
     chosen = output_format or (OutputFormat.json if as_json else OutputFormat.table)
     if threshold is not None and not 0 <= threshold <= 1:
         _fail(f"--threshold must be between 0 and 1 (got {threshold}).", EXIT_USAGE)
+    if output_file is not None:
+        output_file = _output_file(output_file, inputs=[model_dir, file], what="--output")
     if file is not None and not file.is_file():
         if file.exists():  # a device such as /dev/zero, a FIFO or a folder
             _fail(f"{file} is not a regular file: give a file of texts.", EXIT_DATA)

@@ -34,7 +34,7 @@ from typing import Any
 from imdb_rnn import files
 from imdb_rnn.config import ConfigError
 from imdb_rnn.datasets import LABEL_NAMES
-from imdb_rnn.files import InputError, folder_lock, read_limited
+from imdb_rnn.files import InputError, decode_text, folder_lock, read_limited
 from imdb_rnn.models import ModelFileError
 
 __all__ = [
@@ -151,7 +151,7 @@ def read_json(path: Path, *, what: str) -> Any:
         InputError: if it is not a regular file or is too large.
         ValueError: if it is not UTF-8 JSON.
     """
-    return json.loads(read_limited(path, what=f"{what} {path}").decode("utf-8"))
+    return json.loads(decode_text(read_limited(path, what=f"{what} {path}")))
 
 
 def read_labels(directory: Path, outputs: int) -> tuple[str, ...]:
