@@ -240,3 +240,249 @@ def test_jsonl_reader_names_a_bad_first_row_only_when_it_is_bad(tmp_path):
     path.write_bytes(b'\xef\xbb\xbf{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n')
     table = read_texts(path)
     assert table.texts == ["a", "b"] and json.dumps(table.labels) == '["x", "y"]'
+
+
+# -- 2. train --output never trains into, nor deletes, a folder of someone else's files -----------
+
+TINY_TRAIN = [
+    "--max-tokens",
+    "50",
+    "--embedding-dim",
+    "8",
+    "--rnn-units",
+    "4",
+    "--dense-units",
+    "4",
+    "--epochs",
+    "1",
+    "--pseudo-label-threshold",
+    "0",
+]
+
+
+def _user_folder(path):
+    """A folder of a user's files whose names are those of a run's files."""
+    (path / "logs").mkdir(parents=True)
+    (path / "checkpoint").mkdir()
+    (path / "README.md").write_text("my notes")
+    (path / "config.json").write_text('{"mine": true}')
+    (path / "logs" / "x").write_text("my log")
+    (path / "checkpoint" / "notes.txt").write_text("my checkpoint notes")
+    return path
+
+
+def test_train_refuses_a_folder_that_is_not_a_run(tmp_path, imdb_archive):
+    """`train --output` onto a folder of the user's files is refused (exit code 2) before any
+    data is read; every file stays (they were overwritten and `logs/`, `checkpoint/` deleted)."""
+    folder = _user_folder(tmp_path / "mine")
+    result = _invoke("train", "--data", imdb_archive, "--output", folder, *TINY_TRAIN)
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "not an imdb-rnn run" in result.output and "--overwrite" in result.output
+    assert "Reading data" not in result.output
+    assert (folder / "README.md").read_text() == "my notes"
+    assert (folder / "logs" / "x").read_text() == "my log"
+    assert (folder / "checkpoint" / "notes.txt").read_text() == "my checkpoint notes"
+
+
+def test_train_overwrite_into_a_user_folder_deletes_none_of_its_files(tmp_path, imdb_archive):
+    """With --overwrite the run is trained into the folder: files of the run's names are
+    replaced, and nothing else is deleted (not `logs/x`, not `checkpoint/notes.txt`)."""
+    folder = _user_folder(tmp_path / "mine")
+    result = _invoke(
+        "train", "--data", imdb_archive, "--output", folder, "--overwrite", *TINY_TRAIN
+    )
+    assert result.exit_code == 0, result.output
+    assert (folder / "model.keras").is_file()
+    assert (folder / "logs" / "x").read_text() == "my log"
+    assert (folder / "checkpoint" / "notes.txt").read_text() == "my checkpoint notes"
+    assert sorted(path.name for path in (folder / "checkpoint").iterdir()) == ["notes.txt"]
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_still_a_run(tmp_path):
+    """A folder holding only what a run writes first (its mark, the checkpoint's vocabulary)
+    is resumed, not refused as someone else's."""
+    from imdb_rnn.modeldir import check_output, check_writable
+
+    folder = tmp_path / "run"
+    check_writable(folder)
+    (folder / "checkpoint").mkdir()
+    (folder / "checkpoint" / "vocabulary.json").write_text("[]")
+    assert check_output(folder, overwrite=False) is False
+
+
+@pytest.mark.parametrize("where", ["model_dir", "inside", "data_parent"])
+def test_train_output_never_lands_in_a_model_folder_or_on_the_data(tmp_path, where):
+    """`--output runs/m/checkpoint` (inside a model folder), `--output data/` holding `--train`
+    and `--output` inside the `--train` folder are refused, exit code 2."""
+    model = _fake_model_folder(tmp_path / "m")
+    data = tmp_path / "data"
+    (data / "pos").mkdir(parents=True)
+    (data / "neg").mkdir()
+    train = data / "train.csv"
+    train.write_text("text,label\na,pos\nb,neg\n")
+    output, source = {
+        "model_dir": (model / "checkpoint", train),
+        "inside": (data / "pos" / "run", data),
+        "data_parent": (data, train),
+    }[where]
+    result = _invoke("train", "--train", source, "--output", output, *TINY_TRAIN)
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert not (model / "checkpoint").exists()
+    assert not (data / "pos" / "run").exists()
+
+
+# -- 4, 5. one fingerprint: see test_checkpoints.py::test_resume_refuses_other_data_of_the_same_size
+# and test_selftrain.py::test_train_trains_a_teacher_then_a_student_and_reuses_the_teacher.
+
+# -- 7. eval refuses data whose labels the model lacks ---------------------------------------------
+
+
+def test_eval_refuses_imdb_data_for_a_model_of_other_classes(monkeypatch, imdb_archive):
+    """`eval TREC_MODEL --data aclImdb_v1.tar.gz` is refused (it scored neg / pos as two TREC
+    classes, exit code 0)."""
+    from imdb_rnn import workflows
+
+    class OtherClasses:
+        label_names = ("ABBR", "DESC", "HUM")
+
+    monkeypatch.setattr(workflows.Trainer, "load", classmethod(lambda cls, path: OtherClasses()))
+    with pytest.raises(DataError, match="not IMDB's neg, pos"):
+        workflows.evaluate("runs/trec", source=imdb_archive)
+
+
+# -- 8. bounds that hold ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "needle"),
+    [
+        (["--batch-size", str(2**31)], "batch_size of at most 65,536"),
+        (["--batch-size", str(2**63 - 1)], "batch_size of at most 65,536"),
+        (["--ensemble-size", "1000000"], "ensemble_size of at most 100"),
+        (
+            ["--ensemble-size", "10", "--max-tokens", "10000000", "--embedding-dim", "64"],
+            "parameters in all",
+        ),
+    ],
+)
+def test_huge_batches_and_ensembles_are_usage_errors(arguments, needle):
+    """`--batch-size 2147483648` (hung), `9223372036854775807` (internal error), an ensemble of a
+    million, or one whose members together pass the parameter cap: exit code 2."""
+    result = _invoke("train", *arguments, "--show-config")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert needle in " ".join(result.output.split())
+
+
+def test_huge_eval_batch_size_in_a_config_file_is_a_usage_error(tmp_path):
+    """`eval_batch_size = 2147483648` in TOML is refused (it aborted with std::bad_alloc)."""
+    (tmp_path / "c.toml").write_text("[data]\neval_batch_size = 2147483648\n")
+    result = _invoke("train", "--config", tmp_path / "c.toml", "--show-config")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "eval_batch_size of at most" in result.output
+
+
+def test_too_many_classes_are_refused(tmp_path):
+    """A training file of 1,001 classes is refused (3,000 made a 99.5 MB metrics.json)."""
+    from imdb_rnn.sources import TextFiles, load_text_files
+
+    path = tmp_path / "train.csv"
+    path.write_text("text,label\n" + "".join(f"text {n},c{n}\n" for n in range(1001)))
+    with pytest.raises(DataError, match="at most 1,000 classes"):
+        load_text_files(TextFiles(train=path), splits=["train"])
+
+
+def test_confusion_picture_of_too_many_classes_is_refused(tmp_path):
+    """A confusion picture of 51 classes is refused before drawing (3,000 took over 4 GB)."""
+    from imdb_rnn.plots import save_confusion_matrix
+
+    labels = [f"c{n}" for n in range(51)]
+    with pytest.raises(ValueError, match="at most 50 classes"):
+        save_confusion_matrix([[0] * 51] * 51, tmp_path / "c.png", labels=labels)
+    assert not list(tmp_path.iterdir())
+
+
+# -- 10. escape sequences in labels and texts never reach the terminal ----------------------------
+
+
+def _rendered(*renderables):
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=True, color_system=None)
+    for renderable in renderables:
+        console.print(renderable)
+    return out.getvalue()
+
+
+def test_escape_sequences_in_labels_and_texts_are_shown_escaped():
+    """An ESC in a label (predict's table, eval's tables) or in a review without known words
+    (--explain) is shown as `\\x1b`, never sent raw."""
+    from rich.console import Console
+
+    from imdb_rnn import cli
+
+    label = "\x1b]0;owned\x07HUM"
+    row = {
+        "text": "\x1b[2Jzzz",
+        "label": label,
+        "score": 0.9,
+        "scores": {label: 0.9, "LOC": 0.1},
+        "known_words": 0,
+        "explanation": [{"word": "zzz", "weight": 0.0}],
+        "explained": label,
+    }
+    metrics = {
+        "labels": [label, "LOC", "NUM"],
+        "per_class": [
+            {"label": name, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+            for name in (label, "LOC", "NUM")
+        ],
+        "macro_f1": 1.0,
+        "examples": 3,
+        "confusion": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+    }
+    shown = _rendered(
+        cli._prediction_table([row], (label, "LOC", "NUM"), first=True),
+        *cli._class_tables(metrics),
+    )
+    out = io.StringIO()
+    cli._print_explanations([row], console=Console(file=out, width=200, color_system=None))
+    for text in (shown, out.getvalue()):
+        assert "\x1b" not in text and "\x07" not in text
+        assert "\\x1b" in text
+
+
+# -- weaker cases ----------------------------------------------------------------------------------
+
+
+def test_duplicate_csv_headers_are_refused(tmp_path):
+    """A header naming `text` twice is refused (the last column was used silently)."""
+    path = tmp_path / "train.csv"
+    path.write_text("text,label,text\na,x,b\n")
+    with pytest.raises(DataError, match="'text' more than once"):
+        read_texts(path)
+    with pytest.raises(DataError, match="more than once"):
+        list(textio.read_texts_from_stream(io.BytesIO(b"text,text\na,b\n"), input_format="csv"))
+
+
+def test_labels_are_read_as_written_and_in_one_normal_form(tmp_path):
+    """JSON `true` is the class "true" (not "True"), and "é" typed as one character or as two
+    is one class (it made two)."""
+    path = tmp_path / "train.jsonl"
+    rows = [
+        {"text": "a", "label": True},
+        {"text": "b", "label": "caf\u00e9"},
+        {"text": "c", "label": "cafe\u0301"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert read_texts(path).labels == ["true", "caf\u00e9", "caf\u00e9"]
+
+
+def test_labels_file_with_a_repeated_name_is_refused(tmp_path):
+    """A `labels.json` naming one class twice is a damaged model (it was accepted)."""
+    from imdb_rnn.modeldir import read_labels
+    from imdb_rnn.models import ModelFileError
+
+    (tmp_path / "labels.json").write_text('["HUM", "LOC", "HUM"]')
+    with pytest.raises(ModelFileError, match="distinct class names"):
+        read_labels(tmp_path, 3)

@@ -271,7 +271,7 @@ def _class_tables(metrics: dict[str, Any]) -> list[Table]:
         table.add_column(column, justify="left" if column == "class" else "right")
     for row in per_class:
         table.add_row(
-            Text(str(row["label"])),
+            Text(_printable(str(row["label"]))),
             f"{row['precision']:.4f}",
             f"{row['recall']:.4f}",
             f"{row['f1']:.4f}",
@@ -280,7 +280,7 @@ def _class_tables(metrics: dict[str, Any]) -> list[Table]:
     table.add_section()
     table.add_row("macro F1", "", "", f"{metrics['macro_f1']:.4f}", f"{metrics['examples']:,}")
     tables = [table]
-    labels = [str(label) for label in metrics.get("labels", [])]
+    labels = [_printable(str(label)) for label in metrics.get("labels", [])]
     if labels != ["neg", "pos"]:
         confusion = Table(title="Confusion matrix (rows: true class, columns: predicted)")
         confusion.add_column("true \\ predicted")
@@ -1560,7 +1560,7 @@ def _prediction_table(
         known = item["known_words"]
         # Text, not markup: a review may hold brackets such as "[/]".
         table.add_row(
-            Text(item["label"], style=colour),
+            Text(_printable(item["label"]), style=colour),
             f"{score:.3f}",
             Text(f"{known}" if known else "0 (none)", style="" if known else "yellow"),
             Text(_printable(item["text"])),
@@ -1581,24 +1581,25 @@ def _print_explanations(
     for number, item in enumerate(predictions, first):
         weights = {entry["word"]: entry["weight"] for entry in item["explanation"]}
         largest = max((abs(weight) for weight in weights.values()), default=0.0)
-        explained = item.get("explained", "pos")
+        explained = _printable(item.get("explained", "pos"))
         two_classes = "probability" in item
         if two_classes:
-            others = [name for name in item["scores"] if name != explained]
-            colour = "green" if item["label"] == explained else "red"
+            others = [_printable(name) for name in item["scores"] if _printable(name) != explained]
+            colour = "green" if _printable(item["label"]) == explained else "red"
             towards = [(1, f"towards {explained}"), (-1, f"towards {others[0]}")]
             score = f"  P({explained}) {item['probability']:.3f}"
         else:
             colour = "bold"
             towards = [(1, f"towards {explained}"), (-1, f"away from {explained}")]
             score = f"  P({explained}) {item['score']:.3f}"
-        console.print(Text.assemble(f"{number}. ", (item["label"], f"bold {colour}"), score))
+        label = _printable(item["label"])
+        console.print(Text.assemble(f"{number}. ", (label, f"bold {colour}"), score))
         # The review as written, each token coloured by the weight of the word(s) it holds.
         tokens = item["text"].split()
         if not item["explanation"]:
             console.print(Text("   (no words)", style="dim"))
         elif item.get("known_words") == 0:
-            console.print(Text(f"   {item['text']}", style="dim"))
+            console.print(Text(f"   {_printable(item['text'])}", style="dim"))
             console.print(Text("   no known words: the model knows none of them", style="yellow"))
             console.print()
             continue

@@ -198,9 +198,21 @@ def csv_rows(
 ) -> csv.DictReader[str]:
     """A `csv.DictReader` over `lines` (from `bounded_lines`, decoded) whose fields may hold at
     most `field_limit` characters: a quoted field that never closes stops there, with a
-    `csv.Error`, instead of growing without end."""
+    `csv.Error`, instead of growing without end.
+
+    Raises:
+        InputError: if the header names a column twice.
+    """
     csv.field_size_limit(field_limit)
-    return csv.DictReader(lines, delimiter=delimiter)
+    reader = csv.DictReader(lines, delimiter=delimiter)
+    columns = reader.fieldnames or []
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:  # DictReader would keep the last of them, silently
+        raise InputError(
+            f"The CSV header names {', '.join(map(repr, repeated))} more than once: give each "
+            "column its own name."
+        )
+    return reader
 
 
 def folder_files(root: str | os.PathLike[str]) -> list[Path]:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ from imdb_rnn.files import (
 
 __all__ = [
     "FORMATS",
+    "MAX_CLASSES",
     "BadRows",
     "TextFiles",
     "TextTable",
@@ -81,6 +83,9 @@ __all__ = [
 
 FORMATS = ("csv", "tsv", "jsonl", "folder")
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: The most classes a data set may have: beyond it the metrics (an n x n confusion matrix in
+#: `metrics.json`: 3,000 classes made 99.5 MB of it) outgrow any use.
+MAX_CLASSES = 1000
 #: Bad rows quoted by file and line in reports.
 _EXAMPLES = 5
 
@@ -317,7 +322,10 @@ def _checked(
     if label is None or isinstance(label, (dict, list)) or not str(label).strip():
         bad.add(where, "missing label", strict=strict)
         return None
-    return text, str(label).strip()
+    # A JSON `true` or `1.5` is the class "true" or "1.5", as written; a label typed in NFC and
+    # in NFD (é as one character or two) is one class.
+    written = label if isinstance(label, str) else json.dumps(label)
+    return text, unicodedata.normalize("NFC", written.strip())
 
 
 def _folder_rows(
@@ -338,7 +346,11 @@ def _folder_rows(
                 f"{root} has no sub-folders: expected one sub-folder per class, each holding "
                 "one text per file."
             )
-        files = [(file, folder.name) for folder in classes for file in folder_files(folder)]
+        files = [
+            (file, unicodedata.normalize("NFC", folder.name))
+            for folder in classes
+            for file in folder_files(folder)
+        ]
     else:
         files = [(file, "") for file in folder_files(root)]
     for file, label in files:
@@ -530,6 +542,11 @@ def load_text_files(
             )
         label_names = label_names_of(tables["train"].labels or [])
     label_names = tuple(label_names)
+    if len(label_names) > MAX_CLASSES:
+        raise DataError(
+            f"Expected at most {MAX_CLASSES:,} classes in {files.train}. Received: "
+            f"{len(label_names):,}. Is label_column= the right column?"
+        )
     if len(label_names) < 2:
         found = f"only {label_names[0]!r}" if label_names else "none"
         raise DataError(
