@@ -81,6 +81,24 @@ def test_outputs_never_replace_a_fifo_or_a_link_to_one(tmp_path):
     assert (tmp_path / "link").is_symlink() and os.readlink(tmp_path / "link") == str(fifo)
 
 
+def test_outputs_never_replace_a_character_device(tmp_path):
+    """`-o` onto a character device (a null device made in tmp_path, or a link to it) is
+    refused; the node stays a device (as root, `-o /dev/full` replaced the real one)."""
+    import stat
+
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    except (PermissionError, OSError):
+        pytest.skip("making a device node needs privileges here")
+    (tmp_path / "link").symlink_to(device)
+    model = _fake_model_folder(tmp_path / "m")
+    for target in (device, tmp_path / "link"):
+        result = _invoke("predict", model, "x", "-o", target)
+        assert result.exit_code == EXIT_USAGE, result.output
+    assert stat.S_ISCHR(device.lstat().st_mode) and (tmp_path / "link").is_symlink()
+
+
 def test_output_rule_writes_through_a_link_to_a_regular_file(tmp_path):
     """A symbolic link to a regular file is written through: the link stays a link."""
     target = tmp_path / "real.json"
@@ -486,3 +504,29 @@ def test_labels_file_with_a_repeated_name_is_refused(tmp_path):
     (tmp_path / "labels.json").write_text('["HUM", "LOC", "HUM"]')
     with pytest.raises(ModelFileError, match="distinct class names"):
         read_labels(tmp_path, 3)
+
+
+@pytest.mark.slow
+def test_sigterm_during_predict_output_leaves_no_temporary_file(trained_model_dir, tmp_path):
+    """SIGTERM while `predict - -o out.csv` waits for more input stops it (exit code 143) and
+    removes its hidden temporary file (it was left behind, also after a later run)."""
+    import signal
+    import time
+
+    command = ["predict", str(trained_model_dir), "-", "--format", "csv", "-o"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imdb_rnn", *command, str(tmp_path / "out.csv")],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    process.stdin.write(b"a great film\n" * 1100)  # a first chunk, then it waits for more
+    process.stdin.flush()
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".out.*")), "no temporary file appeared"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    process.stdin.close()
+    assert list(tmp_path.iterdir()) == []

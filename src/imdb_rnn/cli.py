@@ -1395,15 +1395,19 @@ def predict(
             if "threshold" not in str(error):
                 raise
             _fail(f"--threshold: {error}", EXIT_USAGE)
+        from imdb_rnn.stopping import SignalStop
+
         chunks = itertools.chain([first], _chunks(stream))
-        _write_predictions(
-            predictor,
-            chunks,
-            output_format=chosen,
-            output_file=output_file,
-            explain=explain,
-            progress_total=file.stat().st_size if file is not None else None,
-        )
+        # SIGTERM, as Ctrl-C, stops at once and removes a half-written --output (exit code 143).
+        with SignalStop():
+            _write_predictions(
+                predictor,
+                chunks,
+                output_format=chosen,
+                output_file=output_file,
+                explain=explain,
+                progress_total=file.stat().st_size if file is not None else None,
+            )
 
 
 def _texts_to_classify(
