@@ -317,10 +317,15 @@ def test_train_overwrite_into_a_user_folder_deletes_none_of_its_files(tmp_path, 
 
 
 def test_a_run_stopped_before_its_first_checkpoint_is_still_a_run(tmp_path):
-    """A folder holding only what a run writes first (its mark, the checkpoint's vocabulary)
-    is resumed, not refused as someone else's."""
+    """A folder holding only what a run writes first (its write test, its mark, the
+    checkpoint's vocabulary) is resumed, not refused as someone else's."""
     from imdb_rnn.modeldir import check_output, check_writable
 
+    probing = tmp_path / "probing"  # another worker of a cluster is probing it right now
+    probing.mkdir()
+    (probing / ".imdb-rnn-write-test-123").write_text("")
+    (probing / "..imdb-rnn-run.k2j4.tmp").write_text("")
+    assert check_output(probing, overwrite=False) is False
     folder = tmp_path / "run"
     check_writable(folder)
     (folder / "checkpoint").mkdir()

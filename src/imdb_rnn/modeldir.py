@@ -129,7 +129,14 @@ def check_output(output: str | os.PathLike[str], *, overwrite: bool) -> bool:
         )
     folder = Path(output)
     if not overwrite and folder.is_dir() and not is_run_folder(folder):
-        held = sorted(entry.name for entry in folder.iterdir())
+        # What a run writes first (its write test, its mark, their temporary files) is not a
+        # user's: another worker of a cluster may be writing them into the folder right now.
+        held = sorted(
+            entry.name
+            for entry in folder.iterdir()
+            if not entry.name.startswith(".imdb-rnn")
+            and not (entry.name.startswith(".") and ".tmp" in entry.name)
+        )
         if held:
             shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
             raise OutputExistsError(
