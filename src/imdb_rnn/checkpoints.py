@@ -3,8 +3,9 @@
 A checkpoint is a folder (`OUTPUT/checkpoint/` when `imdb_rnn.train` writes a model directory):
 
 - `state.json`: where training stands (epochs done, batches done in the current epoch, the data
-  seed, the run's config, the history so far, the early-stopping state) and the name of the
-  variables file that goes with it. It is written last, so it always names a complete file.
+  seed, the run's config, the training data's fingerprint, the history so far, the
+  early-stopping state) and the name of the variables file that goes with it. It is written
+  last, so it always names a complete file.
 - `variables-EEEE-SSSSSS.npz`: every variable training changes: the model's weights and random
   seed states, the optimizer's slots and step counter, the running loss and accuracy of the
   current epoch, and the weights early stopping would restore. Plain NumPy arrays, read with
