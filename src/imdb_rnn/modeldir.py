@@ -77,6 +77,7 @@ MODEL_FOLDER_FILES = (
     METRICS_FILE,
     "README.md",
     "curves.png",
+    "fingerprint.json",  # a self-training teacher's (`imdb_rnn.workflows.FINGERPRINT_FILE`)
     RUN_MARKER,
     ".*.tmp*",
 )

@@ -486,6 +486,8 @@ def _self_training(
             teacher = Trainer.load(teacher_dir)
         else:
             on_stage("Training the teacher (self-training, step 1 of 2)")
+            if teacher_dir is not None:  # an earlier teacher's: not this one's
+                (teacher_dir / FINGERPRINT_FILE).unlink(missing_ok=True)
             teacher = Trainer(teacher_config, strategy=trainer.strategy)
             _train(
                 teacher,
