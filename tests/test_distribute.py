@@ -291,7 +291,6 @@ def _train_on_two_workers(tmp_path, imdb_archive, output):
 
 
 MODEL_FILES = [
-    ".imdb-rnn-run",
     "README.md",
     "config.json",
     "config.toml",

@@ -64,7 +64,8 @@ METRICS_FILE = "metrics.json"
 LABELS_FILE = "labels.json"
 #: TensorBoard's folder inside a model directory.
 LOGS_DIR = "logs"
-#: The mark of a folder that an imdb-rnn run writes (an empty file-like note, written first).
+#: The mark of a folder that an imdb-rnn run writes into: written first, removed once the run
+#: has saved its model (`model.keras` marks the folder then).
 RUN_MARKER = ".imdb-rnn-run"
 #: The files a run writes into a model folder (globs; its `checkpoint/` has its own): what a
 #: discarded run (a teacher trained again) deletes, leaving anything else.

@@ -64,6 +64,7 @@ from imdb_rnn.files import (
 from imdb_rnn.modeldir import (
     MODEL_FILE,
     MODEL_FOLDER_FILES,
+    RUN_MARKER,
     check_output,
     check_writable,
     prepare_logs,
@@ -219,7 +220,7 @@ def train(
         from imdb_rnn.ensemble import train_ensemble
 
         board = [tensorboard_callback(log_dir)] if log_dir is not None else []
-        return train_ensemble(
+        result = train_ensemble(
             config,
             source=source,
             output=output,
@@ -228,20 +229,22 @@ def train(
             on_stage=on_stage,
             data_dir=data_dir,
         )
+        return _finished(output, result, chief=chief)
     if on_disk:
         from imdb_rnn.tokencache import train_on_disk
 
         assert isinstance(source, TextFiles)
         board = [tensorboard_callback(log_dir)] if log_dir is not None else []
-        return train_on_disk(
+        result = train_on_disk(
             config, source, output=output, callbacks=[*callbacks, *board], on_stage=on_stage
         )
+        return _finished(output, result, chief=chief)
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
     # One run at a time writes into `output`: a second would corrupt the first's checkpoint.
     lock = folder_lock(output) if output is not None and chief else contextlib.nullcontext()
     try:
         with lock:
-            return _train(
+            result = _train(
                 trainer,
                 source=source,
                 output=output,
@@ -257,6 +260,16 @@ def train(
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+    return _finished(output, result, chief=chief)
+
+
+def _finished(
+    output: str | os.PathLike[str] | None, result: TrainResult, *, chief: bool
+) -> TrainResult:
+    """`result`, once the run's mark is removed from `output`: its `model.keras` marks it now."""
+    if output is not None and chief:
+        (Path(output) / RUN_MARKER).unlink(missing_ok=True)
+    return result
 
 
 def _check_output_rule(
