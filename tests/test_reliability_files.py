@@ -535,3 +535,15 @@ def test_sigterm_during_predict_output_leaves_no_temporary_file(trained_model_di
     assert process.wait(timeout=60) == 128 + signal.SIGTERM
     process.stdin.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_on_a_split_of_one_class_warns(trained_model_dir, tmp_path):
+    """A test file holding one class only is scored with a warning (99 % said nothing)."""
+    from imdb_rnn.sources import TextFiles
+    from imdb_rnn.workflows import evaluate
+
+    path = tmp_path / "test.csv"
+    path.write_text("text,label\n" + "a great film,pos\nsuperb and moving,pos\n" * 5)
+    stages: list[str] = []
+    evaluate(trained_model_dir, source=TextFiles(test=path), on_stage=stages.append)
+    assert any("holds texts of one class only (pos)" in stage for stage in stages)

@@ -663,7 +663,16 @@ def evaluate(
     if splits.bad_rows:
         stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
     stage("Evaluating")
-    return trainer.evaluate(splits[split], pipeline="sorted")
+    result = trainer.evaluate(splits[split], pipeline="sorted")
+    rows = zip(result.labels, result.confusion, strict=True)
+    present = [label for label, counts in rows if sum(counts)]
+    if len(present) == 1:
+        stage(
+            f"Warning: the {split} split holds texts of one class only ({present[0]}): its "
+            "accuracy says how often the model predicts that class, not how well it tells classes "
+            "apart"
+        )
+    return result
 
 
 def label_of(
