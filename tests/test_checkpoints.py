@@ -177,6 +177,20 @@ def test_resume_refuses_other_data(imdb_archive, run, tmp_path):
         Trainer(CONFIG).fit(load_imdb(imdb_archive, limit=40), checkpoint_dir=folder)
 
 
+def test_resume_refuses_other_data_of_the_same_size(splits, run, tmp_path):
+    """Resuming on a training split of the same size but other labels or other classes is
+    refused (only the size was compared: the run resumed and mixed the two)."""
+    folder = _copy(run["mid_epoch"], tmp_path)
+    flipped = dataclasses.replace(
+        splits, train=splits.train.map(lambda text, label: (text, 1 - label))
+    )
+    renamed = dataclasses.replace(splits, label_names=("bad", "good"))
+    with pytest.raises(CheckpointMismatchError, match="other training texts or labels"):
+        Trainer(CONFIG).fit(flipped, checkpoint_dir=folder)
+    with pytest.raises(CheckpointMismatchError, match="classes neg, pos -> bad, good"):
+        Trainer(CONFIG).fit(renamed, checkpoint_dir=folder)
+
+
 @pytest.mark.parametrize(
     ("content", "needle"),
     [

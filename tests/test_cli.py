@@ -742,6 +742,7 @@ def test_train_writes_tensorboard_scalars(runner, tmp_path, imdb_archive):
     stale = output / "logs" / "train" / "events.out.tfevents.0.stale.v2"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"")
+    (output / ".imdb-rnn-run").write_text("")  # an earlier run's folder
     args = ["train", "--data", str(imdb_archive), "--output", str(output), "--epochs", "2"]
     summary = _json(runner.invoke(app, [*args, "--json", *TINY]))
     assert summary["tensorboard_logs"] == str(output / "logs") and not stale.exists()
@@ -990,7 +991,7 @@ def test_too_little_free_space_is_refused_before_training(
 ):
     """Too little free space for checkpoints and the model fails before the first batch."""
     usage = collections.namedtuple("usage", "total used free")
-    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
     result = _train(runner, imdb_archive, tmp_path / "run")
     assert result.exit_code == EXIT_IO, result.output
     assert "Not enough free space" in result.stderr and "choose another --output" in result.stderr

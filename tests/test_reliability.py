@@ -172,6 +172,7 @@ def test_second_train_leaves_the_running_one_s_logs(tmp_path, imdb_archive):
     output = tmp_path / "run"
     (output / "logs" / "train").mkdir(parents=True)
     (output / "logs" / "train" / "events").write_text("the running run's events")
+    (output / ".imdb-rnn-run").write_text("")  # the mark the running run wrote first
     with folder_lock(output):
         result = CliRunner().invoke(
             app, ["train", "--data", str(imdb_archive), "--output", str(output), *TINY]

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import build_reviews, tiny_config, write_archive
 from imdb_rnn.config import ConfigError
 from imdb_rnn.datasets import DataError, load_imdb
 from imdb_rnn.modeldir import MODEL_FILE
@@ -103,6 +103,7 @@ def test_train_trains_a_teacher_then_a_student_and_reuses_the_teacher(tmp_path, 
     assert any(stage.startswith("Reusing the teacher trained earlier") for stage in stages)
     assert "Training the teacher (self-training, step 1 of 2)" not in stages
     assert again.history == result.history
+    _the_teacher_is_not_reused_with_other_options_or_data(output, config, imdb_archive)
 
     named = config.replace(training={"teacher": str(output / TEACHER_DIR)})
     stages.clear()
@@ -110,6 +111,28 @@ def test_train_trains_a_teacher_then_a_student_and_reuses_the_teacher(tmp_path, 
     assert f"Loading the teacher {output / TEACHER_DIR}" in stages
     assert not (tmp_path / "named" / TEACHER_DIR).exists()
     assert third.history == result.history
+
+
+def _the_teacher_is_not_reused_with_other_options_or_data(output, config, imdb_archive):
+    """A student killed before it was saved, rerun with other options (`--epochs`, `--seed`,
+    `--max-tokens`, `--limit`) or on other data: the finished teacher is not reused ("Reusing
+    the teacher trained earlier" with no check), the run is refused and the teacher kept."""
+    from imdb_rnn.checkpoints import CheckpointMismatchError
+
+    (output / MODEL_FILE).unlink()
+    teacher = (output / TEACHER_DIR / MODEL_FILE).read_bytes()
+    for changed in (
+        config.replace(training={"epochs": 2}),
+        config.replace(training={"seed": 7}),
+        config.replace(model={"max_tokens": 40}),
+        config.replace(data={"limit": 30}),
+    ):
+        with pytest.raises(CheckpointMismatchError, match="teacher trained with other options"):
+            train(changed, source=imdb_archive, output=output)
+    other = write_archive(output.parent / "other.tar.gz", build_reviews(seed=5))
+    with pytest.raises(CheckpointMismatchError, match="other training texts"):
+        train(config, source=other, output=output)
+    assert (output / TEACHER_DIR / MODEL_FILE).read_bytes() == teacher
 
 
 def test_self_training_refuses_ensembles(imdb_archive):

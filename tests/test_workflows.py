@@ -48,10 +48,12 @@ def test_bad_options_fail_before_reading_data(imdb_archive, options, message):
 
 def test_overwrite_replaces_a_model_and_the_result_is_the_json(tmp_path, imdb_archive):
     """`overwrite=True` trains into a folder holding a model; `tensorboard=True` writes
-    `output/logs`, emptied first; `to_dict()` carries what `train --json` documents."""
+    `output/logs`, emptied of an earlier run's events first; `to_dict()` carries what
+    `train --json` documents."""
     output = tmp_path / "run"
-    (output / "logs").mkdir(parents=True)
-    (output / "logs" / "stale-event-file").write_text("an earlier run's events")
+    stale = output / "logs" / "train" / "events.out.tfevents.1.stale"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("an earlier run's events")
     (output / MODEL_FILE).write_text("an earlier model")
     result = train(
         tiny_config(epochs=1),
@@ -64,7 +66,7 @@ def test_overwrite_replaces_a_model_and_the_result_is_the_json(tmp_path, imdb_ar
     summary = result.to_dict()
     assert summary["output"] == str(output)
     assert summary["tensorboard_logs"] == str(output / "logs")
-    assert not (output / "logs" / "stale-event-file").exists()
+    assert not stale.exists()
     assert any((output / "logs").rglob("events.out.tfevents.*"))
     assert summary["preset"] == "default" and summary["label_names"] == ["neg", "pos"]
     assert summary["rnn_kernel"] in ("native", "tensorflow", "cudnn")

@@ -3,8 +3,9 @@
 A checkpoint is a folder (`OUTPUT/checkpoint/` when `imdb_rnn.train` writes a model directory):
 
 - `state.json`: where training stands (epochs done, batches done in the current epoch, the data
-  seed, the run's config, the history so far, the early-stopping state) and the name of the
-  variables file that goes with it. It is written last, so it always names a complete file.
+  seed, the run's config, the training data's fingerprint, the history so far, the
+  early-stopping state) and the name of the variables file that goes with it. It is written
+  last, so it always names a complete file.
 - `variables-EEEE-SSSSSS.npz`: every variable training changes: the model's weights and random
   seed states, the optimizer's slots and step counter, the running loss and accuracy of the
   current epoch, and the weights early stopping would restore. Plain NumPy arrays, read with
@@ -33,22 +34,31 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
 import zipfile
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from imdb_rnn.config import ConfigError, RunConfig
-from imdb_rnn.files import atomic_path, read_limited, remove_temporaries, write_json
+from imdb_rnn.files import (
+    atomic_path,
+    read_limited,
+    remove_owned,
+    remove_temporaries,
+    write_json,
+)
 from imdb_rnn.layers import TextEncoder
 from imdb_rnn.models import ModelFileError, build_encoder
+
+if TYPE_CHECKING:
+    from imdb_rnn.datasets import ImdbSplits
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -57,6 +67,9 @@ __all__ = [
     "CheckpointMismatchError",
     "CheckpointState",
     "assign_arrays",
+    "config_differences",
+    "data_differences",
+    "data_fingerprint",
     "numpy_arrays",
 ]
 
@@ -64,6 +77,8 @@ __all__ = [
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
 VOCABULARY_FILE = "vocabulary.json"
+#: The files a checkpoint folder holds (globs): what `Checkpoint.remove` deletes.
+OWN_FILES = (STATE_FILE, VOCABULARY_FILE, "variables-*.npz", ".*.tmp*")
 #: Bump when a checkpoint can no longer be read by older code.
 CHECKPOINT_VERSION = 1
 
@@ -97,6 +112,8 @@ class CheckpointState:
         early_stopping: `EarlyStopping` counters, or None without early stopping.
         variables: name of the variables file in the same folder.
         version: checkpoint format version.
+        data: the training data's `data_fingerprint` (its classes and a digest of its texts
+            and labels); empty in checkpoints written before it was recorded.
     """
 
     epoch: int
@@ -112,6 +129,7 @@ class CheckpointState:
     early_stopping: dict[str, Any] | None
     variables: str = ""
     version: int = CHECKPOINT_VERSION
+    data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def epochs(self) -> int:
@@ -225,20 +243,17 @@ class Checkpoint:
         return build_encoder(config, vocabulary=words[2:])  # without padding and OOV
 
     def check_resumable(
-        self, state: CheckpointState, config: RunConfig, *, train_size: int | None = None
+        self,
+        state: CheckpointState,
+        config: RunConfig,
+        *,
+        train_size: int | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         """Raises `CheckpointMismatchError` unless `config` is the config `state` was saved with
         (`checkpoint_every_steps` may differ) and, if given, `train_size` its training-split
-        size."""
-        saved, current = state.config, config.to_dict()
-        differences = [
-            f"{section}.{name}: {saved.get(section, {}).get(name)!r} -> {value!r}"
-            for section in ("data", "model", "training")
-            for name, value in current[section].items()
-            if (section, name) not in _FREE_ON_RESUME and saved.get(section, {}).get(name) != value
-        ]
-        if saved.get("preset") != current["preset"]:
-            differences.insert(0, f"preset: {saved.get('preset')!r} -> {current['preset']!r}")
+        size and `data` its training data's `data_fingerprint`."""
+        differences = config_differences(state.config, config)
         if differences:
             raise CheckpointMismatchError(
                 f"{self.directory} holds an unfinished run with other options "
@@ -251,16 +266,68 @@ class Checkpoint:
                 f"training reviews; now {train_size}). Pass the same source= to resume it, or "
                 "resume=False to start over."
             )
+        changed = data_differences(state.data, data) if data is not None else []
+        if changed:
+            raise CheckpointMismatchError(
+                f"{self.directory} holds an unfinished run on other data ({'; '.join(changed)}). "
+                "Pass the same source= to resume it, or resume=False to start over."
+            )
 
     def remove(self) -> None:
-        """Deletes the checkpoint folder, if any."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Deletes the checkpoint's files (and the folder, once empty); a file that is not a
+        checkpoint's (someone's notes) stays."""
+        remove_owned(self.directory, OWN_FILES)
 
     def _damaged(self, detail: str) -> CheckpointError:
         return CheckpointError(
             f"The checkpoint in {self.directory} is damaged: {detail}. "
             "Pass resume=False to start over."
         )
+
+
+def config_differences(saved: dict[str, Any], config: RunConfig) -> list[str]:
+    """The options of `config` that differ from `saved` (a `RunConfig.to_dict()`), as
+    `"training.epochs: 3 -> 2"`: every option that changes the result of a run
+    (`checkpoint_every_steps` does not)."""
+    current = config.to_dict()
+    differences = [
+        f"{section}.{name}: {saved.get(section, {}).get(name)!r} -> {value!r}"
+        for section in ("data", "model", "training")
+        for name, value in current[section].items()
+        if (section, name) not in _FREE_ON_RESUME and saved.get(section, {}).get(name) != value
+    ]
+    if saved.get("preset") != current["preset"]:
+        differences.insert(0, f"preset: {saved.get('preset')!r} -> {current['preset']!r}")
+    return differences
+
+
+def data_fingerprint(splits: ImdbSplits) -> dict[str, Any]:
+    """What identifies a run's training data, for refusing to resume (or reuse a teacher) on
+    other data: its classes, in order, and a SHA-256 of its training texts and labels, in the
+    order they are read (a data set of the same size but other texts or classes differs)."""
+    digest = hashlib.sha256()
+    for texts, labels in splits["train"].batch(4096).as_numpy_iterator():
+        for text, label in zip(texts, labels, strict=True):
+            digest.update(len(text).to_bytes(8, "little"))
+            digest.update(text)
+            digest.update(int(label).to_bytes(8, "little", signed=True))
+    return {"labels": list(splits.label_names), "train_sha256": digest.hexdigest()}
+
+
+def data_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """How two `data_fingerprint`s differ, in words; nothing where `saved` is empty (a
+    checkpoint written before fingerprints were recorded)."""
+    if not saved:
+        return []
+    differences = []
+    if saved.get("labels") != current.get("labels"):
+        differences.append(
+            f"classes {', '.join(map(str, saved.get('labels') or []))} -> "
+            f"{', '.join(map(str, current.get('labels') or []))}"
+        )
+    if saved.get("train_sha256") != current.get("train_sha256"):
+        differences.append("other training texts or labels")
+    return differences
 
 
 def numpy_arrays(variables: Iterable[Any]) -> list[np.ndarray]:

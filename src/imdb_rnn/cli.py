@@ -270,6 +270,18 @@ def _os_error_message(error: OSError) -> str:
     return f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
 
 
+def _output_file(target: Path, *, inputs: list[Any], what: str) -> Path:
+    """`target` checked by the output rule (`imdb_rnn.files.check_output_file`): the path to
+    write, or one error line (exit code 2) when writing it would destroy an input, a model's
+    file or a device."""
+    from imdb_rnn.files import OutputPathError, check_output_file
+
+    try:
+        return check_output_file(target, inputs=inputs, what=what)
+    except OutputPathError as error:
+        _fail(str(error), EXIT_USAGE)
+
+
 def _quiet_tensorflow() -> None:
     # TensorFlow's C++ start-up lines (no GPU, oneDNN) are noise on the CPU; users can override.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -356,7 +368,7 @@ def _class_tables(metrics: dict[str, Any]) -> list[Table]:
         table.add_column(column, justify="left" if column == "class" else "right")
     for row in per_class:
         table.add_row(
-            Text(str(row["label"])),
+            Text(_printable(str(row["label"]))),
             f"{row['precision']:.4f}",
             f"{row['recall']:.4f}",
             f"{row['f1']:.4f}",
@@ -365,7 +377,7 @@ def _class_tables(metrics: dict[str, Any]) -> list[Table]:
     table.add_section()
     table.add_row("macro F1", "", "", f"{metrics['macro_f1']:.4f}", f"{metrics['examples']:,}")
     tables = [table]
-    labels = [str(label) for label in metrics.get("labels", [])]
+    labels = [_printable(str(label)) for label in metrics.get("labels", [])]
     if labels != ["neg", "pos"]:
         confusion = Table(title="Confusion matrix (rows: true class, columns: predicted)")
         confusion.add_column("true \\ predicted")
@@ -1358,6 +1370,10 @@ def evaluate(
         _fail("--split applies to --data; --test names the file to evaluate on.", EXIT_USAGE)
     own_file = files is not None and not _is_tfds(files)
     split_name = "test file" if own_file else f"{split.value} split"
+    if confusion_png is not None:
+        confusion_png = _output_file(
+            confusion_png, inputs=[model_dir, test_file, data], what="--confusion-png"
+        )
     console = _stderr()
     with _user_errors():
         import warnings
@@ -1378,8 +1394,14 @@ def evaluate(
                 text = _markup(_in_flags(str(warning.message)))
                 console.print(f"[yellow]warning:[/] {text}", highlight=False)
         if confusion_png is not None:
-            from imdb_rnn.plots import save_confusion_matrix
+            from imdb_rnn.plots import MAX_CONFUSION_CLASSES, save_confusion_matrix
 
+            if len(result.labels) > MAX_CONFUSION_CLASSES:
+                _fail(
+                    f"--confusion-png draws up to {MAX_CONFUSION_CLASSES} classes; this model "
+                    f"has {len(result.labels):,}: read the matrix from --json instead.",
+                    EXIT_USAGE,
+                )
             save_confusion_matrix(
                 result.confusion,
                 confusion_png,
@@ -1522,6 +1544,8 @@ def predict(
     chosen = output_format or (OutputFormat.json if as_json else OutputFormat.table)
     if threshold is not None and not 0 <= threshold <= 1:
         _fail(f"--threshold must be between 0 and 1 (got {threshold}).", EXIT_USAGE)
+    if output_file is not None:
+        output_file = _output_file(output_file, inputs=[model_dir, file], what="--output")
     if file is not None and not file.is_file():
         if file.exists():  # a device such as /dev/zero, a FIFO or a folder
             _fail(f"{file} is not a regular file: give a file of texts.", EXIT_DATA)
@@ -1549,15 +1573,19 @@ def predict(
             if "threshold" not in str(error):
                 raise
             _fail(f"--threshold: {error}", EXIT_USAGE)
+        from imdb_rnn.stopping import SignalStop
+
         chunks = itertools.chain([first], _chunks(stream))
-        _write_predictions(
-            predictor,
-            chunks,
-            output_format=chosen,
-            output_file=output_file,
-            explain=explain,
-            progress_total=file.stat().st_size if file is not None else None,
-        )
+        # SIGTERM, as Ctrl-C, stops at once and removes a half-written --output (exit code 143).
+        with SignalStop():
+            _write_predictions(
+                predictor,
+                chunks,
+                output_format=chosen,
+                output_file=output_file,
+                explain=explain,
+                progress_total=file.stat().st_size if file is not None else None,
+            )
 
 
 def _texts_to_classify(
@@ -1714,7 +1742,7 @@ def _prediction_table(
         known = item["known_words"]
         # Text, not markup: a review may hold brackets such as "[/]".
         table.add_row(
-            Text(item["label"], style=colour),
+            Text(_printable(item["label"]), style=colour),
             f"{score:.3f}",
             Text(f"{known}" if known else "0 (none)", style="" if known else "yellow"),
             Text(_printable(item["text"])),
@@ -1735,24 +1763,25 @@ def _print_explanations(
     for number, item in enumerate(predictions, first):
         weights = {entry["word"]: entry["weight"] for entry in item["explanation"]}
         largest = max((abs(weight) for weight in weights.values()), default=0.0)
-        explained = item.get("explained", "pos")
+        explained = _printable(item.get("explained", "pos"))
         two_classes = "probability" in item
         if two_classes:
-            others = [name for name in item["scores"] if name != explained]
-            colour = "green" if item["label"] == explained else "red"
+            others = [_printable(name) for name in item["scores"] if _printable(name) != explained]
+            colour = "green" if _printable(item["label"]) == explained else "red"
             towards = [(1, f"towards {explained}"), (-1, f"towards {others[0]}")]
             score = f"  P({explained}) {item['probability']:.3f}"
         else:
             colour = "bold"
             towards = [(1, f"towards {explained}"), (-1, f"away from {explained}")]
             score = f"  P({explained}) {item['score']:.3f}"
-        console.print(Text.assemble(f"{number}. ", (item["label"], f"bold {colour}"), score))
+        label = _printable(item["label"])
+        console.print(Text.assemble(f"{number}. ", (label, f"bold {colour}"), score))
         # The review as written, each token coloured by the weight of the word(s) it holds.
         tokens = item["text"].split()
         if not item["explanation"]:
             console.print(Text("   (no words)", style="dim"))
         elif item.get("known_words") == 0:
-            console.print(Text(f"   {item['text']}", style="dim"))
+            console.print(Text(f"   {_printable(item['text'])}", style="dim"))
             console.print(Text("   no known words: the model knows none of them", style="yellow"))
             console.print()
             continue

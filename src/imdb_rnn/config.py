@@ -82,12 +82,22 @@ class ConfigError(ValueError):
 MAX_PARAMETERS = 2**30
 
 
-def _check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
+#: Larger batches are refused: 2**31 hung TensorFlow, and larger ones overflowed its sizes.
+MAX_BATCH_SIZE = 65_536
+#: Larger ensembles are refused (and every ensemble counts toward `MAX_PARAMETERS`).
+MAX_ENSEMBLE_SIZE = 100
+
+
+def _check_positive(
+    name: str, value: Any, *, allow_none: bool = False, maximum: int | None = None
+) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         expected = "a positive integer" + (" or None" if allow_none else "")
         raise ConfigError(f"Expected {name} to be {expected}. Received: {name}={value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"Expected {name} of at most {maximum:,}. Received: {name}={value!r}")
 
 
 def _check_fraction(name: str, value: Any, *, low_inclusive: bool = True) -> None:
@@ -155,8 +165,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_fraction("valid_fraction", self.valid_fraction, low_inclusive=False)
         _check_positive("limit", self.limit, allow_none=True)
-        _check_positive("batch_size", self.batch_size)
-        _check_positive("eval_batch_size", self.eval_batch_size)
+        _check_positive("batch_size", self.batch_size, maximum=MAX_BATCH_SIZE)
+        _check_positive("eval_batch_size", self.eval_batch_size, maximum=MAX_BATCH_SIZE)
         _check_positive("shuffle_buffer", self.shuffle_buffer)
         _check_choice("pipeline", self.pipeline, PIPELINES)
         _check_positive("max_length", self.max_length, allow_none=True)
@@ -392,7 +402,7 @@ class TrainingConfig:
             or c <= 0
         ):
             raise ConfigError(f"Expected ngram_l2 > 0. Received: ngram_l2={c!r}")
-        _check_positive("ensemble_size", self.ensemble_size)
+        _check_positive("ensemble_size", self.ensemble_size, maximum=MAX_ENSEMBLE_SIZE)
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= 1:
             raise ConfigError(f"Expected learning_rate in (0, 1]. Received: learning_rate={lr!r}")
@@ -529,6 +539,13 @@ class RunConfig:
     preset: str = "custom"
 
     def __post_init__(self) -> None:
+        parameters = self.model.parameter_estimate * self.training.ensemble_size
+        if parameters > MAX_PARAMETERS:
+            raise ConfigError(
+                f"Expected an ensemble of at most {MAX_PARAMETERS:,} parameters in all. "
+                f"Received: about {parameters:,} (training.ensemble_size="
+                f"{self.training.ensemble_size} models of {self.model.parameter_estimate:,})"
+            )
         if self.model.word_vectors is None:
             return
         training = self.training

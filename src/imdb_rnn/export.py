@@ -29,7 +29,7 @@ import keras
 import tensorflow as tf
 
 from imdb_rnn import native
-from imdb_rnn.files import current_umask, fsync_directory
+from imdb_rnn.files import current_umask, fsync_directory, is_model_folder
 from imdb_rnn.layers import FastBidirectional, sublayers
 
 __all__ = ["SIGNATURE_NAME", "ExportTargetError", "export_saved_model"]
@@ -68,11 +68,19 @@ def check_export_target(
             `saved_model.pb`.
 
     Raises:
-        ExportTargetError: on a target that is, or is above, the model folder, or an existing
+        ExportTargetError: on a target that is, or is above, the model folder, inside a model
+            folder (`runs/m/export`, or another export), or an existing
             target that is a file or a folder other than an export.
         FileExistsError: if `out_dir` exists and `overwrite` is False.
     """
     model, target = Path(model_dir).resolve(), Path(out_dir).resolve()
+    for folder in target.parents:
+        # The output rule (`imdb_rnn.files.check_output_folder`): never into a model folder.
+        if is_model_folder(folder):
+            raise ExportTargetError(
+                f"Expected an export folder outside any model folder. Received: "
+                f"out_dir={os.fspath(out_dir)!r}, inside {folder}."
+            )
     if target == model or target in model.parents:
         raise ExportTargetError(
             f"Expected an export folder outside the model folder {model_dir}. Received: "

@@ -60,6 +60,8 @@ class EpochLoop:
             `training.checkpoint_every_steps`), recorded in checkpoints.
         steps_per_epoch: batches per epoch.
         train_size: reviews in the training split, recorded to refuse resuming on other data.
+        data: the training data's `checkpoints.data_fingerprint`, recorded for the same reason.
+            Default None: not recorded.
         strategy: the distribution strategy. Default None: TensorFlow's default strategy.
         callbacks: Keras callbacks (progress display, TensorBoard ...), called after the loop's
             own checks, so they never see a step with a non-finite loss.
@@ -87,6 +89,7 @@ class EpochLoop:
         early_stopping: keras.callbacks.EarlyStopping | None = None,
         checkpoint: Checkpoint | None = None,
         stop: SignalStop | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         if steps_per_epoch < 1:
             raise ValueError(f"Expected steps_per_epoch >= 1. Received: {steps_per_epoch}")
@@ -94,6 +97,7 @@ class EpochLoop:
         self.config = config
         self.steps_per_epoch = steps_per_epoch
         self.train_size = train_size
+        self.data = data or {}
         self.strategy = strategy or tf.distribute.get_strategy()
         self.early_stopping = early_stopping
         self.checkpoint = checkpoint
@@ -386,6 +390,7 @@ class EpochLoop:
             seed=self.config.training.seed,
             finished=finished,
             train_size=self.train_size,
+            data=self.data,
             config=self.config.to_dict(),
             history=self.history,
             epoch_train_seconds=self.epoch_train_seconds,

@@ -27,15 +27,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from imdb_rnn import files
 from imdb_rnn.config import ConfigError
-from imdb_rnn.files import InputError, folder_lock, read_limited
+from imdb_rnn.files import InputError, decode_text, folder_lock, read_limited, remove_owned
 
-# No TensorFlow at import (datasets and models import it in read_labels): the CLI checks the
+# No TensorFlow at import (datasets and models import it where needed): the CLI checks the
 # output folder with check_output before it pays for importing TensorFlow.
 
 __all__ = [
@@ -45,10 +44,13 @@ __all__ = [
     "LOGS_DIR",
     "METRICS_FILE",
     "MODEL_FILE",
+    "MODEL_FOLDER_FILES",
+    "RUN_MARKER",
     "OutputExistsError",
     "check_output",
     "check_writable",
     "holds_unfinished_run",
+    "is_run_folder",
     "prepare_logs",
     "read_json",
     "read_labels",
@@ -63,6 +65,26 @@ METRICS_FILE = "metrics.json"
 LABELS_FILE = "labels.json"
 #: TensorBoard's folder inside a model directory.
 LOGS_DIR = "logs"
+#: The mark of a folder that an imdb-rnn run writes into: written first, removed once the run
+#: has saved its model (`model.keras` marks the folder then).
+RUN_MARKER = ".imdb-rnn-run"
+#: The files a run writes into a model folder (globs; its `checkpoint/` has its own): what a
+#: discarded run (a teacher trained again) deletes, leaving anything else.
+MODEL_FOLDER_FILES = (
+    MODEL_FILE,
+    CONFIG_FILE,
+    "config.toml",
+    HISTORY_FILE,
+    LABELS_FILE,
+    METRICS_FILE,
+    "README.md",
+    "curves.png",
+    "fingerprint.json",  # a self-training teacher's (`imdb_rnn.workflows.FINGERPRINT_FILE`)
+    RUN_MARKER,
+    ".*.tmp*",
+)
+#: TensorBoard's files inside `LOGS_DIR`: a fresh run removes these and nothing else there.
+_LOG_FILES = ("train/events.out.tfevents.*", "validation/events.out.tfevents.*")
 #: The checkpoint folder inside a model directory (`imdb_rnn.checkpoints.CHECKPOINT_DIR`).
 _CHECKPOINT_STATE = Path("checkpoint") / "state.json"
 
@@ -78,6 +100,17 @@ def holds_unfinished_run(output: str | os.PathLike[str]) -> bool:
     return (Path(output) / _CHECKPOINT_STATE).is_file()
 
 
+def is_run_folder(output: str | os.PathLike[str]) -> bool:
+    """Whether `output` is a folder an imdb-rnn run wrote: it holds a model, a checkpoint, or
+    the mark (`RUN_MARKER`) a run leaves before it writes anything else."""
+    output = Path(output)
+    marks = (MODEL_FILE, _CHECKPOINT_STATE, RUN_MARKER)
+    # A self-training run stopped after its teacher (`imdb_rnn.selftrain.TEACHER_DIR`).
+    return any(os.path.lexists(output / name) for name in marks) or any(
+        os.path.lexists(output / "teacher" / name) for name in marks
+    )
+
+
 def check_output(output: str | os.PathLike[str], *, overwrite: bool) -> bool:
     """Checks that a training run may write into `output`, and says whether it resumes.
 
@@ -86,7 +119,10 @@ def check_output(output: str | os.PathLike[str], *, overwrite: bool) -> bool:
         `overwrite=True`, which discards it).
 
     Raises:
-        OutputExistsError: if `output` holds a finished model and `overwrite` is False.
+        OutputExistsError: if `output` holds a finished model, or is a non-empty folder that no
+            imdb-rnn run wrote (a user's files), and `overwrite` is False. With `overwrite`, such
+            a folder is trained into: the files of the run's names are replaced, and no other
+            file is deleted.
     """
     resuming = not overwrite and holds_unfinished_run(output)
     if (Path(output) / MODEL_FILE).exists() and not overwrite and not resuming:
@@ -94,6 +130,23 @@ def check_output(output: str | os.PathLike[str], *, overwrite: bool) -> bool:
             f"{output} already holds a model; pass overwrite=True to replace it or choose "
             "another output=."
         )
+    folder = Path(output)
+    if not overwrite and folder.is_dir() and not is_run_folder(folder):
+        # What a run writes first (its write test, its mark, their temporary files) is not a
+        # user's: another worker of a cluster may be writing them into the folder right now.
+        held = sorted(
+            entry.name
+            for entry in folder.iterdir()
+            if not entry.name.startswith(".imdb-rnn")
+            and not (entry.name.startswith(".") and ".tmp" in entry.name)
+        )
+        if held:
+            shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+            raise OutputExistsError(
+                f"{output} holds files that are not an imdb-rnn run ({shown}); choose a new or "
+                "empty folder for output=, or pass overwrite=True to train into it (files of the "
+                "run's names are replaced, no other is deleted)."
+            )
     return resuming
 
 
@@ -116,6 +169,10 @@ def check_writable(output: str | os.PathLike[str]) -> None:
     try:
         files.write_text(probe, "imdb-rnn checks that it can write here before training.\n")
         probe.unlink()
+        if not (output / RUN_MARKER).exists():
+            # Marks the folder as a run's before anything else is written, so that a run
+            # stopped early is resumed, not taken for a folder of someone else's files.
+            files.write_text(output / RUN_MARKER, "An imdb-rnn run writes into this folder.\n")
     except OSError as error:
         raise OSError(
             error.errno, f"Cannot write into the output directory {output}: {error.strerror}"
@@ -139,9 +196,10 @@ def prepare_logs(output: str | os.PathLike[str], *, empty: bool) -> Path:
         )
     log_dir = Path(output) / LOGS_DIR
     if empty and log_dir.is_dir():
-        # Not while another run writes there: its logs are not ours.
+        # Not while another run writes there: its logs are not ours. Only TensorBoard's event
+        # files go: anything else in logs/ is someone else's.
         with folder_lock(output):
-            shutil.rmtree(log_dir)
+            remove_owned(log_dir, _LOG_FILES)
     return log_dir
 
 
@@ -152,7 +210,7 @@ def read_json(path: Path, *, what: str) -> Any:
         InputError: if it is not a regular file or is too large.
         ValueError: if it is not UTF-8 JSON.
     """
-    return json.loads(read_limited(path, what=f"{what} {path}").decode("utf-8"))
+    return json.loads(decode_text(read_limited(path, what=f"{what} {path}")))
 
 
 def read_labels(directory: Path, outputs: int) -> tuple[str, ...]:
@@ -176,9 +234,10 @@ def read_labels(directory: Path, outputs: int) -> tuple[str, ...]:
         not isinstance(names, list)
         or len(names) != expected
         or not all(isinstance(name, str) for name in names)
+        or len(set(names)) != len(names)  # two outputs of one name: one could never be told
     ):
         raise ModelFileError(
-            f"{path} should list the model's {expected} class names. Received: {names!r}"
+            f"{path} should list the model's {expected} distinct class names. Received: {names!r}"
         )
     return tuple(names)
 

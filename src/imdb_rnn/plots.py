@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from imdb_rnn.files import atomic_path
 
-__all__ = ["CURVES_FILE", "save_confusion_matrix", "save_training_curves"]
+__all__ = ["CURVES_FILE", "MAX_CONFUSION_CLASSES", "save_confusion_matrix", "save_training_curves"]
 
 #: Name of the training-curves picture in a model directory.
 CURVES_FILE = "curves.png"
@@ -35,6 +35,9 @@ CURVES_FILE = "curves.png"
 _TRAIN_COLOUR = "tab:blue"
 _VALID_COLOUR = "tab:orange"
 _DPI = 100
+#: The most classes a confusion-matrix picture draws: beyond it the cells are too small to read
+#: and drawing one text per cell takes gigabytes (3,000 classes: 9 million cells).
+MAX_CONFUSION_CLASSES = 50
 
 
 def _write(figure: Figure, path: str | os.PathLike[str]) -> Path:
@@ -148,10 +151,16 @@ def save_confusion_matrix(
         `path`, as a `Path`.
 
     Raises:
-        ValueError: if `confusion` is not square with one row per label, or holds negatives.
+        ValueError: if `confusion` is not square with one row per label, holds negatives, or
+            has more than `MAX_CONFUSION_CLASSES` classes.
     """
-    rows = [[int(count) for count in row] for row in confusion]
     size = len(labels)
+    if size > MAX_CONFUSION_CLASSES:
+        raise ValueError(
+            f"Expected at most {MAX_CONFUSION_CLASSES} classes for a confusion-matrix picture. "
+            f"Received: {size:,} labels"
+        )
+    rows = [[int(count) for count in row] for row in confusion]
     if len(rows) != size or any(len(row) != size for row in rows):
         raise ValueError(
             f"Expected a {size}x{size} confusion matrix. Received: confusion={confusion!r}"

@@ -46,8 +46,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imdb_rnn.config import VALID_SPLITS, VOCABULARY_SOURCES, ConfigError, ModelConfig, RunConfig
-from imdb_rnn.files import atomic_path, folder_lock, read_limited, write_json
+from imdb_rnn.config import (
+    MAX_BATCH_SIZE,
+    VALID_SPLITS,
+    VOCABULARY_SOURCES,
+    ConfigError,
+    ModelConfig,
+    RunConfig,
+)
+from imdb_rnn.files import (
+    OutputPathError,
+    atomic_path,
+    check_output_folder,
+    folder_lock,
+    read_limited,
+    write_json,
+)
 from imdb_rnn.layers import FastBidirectional, TextEncoder
 from imdb_rnn.modeldir import check_writable
 
@@ -149,6 +163,11 @@ class PretrainConfig:
             "checkpoint_every_steps",
         ):
             _positive_int(name, getattr(self, name))
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise ValueError(
+                f"Expected batch_size of at most {MAX_BATCH_SIZE:,}. "
+                f"Received: batch_size={self.batch_size}"
+            )
         if self.max_tokens < 3:
             raise ValueError(f"Expected max_tokens >= 3. Received: max_tokens={self.max_tokens}")
         if self.sequence_length < 2:
@@ -598,12 +617,18 @@ def pretrain(
         TrainingInterrupted: when `stop` received a signal (after the checkpoint is written).
         FloatingPointError: if the loss becomes NaN or infinite (the last checkpoint is kept).
         FolderBusyError: if another run holds `output`.
-        ConfigError: if `limit` is not a positive integer.
+        ConfigError: if `limit` is not a positive integer, or `output` breaks the output rule
+            (it is, holds or is inside `data`, or is inside a model folder).
         OSError: if `output` cannot be created or written.
     """
     config = config or PretrainConfig()
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"Expected limit to be a positive integer or None. Received: {limit!r}")
+    data_path = [data] if isinstance(data, (str, os.PathLike)) and os.path.lexists(data) else []
+    try:  # the output rule: not the data, nor inside it or a model folder
+        check_output_folder(output, inputs=data_path, data=data_path, what="output=")
+    except OutputPathError as error:
+        raise ConfigError(str(error)) from None
     check_writable(output)  # before reading any data
     # One run at a time in a folder: a second one fails at once (FolderBusyError).
     with folder_lock(output):

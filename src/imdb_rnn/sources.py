@@ -35,11 +35,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import tensorflow as tf
@@ -53,9 +54,22 @@ from imdb_rnn.datasets import (
     check_split_request,
     valid_count,
 )
+from imdb_rnn.files import (
+    ENV_MAX_REVIEW_BYTES,
+    MAX_LINE_BYTES,
+    InputError,
+    bounded_lines,
+    byte_limit,
+    csv_rows,
+    decode_text,
+    folder_files,
+    open_regular,
+    read_limited,
+)
 
 __all__ = [
     "FORMATS",
+    "MAX_CLASSES",
     "BadRows",
     "TextFiles",
     "TextTable",
@@ -69,11 +83,11 @@ __all__ = [
 
 FORMATS = ("csv", "tsv", "jsonl", "folder")
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: The most classes a data set may have: beyond it the metrics (an n x n confusion matrix in
+#: `metrics.json`: 3,000 classes made 99.5 MB of it) outgrow any use.
+MAX_CLASSES = 1000
 #: Bad rows quoted by file and line in reports.
 _EXAMPLES = 5
-
-# Python's csv module refuses fields over 128 KiB by default; a long document is a valid text.
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @dataclass(frozen=True)
@@ -201,56 +215,95 @@ def _text_rows(
     bad: BadRows,
     strict: bool,
 ) -> Iterator[tuple[str, str | None, str]]:
-    """`(text, label, "file:line")` of each usable row of a CSV, TSV or JSON Lines file."""
-    if kind == "jsonl":
-        with open(path, "rb") as stream:
-            for number, raw in enumerate(stream, start=1):
-                if not raw.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    record = json.loads(raw.decode("utf-8"))
-                except UnicodeDecodeError:
-                    bad.add(where, "not UTF-8", strict=strict)
-                    continue
-                except json.JSONDecodeError:
-                    bad.add(where, "not a JSON object", strict=strict)
-                    continue
-                if not isinstance(record, dict):
-                    bad.add(where, "not a JSON object", strict=strict)
-                    continue
-                row = _checked(record, where, text_column, label_column, bad, strict)
-                if row is not None:
-                    yield (*row, where)
-        return
-    delimiter = "\t" if kind == "tsv" else ","
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as stream:
-        reader = csv.DictReader(stream, delimiter=delimiter)
-        columns = reader.fieldnames or []
-        needed = [text_column] + ([label_column] if label_column else [])
-        missing = [name for name in needed if name not in columns]
-        if missing:
-            raise DataError(
-                f"{path} has no column {missing[0]!r} (its header: "
-                f"{', '.join(columns) or 'none'}). Name the columns with text_column= and "
-                "label_column=."
+    """`(text, label, "file:line")` of each usable row of a CSV, TSV or JSON Lines file, read
+    by the input rule (`imdb_rnn.files`): a regular file, a byte-order mark dropped, lines and
+    fields bounded, NUL bytes refused."""
+    try:
+        stream = open_regular(path, what=str(path))
+    except InputError as error:
+        raise DataError(f"{error} Give a CSV, TSV or JSON Lines file.") from None
+    with stream:
+        try:
+            yield from _rows_of_stream(
+                stream,
+                path,
+                kind,
+                text_column=text_column,
+                label_column=label_column,
+                bad=bad,
+                strict=strict,
             )
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as error:
-                bad.add(f"{path}:{reader.line_num}", f"malformed row ({error})", strict=strict)
+        except InputError as error:
+            raise DataError(str(error)) from None
+
+
+def _rows_of_stream(
+    stream: BinaryIO,
+    path: Path,
+    kind: str,
+    *,
+    text_column: str,
+    label_column: str | None,
+    bad: BadRows,
+    strict: bool,
+) -> Iterator[tuple[str, str | None, str]]:
+    lines = bounded_lines(stream, what=str(path), limit=MAX_LINE_BYTES)
+    if kind == "jsonl":
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
                 continue
-            where = f"{path}:{reader.line_num}"
-            values = [value for value in record.values() if isinstance(value, str)]
-            if any(_has_surrogates(value) for value in values):
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
                 bad.add(where, "not UTF-8", strict=strict)
+                continue
+            except json.JSONDecodeError:
+                bad.add(where, "not a JSON object", strict=strict)
+                continue
+            if not isinstance(record, dict):
+                bad.add(where, "not a JSON object", strict=strict)
                 continue
             row = _checked(record, where, text_column, label_column, bad, strict)
             if row is not None:
                 yield (*row, where)
+        return
+    reader = csv_rows(
+        (line.decode("utf-8", errors="surrogateescape") for line in lines),
+        delimiter="\t" if kind == "tsv" else ",",
+        field_limit=byte_limit(ENV_MAX_REVIEW_BYTES),
+    )
+    columns = reader.fieldnames or []
+    needed = [text_column] + ([label_column] if label_column else [])
+    missing = [name for name in needed if name not in columns]
+    if missing:
+        raise DataError(
+            f"{path} has no column {missing[0]!r} (its header: "
+            f"{', '.join(columns) or 'none'}). Name the columns with text_column= and "
+            "label_column=."
+        )
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            if "field limit" in str(error):  # the parser cannot find the next row after it
+                raise DataError(
+                    f"{path}:{reader.line_num}: a field of over "
+                    f"{byte_limit(ENV_MAX_REVIEW_BYTES):,} characters (an unclosed quote?); "
+                    f"set {ENV_MAX_REVIEW_BYTES} to read longer texts."
+                ) from None
+            bad.add(f"{path}:{reader.line_num}", f"malformed row ({error})", strict=strict)
+            continue
+        where = f"{path}:{reader.line_num}"
+        values = [value for value in record.values() if isinstance(value, str)]
+        if any(_has_surrogates(value) for value in values):
+            bad.add(where, "not UTF-8", strict=strict)
+            continue
+        row = _checked(record, where, text_column, label_column, bad, strict)
+        if row is not None:
+            yield (*row, where)
 
 
 def _checked(
@@ -271,30 +324,47 @@ def _checked(
     if label is None or isinstance(label, (dict, list)) or not str(label).strip():
         bad.add(where, "missing label", strict=strict)
         return None
-    return text, str(label).strip()
+    # A JSON `true` or `1.5` is the class "true" or "1.5", as written; a label typed in NFC and
+    # in NFD (é as one character or two) is one class.
+    written = label if isinstance(label, str) else json.dumps(label)
+    return text, unicodedata.normalize("NFC", written.strip())
 
 
 def _folder_rows(
     root: Path, *, labelled: bool, bad: BadRows, strict: bool
 ) -> Iterator[tuple[str, str | None, int, str]]:
     """`(text, label, size, file)` of each file: one sub-folder per class, or every file if
-    unlabelled."""
+    unlabelled. Symbolic links and hidden entries are skipped, as `--data` folders skip them (a link could
+    bring any file of the system into the texts); each file is read within
+    `IMDB_RNN_MAX_REVIEW_BYTES`."""
     if labelled:
-        classes = sorted(entry for entry in root.iterdir() if entry.is_dir())
+        classes = sorted(
+            entry
+            for entry in root.iterdir()
+            if entry.is_dir() and not entry.is_symlink() and not entry.name.startswith(".")
+        )
         if not classes:
             raise DataError(
                 f"{root} has no sub-folders: expected one sub-folder per class, each holding "
                 "one text per file."
             )
-        files = [(file, folder.name) for folder in classes for file in sorted(folder.rglob("*"))]
+        files = [
+            (file, unicodedata.normalize("NFC", folder.name))
+            for folder in classes
+            for file in folder_files(folder)
+        ]
     else:
-        files = [(file, "") for file in sorted(root.rglob("*"))]
+        files = [(file, "") for file in folder_files(root)]
     for file, label in files:
-        if not file.is_file() or file.name.startswith("."):
-            continue
-        raw = file.read_bytes()
         try:
-            text = raw.decode("utf-8")
+            raw = read_limited(file, what=str(file), limit_variable=ENV_MAX_REVIEW_BYTES)
+        except InputError as error:
+            raise DataError(str(error)) from None
+        if b"\x00" in raw:
+            bad.add(str(file), "not text (NUL bytes)", strict=strict)
+            continue
+        try:
+            text = decode_text(raw)
         except UnicodeDecodeError:
             bad.add(str(file), "not UTF-8", strict=strict)
             continue
@@ -337,7 +407,7 @@ def data_size(path: str | os.PathLike[str]) -> int:
     """Size in bytes of a data file, or of the files of a folder."""
     path = Path(path)
     if path.is_dir():
-        return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+        return sum(file.lstat().st_size for file in folder_files(path))
     return path.stat().st_size
 
 
@@ -402,16 +472,20 @@ def read_texts(
 
 def label_names_of(labels: Iterable[str]) -> tuple[str, ...]:
     """The distinct labels in a stable order: numerically if they are all integers, else
-    alphabetically (so `neg`, `pos` and `0`, `1`, ..., `10` keep their natural order).
+    alphabetically (so `neg`, `pos` and `0`, `1`, ..., `10` keep their natural order). Labels
+    of the same number (`1`, `01`, `+1`) are ordered by their text, so the order never depends
+    on the process (`PYTHONHASHSEED`).
 
     Example:
 
     >>> label_names_of(["pos", "neg", "pos"]), label_names_of(["10", "2", "1"])
     (('neg', 'pos'), ('1', '2', '10'))
+    >>> label_names_of(["1", "01", "+1", " 1"])
+    (' 1', '+1', '01', '1')
     """
     distinct = set(labels)
     try:
-        return tuple(sorted(distinct, key=int))
+        return tuple(sorted(distinct, key=lambda label: (int(label), label)))
     except ValueError:
         return tuple(sorted(distinct))
 
@@ -476,6 +550,11 @@ def load_text_files(
             )
         label_names = label_names_of(tables["train"].labels or [])
     label_names = tuple(label_names)
+    if len(label_names) > MAX_CLASSES:
+        raise DataError(
+            f"Expected at most {MAX_CLASSES:,} classes in {files.train}. Received: "
+            f"{len(label_names):,}. Is label_column= the right column?"
+        )
     if len(label_names) < 2:
         found = f"only {label_names[0]!r}" if label_names else "none"
         raise DataError(

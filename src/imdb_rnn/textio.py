@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from imdb_rnn.datasets import DataError
+from imdb_rnn.files import MAX_LINE_BYTES, InputError, bounded_lines, csv_rows, open_regular
 
 __all__ = [
     "INPUT_FORMATS",
@@ -45,9 +46,6 @@ __all__ = [
 
 INPUT_FORMATS = ("lines", "csv", "tsv", "jsonl")
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
-#: The longest line a `"lines"` or `"jsonl"` input may hold (bytes): longer ones are refused
-#: rather than read, so that an endless line (`/dev/zero` on stdin) cannot fill the memory.
-MAX_LINE_BYTES = 16 * 2**20
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -105,7 +103,11 @@ def read_texts_to_classify(
     """
     _check_input_format(input_format)
     path = Path(path)
-    with open(path, "rb") as raw:
+    try:
+        raw = open_regular(path, what=str(path))
+    except InputError as error:
+        raise DataError(f"{error} Give a file of texts.") from None
+    with raw:
         yield from read_texts_from_stream(
             raw, name=str(path), input_format=input_format, text_column=text_column
         )
@@ -142,24 +144,19 @@ def read_texts_from_stream(
     _check_input_format(input_format)
     counter = _CountingReader(raw)
     stream = io.BufferedReader(counter)
+    lines = bounded_lines(stream, what=name, limit=MAX_LINE_BYTES)
     try:
         if input_format in ("lines", "jsonl"):
-            number = 0
-            while raw_line := stream.readline(MAX_LINE_BYTES + 1):
-                number += 1
-                if len(raw_line) > MAX_LINE_BYTES:
-                    if b"\x00" in raw_line:
-                        _line_text(raw_line, name, number, input_format, text_column)
-                    raise DataError(
-                        f"{name}:{number}: a line of over {MAX_LINE_BYTES:,} bytes: give one "
-                        "text per line."
-                    )
+            for number, raw_line in enumerate(lines, start=1):
                 text = _line_text(raw_line, name, number, input_format, text_column)
                 if text is not None and text.strip():
                     yield text, counter.count
             return
-        reader_stream = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-        reader = csv.DictReader(reader_stream, delimiter="\t" if input_format == "tsv" else ",")
+        reader = csv_rows(
+            (line.decode("utf-8") for line in lines),
+            delimiter="\t" if input_format == "tsv" else ",",
+            field_limit=MAX_LINE_BYTES,
+        )
         try:
             columns = reader.fieldnames or []
             if text_column not in columns:
@@ -177,8 +174,8 @@ def read_texts_from_stream(
             ) from None
         except csv.Error as error:
             raise DataError(f"{name}:{reader.line_num}: malformed CSV ({error}).") from None
-        finally:
-            reader_stream.detach()
+    except InputError as error:
+        raise DataError(str(error)) from None
     finally:
         stream.detach()
 

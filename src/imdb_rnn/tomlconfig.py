@@ -252,13 +252,13 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         ConfigError: if the file is missing, not UTF-8 TOML, or has unknown keys.
         OSError: if the file exists but cannot be read.
     """
-    from imdb_rnn.files import InputError, read_limited
+    from imdb_rnn.files import InputError, decode_text, read_limited
 
     path = Path(path)
     if path.is_dir():
         path = path / CONFIG_TOML_FILE
     try:
-        text = read_limited(path, what=f"The config file {path}").decode("utf-8")
+        text = decode_text(read_limited(path, what=f"The config file {path}"))
     except FileNotFoundError:
         raise ConfigError(f"No config file at {path}") from None
     except InputError as error:

@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.adversarial import use_adversarial_training
-from imdb_rnn.checkpoints import Checkpoint, CheckpointMismatchError
+from imdb_rnn.checkpoints import Checkpoint, CheckpointMismatchError, data_fingerprint
 from imdb_rnn.config import ConfigError, RunConfig
 from imdb_rnn.datasets import (
     LABEL_NAMES,
@@ -474,8 +474,11 @@ class Trainer:
         if training.deterministic:
             tf.config.experimental.enable_op_determinism()
         state = checkpoint.read_state() if checkpoint is not None and resume else None
+        fingerprint = data_fingerprint(splits) if checkpoint is not None else None
         if checkpoint is not None and state is not None:
-            checkpoint.check_resumable(state, self.config, train_size=splits.sizes["train"])
+            checkpoint.check_resumable(
+                state, self.config, train_size=splits.sizes["train"], data=fingerprint
+            )
             if self.encoder is None:
                 self.encoder = checkpoint.load_encoder(self.config)
         if self.encoder is None and training.encoder is not None:
@@ -545,6 +548,7 @@ class Trainer:
             early_stopping=self._early_stopping,
             checkpoint=writer,
             stop=stop,
+            data=fingerprint,
         )
         if state is not None:
             stage(f"Resuming from the checkpoint at {state.describe()}")

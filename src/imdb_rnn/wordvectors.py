@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imdb_rnn.config import ConfigError
+from imdb_rnn.files import MAX_LINE_BYTES, InputError, bounded_lines, open_regular
 from imdb_rnn.layers import PUNCTUATION
 
 __all__ = [
@@ -104,13 +104,20 @@ class WordVectors:
 
 
 def _lines(path: str | os.PathLike[str]) -> Iterator[str]:
+    """The lines of a word-vector file, read by the input rule (`imdb_rnn.files`): a regular
+    file (not /dev/zero, a FIFO, or a link to one), lines bounded, a byte-order mark dropped."""
     try:
-        raw = gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")  # noqa: SIM115
+        regular = open_regular(path, what=f"The word vectors {os.fspath(path)}")
+    except InputError as error:
+        raise WordVectorsError(f"{error} Give a GloVe, word2vec or fastText text file.") from None
     except OSError as error:
         raise WordVectorsError(f"Cannot read the word vectors {path}: {error}") from None
     try:
-        with raw, io.TextIOWrapper(raw, encoding="utf-8", errors="strict") as text:
-            yield from text
+        with regular, gzip.open(regular, "rb") if str(path).endswith(".gz") else regular as raw:
+            for line in bounded_lines(raw, what=os.fspath(path), limit=MAX_LINE_BYTES):  # type: ignore[arg-type]
+                yield line.decode("utf-8")
+    except InputError as error:
+        raise WordVectorsError(str(error)) from None
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise WordVectorsError(f"Cannot read the word vectors {path}: {error}") from None
 

@@ -40,13 +40,38 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imdb_rnn.checkpoints import CHECKPOINT_DIR, Checkpoint
+from imdb_rnn.checkpoints import (
+    CHECKPOINT_DIR,
+    OWN_FILES as CHECKPOINT_FILES,
+    STATE_FILE,
+    Checkpoint,
+    CheckpointMismatchError,
+    config_differences,
+    data_differences,
+    data_fingerprint,
+)
 from imdb_rnn.config import ConfigError, RunConfig
-from imdb_rnn.datasets import LABEL_NAMES, ImdbSplits, load_imdb
+from imdb_rnn.datasets import LABEL_NAMES, DataError, ImdbSplits, load_imdb
 from imdb_rnn.devices import prepare_native_kernel, rnn_kernel_name
 from imdb_rnn.distribute import is_chief, strategy_name
-from imdb_rnn.files import folder_lock, write_text
-from imdb_rnn.modeldir import MODEL_FILE, check_output, check_writable, prepare_logs, versions
+from imdb_rnn.files import (
+    OutputPathError,
+    check_output_folder,
+    folder_lock,
+    remove_owned,
+    write_json,
+    write_text,
+)
+from imdb_rnn.modeldir import (
+    MODEL_FILE,
+    MODEL_FOLDER_FILES,
+    RUN_MARKER,
+    check_output,
+    check_writable,
+    prepare_logs,
+    read_json,
+    versions,
+)
 from imdb_rnn.results import EvaluationResult, TrainResult
 from imdb_rnn.selftrain import TEACHER_DIR, PseudoLabels, add_pseudo_labels
 from imdb_rnn.sources import BadRows, TextFiles, load_text_files
@@ -195,6 +220,7 @@ def train(
     chief = is_chief(trainer.strategy)
     resuming = False
     if output is not None:
+        _check_output_rule(output, source, config)
         resuming = check_output(output, overwrite=overwrite)
         if chief:  # the other workers of a cluster write to temporary folders
             check_writable(output)
@@ -218,7 +244,7 @@ def train(
             data_dir=data_dir,
         )
         result.wall_seconds = time.perf_counter() - started
-        return result
+        return _finished(output, result, chief=chief)
     if on_disk:
         from imdb_rnn.tokencache import train_on_disk
 
@@ -228,13 +254,13 @@ def train(
             config, source, output=output, callbacks=[*callbacks, *board], on_stage=on_stage
         )
         result.wall_seconds = time.perf_counter() - started
-        return result
+        return _finished(output, result, chief=chief)
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
     # One run at a time writes into `output`: a second would corrupt the first's checkpoint.
     lock = folder_lock(output) if output is not None and chief else contextlib.nullcontext()
     try:
         with lock:
-            return _train(
+            result = _train(
                 trainer,
                 source=source,
                 output=output,
@@ -251,6 +277,44 @@ def train(
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+    return _finished(output, result, chief=chief)
+
+
+def _finished(
+    output: str | os.PathLike[str] | None, result: TrainResult, *, chief: bool
+) -> TrainResult:
+    """`result`, once the run's mark is removed from `output`: its `model.keras` marks it now."""
+    if output is not None and chief:
+        (Path(output) / RUN_MARKER).unlink(missing_ok=True)
+    return result
+
+
+def _check_output_rule(
+    output: str | os.PathLike[str],
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
+    config: RunConfig,
+) -> None:
+    """The output rule (`imdb_rnn.files.check_output_folder`) for a training run: `output` is
+    none of the run's inputs (own data, word vectors, teacher, encoder) nor inside one, is not
+    and holds no data, and is not inside a model folder.
+
+    Raises:
+        ConfigError: naming the input or the model folder.
+    """
+    # Own data folders are read whole (the run's files would become texts); an aclImdb folder
+    # is read in its fixed layout, so only being it or holding it is refused.
+    data: list[Any] = []
+    inputs: list[Any] = []
+    if isinstance(source, TextFiles):
+        data = inputs = [source.train, source.valid, source.test, source.unlabelled]
+    elif isinstance(source, (str, os.PathLike)) and os.path.lexists(source):
+        data = [source]
+    training = config.training
+    inputs = [*inputs, config.model.word_vectors, training.teacher, training.encoder]
+    try:
+        check_output_folder(output, inputs=inputs, data=data, what="output=")
+    except OutputPathError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _train(
@@ -441,22 +505,29 @@ def _self_training(
     else:
         teacher_dir = write_to / TEACHER_DIR if write_to is not None else None
         if teacher_dir is not None and not resume:
-            shutil.rmtree(teacher_dir, ignore_errors=True)
+            remove_owned(
+                teacher_dir,
+                [*MODEL_FOLDER_FILES, *(f"{CHECKPOINT_DIR}/{name}" for name in CHECKPOINT_FILES)],
+            )
         # A finished teacher: saved, and its checkpoint removed after every file was written
         # (a teacher killed while saving still has its checkpoint, and resumes from it below).
+        teacher_config = trainer.config.replace(
+            model={"ngram_buckets": training.teacher_ngram_buckets or None},
+            training={"pseudo_label_threshold": 0.0},
+        )
+        fingerprint = {"config": teacher_config.to_dict(), "data": data_fingerprint(splits)}
         if (
             teacher_dir is not None
             and (teacher_dir / MODEL_FILE).exists()
-            and not (teacher_dir / CHECKPOINT_DIR).exists()
+            and not (teacher_dir / CHECKPOINT_DIR / STATE_FILE).exists()
+            and _check_teacher(teacher_dir, teacher_config, fingerprint["data"])
         ):
             on_stage(f"Reusing the teacher trained earlier in {teacher_dir}")
             teacher = Trainer.load(teacher_dir)
         else:
             on_stage("Training the teacher (self-training, step 1 of 2)")
-            teacher_config = trainer.config.replace(
-                model={"ngram_buckets": training.teacher_ngram_buckets or None},
-                training={"pseudo_label_threshold": 0.0},
-            )
+            if teacher_dir is not None:  # an earlier teacher's: not this one's
+                (teacher_dir / FINGERPRINT_FILE).unlink(missing_ok=True)
             teacher = Trainer(teacher_config, strategy=trainer.strategy)
             _train(
                 teacher,
@@ -472,6 +543,9 @@ def _self_training(
                 stop=stop,
                 splits=splits,  # read once, for the teacher and the student
             )
+            if teacher_dir is not None:
+                # Written once the teacher is whole: a teacher without it is trained again.
+                write_json(teacher_dir / FINGERPRINT_FILE, fingerprint)
     on_stage(f"Labelling {splits.sizes.get('unsupervised', 0):,} unlabelled texts with the teacher")
     return add_pseudo_labels(
         splits,
@@ -480,6 +554,36 @@ def _self_training(
         seed=training.seed,
         teacher_dir=os.fspath(teacher_dir) if teacher_dir is not None else None,
     )
+
+
+#: What a finished teacher was trained with (its options and its data's fingerprint), for
+#: refusing to reuse it in a run of other options or data.
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+def _check_teacher(teacher_dir: Path, teacher_config: RunConfig, data: dict[str, Any]) -> bool:
+    """Whether the finished teacher in `teacher_dir` may be reused: True when it was trained
+    with `teacher_config` on the same data, False when its fingerprint is missing (a teacher
+    killed before it was written: trained again).
+
+    Raises:
+        CheckpointMismatchError: if it was trained with other options or on other data.
+    """
+    try:
+        saved = read_json(teacher_dir / FINGERPRINT_FILE, what="The teacher's fingerprint")
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        return False
+    differences = config_differences(saved["config"], teacher_config)
+    differences += data_differences(saved.get("data") or {}, data)
+    if differences:
+        raise CheckpointMismatchError(
+            f"{teacher_dir} holds a teacher trained with other options or data "
+            f"({'; '.join(differences)}). Rerun with that run's options to resume it, or pass "
+            "resume=False to start over."
+        )
+    return True
 
 
 def training_splits(config: RunConfig, source: object, *, evaluate_test: bool = True) -> list[str]:
@@ -567,7 +671,7 @@ def evaluate(
 
     Raises:
         ModelFileError: if the model directory cannot be loaded.
-        DataError: if the data cannot be read.
+        DataError: if the data cannot be read, or is IMDB's and the model has other classes.
         ValueError: if `split` is not `test` or `valid`.
 
     Warns:
@@ -580,6 +684,12 @@ def evaluate(
     prepare_native_kernel(on_stage=stage)
     stage("Loading the model")
     trainer = Trainer.load(model_dir)
+    if not isinstance(source, (TextFiles, TfdsText)) and trainer.label_names != LABEL_NAMES:
+        raise DataError(
+            f"{model_dir} classifies {', '.join(trainer.label_names)}, not IMDB's "
+            f"{', '.join(LABEL_NAMES)}: evaluate it on data with its classes (TextFiles(test=PATH)"
+            " or a TFDS set)."
+        )
     trained_limit = trainer.config.data.limit
     if split == "valid" and trained_limit is not None and limit != trained_limit:
         warnings.warn(
@@ -601,7 +711,16 @@ def evaluate(
     if splits.bad_rows:
         stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
     stage("Evaluating")
-    return trainer.evaluate(splits[split], pipeline="sorted")
+    result = trainer.evaluate(splits[split], pipeline="sorted")
+    rows = zip(result.labels, result.confusion, strict=True)
+    present = [label for label, counts in rows if sum(counts)]
+    if len(present) == 1:
+        stage(
+            f"Warning: the {split} split holds texts of one class only ({present[0]}): its "
+            "accuracy says how often the model predicts that class, not how well it tells classes "
+            "apart"
+        )
+    return result
 
 
 def label_of(
