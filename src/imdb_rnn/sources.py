@@ -334,8 +334,8 @@ def _folder_rows(
     root: Path, *, labelled: bool, bad: BadRows, strict: bool
 ) -> Iterator[tuple[str, str | None, int, str]]:
     """`(text, label, size, file)` of each file: one sub-folder per class, or every file if
-    unlabelled. Symbolic links and hidden entries are skipped, as `--data` folders skip them (a link could
-    bring any file of the system into the texts); each file is read within
+    unlabelled. Symbolic links and hidden entries are skipped, as `--data` folders skip them
+    (a link could bring any file of the system into the texts); each file is read within
     `IMDB_RNN_MAX_REVIEW_BYTES`."""
     if labelled:
         classes = sorted(
