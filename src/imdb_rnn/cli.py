@@ -92,7 +92,8 @@ EXIT_MODEL = 4
 EXIT_IO = 5
 EXIT_DIVERGED = 6
 
-#: Longer reviews are refused by `predict` (the longest IMDB review has about 14,000).
+#: Longer reviews are refused by `predict` (the longest IMDB review has about 14,000); in a file,
+#: such a row is written unscored, with its reason.
 MAX_REVIEW_CHARACTERS = 100_000
 
 
@@ -1237,6 +1238,7 @@ class OutputFormat(str, Enum):
     json = "json"
     jsonl = "jsonl"
     csv = "csv"
+    tsv = "tsv"
 
 
 #: Texts predicted together when streaming a file.
@@ -1279,8 +1281,9 @@ def predict(
         OutputFormat | None,
         typer.Option(
             "--format",
-            help="Output: table, json (one array), jsonl (an object per line) or csv. "
-            "[default: table; json with --json]",
+            help="Output: table, json (one array), jsonl (an object per line), csv or tsv: "
+            "one row per input row, in order, with the input's columns (a row that cannot be "
+            "scored has empty scores and a reason). [default: table; json with --json]",
             show_default=False,
         ),
     ] = None,
@@ -1290,6 +1293,22 @@ def predict(
             "--output",
             "-o",
             help="Write the predictions to this file instead of stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    keep_columns: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-columns",
+            help="Input columns to carry into the output, comma-separated (a,b). [default: all]",
+            show_default=False,
+        ),
+    ] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option(
+            "--id-column",
+            help="Carry only this input column (an id) into the output.",
             show_default=False,
         ),
     ] = None,
@@ -1327,6 +1346,8 @@ def predict(
         imdb-rnn predict runs/default --explain "Great cast, but a dull, dull plot."
 
         imdb-rnn predict runs/trec --file questions.csv --input-format csv --format jsonl
+
+        imdb-rnn predict runs/default --file reviews.csv --id-column id --format csv -o out.csv
     """
     reviews: list[str] = []
     # '-' (as a text or as --file) streams the standard input in chunks, never read whole.
@@ -1347,6 +1368,9 @@ def predict(
     chosen = output_format or (OutputFormat.json if as_json else OutputFormat.table)
     if threshold is not None and not 0 <= threshold <= 1:
         _fail(f"--threshold must be between 0 and 1 (got {threshold}).", EXIT_USAGE)
+    if keep_columns is not None and id_column is not None:
+        _fail("--id-column keeps one column, --keep-columns several: give one of them.", EXIT_USAGE)
+    kept = [name.strip() for name in keep_columns.split(",")] if keep_columns else None
     if file is not None and not file.is_file():
         if file.exists():  # a device such as /dev/zero, a FIFO or a folder
             _fail(f"{file} is not a regular file: give a file of texts.", EXIT_DATA)
@@ -1356,7 +1380,7 @@ def predict(
         stream = _texts_to_classify(reviews, file, input_format, text_column, from_stdin=from_stdin)
         # The first chunk is read (and checked) before the model loads.
         first = list(itertools.islice(stream, _CHUNK))
-        if not first:
+        if len(first) < _CHUNK and not any(row.text is not None for row in first):
             _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
         from imdb_rnn.devices import prepare_native_kernel
         from imdb_rnn.predictor import load
@@ -1371,14 +1395,16 @@ def predict(
             if "threshold" not in str(error):
                 raise
             _fail(f"--threshold: {error}", EXIT_USAGE)
-        chunks = itertools.chain([first], _chunks(stream))
         _write_predictions(
             predictor,
-            chunks,
+            itertools.chain(first, stream),
             output_format=chosen,
             output_file=output_file,
             explain=explain,
             progress_total=file.stat().st_size if file is not None else None,
+            text_column=text_column,
+            keep_columns=kept,
+            id_column=id_column,
         )
 
 
@@ -1389,31 +1415,17 @@ def _texts_to_classify(
     text_column: str,
     *,
     from_stdin: bool = False,
-) -> Iterator[tuple[str, int]]:
-    """The texts given on the command line, then those of stdin (streamed), then those of
-    --file, each checked, with the bytes of --file read so far."""
-    from imdb_rnn.textio import guess_input_format, read_texts_from_stream, read_texts_to_classify
+) -> Iterator[Any]:
+    """The texts given on the command line (each checked), then the rows of stdin (streamed),
+    then those of --file, as `textio.InputRow`s: every row, also those that cannot be scored."""
+    from imdb_rnn.textio import (
+        InputRow,
+        guess_input_format,
+        read_rows_from_stream,
+        read_rows_to_classify,
+    )
 
-    items: Iterator[tuple[str, int]] = ((review, 0) for review in reviews)
-    if from_stdin:
-        stdin = getattr(sys.stdin, "buffer", None)
-        if stdin is None:  # a text-only stdin (embedded interpreters, some test runners)
-            stdin = io.BytesIO(sys.stdin.read().encode("utf-8"))
-        items = itertools.chain(
-            items,
-            read_texts_from_stream(
-                stdin,
-                name="<stdin>",
-                input_format=input_format.value if input_format is not None else "lines",
-                text_column=text_column,
-            ),
-        )
-    if file is not None:
-        kind = input_format.value if input_format is not None else guess_input_format(file)
-        items = itertools.chain(
-            items, read_texts_to_classify(file, input_format=kind, text_column=text_column)
-        )
-    for number, (review, position) in enumerate(items, start=1):
+    for number, review in enumerate(reviews, start=1):
         if len(review) > MAX_REVIEW_CHARACTERS:
             _fail(
                 f"Review {number} has {len(review):,} characters; imdb-rnn classifies reviews "
@@ -1421,12 +1433,23 @@ def _texts_to_classify(
                 "14,000). Shorten it.",
                 EXIT_USAGE,
             )
-        yield review, position
-
-
-def _chunks(items: Iterator[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
-    while chunk := list(itertools.islice(items, _CHUNK)):
-        yield chunk
+        yield InputRow(review, {"text": review})
+    if from_stdin:
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:  # a text-only stdin (embedded interpreters, some test runners)
+            stdin = io.BytesIO(sys.stdin.read().encode("utf-8"))
+        yield from read_rows_from_stream(
+            stdin,
+            name="<stdin>",
+            input_format=input_format.value if input_format is not None else "lines",
+            text_column=text_column,
+            max_characters=MAX_REVIEW_CHARACTERS,
+        )
+    if file is not None:
+        kind = input_format.value if input_format is not None else guess_input_format(file)
+        yield from read_rows_to_classify(
+            file, input_format=kind, text_column=text_column, max_characters=MAX_REVIEW_CHARACTERS
+        )
 
 
 @contextmanager
@@ -1443,16 +1466,23 @@ def _output_stream(output_file: Path | None) -> Iterator[Any]:
 
 def _write_predictions(
     predictor: Any,
-    chunks: Iterator[list[tuple[str, int]]],
+    rows: Iterator[Any],
     *,
     output_format: OutputFormat,
     output_file: Path | None,
     explain: bool,
     progress_total: int | None,
+    text_column: str = "text",
+    keep_columns: list[str] | None = None,
+    id_column: str | None = None,
 ) -> None:
-    """Predicts chunk by chunk and writes each chunk's rows before reading the next."""
+    """Predicts chunk by chunk and writes each chunk's rows, one per input row, before reading
+    the next."""
+    from collections import Counter
+
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from imdb_rnn.batch import predict_rows
     from imdb_rnn.explain import explained_rows
     from imdb_rnn.textio import prediction_writer
 
@@ -1467,8 +1497,21 @@ def _write_predictions(
         transient=True,
         disable=progress_total is None or not errors.is_terminal,
     )
+    read: list[Any] = []  # the input rows of the chunk being predicted
+
+    def tracked() -> Iterator[Any]:
+        for row in rows:
+            read.append(row)
+            yield row
+
+    def score(texts: list[str]) -> list[dict[str, Any]]:
+        if explain:
+            return explained_rows(predictor.trainer, texts, threshold=predictor.threshold)
+        return predictor.predict(texts)
+
     unknown = 0
     number = 0
+    unscored: Counter[str] = Counter()
     with _output_stream(output_file) as out, progress:
         task = progress.add_task("predict", total=progress_total, rows=0)
         console = _table_console(out)
@@ -1477,31 +1520,49 @@ def _write_predictions(
             if output_format != OutputFormat.table
             else None
         )
+        chunks = predict_rows(
+            score,
+            tracked(),
+            labels=predictor.labels,
+            keep_columns=keep_columns,
+            id_column=id_column,
+            chunk_size=_CHUNK,
+        )
         for chunk in chunks:
-            texts = [text for text, _ in chunk]
-            if explain:
-                rows = explained_rows(predictor.trainer, texts, threshold=predictor.threshold)
-            else:
-                rows = predictor.predict(texts)
-            unknown += sum(1 for row in rows if row["known_words"] == 0)
+            inputs = read[: len(chunk)]
+            del read[: len(chunk)]
+            unknown += sum(1 for row in chunk if row["known_words"] == 0)
+            unscored.update(row["reason"] for row in chunk if row["reason"] is not None)
             if writer is not None:
-                writer.write(rows)
+                writer.write(chunk)
                 out.flush()  # each chunk reaches a pipe as soon as it is predicted
-            elif explain:
-                _print_explanations(rows, console=console, first=number + 1)
             else:
-                table = _prediction_table(
-                    rows, predictor.labels, first=number == 0, wide=not console.is_terminal
-                )
-                console.print(table)
-            number += len(rows)
-            progress.update(task, completed=chunk[-1][1], rows=number)
+                shown = [
+                    {**row, "text": item.text or str(item.columns.get(text_column, ""))}
+                    for row, item in zip(chunk, inputs, strict=True)
+                ]
+                if explain:
+                    _print_explanations(shown, console=console, first=number + 1)
+                else:
+                    table = _prediction_table(
+                        shown, predictor.labels, first=number == 0, wide=not console.is_terminal
+                    )
+                    console.print(table)
+            number += len(chunk)
+            progress.update(task, completed=inputs[-1].position, rows=number)
         if writer is not None:
             writer.close()
     if unknown:
         errors.print(
             f"[yellow]warning:[/] {unknown:,} of {number:,} texts hold no word the model knows "
             "(known_words 0): their scores say nothing about them.",
+            highlight=False,
+        )
+    if unscored:
+        reasons = ", ".join(f"{reason}: {count:,}" for reason, count in unscored.most_common())
+        errors.print(
+            f"[yellow]warning:[/] {sum(unscored.values()):,} of {number:,} rows could not be "
+            f"scored ({_markup(reasons)}): written with empty scores and their reason.",
             highlight=False,
         )
 
@@ -1531,6 +1592,14 @@ def _prediction_table(
         max_width=None if wide else 60,
     )
     for item in rows:
+        if item["label"] is None:
+            table.add_row(
+                Text("-", style="dim"),
+                "",
+                "",
+                Text(f"({item['reason']}) {_printable(item['text'])}", style="yellow"),
+            )
+            continue
         colour = "green" if item["label"] == labels[-1] else "red" if binary else "bold"
         score = item["probability"] if binary else item["score"]
         known = item["known_words"]
@@ -1555,6 +1624,10 @@ def _print_explanations(
 
     console = console or Console()
     for number, item in enumerate(predictions, first):
+        if item["label"] is None:
+            console.print(Text(f"{number}. not scored ({item['reason']})", style="yellow"))
+            console.print()
+            continue
         weights = {entry["word"]: entry["weight"] for entry in item["explanation"]}
         largest = max((abs(weight) for weight in weights.values()), default=0.0)
         explained = item.get("explained", "pos")

@@ -77,6 +77,18 @@ class Predictor:
         """Returns how many words of each text the model knows (are in its vocabulary)."""
         return self.trainer.known_words(_texts(texts))
 
+    def predict_file(
+        self,
+        source: str | os.PathLike[str],
+        destination: str | os.PathLike[str] | None = None,
+        **options: Any,
+    ) -> int:
+        """Classifies every row of a file into `destination`, one output row per input row, in
+        order, with the input's columns: see `imdb_rnn.batch.predict_file` (its options)."""
+        from imdb_rnn.batch import predict_file
+
+        return predict_file(self, source, destination, **options)
+
     def __repr__(self) -> str:
         return f"Predictor(labels={list(self.labels)})"
 
