@@ -28,13 +28,40 @@ def _metric_rows(name: str, metrics: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def model_card(result: dict[str, Any], config: RunConfig, *, name: str) -> str:
+def _decision_lines(decision: Any, labels: list[str]) -> list[str]:
+    if decision is None or (decision.threshold is None and decision.temperature == 1.0):
+        return []
+    lines = ["", "## Decision", ""]
+    if decision.threshold is not None:
+        tuned = (
+            f", tuned for {decision.metric} on the {decision.split} ({decision.value:.4f})"
+            if decision.metric and decision.value is not None
+            else ""
+        )
+        lines.append(
+            f"- `{labels[-1]}` is predicted from a probability of {decision.threshold:g}"
+            f"{tuned}; `imdb-rnn predict`, `serve` and the SavedModel export use it "
+            "(`decision.json`)."
+        )
+    if decision.temperature != 1.0:
+        lines.append(
+            f"- Probabilities are calibrated by temperature scaling: logits divided by "
+            f"{decision.temperature:g}."
+        )
+    return lines
+
+
+def model_card(
+    result: dict[str, Any], config: RunConfig, *, name: str, decision: Any = None
+) -> str:
     """Returns the model card (Markdown) of a run.
 
     Args:
         result: `TrainResult.to_dict()` of the run (what `metrics.json` holds).
         config: the run's config.
         name: the model's name (its directory's name).
+        decision: the `imdb_rnn.decision.Decision` saved with the model (a tuned threshold, a
+            temperature), if any. Default None.
 
     Returns:
         The text of `README.md`.
@@ -111,6 +138,7 @@ def model_card(result: dict[str, Any], config: RunConfig, *, name: str) -> str:
             f"{row['f1']:.4f} | {row['support']:,} |"
             for row in test["per_class"]
         ]
+    lines += _decision_lines(decision, labels)
     lines += [
         "",
         f"Trained for {result.get('epochs', 0)} epochs (weights of epoch "

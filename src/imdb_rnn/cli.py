@@ -97,6 +97,15 @@ EXIT_DIVERGED = 6
 MAX_REVIEW_CHARACTERS = 100_000
 
 
+class ThresholdMetric(str, Enum):
+    accuracy = "accuracy"
+    f1 = "f1"
+    balanced_accuracy = "balanced_accuracy"
+    precision = "precision"
+    recall = "recall"
+    youden = "youden"
+
+
 class Split(str, Enum):
     test = "test"
     valid = "valid"
@@ -238,6 +247,11 @@ def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
     for key in ("loss", "accuracy", "precision", "recall", "f1"):
         name = key if key in ("loss", "accuracy") else key + averaged
         table.add_row(name, f"{metrics[key]:.4f}")
+    for key, name in (("roc_auc", "ROC-AUC" + averaged), ("pr_auc", "PR-AUC"), ("ece", "ECE")):
+        if metrics.get(key) is not None:
+            table.add_row(name, f"{metrics[key]:.4f}")
+    if metrics.get("threshold") not in (None, 0.5):
+        table.add_row("threshold", f"{metrics['threshold']:g}")
     table.add_row("examples", f"{metrics['examples']:,}")
     table.add_row("seconds", f"{metrics['seconds']:.1f}")
     table.add_row("examples/s", f"{metrics['examples_per_second']:,.0f}")
@@ -552,6 +566,16 @@ def train(
             show_default=False,
         ),
     ] = None,
+    class_weight: Annotated[
+        str | None,
+        typer.Option(
+            "--class-weight",
+            help="Weigh each text's loss by its class, for imbalanced data: 'balanced' "
+            "(inversely to the class's share of the training texts) or 'neg=1,pos=9'. "
+            "[default: preset's, all 1]",
+            show_default=False,
+        ),
+    ] = None,
     crop_fraction: Annotated[
         float | None,
         typer.Option(
@@ -726,6 +750,7 @@ def train(
                 "learning_rate": learning_rate,
                 "adversarial_epsilon": adversarial_epsilon,
                 "ema_momentum": ema_momentum,
+                "class_weight": class_weight,
                 "pseudo_label_threshold": pseudo_label_threshold,
                 "teacher": str(teacher) if teacher is not None else None,
                 "encoder": str(encoder) if encoder is not None else None,
@@ -1167,9 +1192,38 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    reliability_png: Annotated[
+        Path | None,
+        typer.Option(
+            "--reliability-png",
+            help="Also save the reliability diagram (accuracy against confidence) as a PNG "
+            "picture at this path.",
+            show_default=False,
+        ),
+    ] = None,
+    tune_threshold: Annotated[
+        ThresholdMetric | None,
+        typer.Option(
+            "--tune-threshold",
+            help="Two-class models: choose the threshold that maximises this metric on the "
+            "split given (use --split valid or your own --test file, not the split you "
+            "report) and save it in the model directory (decision.json), for predict, serve, "
+            "export and the model card.",
+            show_default=False,
+        ),
+    ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="Fit a temperature that calibrates the probabilities on the split given "
+            "(temperature scaling) and save it with the model, as --tune-threshold does.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Evaluate a saved model: loss, accuracy, precision, recall, F1, confusion matrix, speed.
+    """Evaluate a saved model: loss, accuracy, precision, recall, F1, ROC-AUC, PR-AUC,
+    calibration error, confusion matrix, speed.
 
     Examples:
 
@@ -1178,6 +1232,8 @@ def evaluate(
         imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --confusion-png confusion.png
 
         imdb-rnn eval runs/trec --test test.csv --confusion-png confusion.png
+
+        imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --split valid --tune-threshold f1
     """
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
@@ -1195,16 +1251,40 @@ def evaluate(
     split_name = "test file" if own_file else f"{split.value} split"
     _quiet_tensorflow()
     console = _stderr()
+    tuned = None
     with _user_errors():
-        from imdb_rnn.workflows import evaluate as run_evaluation
+        if tune_threshold is not None or calibrate:
+            from imdb_rnn.tuning import tune_decision
 
-        result = run_evaluation(
-            model_dir,
-            source=files if files is not None else data,
-            split=split.value,
-            limit=limit,
-            on_stage=_stage_printer(console, not as_json),
-        )
+            tuned = tune_decision(
+                model_dir,
+                source=files if files is not None else data,
+                split=split.value,
+                metric=tune_threshold.value if tune_threshold is not None else None,
+                calibrate=calibrate,
+                limit=limit,
+                on_stage=_stage_printer(console, not as_json),
+            )
+            result = tuned.after
+        else:
+            from imdb_rnn.workflows import evaluate as run_evaluation
+
+            result = run_evaluation(
+                model_dir,
+                source=files if files is not None else data,
+                split=split.value,
+                limit=limit,
+                on_stage=_stage_printer(console, not as_json),
+            )
+        if reliability_png is not None:
+            from imdb_rnn.plots import save_reliability_diagram
+
+            save_reliability_diagram(
+                result.reliability,
+                reliability_png,
+                title=f"{model_dir.name} on the {split_name}: expected calibration error "
+                f"{result.ece:.3f}",
+            )
         if confusion_png is not None:
             from imdb_rnn.plots import save_confusion_matrix
 
@@ -1217,11 +1297,33 @@ def evaluate(
                 f"{'reviews' if files is None else 'texts'})",
             )
     metrics = result.to_dict()
+    if tuned is not None:
+        metrics["decision"] = tuned.decision.to_dict()
     if as_json:
         _print_json(metrics)
         return
     out = Console()
     out.print(_metrics_table(metrics, f"{_markup(model_dir)} on the {_markup(split_name)}"))
+    if tuned is not None:
+        decision = tuned.decision
+        saved = []
+        if decision.threshold is not None:
+            saved.append(
+                f"threshold {decision.threshold:g} ({decision.metric} {decision.value:.4f}, "
+                f"was {getattr(tuned.before, decision.metric, None) or 0:.4f} before)"
+                if decision.metric in ("accuracy", "f1", "precision", "recall")
+                else f"threshold {decision.threshold:g} ({decision.metric} {decision.value:.4f})"
+            )
+        if calibrate:
+            saved.append(
+                f"temperature {decision.temperature:g} (calibration error "
+                f"{tuned.before.ece:.4f} -> {tuned.after.ece:.4f})"
+            )
+        out.print(
+            f"Saved {_markup(', '.join(saved))} in {_markup(tuned.path)}.",
+            highlight=False,
+            soft_wrap=True,
+        )
     for table in _class_tables(metrics):
         out.print(table)
 

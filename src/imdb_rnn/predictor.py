@@ -34,7 +34,8 @@ class Predictor:
     Args:
         trainer: a trained or loaded `Trainer`.
         threshold: two-class models only: the second class (`"pos"` for IMDB) is predicted when
-            its probability is at least this. Default None: 0.5.
+            its probability is at least this. Default None: the threshold saved with the model
+            (`imdb-rnn eval --tune-threshold`, `decision.json`), else 0.5.
 
     Raises:
         ValueError: if `threshold` is given for a model of more than two classes, or is not in
@@ -43,6 +44,8 @@ class Predictor:
 
     def __init__(self, trainer: Trainer, *, threshold: float | None = None) -> None:
         self.trainer = trainer
+        if threshold is None:
+            threshold = trainer.decision.threshold
         if threshold is not None:
             prediction_rows(trainer, [], threshold=threshold)  # validates it
         self.threshold = threshold
@@ -109,7 +112,7 @@ def load(directory: str | os.PathLike[str], *, threshold: float | None = None) -
 
     Args:
         directory: the model directory.
-        threshold: see `Predictor`. Default None: 0.5 for two classes.
+        threshold: see `Predictor`. Default None: the saved threshold, else 0.5.
 
     Returns:
         A `Predictor`: call it on a list of strings for `[{"label", "score"}]`.
