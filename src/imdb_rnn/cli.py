@@ -14,7 +14,7 @@ import re
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from enum import Enum
 from pathlib import Path
@@ -1970,6 +1970,176 @@ def serve(
             soft_wrap=True,
         )
         run_server(application, sock)
+
+
+@app.command()
+def info(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
+    top_words: Annotated[
+        int, typer.Option("--top-words", help="How many of the most frequent words to list.")
+    ] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what a model is: its layers (output shapes, parameters), vocabulary, labels,
+    training data, preset and config, metrics, decision and versions.
+
+    Examples:
+
+        imdb-rnn info runs/default
+
+        imdb-rnn info runs/default --json
+    """
+    if top_words < 0:
+        _fail(f"--top-words must be at least 0 (got {top_words}).", EXIT_USAGE)
+    _quiet_tensorflow()
+    with _user_errors():
+        from imdb_rnn.modelinfo import model_info
+
+        described = model_info(model_dir, top_words=top_words)
+    if as_json:
+        _print_json(described.to_dict())
+        return
+    out = Console()
+    layers = Table(title=f"{_markup(model_dir)}: layers")
+    for column in ("Layer (type)", "Output Shape", "Param #"):
+        layers.add_column(column, justify="right" if column == "Param #" else "left")
+    for layer in described.layers:
+        layers.add_row(f"{layer.name} ({layer.kind})", layer.output_shape, f"{layer.params:,}")
+    layers.caption = (
+        f"Total params: {described.total_params:,} (trainable {described.trainable_params:,})"
+    )
+    out.print(layers)
+    facts = Table(show_header=False, title="Model")
+    facts.add_column("what")
+    facts.add_column("value", overflow="fold")
+    facts.add_row("labels", ", ".join(described.labels))
+    facts.add_row("vocabulary", f"{described.vocabulary_size:,} tokens")
+    if described.top_words:
+        facts.add_row("most frequent", " ".join(described.top_words))
+    facts.add_row("preset", str(described.preset or "custom"))
+    facts.add_row("data", str(described.source or "unknown"))
+    if described.sizes:
+        facts.add_row(
+            "texts", ", ".join(f"{split} {count:,}" for split, count in described.sizes.items())
+        )
+    if described.epochs is not None:
+        facts.add_row(
+            "training",
+            f"{described.epochs} epochs, kept epoch {described.best_epoch}, "
+            f"{described.train_seconds or 0:.0f} s",
+        )
+    decision = described.decision
+    if decision.get("threshold") is not None or decision.get("temperature", 1.0) != 1.0:
+        facts.add_row(
+            "decision",
+            f"threshold {decision.get('threshold') or 0.5:g}, temperature "
+            f"{decision.get('temperature', 1.0):g}",
+        )
+    facts.add_row("versions", ", ".join(f"{k} {v}" for k, v in described.versions.items()))
+    out.print(facts)
+    if described.metrics:
+        out.print(
+            _runs_table(
+                [((split,), values) for split, values in described.metrics.items()], ("split",)
+            )
+        )
+    config = Table(show_header=False, title="Config")
+    config.add_column("field")
+    config.add_column("value", overflow="fold")
+    for section, values in described.config.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if value is not None:
+                    config.add_row(f"{section}.{key}", _markup(value))
+    out.print(config)
+
+
+def _runs_table(
+    rows: Sequence[tuple[Sequence[str], dict[str, Any]]],
+    first_columns: tuple[str, ...],
+    title: str = "Metrics",
+) -> Table:
+    """One row per split (of a run): texts, accuracy, macro F1, loss, ROC-AUC, PR-AUC, ECE."""
+    table = Table(title=title)
+    for column in first_columns:
+        table.add_column(column)
+    keys = ("examples", "accuracy", "macro_f1", "loss", "roc_auc", "pr_auc", "ece")
+    names = ("texts", "acc.", "macro F1", "loss", "ROC-AUC", "PR-AUC", "ECE")
+    for name in names:
+        table.add_column(name, justify="right")
+    for labels, values in rows:
+        cells = []
+        for key in keys:
+            value = values.get(key)
+            cells.append(
+                "" if value is None else f"{value:,}" if key == "examples" else f"{value:.4f}"
+            )
+        table.add_row(*(_markup(label) for label in labels), *cells)
+    return table
+
+
+@app.command()
+def compare(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Model directories written by 'imdb-rnn train'.")
+    ],
+    png: Annotated[
+        Path | None,
+        typer.Option(
+            "--png",
+            help="Also save their validation curves (and training loss) overlaid as a PNG "
+            "picture at this path.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare runs: one table of their metrics (validation and test) and, with --png, one
+    picture with their curves overlaid.
+
+    Examples:
+
+        imdb-rnn compare runs/default runs/fast runs/reference
+
+        imdb-rnn compare runs/* --png compared.png
+    """
+    with _user_errors():
+        from imdb_rnn.modelinfo import compare_runs
+
+        summaries = compare_runs(list(runs))
+        if png is not None:
+            from imdb_rnn.plots import save_compared_curves
+
+            histories = {run.name: run.history for run in summaries if run.history.get("loss")}
+            if not histories:
+                _fail("None of these runs has a history.json with losses to draw.", EXIT_DATA)
+            save_compared_curves(histories, png, title=f"{len(histories)} runs compared")
+    if as_json:
+        _print_json([run.to_dict() for run in summaries])
+        return
+    out = Console()
+    rows = [
+        ((run.name, split), values)
+        for run in summaries
+        for split, values in (("valid", run.valid), ("test", run.test))
+        if values
+    ]
+    table = _runs_table(rows, ("run", "split"), title=f"{len(summaries)} runs")
+    out.print(table)
+    details = Table(title="Training")
+    for column in ("run", "preset", "epochs", "kept epoch", "seconds"):
+        details.add_column(column, justify="left" if column in ("run", "preset") else "right")
+    for run in summaries:
+        details.add_row(
+            _markup(run.name),
+            str(run.preset or ""),
+            "" if run.epochs is None else str(run.epochs),
+            "" if run.best_epoch is None else str(run.best_epoch),
+            "" if run.train_seconds is None else f"{run.train_seconds:.0f}",
+        )
+    out.print(details)
+    if png is not None:
+        _stderr().print(f"Saved the curves to {_markup(png)}.", highlight=False)
 
 
 def _export_tflite(

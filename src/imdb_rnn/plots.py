@@ -24,6 +24,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from imdb_rnn.files import atomic_path
 
@@ -271,8 +272,9 @@ def save_compared_curves(
                         label=f"{name}{suffix}",
                     )
         axes.set_xlabel("epoch")
-        axes.set_ylabel(f"validation {metric}")
-        axes.set_title(metric)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylabel(metric)
+        axes.set_title(f"{metric} (validation; training dashed)")
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
     return _write(figure, path)
