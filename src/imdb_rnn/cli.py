@@ -2142,6 +2142,52 @@ def compare(
         _stderr().print(f"Saved the curves to {_markup(png)}.", highlight=False)
 
 
+@app.command()
+def package(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Folder to write the wheel into."),
+    ] = Path("dist"),
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="The model's name once installed (imdb_rnn.load(NAME), imdb-rnn predict NAME): "
+            "lower-case letters, digits and _. [default: the folder's name]",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[str, typer.Option(help="The package's version.")] = "0.1.0",
+    as_json: JsonOption = False,
+) -> None:
+    """Package a trained model as an installable wheel (as 'spacy package' does): after
+    'pip install' it loads by name with imdb_rnn.load(NAME) and 'imdb-rnn predict NAME'.
+
+    Examples:
+
+        imdb-rnn package runs/trec --name trec --version 1.0.0
+
+        pip install dist/imdb_rnn_model_trec-1.0.0-py3-none-any.whl
+    """
+    with _user_errors():
+        from imdb_rnn.packaging import package_model
+
+        try:
+            wheel = package_model(model_dir, output, name=name, version=version)
+        except ValueError as error:
+            _fail(str(error), EXIT_USAGE)
+    if as_json:
+        _print_json({"wheel": str(wheel), "size": wheel.stat().st_size})
+        return
+    _stderr().print(
+        f"Packaged {_markup(model_dir)} as [bold]{_markup(wheel)}[/] "
+        f"({wheel.stat().st_size / 2**20:.1f} MiB); install it with "
+        f"pip install {_markup(wheel)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def _export_tflite(
     model_dir: Path, out_dir: Path, sequence_length: int | None, *, overwrite: bool, as_json: bool
 ) -> None:

@@ -228,9 +228,10 @@ def export_saved_model(
     """
     # The trainer imports this package's rest.
     from imdb_rnn.modeldir import CONFIG_FILE, LABELS_FILE
+    from imdb_rnn.packaging import resolve_model_dir
     from imdb_rnn.trainer import Trainer
 
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    model_dir, out_dir = resolve_model_dir(model_dir), Path(out_dir)
     check_export_target(model_dir, out_dir, overwrite=overwrite)
     trainer = Trainer.load(model_dir)
     text_model = trainer.text_model

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -111,7 +110,8 @@ def load(directory: str | os.PathLike[str], *, threshold: float | None = None) -
     `Predictor`.
 
     Args:
-        directory: the model directory.
+        directory: the model directory, or the name of a model packaged by `imdb-rnn package`
+            and installed with pip.
         threshold: see `Predictor`. Default None: the saved threshold, else 0.5.
 
     Returns:
@@ -120,4 +120,4 @@ def load(directory: str | os.PathLike[str], *, threshold: float | None = None) -
     Raises:
         ModelFileError: if the directory cannot be loaded.
     """
-    return Predictor(Trainer.load(Path(directory)), threshold=threshold)
+    return Predictor(Trainer.load(directory), threshold=threshold)

@@ -703,10 +703,15 @@ class Trainer:
     def load(cls, directory: str | os.PathLike[str]) -> Trainer:
         """Loads a model directory written by `save` (safe mode on).
 
+        `directory` may also be the name of a model packaged by `imdb-rnn package` and
+        installed with pip.
+
         Raises:
             ModelFileError: if the directory, the model file or the config is missing or bad.
         """
-        directory = Path(directory)
+        from imdb_rnn.packaging import resolve_model_dir
+
+        directory = resolve_model_dir(directory)
         if not directory.is_dir():
             raise ModelFileError(f"No model directory at {directory}")
         model_path = directory / MODEL_FILE
