@@ -82,6 +82,29 @@ def test_class_weight_naming_an_unknown_class_is_refused():
         Trainer(config, strategy="default").fit(_imbalanced_splits())
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--class-weight", "heavy", "--output", "{tmp}/run"], "class_weight"),
+        (["eval", "{topics}", "--test", "{test}", "--tune-threshold", "f1"], "two-class"),
+    ],
+    ids=["bad-class-weight", "threshold-for-three-classes"],
+)
+def test_decision_mistakes_get_one_clear_line(
+    runner, tmp_path, topic_model_dir, topic_files, args, needle
+):
+    """A bad --class-weight and --tune-threshold on a three-class model are usage errors."""
+    args = [
+        arg.replace("{tmp}", str(tmp_path))
+        .replace("{topics}", str(topic_model_dir))
+        .replace("{test}", str(topic_files["test"]))
+        for arg in args
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr and "Traceback" not in result.output
+
+
 # -- metrics -------------------------------------------------------------------------------------
 
 

@@ -1256,15 +1256,20 @@ def evaluate(
         if tune_threshold is not None or calibrate:
             from imdb_rnn.tuning import tune_decision
 
-            tuned = tune_decision(
-                model_dir,
-                source=files if files is not None else data,
-                split=split.value,
-                metric=tune_threshold.value if tune_threshold is not None else None,
-                calibrate=calibrate,
-                limit=limit,
-                on_stage=_stage_printer(console, not as_json),
-            )
+            try:
+                tuned = tune_decision(
+                    model_dir,
+                    source=files if files is not None else data,
+                    split=split.value,
+                    metric=tune_threshold.value if tune_threshold is not None else None,
+                    calibrate=calibrate,
+                    limit=limit,
+                    on_stage=_stage_printer(console, not as_json),
+                )
+            except ValueError as error:
+                if "threshold" not in str(error):
+                    raise
+                _fail(f"--tune-threshold: {error}", EXIT_USAGE)
             result = tuned.after
         else:
             from imdb_rnn.workflows import evaluate as run_evaluation
