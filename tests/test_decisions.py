@@ -73,6 +73,17 @@ def test_balanced_class_weights_raise_the_minority_recall():
     assert recalls["balanced"] > recalls[None] + 0.2, recalls
 
 
+def test_class_weights_from_counts():
+    """Balanced weights from class counts (as `train --on-disk` counts them); named weights."""
+    from imdb_rnn import Trainer
+
+    balanced = Trainer(tiny_config(class_weight="balanced"), strategy="default")
+    assert balanced.class_weights_from_counts([90, 10]) == pytest.approx([100 / 180, 5.0])
+    named = Trainer(tiny_config(class_weight="pos=3"), strategy="default")
+    assert named.class_weights_from_counts([0, 0]) == [1.0, 3.0]
+    assert Trainer(tiny_config(), strategy="default").class_weights_from_counts([1, 1]) is None
+
+
 def test_class_weight_naming_an_unknown_class_is_refused():
     """Explicit weights must name the model's classes."""
     from imdb_rnn import Trainer

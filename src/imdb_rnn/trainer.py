@@ -553,9 +553,21 @@ class Trainer:
         return self.history
 
     def _class_weights(self, dataset: tf.data.Dataset) -> list[float] | None:
-        """Each class's loss weight from `training.class_weight`: `"balanced"` gives class `c`
-        `texts / (classes x texts of c)` (scikit-learn's rule); `"neg=1,pos=9"` names them
-        (unnamed classes weigh 1)."""
+        if self.config.training.class_weight != "balanced":  # no counts needed
+            return self.class_weights_from_counts([0] * self.num_classes)
+        labels = np.fromiter(dataset.map(_label_only).as_numpy_iterator(), dtype=np.int64)
+        counts = np.bincount(labels[labels >= 0], minlength=self.num_classes)
+        return self.class_weights_from_counts([int(count) for count in counts])
+
+    def class_weights_from_counts(self, counts: Sequence[int]) -> list[float] | None:
+        """Each class's loss weight from `training.class_weight` and the training texts per
+        class (in the order of `label_names`): `"balanced"` gives class `c` `texts / (classes x
+        texts of c)` (scikit-learn's rule); `"neg=1,pos=9"` names them (unnamed classes weigh
+        1); None: no weights.
+
+        Raises:
+            ConfigError: if the weights name a class the model does not have.
+        """
         spec = self.config.training.class_weight
         if spec is None:
             return None
@@ -568,9 +580,7 @@ class Trainer:
                     f"Received: {', '.join(unknown)}"
                 )
             return [float(named.get(name, 1.0)) for name in self.label_names]
-        labels = np.fromiter(dataset.map(_label_only).as_numpy_iterator(), dtype=np.int64)
-        counts = np.bincount(labels[labels >= 0], minlength=self.num_classes)
-        total = int(counts.sum())
+        total = sum(counts)
         return [total / (self.num_classes * count) if count else 0.0 for count in counts]
 
     @property
