@@ -1423,7 +1423,7 @@ def predict(
         float | None,
         typer.Option(
             help="Two-class models: predict the second class (pos) when its probability is at "
-            "least this. [default: 0.5]",
+            "least this. [default: the one saved by eval --tune-threshold, else 0.5]",
             show_default=False,
         ),
     ] = None,
