@@ -46,15 +46,16 @@ def client(trained_model_dir, trainer):
 
 
 def test_predict_matches_the_library(client, trained_model_dir):
-    """The row format answers, per review, the probability `imdb_rnn.predict` gives, and its
-    logit."""
+    """The row format answers, per review, the label and probability `imdb_rnn.predict`
+    gives, and its logit."""
     response = client.post(PREDICT, json={"instances": REVIEWS})
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
     expected = predict(trained_model_dir, REVIEWS)
     assert len(predictions) == len(expected)
     for got, want in zip(predictions, expected, strict=True):
-        assert set(got) == {"probability", "logit"}
+        assert set(got) == {"label", "probability", "logit"}
+        assert got["label"] == want["label"]
         assert got["probability"] == pytest.approx(want["probability"], abs=1e-6)
         assert got["probability"] == pytest.approx(1 / (1 + np.exp(-got["logit"])), abs=1e-9)
 
@@ -171,7 +172,7 @@ def test_status_metadata_and_health(client):
     metadata = client.get("/v1/models/imdb-rnn/metadata").json()
     signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert signature["inputs"]["text"]["dtype"] == "DT_STRING"
-    assert set(signature["outputs"]) == {"probability", "logit"}
+    assert set(signature["outputs"]) == {"label", "probability", "logit"}
     assert client.get("/healthz").json()["status"] == "ok"
 
 
@@ -505,9 +506,10 @@ def test_three_classes_metadata_and_health(topic_client):
 
 
 def test_prediction_outputs_of_two_and_three_classes():
-    """Two classes: probability and logit; more: label, score, scores and logits, with the
-    label the most probable class."""
+    """Two classes: label, probability and logit; more: label, score, scores and logits, with
+    the label the most probable class."""
     two = serve_module.prediction_outputs(np.array([0.0, 2.0]), ("neg", "pos"))
+    assert two["label"] == ["pos", "pos"]
     assert two["probability"] == pytest.approx([0.5, 1 / (1 + np.exp(-2.0))])
     assert two["logit"] == [0.0, 2.0]
     three = serve_module.prediction_outputs(np.array([[0.0, 1.0, 0.0], [3.0, 0.0, 0.0]]), "abc")

@@ -128,8 +128,16 @@ def test_jsonl_and_csv_writers():
     writer.write(ROWS)
     writer.close()
     table = list(csv.reader(io.StringIO(out.getvalue())))
-    assert table[0] == ["text", "label", "score", "known_words", "p_HUM", "p_LOC"]
-    assert table[1] == ['Who "wrote", Hamlet ?', "HUM", "0.750000", "3", "0.750000", "0.250000"]
+    assert table[0] == ["text", "label", "score", "known_words", "p_HUM", "p_LOC", "reason"]
+    assert table[1] == [
+        'Who "wrote", Hamlet ?',
+        "HUM",
+        "0.750000",
+        "3",
+        "0.750000",
+        "0.250000",
+        "",
+    ]
     assert table[2][0] == "Où ?\nwhere" and len(table) == 3
 
 
@@ -153,3 +161,53 @@ def test_stream_refuses_an_endless_line_without_reading_it_whole(monkeypatch):
     with pytest.raises(DataError, match=r"<stdin>:2: a line of over 100 bytes"):
         next(texts)
     assert raw.tell() < 100_000  # read in blocks, never to the end
+
+
+def _rows(path, **options):
+    return [(row.text, row.reason) for row in textio.read_rows_to_classify(path, **options)]
+
+
+def test_rows_keep_blank_long_and_undecodable_rows_in_order(tmp_path):
+    """read_rows_to_classify yields every row, in order: blank, too long and not-UTF-8 rows
+    come with their reason and their other columns."""
+    path = tmp_path / "q.csv"
+    path.write_bytes(b"id,text\n1,fine\n2,\n3,caf\xe9\n4," + b"x" * 30 + b"\n5,last\n")
+    rows = list(textio.read_rows_to_classify(path, input_format="csv", max_characters=20))
+    assert [(row.columns["id"], row.text, row.reason) for row in rows] == [
+        ("1", "fine", None),
+        ("2", None, "blank"),
+        ("3", None, "not UTF-8"),
+        ("4", None, "too long"),
+        ("5", "last", None),
+    ]
+    assert rows[2].columns["text"] == "caf\ufffd" and rows[2].line == 4
+
+
+def test_rows_of_lines_and_jsonl_keep_what_cannot_be_read(tmp_path, monkeypatch):
+    """Lines and JSON Lines: blank lines, broken JSON and over-long lines are rows too; an
+    over-long line is skipped, not held, and reading goes on after it."""
+    monkeypatch.setattr(textio, "MAX_LINE_BYTES", 100)
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(b'{"id": 1, "text": "a"}\n\n{broken\n' + b"y" * 500 + b'\n"b"\n')
+    assert _rows(path, input_format="jsonl") == [
+        ("a", None),
+        (None, "blank"),
+        (None, "not JSON"),
+        (None, "too long"),
+        ("b", None),
+    ]
+    path = tmp_path / "q.txt"
+    path.write_bytes(b"one\n\ntwo\n")
+    assert _rows(path) == [("one", None), (None, "blank"), ("two", None)]
+
+
+def test_tsv_writer_carries_columns_and_leaves_unscored_rows_empty():
+    """TSV output: the input's columns first, empty scores and the reason for an unscored row."""
+    out = io.StringIO()
+    writer = prediction_writer(out, "tsv", labels=("HUM", "LOC"))
+    unscored = {"id": "2", "label": None, "score": None, "scores": None, "known_words": None}
+    writer.write([{"id": "1", **ROWS[0], "reason": None}, {**unscored, "reason": "blank"}])
+    writer.close()
+    table = list(csv.reader(io.StringIO(out.getvalue()), delimiter="\t"))
+    assert table[0][:3] == ["id", "text", "label"] and table[0][-1] == "reason"
+    assert table[2] == ["2", "", "", "", "", "", "", "blank"]

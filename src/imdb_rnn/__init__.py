@@ -22,6 +22,9 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0"
 
 if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on first use
+    from imdb_rnn.batch import (
+        predict_file as predict_file,
+    )
     from imdb_rnn.checkpoints import (
         CheckpointError as CheckpointError,
         CheckpointMismatchError as CheckpointMismatchError,
@@ -145,6 +148,7 @@ _EXPORTS = {
     # a loaded model for Python users
     "Predictor": "imdb_rnn.predictor",
     "load": "imdb_rnn.predictor",
+    "predict_file": "imdb_rnn.batch",
     # progress
     "EncoderError": "imdb_rnn.pretrain",
     "PretrainConfig": "imdb_rnn.pretrain",

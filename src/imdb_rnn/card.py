@@ -4,16 +4,21 @@ It records the data (source, texts per split, rows skipped), the labels, the met
 validation and test splits (per class for the test split), how to use the model, the run's
 config and the versions of imdb-rnn, TensorFlow and Keras that trained it. It is written from
 the same `TrainResult` that `metrics.json` holds, so the two always agree.
+
+It starts with YAML front matter in the form of Hugging Face model cards (`library_name`,
+`tags`, `datasets`, `metrics`, `pipeline_tag` and a `model-index` of the test and validation
+results), so that model hubs and tools read what it is without parsing the Markdown.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from imdb_rnn.config import RunConfig
 from imdb_rnn.tomlconfig import config_to_toml
 
-__all__ = ["CARD_FILE", "model_card"]
+__all__ = ["CARD_FILE", "card_metadata", "model_card"]
 
 #: Name of the model card in a model directory.
 CARD_FILE = "README.md"
@@ -28,13 +33,97 @@ def _metric_rows(name: str, metrics: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def model_card(result: dict[str, Any], config: RunConfig, *, name: str) -> str:
+def _yaml_string(value: object) -> str:
+    # JSON strings are YAML strings: quoted and escaped, whatever the text holds.
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _dataset_name(result: dict[str, Any]) -> str:
+    source = str(result.get("source") or "")
+    if source.startswith("train="):  # your own files: the training file's name
+        return source.split(",")[0].removeprefix("train=").strip().rsplit("/", 1)[-1]
+    if source.startswith("tfds:") and source != "tfds:imdb_reviews":
+        return source.removeprefix("tfds:")
+    return "imdb"  # the IMDB archive or folder, or TFDS's imdb_reviews
+
+
+def card_metadata(result: dict[str, Any], *, name: str) -> str:
+    """The model card's YAML front matter (between `---` lines), in the Hugging Face model-card
+    form: `library_name`, `tags`, `datasets`, `metrics`, `pipeline_tag`, `model-index`."""
+    dataset = _dataset_name(result)
+    lines = [
+        "---",
+        "library_name: imdb-rnn",
+        "pipeline_tag: text-classification",
+        "tags:",
+        "- imdb-rnn",
+        "- text-classification",
+        "- keras",
+        "- tensorflow",
+        "datasets:",
+        f"- {_yaml_string(dataset)}",
+        "metrics:",
+        "- accuracy",
+        "- f1",
+    ]
+    results = []
+    for split, values in (("test", result.get("test")), ("validation", result.get("valid"))):
+        if not values:
+            continue
+        metrics = [("accuracy", values.get("accuracy")), ("f1", values.get("macro_f1"))]
+        if values.get("roc_auc") is not None:
+            metrics.append(("roc_auc", values.get("roc_auc")))
+        results += [
+            "  - task:",
+            "      type: text-classification",
+            "    dataset:",
+            f"      name: {_yaml_string(dataset)}",
+            f"      type: {_yaml_string(dataset)}",
+            f"      split: {split}",
+            "    metrics:",
+        ]
+        for metric, value in metrics:
+            if value is not None:
+                results += [f"    - type: {metric}", f"      value: {float(value):.4f}"]
+    if results:
+        lines += ["model-index:", f"- name: {_yaml_string(name)}", "  results:", *results]
+    return "\n".join([*lines, "---"]) + "\n"
+
+
+def _decision_lines(decision: Any, labels: list[str]) -> list[str]:
+    if decision is None or (decision.threshold is None and decision.temperature == 1.0):
+        return []
+    lines = ["", "## Decision", ""]
+    if decision.threshold is not None:
+        tuned = (
+            f", tuned for {decision.metric} on the {decision.split} ({decision.value:.4f})"
+            if decision.metric and decision.value is not None
+            else ""
+        )
+        lines.append(
+            f"- `{labels[-1]}` is predicted from a probability of {decision.threshold:g}"
+            f"{tuned}; `imdb-rnn predict`, `serve` and the SavedModel export use it "
+            "(`decision.json`)."
+        )
+    if decision.temperature != 1.0:
+        lines.append(
+            f"- Probabilities are calibrated by temperature scaling: logits divided by "
+            f"{decision.temperature:g}."
+        )
+    return lines
+
+
+def model_card(
+    result: dict[str, Any], config: RunConfig, *, name: str, decision: Any = None
+) -> str:
     """Returns the model card (Markdown) of a run.
 
     Args:
         result: `TrainResult.to_dict()` of the run (what `metrics.json` holds).
         config: the run's config.
         name: the model's name (its directory's name).
+        decision: the `imdb_rnn.decision.Decision` saved with the model (a tuned threshold, a
+            temperature), if any. Default None.
 
     Returns:
         The text of `README.md`.
@@ -48,6 +137,7 @@ def model_card(result: dict[str, Any], config: RunConfig, *, name: str) -> str:
     )
     model = config.model
     lines = [
+        card_metadata(result, name=name),
         f"# {name}",
         "",
         f"A text classifier trained by imdb-rnn: {model.num_rnn_layers} bidirectional "
@@ -111,6 +201,7 @@ def model_card(result: dict[str, Any], config: RunConfig, *, name: str) -> str:
             f"{row['f1']:.4f} | {row['support']:,} |"
             for row in test["per_class"]
         ]
+    lines += _decision_lines(decision, labels)
     lines += [
         "",
         f"Trained for {result.get('epochs', 0)} epochs (weights of epoch "

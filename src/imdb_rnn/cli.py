@@ -14,7 +14,7 @@ import re
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from enum import Enum
 from pathlib import Path
@@ -122,8 +122,18 @@ EXIT_MODEL = 4
 EXIT_IO = 5
 EXIT_DIVERGED = 6
 
-#: Longer reviews are refused by `predict` (the longest IMDB review has about 14,000).
+#: Longer reviews are refused by `predict` (the longest IMDB review has about 14,000); in a file,
+#: such a row is written unscored, with its reason.
 MAX_REVIEW_CHARACTERS = 100_000
+
+
+class ThresholdMetric(str, Enum):
+    accuracy = "accuracy"
+    f1 = "f1"
+    balanced_accuracy = "balanced_accuracy"
+    precision = "precision"
+    recall = "recall"
+    youden = "youden"
 
 
 class Split(str, Enum):
@@ -346,6 +356,11 @@ def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
     for key in ("loss", "accuracy", "precision", "recall", "f1"):
         name = key if key in ("loss", "accuracy") else key + averaged
         table.add_row(name, f"{metrics[key]:.4f}")
+    for key, name in (("roc_auc", "ROC-AUC" + averaged), ("pr_auc", "PR-AUC"), ("ece", "ECE")):
+        if metrics.get(key) is not None:
+            table.add_row(name, f"{metrics[key]:.4f}")
+    if metrics.get("threshold") not in (None, 0.5):
+        table.add_row("threshold", f"{metrics['threshold']:g}")
     table.add_row("examples", f"{metrics['examples']:,}")
     table.add_row("seconds", f"{metrics['seconds']:.1f}")
     table.add_row("examples/s", f"{metrics['examples_per_second']:,.0f}")
@@ -668,6 +683,16 @@ def train(
             show_default=False,
         ),
     ] = None,
+    class_weight: Annotated[
+        str | None,
+        typer.Option(
+            "--class-weight",
+            help="Weigh each text's loss by its class, for imbalanced data: 'balanced' "
+            "(inversely to the class's share of the training texts) or 'neg=1,pos=9'. "
+            "[default: preset's, all 1]",
+            show_default=False,
+        ),
+    ] = None,
     crop_fraction: Annotated[
         float | None,
         typer.Option(
@@ -842,6 +867,7 @@ def train(
                 "learning_rate": learning_rate,
                 "adversarial_epsilon": adversarial_epsilon,
                 "ema_momentum": ema_momentum,
+                "class_weight": class_weight,
                 "pseudo_label_threshold": pseudo_label_threshold,
                 "teacher": str(teacher) if teacher is not None else None,
                 "encoder": str(encoder) if encoder is not None else None,
@@ -1342,9 +1368,38 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    reliability_png: Annotated[
+        Path | None,
+        typer.Option(
+            "--reliability-png",
+            help="Also save the reliability diagram (accuracy against confidence) as a PNG "
+            "picture at this path.",
+            show_default=False,
+        ),
+    ] = None,
+    tune_threshold: Annotated[
+        ThresholdMetric | None,
+        typer.Option(
+            "--tune-threshold",
+            help="Two-class models: choose the threshold that maximises this metric on the "
+            "split given (use --split valid or your own --test file, not the split you "
+            "report) and save it in the model directory (decision.json), for predict, serve, "
+            "export and the model card.",
+            show_default=False,
+        ),
+    ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="Fit a temperature that calibrates the probabilities on the split given "
+            "(temperature scaling) and save it with the model, as --tune-threshold does.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Evaluate a saved model: loss, accuracy, precision, recall, F1, confusion matrix, speed.
+    """Evaluate a saved model: loss, accuracy, precision, recall, F1, ROC-AUC, PR-AUC,
+    calibration error, confusion matrix, speed.
 
     Examples:
 
@@ -1353,6 +1408,8 @@ def evaluate(
         imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --confusion-png confusion.png
 
         imdb-rnn eval runs/trec --test test.csv --confusion-png confusion.png
+
+        imdb-rnn eval runs/default --data aclImdb_v1.tar.gz --split valid --tune-threshold f1
     """
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
@@ -1374,25 +1431,60 @@ def evaluate(
         confusion_png = _output_file(
             confusion_png, inputs=[model_dir, test_file, data], what="--confusion-png"
         )
+    if reliability_png is not None:
+        reliability_png = _output_file(
+            reliability_png, inputs=[model_dir, test_file, data], what="--reliability-png"
+        )
     console = _stderr()
+    tuned = None
     with _user_errors():
         import warnings
 
-        from imdb_rnn.workflows import ValidationOverlapWarning, evaluate as run_evaluation
+        from imdb_rnn.workflows import ValidationOverlapWarning
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ValidationOverlapWarning)
-            result = run_evaluation(
-                model_dir,
-                source=files if files is not None else data,
-                split=split.value,
-                limit=limit,
-                on_stage=_stage_printer(console, not as_json),
-            )
+            if tune_threshold is not None or calibrate:
+                from imdb_rnn.tuning import tune_decision
+
+                try:
+                    tuned = tune_decision(
+                        model_dir,
+                        source=files if files is not None else data,
+                        split=split.value,
+                        metric=tune_threshold.value if tune_threshold is not None else None,
+                        calibrate=calibrate,
+                        limit=limit,
+                        on_stage=_stage_printer(console, not as_json),
+                    )
+                except ValueError as error:
+                    if "threshold" not in str(error):
+                        raise
+                    _fail(f"--tune-threshold: {error}", EXIT_USAGE)
+                result = tuned.after
+            else:
+                from imdb_rnn.workflows import evaluate as run_evaluation
+
+                result = run_evaluation(
+                    model_dir,
+                    source=files if files is not None else data,
+                    split=split.value,
+                    limit=limit,
+                    on_stage=_stage_printer(console, not as_json),
+                )
         for warning in caught:
             if issubclass(warning.category, ValidationOverlapWarning):
                 text = _markup(_in_flags(str(warning.message)))
                 console.print(f"[yellow]warning:[/] {text}", highlight=False)
+        if reliability_png is not None:
+            from imdb_rnn.plots import save_reliability_diagram
+
+            save_reliability_diagram(
+                result.reliability,
+                reliability_png,
+                title=f"{model_dir.name} on the {split_name}: expected calibration error "
+                f"{result.ece:.3f}",
+            )
         if confusion_png is not None:
             from imdb_rnn.plots import MAX_CONFUSION_CLASSES, save_confusion_matrix
 
@@ -1411,11 +1503,33 @@ def evaluate(
                 f"{'reviews' if files is None else 'texts'})",
             )
     metrics = result.to_dict()
+    if tuned is not None:
+        metrics["decision"] = tuned.decision.to_dict()
     if as_json:
         _print_json(metrics)
         return
     out = _console()
     out.print(_metrics_table(metrics, f"{_markup(model_dir)} on the {_markup(split_name)}"))
+    if tuned is not None:
+        decision = tuned.decision
+        saved = []
+        if decision.threshold is not None:
+            saved.append(
+                f"threshold {decision.threshold:g} ({decision.metric} {decision.value:.4f}, "
+                f"was {getattr(tuned.before, decision.metric, None) or 0:.4f} before)"
+                if decision.metric in ("accuracy", "f1", "precision", "recall")
+                else f"threshold {decision.threshold:g} ({decision.metric} {decision.value:.4f})"
+            )
+        if calibrate:
+            saved.append(
+                f"temperature {decision.temperature:g} (calibration error "
+                f"{tuned.before.ece:.4f} -> {tuned.after.ece:.4f})"
+            )
+        out.print(
+            f"Saved {_markup(', '.join(saved))} in {_markup(tuned.path)}.",
+            highlight=False,
+            soft_wrap=True,
+        )
     for table in _class_tables(metrics):
         out.print(table)
     if confusion_png is not None:
@@ -1434,6 +1548,7 @@ class OutputFormat(str, Enum):
     json = "json"
     jsonl = "jsonl"
     csv = "csv"
+    tsv = "tsv"
 
 
 #: Texts predicted together when streaming a file.
@@ -1476,8 +1591,9 @@ def predict(
         OutputFormat | None,
         typer.Option(
             "--format",
-            help="Output: table, json (one array), jsonl (an object per line) or csv. "
-            "[default: table; json with --json]",
+            help="Output: table, json (one array), jsonl (an object per line), csv or tsv: "
+            "one row per input row, in order, with the input's columns (a row that cannot be "
+            "scored has empty scores and a reason). [default: table; json with --json]",
             show_default=False,
         ),
     ] = None,
@@ -1490,11 +1606,27 @@ def predict(
             show_default=False,
         ),
     ] = None,
+    keep_columns: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-columns",
+            help="Input columns to carry into the output, comma-separated (a,b). [default: all]",
+            show_default=False,
+        ),
+    ] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option(
+            "--id-column",
+            help="Carry only this input column (an id) into the output.",
+            show_default=False,
+        ),
+    ] = None,
     threshold: Annotated[
         float | None,
         typer.Option(
             help="Two-class models: predict the second class (pos) when its probability is at "
-            "least this. [default: 0.5]",
+            "least this. [default: the one saved by eval --tune-threshold, else 0.5]",
             show_default=False,
         ),
     ] = None,
@@ -1524,6 +1656,8 @@ def predict(
         imdb-rnn predict runs/default --explain "Great cast, but a dull, dull plot."
 
         imdb-rnn predict runs/trec --file questions.csv --input-format csv --format jsonl
+
+        imdb-rnn predict runs/default --file reviews.csv --id-column id --format csv -o out.csv
     """
     reviews: list[str] = []
     # '-' (as a text or as --file) streams the standard input in chunks, never read whole.
@@ -1546,6 +1680,9 @@ def predict(
         _fail(f"--threshold must be between 0 and 1 (got {threshold}).", EXIT_USAGE)
     if output_file is not None:
         output_file = _output_file(output_file, inputs=[model_dir, file], what="--output")
+    if keep_columns is not None and id_column is not None:
+        _fail("--id-column keeps one column, --keep-columns several: give one of them.", EXIT_USAGE)
+    kept = [name.strip() for name in keep_columns.split(",")] if keep_columns else None
     if file is not None and not file.is_file():
         if file.exists():  # a device such as /dev/zero, a FIFO or a folder
             _fail(f"{file} is not a regular file: give a file of texts.", EXIT_DATA)
@@ -1558,7 +1695,7 @@ def predict(
         stream = _texts_to_classify(reviews, file, input_format, text_column, from_stdin=from_stdin)
         # The first chunk is read (and checked) before the model loads.
         first = list(itertools.islice(stream, _CHUNK))
-        if not first:
+        if len(first) < _CHUNK and not any(row.text is not None for row in first):
             _fail("No reviews to classify: pass texts, '-' for stdin, or --file PATH.", EXIT_USAGE)
         from imdb_rnn.devices import prepare_native_kernel
         from imdb_rnn.predictor import load
@@ -1575,16 +1712,18 @@ def predict(
             _fail(f"--threshold: {error}", EXIT_USAGE)
         from imdb_rnn.stopping import SignalStop
 
-        chunks = itertools.chain([first], _chunks(stream))
         # SIGTERM, as Ctrl-C, stops at once and removes a half-written --output (exit code 143).
         with SignalStop():
             _write_predictions(
                 predictor,
-                chunks,
+                itertools.chain(first, stream),
                 output_format=chosen,
                 output_file=output_file,
                 explain=explain,
                 progress_total=file.stat().st_size if file is not None else None,
+                text_column=text_column,
+                keep_columns=kept,
+                id_column=id_column,
             )
 
 
@@ -1595,31 +1734,17 @@ def _texts_to_classify(
     text_column: str,
     *,
     from_stdin: bool = False,
-) -> Iterator[tuple[str, int]]:
-    """The texts given on the command line, then those of stdin (streamed), then those of
-    --file, each checked, with the bytes of --file read so far."""
-    from imdb_rnn.textio import guess_input_format, read_texts_from_stream, read_texts_to_classify
+) -> Iterator[Any]:
+    """The texts given on the command line (each checked), then the rows of stdin (streamed),
+    then those of --file, as `textio.InputRow`s: every row, also those that cannot be scored."""
+    from imdb_rnn.textio import (
+        InputRow,
+        guess_input_format,
+        read_rows_from_stream,
+        read_rows_to_classify,
+    )
 
-    items: Iterator[tuple[str, int]] = ((review, 0) for review in reviews)
-    if from_stdin:
-        stdin = getattr(sys.stdin, "buffer", None)
-        if stdin is None:  # a text-only stdin (embedded interpreters, some test runners)
-            stdin = io.BytesIO(sys.stdin.read().encode("utf-8"))
-        items = itertools.chain(
-            items,
-            read_texts_from_stream(
-                stdin,
-                name="<stdin>",
-                input_format=input_format.value if input_format is not None else "lines",
-                text_column=text_column,
-            ),
-        )
-    if file is not None:
-        kind = input_format.value if input_format is not None else guess_input_format(file)
-        items = itertools.chain(
-            items, read_texts_to_classify(file, input_format=kind, text_column=text_column)
-        )
-    for number, (review, position) in enumerate(items, start=1):
+    for number, review in enumerate(reviews, start=1):
         if len(review) > MAX_REVIEW_CHARACTERS:
             _fail(
                 f"Review {number} has {len(review):,} characters; imdb-rnn classifies reviews "
@@ -1627,12 +1752,23 @@ def _texts_to_classify(
                 "14,000). Shorten it.",
                 EXIT_USAGE,
             )
-        yield review, position
-
-
-def _chunks(items: Iterator[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
-    while chunk := list(itertools.islice(items, _CHUNK)):
-        yield chunk
+        yield InputRow(review, {"text": review})
+    if from_stdin:
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:  # a text-only stdin (embedded interpreters, some test runners)
+            stdin = io.BytesIO(sys.stdin.read().encode("utf-8"))
+        yield from read_rows_from_stream(
+            stdin,
+            name="<stdin>",
+            input_format=input_format.value if input_format is not None else "lines",
+            text_column=text_column,
+            max_characters=MAX_REVIEW_CHARACTERS,
+        )
+    if file is not None:
+        kind = input_format.value if input_format is not None else guess_input_format(file)
+        yield from read_rows_to_classify(
+            file, input_format=kind, text_column=text_column, max_characters=MAX_REVIEW_CHARACTERS
+        )
 
 
 @contextmanager
@@ -1649,16 +1785,23 @@ def _output_stream(output_file: Path | None) -> Iterator[Any]:
 
 def _write_predictions(
     predictor: Any,
-    chunks: Iterator[list[tuple[str, int]]],
+    rows: Iterator[Any],
     *,
     output_format: OutputFormat,
     output_file: Path | None,
     explain: bool,
     progress_total: int | None,
+    text_column: str = "text",
+    keep_columns: list[str] | None = None,
+    id_column: str | None = None,
 ) -> None:
-    """Predicts chunk by chunk and writes each chunk's rows before reading the next."""
+    """Predicts chunk by chunk and writes each chunk's rows, one per input row, before reading
+    the next."""
+    from collections import Counter
+
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from imdb_rnn.batch import predict_rows
     from imdb_rnn.explain import explained_rows
     from imdb_rnn.textio import prediction_writer
 
@@ -1673,8 +1816,21 @@ def _write_predictions(
         transient=True,
         disable=progress_total is None or not errors.is_terminal,
     )
+    read: list[Any] = []  # the input rows of the chunk being predicted
+
+    def tracked() -> Iterator[Any]:
+        for row in rows:
+            read.append(row)
+            yield row
+
+    def score(texts: list[str]) -> list[dict[str, Any]]:
+        if explain:
+            return explained_rows(predictor.trainer, texts, threshold=predictor.threshold)
+        return predictor.predict(texts)
+
     unknown = 0
     number = 0
+    unscored: Counter[str] = Counter()
     with _output_stream(output_file) as out, progress:
         task = progress.add_task("predict", total=progress_total, rows=0)
         console = _table_console(out)
@@ -1683,31 +1839,49 @@ def _write_predictions(
             if output_format != OutputFormat.table
             else None
         )
+        chunks = predict_rows(
+            score,
+            tracked(),
+            labels=predictor.labels,
+            keep_columns=keep_columns,
+            id_column=id_column,
+            chunk_size=_CHUNK,
+        )
         for chunk in chunks:
-            texts = [text for text, _ in chunk]
-            if explain:
-                rows = explained_rows(predictor.trainer, texts, threshold=predictor.threshold)
-            else:
-                rows = predictor.predict(texts)
-            unknown += sum(1 for row in rows if row["known_words"] == 0)
+            inputs = read[: len(chunk)]
+            del read[: len(chunk)]
+            unknown += sum(1 for row in chunk if row["known_words"] == 0)
+            unscored.update(row["reason"] for row in chunk if row["reason"] is not None)
             if writer is not None:
-                writer.write(rows)
+                writer.write(chunk)
                 out.flush()  # each chunk reaches a pipe as soon as it is predicted
-            elif explain:
-                _print_explanations(rows, console=console, first=number + 1)
             else:
-                table = _prediction_table(
-                    rows, predictor.labels, first=number == 0, wide=not console.is_terminal
-                )
-                console.print(table)
-            number += len(rows)
-            progress.update(task, completed=chunk[-1][1], rows=number)
+                shown = [
+                    {**row, "text": item.text or str(item.columns.get(text_column, ""))}
+                    for row, item in zip(chunk, inputs, strict=True)
+                ]
+                if explain:
+                    _print_explanations(shown, console=console, first=number + 1)
+                else:
+                    table = _prediction_table(
+                        shown, predictor.labels, first=number == 0, wide=not console.is_terminal
+                    )
+                    console.print(table)
+            number += len(chunk)
+            progress.update(task, completed=inputs[-1].position, rows=number)
         if writer is not None:
             writer.close()
     if unknown:
         errors.print(
             f"[yellow]warning:[/] {unknown:,} of {number:,} texts hold no word the model knows "
             "(known_words 0): their scores say nothing about them.",
+            highlight=False,
+        )
+    if unscored:
+        reasons = ", ".join(f"{reason}: {count:,}" for reason, count in unscored.most_common())
+        errors.print(
+            f"[yellow]warning:[/] {sum(unscored.values()):,} of {number:,} rows could not be "
+            f"scored ({_markup(reasons)}): written with empty scores and their reason.",
             highlight=False,
         )
 
@@ -1737,6 +1911,14 @@ def _prediction_table(
         max_width=None if wide else 60,
     )
     for item in rows:
+        if item["label"] is None:
+            table.add_row(
+                Text("-", style="dim"),
+                "",
+                "",
+                Text(f"({item['reason']}) {_printable(item['text'])}", style="yellow"),
+            )
+            continue
         colour = "green" if item["label"] == labels[-1] else "red" if binary else "bold"
         score = item["probability"] if binary else item["score"]
         known = item["known_words"]
@@ -1761,6 +1943,10 @@ def _print_explanations(
 
     console = console or Console()
     for number, item in enumerate(predictions, first):
+        if item["label"] is None:
+            console.print(Text(f"{number}. not scored ({item['reason']})", style="yellow"))
+            console.print()
+            continue
         weights = {entry["word"]: entry["weight"] for entry in item["explanation"]}
         largest = max((abs(weight) for weight in weights.values()), default=0.0)
         explained = _printable(item.get("explained", "pos"))
@@ -2012,6 +2198,222 @@ def serve(
             soft_wrap=True,
         )
         run_server(application, sock)
+
+
+@app.command()
+def info(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
+    top_words: Annotated[
+        int, typer.Option("--top-words", help="How many of the most frequent words to list.")
+    ] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what a model is: its layers (output shapes, parameters), vocabulary, labels,
+    training data, preset and config, metrics, decision and versions.
+
+    Examples:
+
+        imdb-rnn info runs/default
+
+        imdb-rnn info runs/default --json
+    """
+    if top_words < 0:
+        _fail(f"--top-words must be at least 0 (got {top_words}).", EXIT_USAGE)
+    _quiet_tensorflow()
+    with _user_errors():
+        from imdb_rnn.modelinfo import model_info
+
+        described = model_info(model_dir, top_words=top_words)
+    if as_json:
+        _print_json(described.to_dict())
+        return
+    out = Console()
+    layers = Table(title=f"{_markup(model_dir)}: layers")
+    for column in ("Layer (type)", "Output Shape", "Param #"):
+        layers.add_column(column, justify="right" if column == "Param #" else "left")
+    for layer in described.layers:
+        layers.add_row(f"{layer.name} ({layer.kind})", layer.output_shape, f"{layer.params:,}")
+    layers.caption = (
+        f"Total params: {described.total_params:,} (trainable {described.trainable_params:,})"
+    )
+    out.print(layers)
+    facts = Table(show_header=False, title="Model")
+    facts.add_column("what")
+    facts.add_column("value", overflow="fold")
+    facts.add_row("labels", ", ".join(described.labels))
+    facts.add_row("vocabulary", f"{described.vocabulary_size:,} tokens")
+    if described.top_words:
+        facts.add_row("most frequent", " ".join(described.top_words))
+    facts.add_row("preset", str(described.preset or "custom"))
+    facts.add_row("data", str(described.source or "unknown"))
+    if described.sizes:
+        facts.add_row(
+            "texts", ", ".join(f"{split} {count:,}" for split, count in described.sizes.items())
+        )
+    if described.epochs is not None:
+        facts.add_row(
+            "training",
+            f"{described.epochs} epochs, kept epoch {described.best_epoch}, "
+            f"{described.train_seconds or 0:.0f} s",
+        )
+    decision = described.decision
+    if decision.get("threshold") is not None or decision.get("temperature", 1.0) != 1.0:
+        facts.add_row(
+            "decision",
+            f"threshold {decision.get('threshold') or 0.5:g}, temperature "
+            f"{decision.get('temperature', 1.0):g}",
+        )
+    facts.add_row("versions", ", ".join(f"{k} {v}" for k, v in described.versions.items()))
+    out.print(facts)
+    if described.metrics:
+        out.print(
+            _runs_table(
+                [((split,), values) for split, values in described.metrics.items()], ("split",)
+            )
+        )
+    config = Table(show_header=False, title="Config")
+    config.add_column("field")
+    config.add_column("value", overflow="fold")
+    for section, values in described.config.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if value is not None:
+                    config.add_row(f"{section}.{key}", _markup(value))
+    out.print(config)
+
+
+def _runs_table(
+    rows: Sequence[tuple[Sequence[str], dict[str, Any]]],
+    first_columns: tuple[str, ...],
+    title: str = "Metrics",
+) -> Table:
+    """One row per split (of a run): texts, accuracy, macro F1, loss, ROC-AUC, PR-AUC, ECE."""
+    table = Table(title=title)
+    for column in first_columns:
+        table.add_column(column)
+    keys = ("examples", "accuracy", "macro_f1", "loss", "roc_auc", "pr_auc", "ece")
+    names = ("texts", "acc.", "macro F1", "loss", "ROC-AUC", "PR-AUC", "ECE")
+    for name in names:
+        table.add_column(name, justify="right")
+    for labels, values in rows:
+        cells = []
+        for key in keys:
+            value = values.get(key)
+            cells.append(
+                "" if value is None else f"{value:,}" if key == "examples" else f"{value:.4f}"
+            )
+        table.add_row(*(_markup(label) for label in labels), *cells)
+    return table
+
+
+@app.command()
+def compare(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Model directories written by 'imdb-rnn train'.")
+    ],
+    png: Annotated[
+        Path | None,
+        typer.Option(
+            "--png",
+            help="Also save their validation curves (and training loss) overlaid as a PNG "
+            "picture at this path.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare runs: one table of their metrics (validation and test) and, with --png, one
+    picture with their curves overlaid.
+
+    Examples:
+
+        imdb-rnn compare runs/default runs/fast runs/reference
+
+        imdb-rnn compare runs/* --png compared.png
+    """
+    with _user_errors():
+        from imdb_rnn.modelinfo import compare_runs
+
+        summaries = compare_runs(list(runs))
+        if png is not None:
+            from imdb_rnn.plots import save_compared_curves
+
+            histories = {run.name: run.history for run in summaries if run.history.get("loss")}
+            if not histories:
+                _fail("None of these runs has a history.json with losses to draw.", EXIT_DATA)
+            save_compared_curves(histories, png, title=f"{len(histories)} runs compared")
+    if as_json:
+        _print_json([run.to_dict() for run in summaries])
+        return
+    out = Console()
+    rows = [
+        ((run.name, split), values)
+        for run in summaries
+        for split, values in (("valid", run.valid), ("test", run.test))
+        if values
+    ]
+    table = _runs_table(rows, ("run", "split"), title=f"{len(summaries)} runs")
+    out.print(table)
+    details = Table(title="Training")
+    for column in ("run", "preset", "epochs", "kept epoch", "seconds"):
+        details.add_column(column, justify="left" if column in ("run", "preset") else "right")
+    for run in summaries:
+        details.add_row(
+            _markup(run.name),
+            str(run.preset or ""),
+            "" if run.epochs is None else str(run.epochs),
+            "" if run.best_epoch is None else str(run.best_epoch),
+            "" if run.train_seconds is None else f"{run.train_seconds:.0f}",
+        )
+    out.print(details)
+    if png is not None:
+        _stderr().print(f"Saved the curves to {_markup(png)}.", highlight=False)
+
+
+@app.command()
+def package(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by 'imdb-rnn train'.")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Folder to write the wheel into."),
+    ] = Path("dist"),
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="The model's name once installed (imdb_rnn.load(NAME), imdb-rnn predict NAME): "
+            "lower-case letters, digits and _. [default: the folder's name]",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[str, typer.Option(help="The package's version.")] = "0.1.0",
+    as_json: JsonOption = False,
+) -> None:
+    """Package a trained model as an installable wheel (as 'spacy package' does): after
+    'pip install' it loads by name with imdb_rnn.load(NAME) and 'imdb-rnn predict NAME'.
+
+    Examples:
+
+        imdb-rnn package runs/trec --name trec --version 1.0.0
+
+        pip install dist/imdb_rnn_model_trec-1.0.0-py3-none-any.whl
+    """
+    with _user_errors():
+        from imdb_rnn.packaging import package_model
+
+        try:
+            wheel = package_model(model_dir, output, name=name, version=version)
+        except ValueError as error:
+            _fail(str(error), EXIT_USAGE)
+    if as_json:
+        _print_json({"wheel": str(wheel), "size": wheel.stat().st_size})
+        return
+    _stderr().print(
+        f"Packaged {_markup(model_dir)} as [bold]{_markup(wheel)}[/] "
+        f"({wheel.stat().st_size / 2**20:.1f} MiB); install it with "
+        f"pip install {_markup(wheel)}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _export_tflite(

@@ -47,8 +47,8 @@ __all__ = [
 #: `training.unfreeze_epochs`. 6: `training.ema_momentum`, `data.crop_fraction`,
 #: `data.crop_lengths`, `training.pseudo_label_threshold`, `training.teacher`.
 #: 7: `model.word_vectors`, `model.word_vectors_limit`, `model.word_vectors_trainable`.
-#: 8: `model.ngram_buckets`, `training.ngram_l2`, `training.ngram_pseudo_label_threshold` and
-#: `training.teacher_ngram_buckets`.
+#: 8: `model.ngram_buckets`, `training.ngram_l2`, `training.ngram_pseudo_label_threshold`,
+#: `training.teacher_ngram_buckets` and `training.class_weight`.
 CONFIG_VERSION = 8
 
 CELLS = ("gru", "lstm")
@@ -368,6 +368,10 @@ class TrainingConfig:
         unfreeze_epochs: gradual unfreezing (ULMFiT): only the head learns for this many
             epochs, then the top recurrent layer joins, and so on down to the embedding, one
             group every this many epochs. Default 0.0 (all layers learn from the start).
+        class_weight: weigh each text's loss by its class, for imbalanced data: `"balanced"`
+            (class `c` weighs `texts / (classes x texts of c)`, as scikit-learn's), or explicit
+            weights `"neg=1,pos=9"` (a mapping `{"neg": 1, "pos": 9}` is accepted and written
+            so; unnamed classes weigh 1). Default None: all classes weigh 1.
     """
 
     epochs: int = 10
@@ -391,8 +395,10 @@ class TrainingConfig:
     unfreeze_epochs: float = 0.0
     ngram_l2: float = 0.1
     ngram_pseudo_label_threshold: float = 0.0
+    class_weight: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "class_weight", _class_weight_spec(self.class_weight))
         _check_positive("epochs", self.epochs)
         c = self.ngram_l2
         if (
@@ -617,6 +623,36 @@ class RunConfig:
             current.update({k: v for k, v in fields.items() if v is not None})
             changes[name] = _build_section(SECTIONS[name], current, name)
         return dataclasses.replace(self, **changes)
+
+
+def _class_weight_spec(value: Any) -> str | None:
+    """`training.class_weight` in its one written form: None, "balanced" or "a=1.0,b=2.5"."""
+    if value is None or value == "balanced":
+        return value
+    pairs: list[tuple[Any, Any]]
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, str) and value.strip():
+        pairs = [item.partition("=")[::2] for item in value.split(",")]
+    else:
+        pairs = []
+    weights = {}
+    for label, weight in pairs:
+        try:
+            number = float(weight)
+        except (TypeError, ValueError):
+            number = float("nan")
+        name = str(label).strip()
+        if not name or "," in name or "=" in name or not math.isfinite(number) or number < 0:
+            pairs = []
+            break
+        weights[name] = number
+    if not pairs:
+        raise ConfigError(
+            "Expected class_weight to be 'balanced' or weights per label such as "
+            f"'neg=1,pos=9' (each >= 0). Received: class_weight={value!r}"
+        )
+    return ",".join(f"{label}={weight:g}" for label, weight in weights.items())
 
 
 def _build_section(section_cls: type, values: Any, name: str) -> Any:

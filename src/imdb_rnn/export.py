@@ -1,7 +1,8 @@
 """Serving export: a saved model directory -> a TensorFlow SavedModel that needs no imdb-rnn.
 
 The SavedModel's `serving_default` signature takes a batch of raw review strings
-(`text`: `tf.string`, shape `[None]`) and returns `probability` (of a positive review) and `logit`
+(`text`: `tf.string`, shape `[None]`) and returns `label` (at the saved threshold, `decision.json`,
+else 0.5), `probability` (of a positive review) and `logit`
 (`tf.float32`, shape `[None]`). A model of more than two classes returns `label` (the predicted
 class name, `tf.string`, `[None]`), `score` (its probability, `[None]`), `scores` (every class's
 probability, `[None, classes]`, columns in the order of `labels.json`) and `logits`.
@@ -155,12 +156,18 @@ def _device_portable(model: keras.Model) -> Iterator[None]:
             setattr(layer, name, value)
 
 
-def _serving_function(text_model: keras.Model, label_names: tuple[str, ...] = ()) -> Any:
+def _serving_function(
+    text_model: keras.Model,
+    label_names: tuple[str, ...] = (),
+    *,
+    threshold: float | None = None,
+    temperature: float = 1.0,
+) -> Any:
+    names = tf.constant(list(label_names or ("neg", "pos")))
     if len(label_names) > 2:
-        names = tf.constant(list(label_names))
 
         def serve_classes(text: tf.Tensor) -> dict[str, tf.Tensor]:
-            logits = tf.cast(text_model(text, training=False), tf.float32)
+            logits = tf.cast(text_model(text, training=False), tf.float32) / temperature
             scores = tf.nn.softmax(logits, axis=-1)
             return {
                 "label": tf.gather(names, tf.argmax(scores, axis=-1)),
@@ -171,9 +178,15 @@ def _serving_function(text_model: keras.Model, label_names: tuple[str, ...] = ()
 
         return serve_classes
 
+    cut = 0.5 if threshold is None else float(threshold)
+
     def serve(text: tf.Tensor) -> dict[str, tf.Tensor]:
         logits = tf.reshape(tf.cast(text_model(text, training=False), tf.float32), [-1])
-        return {"probability": tf.sigmoid(logits), "logit": logits}
+        logits = logits / temperature
+        probability = tf.sigmoid(logits)
+        # The saved threshold (decision.json) decides the label, as `imdb-rnn predict` does.
+        label = tf.gather(names, tf.cast(probability >= cut, tf.int32))
+        return {"label": label, "probability": probability, "logit": logits}
 
     return serve
 
@@ -223,9 +236,10 @@ def export_saved_model(
     """
     # The trainer imports this package's rest.
     from imdb_rnn.modeldir import CONFIG_FILE, LABELS_FILE
+    from imdb_rnn.packaging import resolve_model_dir
     from imdb_rnn.trainer import Trainer
 
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    model_dir, out_dir = resolve_model_dir(model_dir), Path(out_dir)
     check_export_target(model_dir, out_dir, overwrite=overwrite)
     trainer = Trainer.load(model_dir)
     text_model = trainer.text_model
@@ -244,7 +258,12 @@ def export_saved_model(
             archive.track(text_model)
             archive.add_endpoint(
                 SIGNATURE_NAME,
-                _serving_function(text_model, trainer.label_names),
+                _serving_function(
+                    text_model,
+                    trainer.label_names,
+                    threshold=trainer.decision.threshold,
+                    temperature=trainer.decision.temperature,
+                ),
                 input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
             )
             archive.write_out(str(staging), verbose=False)

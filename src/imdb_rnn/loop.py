@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -69,6 +69,8 @@ class EpochLoop:
             its counters go into checkpoints).
         checkpoint: where to write checkpoints. Default None: none.
         stop: the `SignalStop` whose requests to honour. Default None.
+        class_weights: the loss weight of each class, by class index (each text's loss is
+            weighted by its class's). Default None: all 1.
 
     Attributes:
         history: per-epoch logs (`loss`, `accuracy`, `val_loss`, `val_accuracy`,
@@ -90,6 +92,7 @@ class EpochLoop:
         checkpoint: Checkpoint | None = None,
         stop: SignalStop | None = None,
         data: dict[str, Any] | None = None,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
         if steps_per_epoch < 1:
             raise ValueError(f"Expected steps_per_epoch >= 1. Received: {steps_per_epoch}")
@@ -102,6 +105,8 @@ class EpochLoop:
         self.early_stopping = early_stopping
         self.checkpoint = checkpoint
         self.stop = stop
+        #: The loss weight of each class (`training.class_weight`), or None: all 1.
+        self.class_weights = None if class_weights is None else list(class_weights)
         lists = [
             keras.callbacks.CallbackList(
                 group,
@@ -272,6 +277,11 @@ class EpochLoop:
         trace for batches of any length)."""
         model, strategy = self.model, self.strategy
         replicas = int(strategy.num_replicas_in_sync)
+        class_weights = (
+            None
+            if self.class_weights is None
+            else tf.constant(self.class_weights, dtype=tf.float32)
+        )
         with strategy.scope():
             if not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)
@@ -283,7 +293,12 @@ class EpochLoop:
             with tf.GradientTape() as tape:
                 # Under a strategy of several replicas Keras' `compute_loss` divides each
                 # replica's mean loss by their number (the optimizer sums their gradients).
-                objective, loss, logits = training_objective(model, ids, labels)
+                weights = (
+                    None
+                    if class_weights is None
+                    else tf.gather(class_weights, tf.reshape(tf.cast(labels, tf.int32), [-1]))
+                )
+                objective, loss, logits = training_objective(model, ids, labels, weights)
             loss_tracker.update_state(loss * replicas, sample_weight=tf.shape(ids)[0])
             variables = model.trainable_variables
             gradients = tape.gradient(objective, variables)

@@ -1,4 +1,5 @@
-"""Pictures of a run as PNG files: training curves and a confusion matrix.
+"""Pictures of a run as PNG files: training curves (of one run, or of several overlaid), a
+confusion matrix and a reliability diagram.
 
 Drawn with matplotlib's object API on the Agg canvas (no `pyplot`, no display, no global state),
 and written atomically.
@@ -24,10 +25,18 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from imdb_rnn.files import atomic_path
 
-__all__ = ["CURVES_FILE", "MAX_CONFUSION_CLASSES", "save_confusion_matrix", "save_training_curves"]
+__all__ = [
+    "CURVES_FILE",
+    "MAX_CONFUSION_CLASSES",
+    "save_compared_curves",
+    "save_confusion_matrix",
+    "save_reliability_diagram",
+    "save_training_curves",
+]
 
 #: Name of the training-curves picture in a model directory.
 CURVES_FILE = "curves.png"
@@ -199,4 +208,117 @@ def save_confusion_matrix(
         fontsize="medium",
         wrap=True,
     )
+    return _write(figure, path)
+
+
+def save_reliability_diagram(
+    bins: Sequence[Mapping[str, object]],
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+) -> Path:
+    """Draws a reliability diagram: each confidence bin's accuracy against its mean confidence
+    (on the diagonal when calibrated), with the share of texts per bin below.
+
+    Args:
+        bins: `EvaluationResult.reliability` (`calibration.reliability_bins`): dicts with
+            `low`, `high`, `count`, `confidence` and `accuracy`.
+        path: the PNG file to write.
+        title: figure title. Default None: "Reliability diagram".
+
+    Returns:
+        `path`, as a `Path`.
+
+    Raises:
+        ValueError: if `bins` is empty.
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> bins = [{"low": 0.5, "high": 1.0, "count": 3, "confidence": 0.8, "accuracy": 0.6}]
+    >>> save_reliability_diagram(bins, pathlib.Path(tempfile.mkdtemp()) / "r.png").name
+    'r.png'
+    """
+    if not bins:
+        raise ValueError("Expected some bins. Received: bins=[]")
+    figure = Figure(figsize=(5, 6), layout="constrained")
+    top, bottom = figure.subplots(2, 1, height_ratios=(3, 1), sharex=True)
+    centres = [(float(b["low"]) + float(b["high"])) / 2 for b in bins]  # type: ignore[arg-type]
+    widths = [float(b["high"]) - float(b["low"]) for b in bins]  # type: ignore[arg-type]
+    accuracy = [float(b["accuracy"]) if b["count"] else 0.0 for b in bins]  # type: ignore[arg-type]
+    top.bar(
+        centres, accuracy, width=widths, edgecolor="black", color=_TRAIN_COLOUR, label="accuracy"
+    )
+    filled = [b for b in bins if b["count"]]
+    top.plot(
+        [float(b["confidence"]) for b in filled],  # type: ignore[arg-type]
+        [float(b["accuracy"]) for b in filled],  # type: ignore[arg-type]
+        marker="o",
+        color=_VALID_COLOUR,
+        label="accuracy at mean confidence",
+    )
+    top.plot([0, 1], [0, 1], linestyle=":", color="grey", label="calibrated")
+    top.set_ylabel("accuracy")
+    top.set_ylim(0, 1)
+    top.legend(loc="upper left")
+    top.grid(alpha=0.3)
+    total = sum(int(b["count"]) for b in bins) or 1  # type: ignore[call-overload]
+    bottom.bar(
+        centres,
+        [int(b["count"]) / total for b in bins],  # type: ignore[call-overload]
+        width=widths,
+        edgecolor="black",
+        color="lightgrey",
+    )
+    bottom.set_xlabel("confidence (probability of the predicted class)")
+    bottom.set_ylabel("share of texts")
+    bottom.set_xlim(0, 1)
+    figure.suptitle(title or "Reliability diagram", fontsize="medium", wrap=True)
+    return _write(figure, path)
+
+
+def save_compared_curves(
+    histories: Mapping[str, Mapping[str, Sequence[float]]],
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+) -> Path:
+    """Draws the validation loss and accuracy per epoch of several runs on the same axes (the
+    training loss dashed), one colour per run.
+
+    Args:
+        histories: run name -> its history (`history.json`).
+        path: the PNG file to write.
+        title: figure title. Default None: "Runs compared".
+
+    Returns:
+        `path`, as a `Path`.
+
+    Raises:
+        ValueError: if no history has `loss` values.
+    """
+    if not any(history.get("loss") for history in histories.values()):
+        raise ValueError("Expected at least one history with 'loss' values.")
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    figure.suptitle(title or "Runs compared")
+    colours = [f"C{index % 10}" for index in range(len(histories))]
+    for axes, metric in zip(figure.subplots(1, 2), ("loss", "accuracy"), strict=True):
+        for (name, history), colour in zip(histories.items(), colours, strict=True):
+            for key, style, suffix in ((f"val_{metric}", "-", ""), (metric, "--", " (train)")):
+                values = list(history.get(key, []))
+                if values:
+                    axes.plot(
+                        range(1, len(values) + 1),
+                        values,
+                        linestyle=style,
+                        marker="o" if style == "-" else None,
+                        color=colour,
+                        label=f"{name}{suffix}",
+                    )
+        axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylabel(metric)
+        axes.set_title(f"{metric} (validation; training dashed)")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize="small")
     return _write(figure, path)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,8 @@ class Predictor:
     Args:
         trainer: a trained or loaded `Trainer`.
         threshold: two-class models only: the second class (`"pos"` for IMDB) is predicted when
-            its probability is at least this. Default None: 0.5.
+            its probability is at least this. Default None: the threshold saved with the model
+            (`imdb-rnn eval --tune-threshold`, `decision.json`), else 0.5.
 
     Raises:
         ValueError: if `threshold` is given for a model of more than two classes, or is not in
@@ -43,6 +43,8 @@ class Predictor:
 
     def __init__(self, trainer: Trainer, *, threshold: float | None = None) -> None:
         self.trainer = trainer
+        if threshold is None:
+            threshold = trainer.decision.threshold
         if threshold is not None:
             prediction_rows(trainer, [], threshold=threshold)  # validates it
         self.threshold = threshold
@@ -77,6 +79,18 @@ class Predictor:
         """Returns how many words of each text the model knows (are in its vocabulary)."""
         return self.trainer.known_words(_texts(texts))
 
+    def predict_file(
+        self,
+        source: str | os.PathLike[str],
+        destination: str | os.PathLike[str] | None = None,
+        **options: Any,
+    ) -> int:
+        """Classifies every row of a file into `destination`, one output row per input row, in
+        order, with the input's columns: see `imdb_rnn.batch.predict_file` (its options)."""
+        from imdb_rnn.batch import predict_file
+
+        return predict_file(self, source, destination, **options)
+
     def __repr__(self) -> str:
         return f"Predictor(labels={list(self.labels)})"
 
@@ -96,8 +110,9 @@ def load(directory: str | os.PathLike[str], *, threshold: float | None = None) -
     `Predictor`.
 
     Args:
-        directory: the model directory.
-        threshold: see `Predictor`. Default None: 0.5 for two classes.
+        directory: the model directory, or the name of a model packaged by `imdb-rnn package`
+            and installed with pip.
+        threshold: see `Predictor`. Default None: the saved threshold, else 0.5.
 
     Returns:
         A `Predictor`: call it on a list of strings for `[{"label", "score"}]`.
@@ -105,4 +120,4 @@ def load(directory: str | os.PathLike[str], *, threshold: float | None = None) -
     Raises:
         ModelFileError: if the directory cannot be loaded.
     """
-    return Predictor(Trainer.load(Path(directory)), threshold=threshold)
+    return Predictor(Trainer.load(directory), threshold=threshold)

@@ -18,6 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from imdb_rnn.calibration import (
+    average_precision,
+    expected_calibration_error,
+    macro_roc_auc,
+    reliability_bins,
+    roc_auc,
+)
 from imdb_rnn.datasets import LABEL_NAMES
 
 __all__ = ["EvaluationResult", "TrainResult", "per_class_metrics"]
@@ -30,8 +37,8 @@ class EvaluationResult:
     Attributes:
         loss: mean binary cross-entropy (two classes) or categorical cross-entropy (more).
         accuracy: share of texts whose predicted class is the true one.
-        precision, recall, f1: of the positive class (index 1) for two classes, at probability
-            0.5; the macro averages over the classes for more.
+        precision, recall, f1: of the positive class (index 1) for two classes, at `threshold`;
+            the macro averages over the classes for more.
         confusion: `n x n` counts, rows the true class, columns the predicted class (for two
             classes `[[tn, fp], [fn, tp]]`).
         examples: number of texts.
@@ -39,6 +46,15 @@ class EvaluationResult:
         labels: the class names, in the order of the confusion matrix's rows.
         per_class: one `{"label", "precision", "recall", "f1", "support"}` per class.
         macro_f1: the mean of the classes' F1.
+        roc_auc: two classes: the area under the ROC curve of the positive class's
+            probability; more: the one-vs-rest ROC-AUC averaged over the classes (macro).
+            None when a class is absent (two classes).
+        pr_auc: two classes: the area under the precision-recall curve of the positive class
+            (average precision); None for more classes.
+        ece: the expected calibration error of the predicted class's probability (10 bins).
+        reliability: the reliability diagram's bins (`calibration.reliability_bins`).
+        threshold: two classes: the probability from which the positive class is predicted
+            (0.5 unless a tuned one is saved with the model); None for more.
     """
 
     loss: float
@@ -52,6 +68,11 @@ class EvaluationResult:
     labels: list[str] = field(default_factory=lambda: list(LABEL_NAMES))
     per_class: list[dict[str, Any]] = field(default_factory=list)
     macro_f1: float = 0.0
+    roc_auc: float | None = None
+    pr_auc: float | None = None
+    ece: float | None = None
+    reliability: list[dict[str, Any]] = field(default_factory=list)
+    threshold: float | None = None
 
     @property
     def examples_per_second(self) -> float:
@@ -68,6 +89,7 @@ class EvaluationResult:
         seconds: float,
         *,
         label_names: Sequence[str] = LABEL_NAMES,
+        threshold: float | None = None,
     ) -> EvaluationResult:
         """Computes the metrics from logits and class indices.
 
@@ -77,6 +99,8 @@ class EvaluationResult:
             labels: the true class index of each text.
             seconds: the time it took, for the speed.
             label_names: the class names. Default `("neg", "pos")`.
+            threshold: two classes: predict the positive class from this probability.
+                Default None: 0.5 (a positive logit).
         """
         logits = np.asarray(logits, dtype=np.float64)
         if logits.ndim == 2 and logits.shape[1] > 1:
@@ -93,7 +117,12 @@ class EvaluationResult:
             raise ValueError("Cannot evaluate on unlabelled reviews (labels must be 0 or 1).")
         # Numerically stable binary cross-entropy from logits.
         losses = np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))
-        predicted = (logits > 0).astype(np.int64)
+        positive = 1.0 / (1.0 + np.exp(-logits))
+        if threshold is None:
+            predicted = (logits > 0).astype(np.int64)
+        else:
+            predicted = (positive >= threshold).astype(np.int64)
+        probabilities = np.stack([1.0 - positive, positive], axis=1)
         tp = int(np.sum((predicted == 1) & (labels == 1)))
         tn = int(np.sum((predicted == 0) & (labels == 0)))
         fp = int(np.sum((predicted == 1) & (labels == 0)))
@@ -115,6 +144,11 @@ class EvaluationResult:
             labels=list(label_names),
             per_class=per_class,
             macro_f1=float(np.mean([row["f1"] for row in per_class])),
+            roc_auc=roc_auc(positive, labels),
+            pr_auc=average_precision(positive, labels),
+            ece=expected_calibration_error(probabilities, labels),
+            reliability=reliability_bins(probabilities, labels),
+            threshold=0.5 if threshold is None else float(threshold),
         )
 
     @classmethod
@@ -155,6 +189,9 @@ class EvaluationResult:
             labels=list(label_names),
             per_class=per_class,
             macro_f1=float(np.mean([row["f1"] for row in per_class])),
+            roc_auc=macro_roc_auc(np.exp(log_probabilities), labels),
+            ece=expected_calibration_error(np.exp(log_probabilities), labels),
+            reliability=reliability_bins(np.exp(log_probabilities), labels),
         )
 
 

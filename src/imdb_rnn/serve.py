@@ -7,9 +7,10 @@ need the optional `serve` extra: `pip install "imdb-rnn[serve]"`.
 Endpoints (NAME is the model name, `imdb-rnn` by default; `/versions/1` may follow it):
 
 - `POST /v1/models/NAME:predict`: TensorFlow Serving's predict API. The row format
-  `{"instances": ["text", {"text": "..."}, ...]}` answers `{"predictions": [{"probability": p,
-  "logit": l}, ...]}`; the columnar format `{"inputs": ["text", ...]}` (or `{"inputs": {"text":
-  [...]}}`) answers `{"outputs": {"probability": [...], "logit": [...]}}`: the same shapes as
+  `{"instances": ["text", {"text": "..."}, ...]}` answers `{"predictions": [{"label": l,
+  "probability": p, "logit": l}, ...]}` (the label at the threshold saved with the model, else
+  0.5); the columnar format `{"inputs": ["text", ...]}` (or `{"inputs": {"text": [...]}}`)
+  answers `{"outputs": {"label": [...], "probability": [...], "logit": [...]}}`: the same shapes as
   TensorFlow Serving running the SavedModel of `imdb-rnn export`, so clients do not change.
   A model of more than two classes answers, as its SavedModel does, `{"label", "score",
   "scores", "logits"}` per review (`scores`: every class's probability, in the order of the
@@ -399,29 +400,39 @@ def class_probabilities(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def predicted_indices(probabilities: np.ndarray) -> np.ndarray:
+def predicted_indices(probabilities: np.ndarray, *, threshold: float | None = None) -> np.ndarray:
     """The predicted class of each row: for two classes the second when its probability is at
-    least 0.5 (as `label_of`), else the most probable."""
+    least `threshold` (as `label_of`; None: 0.5), else the most probable."""
     if probabilities.shape[1] == 2:
-        return (probabilities[:, 1] >= 0.5).astype(np.int64)
+        return (probabilities[:, 1] >= (0.5 if threshold is None else threshold)).astype(np.int64)
     return np.argmax(probabilities, axis=1)
 
 
-def prediction_outputs(logits: np.ndarray, label_names: Sequence[str]) -> dict[str, list[Any]]:
+def prediction_outputs(
+    logits: np.ndarray,
+    label_names: Sequence[str],
+    *,
+    threshold: float | None = None,
+    temperature: float = 1.0,
+) -> dict[str, list[Any]]:
     """The outputs of `imdb-rnn export`'s SavedModel signature for these logits, as columns.
 
-    Two classes: `probability` (of the second class) and `logit`. More: `label` (the predicted
-    class), `score` (its probability), `scores` (every class's, in the order of `label_names`)
-    and `logits`.
+    Two classes: `label` (the second class from a probability of `threshold`, None: 0.5),
+    `probability` (of the second class) and `logit`. More: `label` (the predicted class),
+    `score` (its probability), `scores` (every class's, in the order of `label_names`) and
+    `logits`. Logits are divided by `temperature` (the model's saved decision) first.
 
     Example:
 
     >>> prediction_outputs(np.array([0.0]), ("neg", "pos"))
-    {'probability': [0.5], 'logit': [0.0]}
+    {'label': ['pos'], 'probability': [0.5], 'logit': [0.0]}
     """
+    logits = np.asarray(logits, dtype=np.float64) / temperature
     probabilities = class_probabilities(logits)
     if logits.ndim == 1:
+        indices = predicted_indices(probabilities, threshold=threshold)
         return {
+            "label": [label_names[int(index)] for index in indices],
             "probability": [float(p) for p in probabilities[:, 1]],
             "logit": [float(value) for value in logits],
         }
@@ -495,6 +506,7 @@ def create_app(
     options = options or ServeOptions()
     loaded = trainer if trainer is not None else Trainer.load(model_dir)
     label_names = tuple(loaded.label_names)
+    decision = loaded.decision
     model = _Model(loaded)
     batcher = _Batcher(
         model, max_batch_size=options.max_batch_size, max_wait=options.max_wait_ms / 1000
@@ -565,7 +577,12 @@ def create_app(
             texts, columnar = parse_predict_request(body, max_instances=options.max_instances)
         except RequestError as bad:
             return error(str(bad), bad.status)
-        outputs = prediction_outputs(await logits_of(texts), label_names)
+        outputs = prediction_outputs(
+            await logits_of(texts),
+            label_names,
+            threshold=decision.threshold,
+            temperature=decision.temperature,
+        )
         if columnar:
             return JSONResponse({"outputs": outputs})
         rows = [dict(zip(outputs, row, strict=True)) for row in zip(*outputs.values(), strict=True)]
@@ -586,7 +603,11 @@ def create_app(
         explanations = await model.run(explain_reviews, model.trainer, texts)
         results = []
         rows = zip(
-            texts, probabilities, predicted_indices(probabilities), explanations, strict=True
+            texts,
+            probabilities,
+            predicted_indices(probabilities, threshold=decision.threshold),
+            explanations,
+            strict=True,
         )
         for text, row, index, explanation in rows:
             weights = {item.word: item.weight for item in explanation.weights}
@@ -663,8 +684,9 @@ def _metadata(model_name: str, label_names: Sequence[str]) -> dict[str, Any]:
     # TensorFlow Serving numbers the outputs in the order of their sorted names.
     if len(label_names) == 2:
         outputs = {
-            "probability": tensor("StatefulPartitionedCall:1", "DT_FLOAT"),
-            "logit": tensor("StatefulPartitionedCall:0", "DT_FLOAT"),
+            "label": tensor("StatefulPartitionedCall:0", "DT_STRING"),
+            "probability": tensor("StatefulPartitionedCall:2", "DT_FLOAT"),
+            "logit": tensor("StatefulPartitionedCall:1", "DT_FLOAT"),
         }
     else:
         classes = len(label_names)

@@ -397,6 +397,7 @@ def train_on_disk(
             train_size=len(train_rows),
             callbacks=callbacks,
             early_stopping=stopper,
+            class_weights=trainer.class_weights_from_counts([counts[n] for n in label_names]),
         )
         stage("Training (streamed from the token cache)")
         start = time.perf_counter()

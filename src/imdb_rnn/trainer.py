@@ -47,6 +47,7 @@ from imdb_rnn.datasets import (
     sorted_window_batches,
     tokenize,
 )
+from imdb_rnn.decision import Decision, read_decision
 from imdb_rnn.devices import prepare_native_kernel
 from imdb_rnn.distribute import (
     agree_across_workers,
@@ -178,6 +179,10 @@ class Trainer:
         self.ngram_fit: NgramFit | None = None
         self.label_names: tuple[str, ...] = tuple(label_names or LABEL_NAMES)
         self._labels_given = label_names is not None
+        #: The saved decision (`decision.json`: tuned threshold, temperature) of a loaded model.
+        self.decision = Decision()
+        #: The loss weight of each class in the last `fit` (`training.class_weight`), or None.
+        self.class_weights: list[float] | None = None
         if len(self.label_names) < 2:
             raise ValueError(
                 f"Expected at least two label names. Received: label_names={label_names!r}"
@@ -521,6 +526,7 @@ class Trainer:
                 "step to resume": state.step if state is not None else 0,
             },
         )
+        self.class_weights = self._class_weights(splits["train"])
         prepare_native_kernel(self.config.model.cell, on_stage=stage)
         self.build(steps)
         assert self.classifier is not None
@@ -549,6 +555,7 @@ class Trainer:
             checkpoint=writer,
             stop=stop,
             data=fingerprint,
+            class_weights=self.class_weights,
         )
         if state is not None:
             stage(f"Resuming from the checkpoint at {state.describe()}")
@@ -662,6 +669,37 @@ class Trainer:
         self._text_model = None
         return fit
 
+    def _class_weights(self, dataset: tf.data.Dataset) -> list[float] | None:
+        if self.config.training.class_weight != "balanced":  # no counts needed
+            return self.class_weights_from_counts([0] * self.num_classes)
+        labels = np.fromiter(dataset.map(_label_only).as_numpy_iterator(), dtype=np.int64)
+        counts = np.bincount(labels[labels >= 0], minlength=self.num_classes)
+        return self.class_weights_from_counts([int(count) for count in counts])
+
+    def class_weights_from_counts(self, counts: Sequence[int]) -> list[float] | None:
+        """Each class's loss weight from `training.class_weight` and the training texts per
+        class (in the order of `label_names`): `"balanced"` gives class `c` `texts / (classes x
+        texts of c)` (scikit-learn's rule); `"neg=1,pos=9"` names them (unnamed classes weigh
+        1); None: no weights.
+
+        Raises:
+            ConfigError: if the weights name a class the model does not have.
+        """
+        spec = self.config.training.class_weight
+        if spec is None:
+            return None
+        if spec != "balanced":
+            named = dict(item.split("=") for item in spec.split(","))
+            unknown = sorted(set(named) - set(self.label_names))
+            if unknown:
+                raise ConfigError(
+                    f"Expected class_weight to name the classes {list(self.label_names)}. "
+                    f"Received: {', '.join(unknown)}"
+                )
+            return [float(named.get(name, 1.0)) for name in self.label_names]
+        total = sum(counts)
+        return [total / (self.num_classes * count) if count else 0.0 for count in counts]
+
     @property
     def best_epoch(self) -> int:
         """1-based epoch whose weights the model holds after `fit`, also for a loaded Trainer
@@ -687,11 +725,24 @@ class Trainer:
         if self.classifier is None:
             raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
         start = time.perf_counter()
-        batches, labels, _ = self._eval_batches(dataset, pipeline or self.config.data.pipeline)
-        logits = self._logits(batches.map(_ids_only))
+        logits, labels = self.logits_and_labels(dataset, pipeline=pipeline)
         return EvaluationResult.from_logits(
-            logits, labels, time.perf_counter() - start, label_names=self.label_names
+            logits / self.decision.temperature,
+            labels,
+            time.perf_counter() - start,
+            label_names=self.label_names,
+            threshold=self.decision.threshold,
         )
+
+    def logits_and_labels(
+        self, dataset: tf.data.Dataset, *, pipeline: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The raw logits (no temperature) and the labels of an unbatched `(text, label)`
+        split, in the same (batch) order."""
+        if self.classifier is None:
+            raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
+        batches, labels, _ = self._eval_batches(dataset, pipeline or self.config.data.pipeline)
+        return np.asarray(self._logits(batches.map(_ids_only))), labels
 
     def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
         """Returns one logit per review (two classes), or a row of one logit per class, in the
@@ -758,7 +809,7 @@ class Trainer:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Returns the probability that each review is positive (of the class at index 1), or
         for more than two classes a row of class probabilities per text, in the order given."""
-        logits = self.predict_logits(texts).astype(np.float64)
+        logits = self.predict_logits(texts).astype(np.float64) / self.decision.temperature
         if logits.ndim == 1:
             return 1.0 / (1.0 + np.exp(-logits))
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -811,10 +862,15 @@ class Trainer:
     def load(cls, directory: str | os.PathLike[str]) -> Trainer:
         """Loads a model directory written by `save` (safe mode on).
 
+        `directory` may also be the name of a model packaged by `imdb-rnn package` and
+        installed with pip.
+
         Raises:
             ModelFileError: if the directory, the model file or the config is missing or bad.
         """
-        directory = Path(directory)
+        from imdb_rnn.packaging import resolve_model_dir
+
+        directory = resolve_model_dir(directory)
         if not directory.is_dir():
             raise ModelFileError(f"No model directory at {directory}")
         model_path = directory / MODEL_FILE
@@ -851,4 +907,5 @@ class Trainer:
             except (ValueError, RecursionError, OSError):  # JSON, UTF-8 and size errors
                 history = {}
             trainer.history = history if isinstance(history, dict) else {}
+        trainer.decision = read_decision(directory)
         return trainer

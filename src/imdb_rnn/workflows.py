@@ -748,7 +748,8 @@ def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dic
     texts = list(texts)
     if not texts:
         raise ValueError("No reviews to predict: give at least one text.")
-    rows = prediction_rows(Trainer.load(model_dir), texts)
+    trainer = Trainer.load(model_dir)
+    rows = prediction_rows(trainer, texts, threshold=trainer.decision.threshold)
     keys = ("text", "label", "probability") if "probability" in rows[0] else ("text", "label")
     return [{**{key: row[key] for key in keys}, **_class_scores(row)} for row in rows]
 
