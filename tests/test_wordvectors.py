@@ -152,25 +152,38 @@ def _accuracy(predictions: list[dict[str, object]], rows: list[tuple[str, str]])
     )
 
 
-def test_unseen_words_keep_their_meaning(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def vectors_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A three-class model trained with the vector file on `topic_rows(1, 40)` (shared,
+    read-only); the folder beside it holds that vector file and training file."""
+    from imdb_rnn.sources import TextFiles
+    from imdb_rnn.workflows import train
+
+    folder = tmp_path_factory.mktemp("word-vectors")
+    vectors = write_vectors(folder / "vectors.txt")
+    train_csv = write_topic_csv(folder / "train.csv", topic_rows(1, 40))
+    train(_topic_config(vectors), source=TextFiles(train=train_csv), output=folder / "vectors")
+    return folder / "vectors"
+
+
+def test_unseen_words_keep_their_meaning(tmp_path: Path, vectors_model_dir: Path) -> None:
     import imdb_rnn
     from imdb_rnn.sources import TextFiles
     from imdb_rnn.workflows import train
 
-    vectors = write_vectors(tmp_path / "vectors.txt")
-    train_csv = write_topic_csv(tmp_path / "train.csv", topic_rows(1, 40))
+    train_csv = vectors_model_dir.parent / "train.csv"
+    train(_topic_config(None), source=TextFiles(train=train_csv), output=tmp_path / "none")
     rows = unseen_rows(10)
     texts = [text for text, _ in rows]
-    accuracies = {}
-    for name, path in (("vectors", vectors), ("none", None)):
-        output = tmp_path / name
-        train(_topic_config(path), source=TextFiles(train=train_csv), output=output)
-        predictor = imdb_rnn.load(output)  # read back from model.keras
-        accuracies[name] = _accuracy(predictor(texts), rows)
+    accuracies = {
+        # Read back from model.keras.
+        name: _accuracy(imdb_rnn.load(folder)(texts), rows)
+        for name, folder in (("vectors", vectors_model_dir), ("none", tmp_path / "none"))
+    }
     # Without vectors the unseen topic words are all unknown: no better than chance.
     assert accuracies["none"] < 0.6, accuracies
     assert accuracies["vectors"] >= 0.9, accuracies
-    card = (tmp_path / "vectors" / "README.md").read_text(encoding="utf-8")
+    card = (vectors_model_dir / "README.md").read_text(encoding="utf-8")
     assert "word vectors" in card.lower()
 
 
@@ -227,26 +240,22 @@ def _scores_in_new_process(model_dir: Path, texts: list[str], labels: tuple[str,
     return np.array([[row["scores"][label] for label in labels] for row in json.loads(done.stdout)])
 
 
-def test_saved_model_export_serves_it_and_tflite_refuses(tmp_path: Path) -> None:
+def test_saved_model_export_serves_it_and_tflite_refuses(
+    tmp_path: Path, vectors_model_dir: Path
+) -> None:
     import tensorflow as tf
 
     import imdb_rnn
     from imdb_rnn.export import export_saved_model
-    from imdb_rnn.sources import TextFiles
     from imdb_rnn.tflite import export_tflite
-    from imdb_rnn.workflows import train
 
-    vectors = write_vectors(tmp_path / "vectors.txt")
-    files = TextFiles(train=write_topic_csv(tmp_path / "train.csv", topic_rows(1, 10)))
-    config = _topic_config(vectors).replace(training={"epochs": 1})
-    train(config, source=files, output=tmp_path / "m")
     texts = ["the lion", "a crimson scene"]
-    served = tf.saved_model.load(str(export_saved_model(tmp_path / "m", tmp_path / "sm")))
+    served = tf.saved_model.load(str(export_saved_model(vectors_model_dir, tmp_path / "sm")))
     outputs = served.signatures["serving_default"](text=tf.constant(texts))
-    expected = imdb_rnn.load(tmp_path / "m").predict_proba(texts)
+    expected = imdb_rnn.load(vectors_model_dir).predict_proba(texts)
     np.testing.assert_allclose(outputs["scores"].numpy(), expected, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="word vectors"):
-        export_tflite(tmp_path / "m", tmp_path / "lite")
+        export_tflite(vectors_model_dir, tmp_path / "lite")
 
 
 def test_train_checks_the_file_before_reading_the_data(tmp_path: Path) -> None:
