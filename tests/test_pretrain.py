@@ -260,10 +260,10 @@ def test_cli_refuses_an_encoder_of_another_shape(tmp_path, encoder_dir, imdb_arc
 
 
 def test_presets_include_pretrained():
-    """The pretrained preset is the default recipe with an encoder and layer-wise rates."""
+    """The pretrained preset is the self-training recipe with an encoder and layer-wise rates."""
     from imdb_rnn.config import get_preset
 
-    default, pretrained = get_preset("default"), get_preset("pretrained")
+    default, pretrained = get_preset("self-training"), get_preset("pretrained")
     assert pretrained.model == default.model and pretrained.data == default.data
     assert pretrained.training.encoder == "runs/lm"
     assert pretrained.training.encoder_layers == "embedding"

@@ -248,6 +248,9 @@ def _refuse_early(
     """The checks that need no TensorFlow, made before importing it (8-10 s): a finished model
     in the output folder, missing inputs. The library makes them again, in the same words."""
     if model_dir is not None:
+        from imdb_rnn.packaging import resolve_model_dir  # no TensorFlow
+
+        model_dir = resolve_model_dir(model_dir)  # a packaged model's name, or a folder
         if not model_dir.is_dir():
             _fail(f"No model directory at {model_dir}", EXIT_MODEL)
         if not (model_dir / "model.keras").exists():
@@ -954,9 +957,15 @@ def _folders_to_create(output: Path) -> list[Path]:
 
 def _remove_if_left_empty(created: list[Path]) -> None:
     """Removes the folders a failed run created, deepest first, where it wrote no file into
-    them (a failed run leaves no empty folder behind; a checkpoint is kept)."""
+    them (a failed run leaves no empty folder behind; a checkpoint is kept). The run's own mark
+    (`modeldir.RUN_MARKER`) is no file of the user's: in a folder the run created, it goes."""
+    from imdb_rnn.modeldir import RUN_MARKER
+
     for path in created:
         if path.is_dir() and not path.is_symlink():
+            marker = path / RUN_MARKER
+            if marker.is_file() and not marker.is_symlink():
+                marker.unlink()
             inner = sorted(path.rglob("*"), key=lambda item: len(item.parts), reverse=True)
             for folder in inner:
                 if folder.is_dir() and not folder.is_symlink():
@@ -1413,6 +1422,14 @@ def evaluate(
     """
     if limit is not None and limit < 1:
         _fail(f"--limit must be at least 1 (got {limit}).", EXIT_USAGE)
+    if confusion_png is not None:
+        confusion_png = _output_file(
+            confusion_png, inputs=[model_dir, test_file, data], what="--confusion-png"
+        )
+    if reliability_png is not None:
+        reliability_png = _output_file(
+            reliability_png, inputs=[model_dir, test_file, data], what="--reliability-png"
+        )
     _refuse_early(model_dir=model_dir, data=data, data_files=(test_file,))
     _quiet_tensorflow()  # before _text_files, which imports it
     files = _text_files(
@@ -1427,14 +1444,6 @@ def evaluate(
         _fail("--split applies to --data; --test names the file to evaluate on.", EXIT_USAGE)
     own_file = files is not None and not _is_tfds(files)
     split_name = "test file" if own_file else f"{split.value} split"
-    if confusion_png is not None:
-        confusion_png = _output_file(
-            confusion_png, inputs=[model_dir, test_file, data], what="--confusion-png"
-        )
-    if reliability_png is not None:
-        reliability_png = _output_file(
-            reliability_png, inputs=[model_dir, test_file, data], what="--reliability-png"
-        )
     console = _stderr()
     tuned = None
     with _user_errors():

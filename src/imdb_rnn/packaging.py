@@ -25,7 +25,6 @@ from pathlib import Path
 from imdb_rnn.card import CARD_FILE
 from imdb_rnn.files import atomic_path
 from imdb_rnn.modeldir import MODEL_FILE
-from imdb_rnn.models import ModelFileError
 
 __all__ = ["ENTRY_POINT_GROUP", "installed_models", "package_model", "resolve_model_dir"]
 
@@ -90,6 +89,8 @@ def package_model(
     """
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     if not (model_dir / MODEL_FILE).is_file():
+        from imdb_rnn.models import ModelFileError  # TensorFlow: only here
+
         raise ModelFileError(
             f"{model_dir} holds no {MODEL_FILE}: is it a directory written by 'imdb-rnn train'?"
         )

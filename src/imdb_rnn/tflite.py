@@ -84,7 +84,7 @@ class _UnrolledClassifier(tf.Module):
             raise ValueError(
                 "Expected a model without an n-gram part (TensorFlow Lite export rebuilds the "
                 "recurrent classifier only). Received: a hybrid model (model.ngram_buckets); "
-                "export it as a SavedModel instead, or train with --ngram-buckets 0"
+                "export it as a SavedModel instead, or train with ngram_buckets=0"
             )
         self.embeddings = tf.constant(classifier.get_layer("embedding").embeddings.numpy())
         self.recurrent = []
