@@ -68,6 +68,7 @@ def test_logged_loss_is_the_clean_loss_and_the_update_differs():
     assert any(not np.allclose(a, b) for a, b in zip(after_plain, after_adv, strict=True))
 
 
+@pytest.mark.slow
 def test_works_with_the_loss_the_model_is_compiled_with():
     """A three-class model compiled with sparse categorical cross-entropy trains too."""
     keras.utils.set_random_seed(0)
@@ -108,6 +109,7 @@ def test_config_validates_adversarial_epsilon():
             TrainingConfig(adversarial_epsilon=bad)
 
 
+@pytest.mark.slow
 def test_trainer_trains_adversarially_and_saves_a_plain_model(imdb_archive, tmp_path):
     """`train` with adversarial_epsilon lowers the loss on the fixture data; the saved model is
     an ordinary functional model that reloads, and its config records the setting."""

@@ -101,6 +101,7 @@ def _assert_saved_model_predicts(trainer, run, tmp_path, *, new_process=False):
     np.testing.assert_allclose(probabilities, expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_matches_an_uninterrupted_run(splits, run, tmp_path):
     """A run killed mid-epoch resumes from its last step checkpoint and ends with exactly the
     history and weights of the run that never stopped."""
@@ -119,6 +120,7 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(splits, run, tmp_path):
     _assert_saved_model_predicts(trainer, run, tmp_path, new_process=True)
 
 
+@pytest.mark.slow
 def test_resume_at_an_epoch_boundary(splits, run, tmp_path):
     """A run killed after an epoch's checkpoint resumes at the next epoch's first batch."""
     folder = _copy(run["epoch_end"], tmp_path)
@@ -130,6 +132,7 @@ def test_resume_at_an_epoch_boundary(splits, run, tmp_path):
     _assert_saved_model_predicts(trainer, run, tmp_path)
 
 
+@pytest.mark.slow
 def test_finished_checkpoint_trains_no_more(splits, run, tmp_path):
     """The checkpoint of a finished run (killed before the model was saved) restores the final
     weights without training again."""

@@ -245,6 +245,7 @@ def test_help_into_a_closed_pipe_is_quiet():
     assert done.returncode == EXIT_INTERNAL and done.stderr == ""
 
 
+@pytest.mark.slow
 def test_eval_prints_no_tensorflow_log_lines(trained_model_dir, imdb_archive):
     """`imdb-rnn eval` on a CPU machine prints its stages on stderr and no TensorFlow C++ log
     line (start-up, "failed call to cuInit", oneDNN), without TF_CPP_MIN_LOG_LEVEL set."""
@@ -319,6 +320,7 @@ def test_stages_are_reported_in_flags():
     assert "give texts (--unlabelled PATH)" in out.getvalue()
 
 
+@pytest.mark.slow
 def test_train_prints_results_on_stdout(runner, tmp_path, imdb_archive):
     """train's results (the test table, the summary) go to stdout, like eval's, so that
     `train > log` keeps them; stages and progress stay on stderr. The summary names the epoch
@@ -740,6 +742,7 @@ def _event_scalars(log_dir):
     return scalars
 
 
+@pytest.mark.slow
 def test_train_writes_tensorboard_scalars(runner, tmp_path, imdb_archive):
     """train writes loss, accuracy and learning rate per epoch to OUTPUT/logs; stale logs go."""
     output = tmp_path / "run"
@@ -764,6 +767,7 @@ def test_train_writes_tensorboard_scalars(runner, tmp_path, imdb_archive):
     assert [value for _, value in valid["epoch_accuracy"]] == pytest.approx(history["val_accuracy"])
 
 
+@pytest.mark.slow
 def test_no_tensorboard_writes_no_logs(runner, tmp_path, imdb_archive):
     """--no-tensorboard leaves no logs directory."""
     output = tmp_path / "run"
@@ -1040,6 +1044,7 @@ def test_nan_loss_exits_with_one_line(runner, tmp_path, imdb_archive, monkeypatc
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_unfinished_run_resumes_only_with_its_options(runner, tmp_path, imdb_archive, monkeypatch):
     """An unfinished run in --output is not resumed with other options (exit code 2, the
     differences named); --overwrite discards it and starts over."""

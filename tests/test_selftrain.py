@@ -77,6 +77,7 @@ def test_config_checks_the_threshold_and_teacher():
         tiny_config(teacher="runs/teacher")
 
 
+@pytest.mark.slow
 def test_train_trains_a_teacher_then_a_student_and_reuses_the_teacher(tmp_path, imdb_archive):
     """`train` with a threshold writes the teacher into output/teacher, labels the unlabelled
     reviews with it and trains the saved student on both; a run resumed in that folder reuses
@@ -162,6 +163,7 @@ def test_own_data_without_unlabelled_texts_trains_without_self_training(tmp_path
     assert not any("teacher" in stage for stage in stages)
 
 
+@pytest.mark.slow
 def test_a_recurrent_student_of_a_hybrid_teacher(tmp_path, imdb_archive):
     """`training.teacher_ngram_buckets` makes the teacher a hybrid; the saved student is the
     recurrent classifier alone (the `recurrent` preset's recipe)."""

@@ -166,6 +166,7 @@ def vectors_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "vectors"
 
 
+@pytest.mark.slow
 def test_unseen_words_keep_their_meaning(tmp_path: Path, vectors_model_dir: Path) -> None:
     import imdb_rnn
     from imdb_rnn.sources import TextFiles
@@ -187,6 +188,7 @@ def test_unseen_words_keep_their_meaning(tmp_path: Path, vectors_model_dir: Path
     assert "word vectors" in card.lower()
 
 
+@pytest.mark.slow
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
     """A run killed mid-epoch resumes with the saved vocabulary (the file's words included) and
     ends with the history and logits of the run that never stopped."""
@@ -270,6 +272,7 @@ def test_train_checks_the_file_before_reading_the_data(tmp_path: Path) -> None:
     assert stages == []
 
 
+@pytest.mark.slow
 def test_on_disk_and_ensemble_runs_take_the_vectors(tmp_path: Path) -> None:
     """The streamed (`on_disk`) and ensemble paths extend the vocabulary and record the vectors
     as the in-memory path does, and their unseen topic words keep their meaning."""
