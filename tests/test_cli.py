@@ -1120,6 +1120,7 @@ def test_eval_table_for_three_classes(runner, topic_model_dir, topic_files):
         assert needle in result.stdout
 
 
+@pytest.mark.slow
 def test_train_reports_bad_rows_and_strict_stops(runner, tmp_path, topic_files):
     """Bad rows are reported by train; with --strict the first one is an error (exit code 3)."""
     broken = tmp_path / "broken.csv"

@@ -49,6 +49,7 @@ def test_ensemble_size_is_validated():
         TrainingConfig(ensemble_size=0)
 
 
+@pytest.mark.slow
 def test_train_an_ensemble_of_two_seeds(topic_files, tmp_path):
     """ensemble_size=2 trains seeds 42 and 43 (different weights), saves one model whose
     logits are the mean of its two members', and records each member in metrics.json; the

@@ -213,6 +213,7 @@ def test_config_errors_keep_their_section_names(tmp_path):
     assert "unknown key 'a' in [training]" in " ".join(result.stderr.split())
 
 
+@pytest.mark.slow
 def test_markup_in_the_output_path_after_training(tmp_path, imdb_archive):
     """A successful run into `a[/]b` reports where it saved, as written."""
     output = tmp_path / "a[/]b"

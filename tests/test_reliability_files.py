@@ -302,6 +302,7 @@ def test_train_refuses_a_folder_that_is_not_a_run(tmp_path, imdb_archive):
     assert (folder / "checkpoint" / "notes.txt").read_text() == "my checkpoint notes"
 
 
+@pytest.mark.slow
 def test_train_overwrite_into_a_user_folder_deletes_none_of_its_files(tmp_path, imdb_archive):
     """With --overwrite the run is trained into the folder: files of the run's names are
     replaced, and nothing else is deleted (not `logs/x`, not `checkpoint/notes.txt`)."""

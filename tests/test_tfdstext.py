@@ -78,6 +78,7 @@ def test_offline_and_not_prepared_fails_at_once(tmp_path, monkeypatch):
         load_tfds_text(TfdsText("ag_news_subset", data_dir=tmp_path, download=False))
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_a_tfds_set(mock_tfds, tmp_path):
     """`train` and `evaluate` take a TfdsText: a four-class model with the ClassLabel's names;
     evaluation checks the classes against the model's."""
