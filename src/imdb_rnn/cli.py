@@ -1262,14 +1262,17 @@ def _show_config(config: Any, *, as_json: bool) -> None:
 
 
 _PRESET_NOTES = {
-    "default": "the best recipe without pre-training: whole reviews, adversarial training, "
-    "self-training (a teacher labels the unlabelled reviews, then the student trains)",
-    "fast": "default without self-training (one model, about a quarter of the time), 256 tokens",
+    "default": "the best recipe: a hybrid of the BiGRU on whole reviews and an n-gram part, "
+    "blended on validation; the n-gram part also learns from unlabelled reviews",
+    "fast": "the recurrent part alone, trained once, on the last 256 tokens of each review",
+    "self-training": "the previous default: the BiGRU on whole reviews trained twice (a teacher "
+    "labels the unlabelled reviews, then the student trains)",
+    "recurrent": "a recurrent model alone: the student of a default hybrid teacher",
     "reference": "the reference recipe (TensorFlow's RNN text-classification tutorial, GRU)",
     "deep": "two stacked Bidirectional layers with dropout",
     "short": "short texts, small data sets (TREC questions): 3,500-word vocabulary, dropout 0.5",
     "questions": "short, as an ensemble of five seeds (logits averaged; five times the cost)",
-    "pretrained": "default fine-tuned from a pre-trained encoder (imdb-rnn pretrain; runs/lm)",
+    "pretrained": "self-training, fine-tuned from a pre-trained encoder (imdb-rnn pretrain)",
 }
 
 
