@@ -529,11 +529,17 @@ def test_sigterm_during_predict_output_leaves_no_temporary_file(trained_model_di
     process.stdin.write(b"a great film\n" * 1100)  # a first chunk, then it waits for more
     process.stdin.flush()
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".out.*")) and time.monotonic() < deadline:
+
+    def first_chunk_written() -> bool:
+        return any(path.stat().st_size > 0 for path in tmp_path.glob(".out.*"))
+
+    # The first chunk's rows are written: the command now waits for more input.
+    while not first_chunk_written() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list(tmp_path.glob(".out.*")), "no temporary file appeared"
+    assert first_chunk_written(), "no temporary file with the first rows appeared"
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    code = process.wait(timeout=60)
+    assert code == 128 + signal.SIGTERM, process.stderr.read().decode()[-2000:]
     process.stdin.close()
     assert list(tmp_path.iterdir()) == []
 
