@@ -161,3 +161,32 @@ def test_explanations_say_which_part_moved_the_answer(hybrid_dir):
         parts = row["parts"]
         assert parts["recurrent"] + parts["ngrams"] + bias == pytest.approx(float(logit), abs=1e-3)
     assert rows[0]["parts"]["ngrams"] > 0 > rows[1]["parts"]["ngrams"]
+
+
+@pytest.mark.slow
+def test_an_interrupted_hybrid_resumes_to_the_same_model(imdb_archive, tmp_path):
+    """A hybrid killed mid-epoch resumes from its checkpoint, fits its n-gram part again and
+    ends with the uninterrupted run's scores, also saved and reloaded in a fresh process."""
+    import shutil
+
+    from imdb_rnn.datasets import load_imdb
+    from test_checkpoints import Snapshot
+
+    splits = load_imdb(imdb_archive)
+    config = tiny_config(epochs=2, checkpoint_every_steps=3).replace(model={"ngram_buckets": 256})
+    texts = ["A wonderful, moving film.", "Dull and boring, a waste."]
+    folder, snapshot = tmp_path / "checkpoint", tmp_path / "killed"
+    whole = Trainer(config)
+    whole.fit(splits, checkpoint_dir=folder, callbacks=[Snapshot(folder, snapshot, epoch=1, step=5)])
+    expected = whole.predict_proba(texts)
+    shutil.rmtree(folder)
+    resumed = Trainer(config)
+    stages: list[str] = []
+    resumed.fit(splits, checkpoint_dir=snapshot, on_stage=stages.append)
+    assert any(stage.startswith("Resuming from the checkpoint") for stage in stages)
+    assert resumed.ngram_fit == whole.ngram_fit
+    np.testing.assert_allclose(resumed.predict_proba(texts), expected, rtol=1e-6)
+    resumed.save(tmp_path / "model")
+    assert predict_in_new_process(tmp_path / "model", texts) == pytest.approx(
+        expected.tolist(), abs=1e-6
+    )
