@@ -177,7 +177,8 @@ def test_an_interrupted_hybrid_resumes_to_the_same_model(imdb_archive, tmp_path)
     texts = ["A wonderful, moving film.", "Dull and boring, a waste."]
     folder, snapshot = tmp_path / "checkpoint", tmp_path / "killed"
     whole = Trainer(config)
-    whole.fit(splits, checkpoint_dir=folder, callbacks=[Snapshot(folder, snapshot, epoch=1, step=5)])
+    killed = Snapshot(folder, snapshot, epoch=1, step=5)
+    whole.fit(splits, checkpoint_dir=folder, callbacks=[killed])
     expected = whole.predict_proba(texts)
     shutil.rmtree(folder)
     resumed = Trainer(config)
