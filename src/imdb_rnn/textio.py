@@ -151,11 +151,7 @@ def read_texts_to_classify(
     """
     _check_input_format(input_format)
     path = Path(path)
-    try:
-        raw = open_regular(path, what=str(path))
-    except InputError as error:
-        raise DataError(f"{error} Give a file of texts.") from None
-    with raw:
+    with _open_texts(path) as raw:
         yield from read_texts_from_stream(
             raw, name=str(path), input_format=input_format, text_column=text_column
         )
@@ -233,11 +229,7 @@ def read_rows_to_classify(
     """
     _check_input_format(input_format)
     path = Path(path)
-    try:
-        raw = open_regular(path, what=str(path))
-    except InputError as error:
-        raise DataError(f"{error} Give a file of texts.") from None
-    with raw:
+    with _open_texts(path) as raw:
         yield from read_rows_from_stream(
             raw,
             name=str(path),
@@ -363,6 +355,14 @@ def _within(row: InputRow, name: str, max_characters: int | None) -> InputRow:
         f"{name}:{row.line}: a text of {len(row.text):,} characters; texts of up to "
         f"{max_characters:,} are classified.",
     )
+
+
+def _open_texts(path: Path) -> IO[bytes]:
+    """`path` opened by the input rule (`files.open_regular`), its refusal as a `DataError`."""
+    try:
+        return open_regular(path, what=str(path))
+    except InputError as error:
+        raise DataError(f"{error} Give a file of texts.") from None
 
 
 def _check_input_format(input_format: str) -> None:
