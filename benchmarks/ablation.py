@@ -28,8 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 
 from imdb_rnn.config import RunConfig, get_preset
-from imdb_rnn.datasets import load_imdb
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.data.imdb import load_imdb
+from imdb_rnn.training.trainer import Trainer
 
 
 def parse_overrides(text: str) -> dict[str, dict[str, Any]]:

@@ -6,7 +6,7 @@
   naive-Bayes log-count ratio (alpha 1), then a liblinear logistic regression (C 0.1).
 
 Both read `<br />` as a space and use scikit-learn's default tokenisation (words of two or more
-word characters, lower-cased). The splits come from `imdb_rnn.datasets.load_imdb`, so train,
+word characters, lower-cased). The splits come from `imdb_rnn.data.imdb.load_imdb`, so train,
 validation and test are exactly those of `imdb-rnn train`. scikit-learn is in the `bench` extra
 (`pip install -e ".[bench]"`), never a dependency of imdb-rnn itself.
 
@@ -132,7 +132,7 @@ def main() -> None:
 
     from short_texts import split_arrays
 
-    from imdb_rnn.datasets import load_imdb
+    from imdb_rnn.data.imdb import load_imdb
 
     splits = load_imdb(
         args.data, splits=["train", "valid", "test"], **_split_option(args.valid_split)

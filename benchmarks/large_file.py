@@ -1,7 +1,7 @@
 """Large-file benchmark: train on a generated CSV of millions of rows with bounded memory.
 
 Writes a CSV of `--rows` made-up texts (two classes, 5-40 words each, from a 5,000-word
-vocabulary), then trains a small model on it with `imdb_rnn.tokencache.train_on_disk` (what
+vocabulary), then trains a small model on it with `imdb_rnn.training.ondisk.train_on_disk` (what
 `imdb-rnn train --train FILE --on-disk` runs): one streamed pass adapts the vocabulary, a second
 tokenises into a cache on disk, training streams length-sorted batches from it. Prints the file
 size, the peak resident memory of this process (`ru_maxrss`), the time of each stage and the
@@ -97,8 +97,8 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     from imdb_rnn.config import get_preset
-    from imdb_rnn.sources import TextFiles
-    from imdb_rnn.tokencache import train_on_disk
+    from imdb_rnn.data.sources import TextFiles
+    from imdb_rnn.training.ondisk import train_on_disk
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="imdb-rnn-large-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,8 @@ def main() -> None:
     from baselines import BASELINES
     from short_texts import split_arrays
 
-    from imdb_rnn.datasets import LABEL_NAMES, load_imdb
+    from imdb_rnn.data.imdb import load_imdb
+    from imdb_rnn.data.splits import LABEL_NAMES
 
     splits = load_imdb(args.data, splits=["train", "valid", "test"])
     pool_texts, pool_labels = split_arrays(splits["train"])

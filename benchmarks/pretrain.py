@@ -3,7 +3,7 @@ validation split (the test split is never loaded here).
 
 Two steps:
 
-- `lm`: pre-trains an encoder (`imdb_rnn.pretrain.pretrain`, as `imdb-rnn pretrain`) on the
+- `lm`: pre-trains an encoder (`imdb_rnn.pretrain`, as `imdb-rnn pretrain`) on the
   training reviews of the by-film split and the 50,000 unlabelled reviews, and prints the
   validation perplexity curve. Resumable: rerun the same command after an interruption.
 - `finetune`: trains variants of a preset (default: `default` with `training.encoder` set to
@@ -41,10 +41,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ablation import apply, parse_overrides
 
 from imdb_rnn.config import get_preset
-from imdb_rnn.datasets import load_imdb
+from imdb_rnn.data.imdb import load_imdb
 from imdb_rnn.models import build_classifier
-from imdb_rnn.pretrain import PretrainConfig, encoder_vocabulary, pretrain, read_encoder
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.pretraining.pretrain import PretrainConfig, encoder_vocabulary, pretrain, read_encoder
+from imdb_rnn.training.trainer import Trainer
 
 
 def append_row(path: Path, row: dict[str, Any]) -> None:

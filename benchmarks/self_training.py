@@ -35,9 +35,9 @@ from ablation import apply, parse_overrides
 from short_texts import accuracies, crops_of, split_arrays
 
 from imdb_rnn.config import get_preset
-from imdb_rnn.datasets import load_imdb
-from imdb_rnn.selftrain import add_pseudo_labels
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.data.imdb import load_imdb
+from imdb_rnn.training.selftrain import add_pseudo_labels
+from imdb_rnn.training.trainer import Trainer
 
 
 def main() -> None:

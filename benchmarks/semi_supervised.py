@@ -43,16 +43,16 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.config import RunConfig, get_preset
-from imdb_rnn.datasets import (
-    ImdbSplits,
+from imdb_rnn.data.batching import (
     TokenizedSplit,
     length_sorted_batches,
-    load_imdb,
     sorted_window_batches,
     tokenize,
 )
+from imdb_rnn.data.imdb import load_imdb
+from imdb_rnn.data.splits import ImdbSplits
 from imdb_rnn.layers import FastBidirectional, TextEncoder
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.training.trainer import Trainer
 
 
 def fit_from(

@@ -248,8 +248,8 @@ def model_call_times(model: Path, reviews: list[str], sizes: list[int]) -> dict[
     reviews classified in calls of each size, best of 3 passes. What batching can save at most
     is the ratio of the cost per review between calls of one review and calls of many."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from imdb_rnn.serve import _Model
-    from imdb_rnn.trainer import Trainer
+    from imdb_rnn.deploy.serve import _Model
+    from imdb_rnn.training.trainer import Trainer
 
     runner = _Model(Trainer.load(model))
     sample = reviews[: max(sizes)]

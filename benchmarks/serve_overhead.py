@@ -1,6 +1,6 @@
 """What a request costs `imdb-rnn serve` besides the model: the server with an instant model.
 
-Starts the served app (`imdb_rnn.serve.create_app`, on uvicorn as `imdb-rnn serve` runs it)
+Starts the served app (`imdb_rnn.deploy.serve.create_app`, on uvicorn as `imdb-rnn serve` runs it)
 twice in subprocesses, batching on and off, with the model call replaced by one that returns
 zeros at once, and drives each with 1 and 64 concurrent clients as `benchmarks/serve.py` does.
 The server's CPU seconds per request are then HTTP, JSON, routing and the hand-over to the model
@@ -32,8 +32,14 @@ def serve_instantly(model: Path, batching: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
 
-    from imdb_rnn.serve import ServeOptions, bind_socket, create_app, listening_url, run_server
-    from imdb_rnn.trainer import Trainer
+    from imdb_rnn.deploy.serve import (
+        ServeOptions,
+        bind_socket,
+        create_app,
+        listening_url,
+        run_server,
+    )
+    from imdb_rnn.training.trainer import Trainer
 
     app = create_app(model, trainer=Trainer.load(model), options=ServeOptions(batching=batching))
     runner = app.state.model

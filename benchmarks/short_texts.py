@@ -123,7 +123,7 @@ def main() -> None:
     if not args.model and not args.baselines:
         parser.error("nothing to measure: pass --model DIR and/or --baselines")
 
-    from imdb_rnn.datasets import load_imdb
+    from imdb_rnn.data.imdb import load_imdb
 
     splits = load_imdb(args.data, splits=["train", "valid", "test"], valid_split=args.valid_split)
     test_texts, test_labels = split_arrays(splits[args.split])
@@ -152,7 +152,7 @@ def main() -> None:
         )
 
     for directory in args.model:
-        from imdb_rnn.trainer import Trainer
+        from imdb_rnn.training.trainer import Trainer
 
         trainer = Trainer.load(directory)
         start, cpu = time.perf_counter(), _cpu_seconds()

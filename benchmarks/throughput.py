@@ -27,7 +27,7 @@ epoch, Keras' `Bidirectional(GRU)`), and the default variant is what `imdb-rnn t
 (sorted batches, 256-token tails, the native GRU kernel, imdb-rnn's epoch loop). `kernel=`
 picks how a variant runs the BiGRU: `keras`, `graph` (`FastBidirectional`'s TensorFlow loop) or
 `native`; `loop=` how it trains: `fit` (Keras' `fit`, as the reference recipe does) or `epoch`
-(`imdb_rnn.loop.EpochLoop`, what `imdb-rnn train` runs; the default variant's). Variants in
+(`imdb_rnn.training.loop.EpochLoop`, what `imdb-rnn train` runs; the default variant's). Variants in
 between show what each part contributes.
 """
 
@@ -51,10 +51,11 @@ from gru_kernel import KERNELS, kernel_scope, use_kernel
 
 from imdb_rnn import native
 from imdb_rnn.config import DataConfig, get_preset
-from imdb_rnn.datasets import ImdbSplits, load_imdb
+from imdb_rnn.data.imdb import load_imdb
+from imdb_rnn.data.splits import ImdbSplits
 from imdb_rnn.layers import TextEncoder
-from imdb_rnn.loop import EpochLoop
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.training.loop import EpochLoop
+from imdb_rnn.training.trainer import Trainer
 
 
 def parse_variant(text: str) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def patch(spec: dict[str, Any]) -> None:
     import tensorflow as tf
 
     import imdb_rnn.layers as layers
-    import imdb_rnn.trainer as trainer_module
+    import imdb_rnn.training.trainer as trainer_module
     from imdb_rnn.layers import MaskedPooling, recurrent_stack
     from imdb_rnn.models import build_classifier
 
@@ -160,8 +160,8 @@ def main() -> None:
 
     patch(spec)
     from imdb_rnn.config import get_preset
-    from imdb_rnn.sources import TextFiles, load_text_files
-    from imdb_rnn.trainer import Trainer
+    from imdb_rnn.data.sources import TextFiles, load_text_files
+    from imdb_rnn.training.trainer import Trainer
 
     config = get_preset(spec.get("preset", "short")).replace(**spec.get("config", {}))
     files = TextFiles(train=TREC / "train.csv", test=TREC / "test.csv")

@@ -131,7 +131,7 @@ def tiny_config(**training: object):
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, imdb_archive: Path) -> Path:
     """A model directory written by `train` on the fixture archive (shared, read-only)."""
-    from imdb_rnn.workflows import train
+    from imdb_rnn.training.workflows import train
 
     output = tmp_path_factory.mktemp("model") / "run"
     train(tiny_config(epochs=3), source=imdb_archive, output=output)
@@ -240,8 +240,8 @@ def topic_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def topic_model_dir(tmp_path_factory: pytest.TempPathFactory, topic_files: dict[str, Path]) -> Path:
     """A three-class model directory trained on `topic_files` (shared, read-only)."""
-    from imdb_rnn.sources import TextFiles
-    from imdb_rnn.workflows import train
+    from imdb_rnn.data.sources import TextFiles
+    from imdb_rnn.training.workflows import train
 
     output = tmp_path_factory.mktemp("topic-model") / "run"
     files = TextFiles(train=topic_files["train"], test=topic_files["test"])

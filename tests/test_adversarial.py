@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.adversarial: adversarial training on the embeddings."""
+"""Tests for imdb_rnn.training.objectives: adversarial training on the embeddings."""
 
 import keras
 import numpy as np
@@ -6,9 +6,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config
-from imdb_rnn.adversarial import adversarial_perturbation, use_adversarial_training
-from imdb_rnn.config import ConfigError, ModelConfig, TrainingConfig
+from imdb_rnn.config import ModelConfig, TrainingConfig
+from imdb_rnn.errors import ConfigError
 from imdb_rnn.models import build_classifier
+from imdb_rnn.training.objectives import adversarial_perturbation, use_adversarial_training
 
 IDS = np.array([[2, 3, 4, 5], [6, 7, 0, 0], [8, 0, 0, 0], [9, 10, 11, 0]], dtype="int32")
 LABELS = np.array([1, 0, 1, 0], dtype="int32")
@@ -113,8 +114,8 @@ def test_config_validates_adversarial_epsilon():
 def test_trainer_trains_adversarially_and_saves_a_plain_model(imdb_archive, tmp_path):
     """`train` with adversarial_epsilon lowers the loss on the fixture data; the saved model is
     an ordinary functional model that reloads, and its config records the setting."""
-    from imdb_rnn.trainer import Trainer
-    from imdb_rnn.workflows import train
+    from imdb_rnn.training.trainer import Trainer
+    from imdb_rnn.training.workflows import train
 
     config = tiny_config(epochs=3, adversarial_epsilon=0.05)
     result = train(config, source=imdb_archive, output=tmp_path / "run")
@@ -131,7 +132,7 @@ def test_cli_options_reach_the_config(tmp_path):
 
     from typer.testing import CliRunner
 
-    from imdb_rnn.cli import app
+    from imdb_rnn.cli.commands import app
 
     runner = CliRunner()
     args = ["train", "--adversarial-epsilon", "0.3", "--valid-split", "film", "--show-config"]
@@ -175,7 +176,7 @@ def test_the_epoch_loop_trains_like_keras_fit(adversarial):
     """`EpochLoop` (the one training loop, here under the default strategy) takes the same
     steps as Keras' `fit`, with and without adversarial training."""
     from imdb_rnn.config import RunConfig
-    from imdb_rnn.loop import EpochLoop
+    from imdb_rnn.training.loop import EpochLoop
 
     batches = tf.data.Dataset.from_tensor_slices((IDS, LABELS)).batch(2)
     with_fit, with_loop = _model(seed=5), _model(seed=5)
@@ -205,8 +206,8 @@ def test_adversarial_run_resumes_mid_epoch_like_an_uninterrupted_one(imdb_archiv
     taken mid-epoch, ends with the history and predictions of the run that never stopped."""
     import shutil
 
-    from imdb_rnn.datasets import load_imdb
-    from imdb_rnn.trainer import Trainer
+    from imdb_rnn.data.imdb import load_imdb
+    from imdb_rnn.training.trainer import Trainer
 
     config = tiny_config(epochs=2, adversarial_epsilon=0.05, checkpoint_every_steps=4).replace(
         data={"batch_size": 4}, model={"word_dropout": 0.2}

@@ -1,13 +1,13 @@
-"""Tests for imdb_rnn.batch: one prediction row per input row, in order, columns carried."""
+"""inference.batch: one prediction row per input row, in order, columns carried."""
 
 import csv
 import io
 
 import pytest
 
-from imdb_rnn.batch import carried_columns, predict_file, predict_rows
-from imdb_rnn.datasets import DataError
-from imdb_rnn.textio import InputRow
+from imdb_rnn.data.textio import InputRow
+from imdb_rnn.errors import DataError
+from imdb_rnn.inference.batch import carried_columns, predict_file, predict_rows
 
 
 def _score(texts):

@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.checkpoints: resumable checkpoints, on the fixture archive, in-process."""
+"""training.checkpoints: resumable checkpoints, on the fixture archive, in-process."""
 
 import dataclasses
 import errno
@@ -14,12 +14,18 @@ import numpy as np
 import pytest
 
 from conftest import predict_in_new_process, tiny_config
-from imdb_rnn import checkpoints
-from imdb_rnn.checkpoints import STATE_FILE, Checkpoint, CheckpointError, CheckpointMismatchError
-from imdb_rnn.datasets import load_imdb
-from imdb_rnn.stopping import NonFiniteLossError, SignalStop, TrainingInterrupted
-from imdb_rnn.trainer import Trainer
-from imdb_rnn.workflows import predict
+from imdb_rnn.data.imdb import load_imdb
+from imdb_rnn.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    NonFiniteLossError,
+    TrainingInterrupted,
+)
+from imdb_rnn.training import checkpoints
+from imdb_rnn.training.checkpoints import STATE_FILE, Checkpoint
+from imdb_rnn.training.stopping import SignalStop
+from imdb_rnn.training.trainer import Trainer
+from imdb_rnn.training.workflows import predict
 
 # Dropout (random seed states), early stopping (its counters and best weights), weight
 # averaging (the optimizer's averages), random crops (drawn per epoch) and several checkpoints
@@ -289,7 +295,7 @@ def test_failed_save_keeps_the_previous_checkpoint(run, tmp_path, monkeypatch, f
 KILLED_MID_SAVE = """
 import dataclasses, os, signal, sys
 import numpy as np
-from imdb_rnn.checkpoints import Checkpoint
+from imdb_rnn.training.checkpoints import Checkpoint
 
 checkpoint = Checkpoint(sys.argv[1])
 state = checkpoint.read_state()

@@ -22,8 +22,8 @@ from conftest import (
     write_archive,
     write_unknown_class_model,
 )
-from imdb_rnn import checkpoints, files, predictor, progress
-from imdb_rnn.cli import (
+from imdb_rnn import files, progress
+from imdb_rnn.cli.commands import (
     EXIT_DATA,
     EXIT_DIVERGED,
     EXIT_INTERNAL,
@@ -32,6 +32,8 @@ from imdb_rnn.cli import (
     EXIT_USAGE,
     app,
 )
+from imdb_rnn.inference import predictor
+from imdb_rnn.training import checkpoints
 
 TINY = [
     "--max-tokens",
@@ -270,7 +272,7 @@ def test_python_warnings_of_tensorflow_and_absl_are_silenced(monkeypatch):
     native kernel's compile, which they say as a stage."""
     import logging
 
-    from imdb_rnn.cli import _quiet_tensorflow
+    from imdb_rnn.cli.commands import _quiet_tensorflow
 
     names = ("absl", "tensorflow", "imdb_rnn.native")
     saved = {name: logging.getLogger(name).level for name in names}
@@ -288,7 +290,7 @@ def test_python_warnings_of_tensorflow_and_absl_are_silenced(monkeypatch):
 
 def test_predictions_into_a_closed_pipe_are_quiet(runner, trained_model_dir, monkeypatch):
     """A reader that goes away (`predict ... | head -1`) is not reported as an error."""
-    from imdb_rnn import cli
+    from imdb_rnn.cli import commands as cli
 
     def closed(*args, **kwargs):
         raise BrokenPipeError(32, "Broken pipe")
@@ -301,7 +303,7 @@ def test_predictions_into_a_closed_pipe_are_quiet(runner, trained_model_dir, mon
 @pytest.mark.parametrize(("count", "words"), [(1, "1 epoch"), (2, "2 epochs")])
 def test_counts_agree_with_their_noun(count, words):
     """ "after 1 epoch", not "after 1 epochs"."""
-    from imdb_rnn.cli import _plural
+    from imdb_rnn.cli.commands import _plural
 
     assert _plural(count, "epoch") == words
 
@@ -313,7 +315,7 @@ def test_stages_are_reported_in_flags():
 
     from rich.console import Console
 
-    from imdb_rnn.cli import _stage_printer
+    from imdb_rnn.cli.commands import _stage_printer
 
     out = io.StringIO()
     _stage_printer(Console(file=out, width=200), True)("give texts (TextFiles(unlabelled=PATH))")
@@ -347,7 +349,7 @@ def test_train_prints_results_on_stdout(runner, tmp_path, imdb_archive):
 )
 def test_summary_names_the_kept_epoch(kept, epochs, words):
     """The last epoch is "kept"; an earlier one was restored as the best on validation."""
-    from imdb_rnn.cli import _kept_epoch
+    from imdb_rnn.cli.commands import _kept_epoch
 
     assert _kept_epoch(kept, epochs) == words
 
@@ -518,7 +520,7 @@ def test_user_mistakes_get_one_clear_line(runner, tmp_path, args, code, needle):
 )
 def test_library_errors_are_reported_in_flags(library, command_line):
     """The library's errors name Python arguments; the CLI reports them as its options."""
-    from imdb_rnn.cli import _in_flags
+    from imdb_rnn.cli.commands import _in_flags
 
     assert _in_flags(library) == command_line
 
@@ -1207,7 +1209,7 @@ def test_predict_explain_says_no_known_words(runner, trained_model_dir):
 @pytest.mark.slow
 def test_predict_streams_a_large_file_in_chunks(runner, tmp_path, trained_model_dir, monkeypatch):
     """A file of many lines is predicted a chunk at a time, every row written, in order."""
-    from imdb_rnn import cli
+    from imdb_rnn.cli import commands as cli
 
     monkeypatch.setattr(cli, "_CHUNK", 100)
     seen = []

@@ -8,13 +8,13 @@ import pytest
 from imdb_rnn.config import (
     CONFIG_VERSION,
     PRESETS,
-    ConfigError,
     DataConfig,
     ModelConfig,
     RunConfig,
     TrainingConfig,
     get_preset,
 )
+from imdb_rnn.errors import ConfigError
 
 
 def test_reference_preset_is_the_reference_recipe():

@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.datasets: sources, splits and pipelines, on a tiny archive."""
+"""Tests for imdb_rnn.data.imdb: sources, splits and pipelines, on a tiny archive."""
 
 import collections
 import gzip
@@ -11,22 +11,21 @@ import pytest
 import tensorflow as tf
 
 from conftest import build_reviews, write_archive
-from imdb_rnn.datasets import (
-    DATA_ENV_VAR,
-    DataError,
+from imdb_rnn.data.batching import (
     TokenizedSplit,
     bucket_boundaries,
     bucketed_batches,
     bucketed_steps,
     length_sorted_batches,
-    load_imdb,
     plain_batches,
     random_crops,
-    resolve_source,
     sorted_window_batches,
     tokenize,
     windowed_steps,
 )
+from imdb_rnn.data.imdb import load_imdb, resolve_source
+from imdb_rnn.data.splits import DATA_ENV_VAR
+from imdb_rnn.errors import DataError
 from imdb_rnn.layers import TextEncoder
 
 
@@ -370,7 +369,7 @@ def test_sorted_windows_pad_less_than_buckets(tokenized):
 
 _PIPELINE_SCRIPT = """
 import numpy as np, tensorflow as tf
-from imdb_rnn.datasets import TokenizedSplit, length_sorted_batches, sorted_window_batches
+from imdb_rnn.data.imdb import TokenizedSplit, length_sorted_batches, sorted_window_batches
 ids = tf.ragged.constant([[1, 2, 3], [4], [5, 6], [7, 8, 9, 10]] * 10, dtype=tf.int32)
 split = TokenizedSplit(ids, np.arange(40, dtype=np.int32) % 2)
 train = sum(1 for _ in sorted_window_batches(split, batch_size=4, seed=1, epochs=2))

@@ -10,10 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_review, tiny_config
-from imdb_rnn import calibration
-from imdb_rnn.cli import app
-from imdb_rnn.config import CONFIG_VERSION, ConfigError, RunConfig, TrainingConfig
-from imdb_rnn.decision import DECISION_FILE, Decision, read_decision, write_decision
+from imdb_rnn.cli.commands import app
+from imdb_rnn.config import CONFIG_VERSION, RunConfig, TrainingConfig
+from imdb_rnn.errors import ConfigError
+from imdb_rnn.inference import calibration
+from imdb_rnn.inference.decision import DECISION_FILE, Decision, read_decision, write_decision
 
 
 @pytest.fixture
@@ -211,8 +212,8 @@ def test_a_saved_threshold_changes_what_predict_serve_and_the_export_answer(runn
     from starlette.testclient import TestClient
 
     import imdb_rnn
-    from imdb_rnn.export import export_saved_model
-    from imdb_rnn.serve import create_app
+    from imdb_rnn.deploy.export import export_saved_model
+    from imdb_rnn.deploy.serve import create_app
 
     review = "great wonderful superb moving brilliant film"
     assert imdb_rnn.load(tuned_copy)([review])[0]["label"] == "pos"

@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.distribute: strategies by name, TF_CONFIG, and training under
+"""Tests for imdb_rnn.training.distribute: strategies by name, TF_CONFIG, and training under
 `MirroredStrategy` (two logical CPU devices) and `MultiWorkerMirroredStrategy` (two processes
 on 127.0.0.1), each in fresh subprocesses: devices and clusters are configured before
 TensorFlow starts, and this process has started it."""
@@ -17,17 +17,17 @@ import pytest
 import tensorflow as tf
 
 from conftest import predict_in_new_process, tiny_config
-from imdb_rnn import distribute
-from imdb_rnn.config import ConfigError
-from imdb_rnn.distribute import (
+from imdb_rnn.config.toml import config_to_toml
+from imdb_rnn.errors import ConfigError
+from imdb_rnn.training import distribute
+from imdb_rnn.training.distribute import (
     ClusterTask,
     cluster_task,
     is_distributed,
     resolve_strategy,
     strategy_name,
 )
-from imdb_rnn.tomlconfig import config_to_toml
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.training.trainer import Trainer
 
 TIMEOUT = 180  # seconds for any subprocess here; a hung collective must not hang the suite
 # Three epochs of nine global batches of 8 (4 per replica) on the fixture's 72 training reviews.
@@ -131,8 +131,8 @@ MIRRORED = textwrap.dedent(
 
     import keras
     from imdb_rnn.config import RunConfig
-    from imdb_rnn.datasets import load_imdb
-    from imdb_rnn.trainer import Trainer
+    from imdb_rnn.data.imdb import load_imdb
+    from imdb_rnn.training.trainer import Trainer
 
     archive, root = sys.argv[1], Path(sys.argv[2])
     splits = load_imdb(archive)
@@ -353,7 +353,7 @@ def test_cli_refuses_a_bad_strategy(tmp_path, monkeypatch, imdb_archive, strateg
     the usage code and a one-line explanation, before reading any data."""
     from typer.testing import CliRunner
 
-    from imdb_rnn.cli import EXIT_USAGE, app
+    from imdb_rnn.cli.commands import EXIT_USAGE, app
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     arguments = ["train", "--data", str(imdb_archive), "--output", str(tmp_path / "run")]

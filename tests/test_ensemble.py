@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.ensemble: several seeds trained alike, their logits averaged."""
+"""Tests for imdb_rnn.training.ensemble: several seeds trained alike, their logits averaged."""
 
 import json
 
@@ -9,14 +9,15 @@ import tensorflow as tf
 from typer.testing import CliRunner
 
 from conftest import tiny_config
-from imdb_rnn.cli import app
-from imdb_rnn.config import ConfigError, ModelConfig, TrainingConfig
-from imdb_rnn.ensemble import ENSEMBLE_KEY, average_classifiers
+from imdb_rnn.cli.commands import app
+from imdb_rnn.config import ModelConfig, TrainingConfig
+from imdb_rnn.data.sources import TextFiles
+from imdb_rnn.errors import ConfigError
+from imdb_rnn.inference.predictor import load
 from imdb_rnn.models import build_classifier
-from imdb_rnn.predictor import load
-from imdb_rnn.sources import TextFiles
-from imdb_rnn.trainer import Trainer
-from imdb_rnn.workflows import train
+from imdb_rnn.training.ensemble import ENSEMBLE_KEY, average_classifiers
+from imdb_rnn.training.trainer import Trainer
+from imdb_rnn.training.workflows import train
 
 
 def _members(count, num_classes=3):
@@ -89,8 +90,8 @@ def test_cli_ensemble_size(topic_files, tmp_path):
 def test_a_two_class_ensemble_exports_as_a_saved_model_not_as_tflite(imdb_archive, tmp_path):
     """A two-class ensemble exports as a SavedModel whose probabilities are the loaded model's;
     the TensorFlow Lite export, which rebuilds one classifier, refuses it by name."""
-    from imdb_rnn.export import export_saved_model
-    from imdb_rnn.tflite import export_tflite
+    from imdb_rnn.deploy.export import export_saved_model
+    from imdb_rnn.deploy.tflite import export_tflite
 
     output = tmp_path / "imdb-ensemble"
     train(tiny_config(epochs=1, ensemble_size=2), source=imdb_archive, output=output)

@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.explain: occlusion explanations."""
+"""Tests for imdb_rnn.inference.explain: occlusion explanations."""
 
 import random
 
@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import _NEGATIVE, _POSITIVE, real_data_path
-from imdb_rnn.explain import explain, predict_and_explain, words_of
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.inference.explain import explain, predict_and_explain, words_of
+from imdb_rnn.training.trainer import Trainer
 
 REVIEW = "The plot was GREAT, superb<br />acting... but the ending was dull!"
 
@@ -100,7 +100,7 @@ def test_real_reviews_top_positive_words_matter_most():
     """On real reviews (model trained for ~30 s), removing the three most positive words of a
     positive review lowers P(pos), and by more than removing three random words."""
     from imdb_rnn.config import get_preset
-    from imdb_rnn.datasets import load_imdb
+    from imdb_rnn.data.imdb import load_imdb
 
     splits = load_imdb(DATA, splits=["train", "valid", "test"], limit=4000)
     config = get_preset("default").replace(

@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.export: a SavedModel that serves raw strings without imdb-rnn."""
+"""Tests for imdb_rnn.deploy.export: a SavedModel that serves raw strings without imdb-rnn."""
 
 import json
 import os
@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn import export as export_module
-from imdb_rnn.cli import EXIT_USAGE, app
-from imdb_rnn.export import ExportTargetError, export_saved_model
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.cli.commands import EXIT_USAGE, app
+from imdb_rnn.deploy import export as export_module
+from imdb_rnn.deploy.export import export_saved_model
+from imdb_rnn.errors import ExportTargetError
+from imdb_rnn.training.trainer import Trainer
 
 # Runs in a fresh interpreter that cannot import imdb_rnn (whether or not it is installed).
 _LOAD_WITHOUT_IMDB_RNN = r"""

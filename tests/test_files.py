@@ -5,14 +5,8 @@ import stat
 
 import pytest
 
-from imdb_rnn.files import (
-    ENV_MAX_FILE_BYTES,
-    FolderBusyError,
-    InputError,
-    folder_lock,
-    read_limited,
-    write_text,
-)
+from imdb_rnn.errors import FolderBusyError, InputError
+from imdb_rnn.files import ENV_MAX_FILE_BYTES, folder_lock, read_limited, write_text
 
 
 def test_atomic_files_get_the_usual_permissions(tmp_path):

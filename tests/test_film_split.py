@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import build_reviews, real_data_path, write_archive
-from imdb_rnn.config import ConfigError, DataConfig
-from imdb_rnn.datasets import DataError, film_holdout, load_imdb
+from imdb_rnn.config import DataConfig
+from imdb_rnn.data.imdb import film_holdout, load_imdb
+from imdb_rnn.errors import ConfigError, DataError
 
 _FILMS = 12
 

@@ -1,12 +1,13 @@
-"""Tests for imdb_rnn.finetune (discriminative learning rates, gradual unfreezing)."""
+"""Tests for imdb_rnn.training.finetune (discriminative learning rates, gradual unfreezing)."""
 
 import keras
 import numpy as np
 import pytest
 
-from imdb_rnn.config import ConfigError, ModelConfig, TrainingConfig
-from imdb_rnn.finetune import LayerwiseAdam, fine_tuning_optimizer, layer_groups
+from imdb_rnn.config import ModelConfig, TrainingConfig
+from imdb_rnn.errors import ConfigError
 from imdb_rnn.models import build_classifier
+from imdb_rnn.training.finetune import LayerwiseAdam, fine_tuning_optimizer, layer_groups
 
 _MODEL = ModelConfig(max_tokens=20, embedding_dim=4, rnn_units=2, dense_units=(3,))
 _IDS = np.array([[2, 3, 4, 5], [6, 7, 8, 0], [9, 10, 0, 0], [11, 12, 13, 14]], "int32")

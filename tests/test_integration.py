@@ -13,8 +13,9 @@ import pytest
 
 from conftest import real_data_path
 from imdb_rnn.config import get_preset
-from imdb_rnn.datasets import ImdbSplits, load_imdb
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.data.imdb import load_imdb
+from imdb_rnn.data.splits import ImdbSplits
+from imdb_rnn.training.trainer import Trainer
 
 DATA = real_data_path()
 pytestmark = [
@@ -72,7 +73,7 @@ def test_real_data_train_save_reload_predict(tmp_path):
     script = textwrap.dedent(
         f"""
         import json, sys
-        from imdb_rnn.trainer import Trainer
+        from imdb_rnn.training.trainer import Trainer
         reviews = json.loads(sys.stdin.read())
         print(json.dumps(Trainer.load({str(output)!r}).predict_proba(reviews).tolist()))
         """

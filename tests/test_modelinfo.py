@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.modelinfo and the `info` / `compare` commands: a look inside models."""
+"""inference.modelinfo and the `info` / `compare` commands: a look inside models."""
 
 import json
 import shutil
@@ -6,8 +6,8 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn.cli import app
-from imdb_rnn.modelinfo import compare_runs, model_info
+from imdb_rnn.cli.commands import app
+from imdb_rnn.inference.modelinfo import compare_runs, model_info
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_compare_names_runs_of_the_same_folder_name_by_path(tmp_path, trained_mo
     shutil.copytree(trained_model_dir, other)
     names = [run.name for run in compare_runs([trained_model_dir, other])]
     assert names == [str(trained_model_dir), str(other)]
-    from imdb_rnn.models import ModelFileError
+    from imdb_rnn.errors import ModelFileError
 
     with pytest.raises(ModelFileError, match="holds no"):
         compare_runs([tmp_path])

@@ -9,14 +9,9 @@ import tensorflow as tf
 
 from conftest import write_unknown_class_model
 from imdb_rnn.config import ModelConfig
+from imdb_rnn.errors import ModelFileError
 from imdb_rnn.layers import TextEncoder
-from imdb_rnn.models import (
-    ModelFileError,
-    build_classifier,
-    build_text_model,
-    load_text_model,
-    save_text_model,
-)
+from imdb_rnn.models import build_classifier, build_text_model, load_text_model, save_text_model
 
 TINY = {"max_tokens": 30, "embedding_dim": 4, "rnn_units": 3, "dense_units": (5,)}
 

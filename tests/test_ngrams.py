@@ -15,8 +15,8 @@ from imdb_rnn.ngrams import (
     fit_ngram_logits,
     naive_bayes_ratios,
 )
-from imdb_rnn.trainer import Trainer
-from imdb_rnn.workflows import train
+from imdb_rnn.training.trainer import Trainer
+from imdb_rnn.training.workflows import train
 
 
 def test_features_are_distinct_unigrams_and_hashed_bigrams():
@@ -117,7 +117,7 @@ def test_hybrid_reloads_with_the_same_scores(hybrid_dir):
 def test_hybrid_off_is_the_recurrent_classifier(imdb_archive):
     """ngram_buckets=0 builds and saves the recurrent classifier alone."""
     trainer = Trainer(tiny_config(epochs=1).replace(model={"ngram_buckets": 0}))
-    from imdb_rnn.datasets import load_imdb
+    from imdb_rnn.data.imdb import load_imdb
 
     trainer.fit(load_imdb(imdb_archive, splits=["train", "valid", "unsupervised"]))
     assert trainer.ngram_fit is None
@@ -126,7 +126,7 @@ def test_hybrid_off_is_the_recurrent_classifier(imdb_archive):
 
 def test_hybrid_exports_as_a_saved_model_with_the_same_scores(hybrid_dir, tmp_path):
     """The SavedModel of a hybrid serves the scores of the loaded model."""
-    from imdb_rnn.export import export_saved_model
+    from imdb_rnn.deploy.export import export_saved_model
 
     output, _ = hybrid_dir
     texts = ["A wonderful, moving film.", "Dull and boring, a waste.", ""]
@@ -139,7 +139,7 @@ def test_hybrid_exports_as_a_saved_model_with_the_same_scores(hybrid_dir, tmp_pa
 
 def test_hybrid_tflite_export_is_refused_with_a_pointer(hybrid_dir, tmp_path):
     """TensorFlow Lite export of a hybrid says to export a SavedModel instead."""
-    from imdb_rnn.tflite import export_tflite
+    from imdb_rnn.deploy.tflite import export_tflite
 
     output, _ = hybrid_dir
     with pytest.raises(ValueError, match="SavedModel"):
@@ -149,7 +149,7 @@ def test_hybrid_tflite_export_is_refused_with_a_pointer(hybrid_dir, tmp_path):
 
 def test_explanations_say_which_part_moved_the_answer(hybrid_dir):
     """Each part's share of the logit is given, and with the bias they make the logit."""
-    from imdb_rnn.explain import explained_rows
+    from imdb_rnn.inference.explain import explained_rows
 
     output, _ = hybrid_dir
     trainer = Trainer.load(output)
@@ -169,7 +169,7 @@ def test_an_interrupted_hybrid_resumes_to_the_same_model(imdb_archive, tmp_path)
     ends with the uninterrupted run's scores, also saved and reloaded in a fresh process."""
     import shutil
 
-    from imdb_rnn.datasets import load_imdb
+    from imdb_rnn.data.imdb import load_imdb
     from test_checkpoints import Snapshot
 
     splits = load_imdb(imdb_archive)

@@ -80,8 +80,8 @@ def test_mypy_types_the_public_names(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     revealed = [line for line in result.stdout.splitlines() if "Revealed type" in line]
     assert len(revealed) == 2, result.stdout
-    assert "-> imdb_rnn.trainer.Trainer" in revealed[0]
-    assert "-> imdb_rnn.results.TrainResult" in revealed[1]
+    assert "-> imdb_rnn.training.trainer.Trainer" in revealed[0]
+    assert "-> imdb_rnn.inference.results.TrainResult" in revealed[1]
 
 
 def test_library_errors_name_python_arguments_not_command_line_flags():

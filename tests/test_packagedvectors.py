@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn.cli import EXIT_USAGE, app
-from imdb_rnn.packagedvectors import PackagedVectorsError, write_vectors
+from imdb_rnn.cli.commands import EXIT_USAGE, app
+from imdb_rnn.data.packagedvectors import write_vectors
+from imdb_rnn.errors import PackagedVectorsError
 
 WORDS = ["the", ",", "film", "great", "awful"]
 
@@ -42,7 +43,7 @@ def fake_glove(tmp_path, monkeypatch):
 def test_writes_glove_text_that_the_reader_reads(tmp_path, fake_glove):
     """The package's vectors become GloVe's text format, one word a line, in the package's
     order, which `--word-vectors` reads back to the same numbers."""
-    from imdb_rnn.wordvectors import vector_dimension
+    from imdb_rnn.data.wordvectors import vector_dimension
 
     written = write_vectors("glove-6b-50d", tmp_path / "glove.txt")
     assert (written.words, written.dim) == (5, 4)

@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.packaging (`imdb-rnn package`) and the model card's front matter."""
+"""Tests for imdb_rnn.deploy.packaging (`imdb-rnn package`) and the model card's front matter."""
 
 import json
 import os
@@ -9,8 +9,8 @@ import zipfile
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn.cli import app
-from imdb_rnn.packaging import installed_models, package_model, resolve_model_dir
+from imdb_rnn.cli.commands import app
+from imdb_rnn.deploy.packaging import installed_models, package_model, resolve_model_dir
 
 
 def _install(wheel, target):
@@ -94,7 +94,7 @@ def test_package_refuses_bad_names_and_folders(tmp_path, trained_model_dir):
         package_model(trained_model_dir, tmp_path, name="Bad-Name")
     with pytest.raises(ValueError, match="version"):
         package_model(trained_model_dir, tmp_path, name="ok", version="one")
-    from imdb_rnn.models import ModelFileError
+    from imdb_rnn.errors import ModelFileError
 
     with pytest.raises(ModelFileError, match="holds no"):
         package_model(tmp_path, tmp_path / "dist")

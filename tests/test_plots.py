@@ -1,10 +1,10 @@
-"""Tests for imdb_rnn.plots: the PNG pictures of a run."""
+"""Tests for imdb_rnn.deploy.plots: the PNG pictures of a run."""
 
 import matplotlib.image
 import numpy as np
 import pytest
 
-from imdb_rnn.plots import save_confusion_matrix, save_training_curves
+from imdb_rnn.deploy.plots import save_confusion_matrix, save_training_curves
 
 HISTORY = {
     "loss": [0.69, 0.5, 0.4],
@@ -35,7 +35,7 @@ def test_training_curves_have_fixed_scales_and_a_chance_line(classes):
     ln(classes)): a flat run that learned nothing (loss 0.689 -> 0.693) looks flat."""
     import math
 
-    from imdb_rnn.plots import _training_curves
+    from imdb_rnn.deploy.plots import _training_curves
 
     flat = {"loss": [0.689, 0.693], "val_loss": [0.69, 0.692], "accuracy": [0.5, 0.49]}
     figure = _training_curves(flat, best_epoch=None, title=None, classes=classes)

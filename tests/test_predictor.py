@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.predictor (`imdb_rnn.load`) and models of more than two classes."""
+"""Tests for imdb_rnn.inference.predictor (`imdb_rnn.load`) and models of more than two classes."""
 
 import json
 
@@ -7,8 +7,8 @@ import pytest
 
 import imdb_rnn
 from conftest import TOPIC_WORDS
-from imdb_rnn import trainer as trainer_module
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.training import trainer as trainer_module
+from imdb_rnn.training.trainer import Trainer
 
 
 def test_three_classes_train_with_a_softmax_head(topic_model_dir):
@@ -84,7 +84,7 @@ def test_threshold_needs_two_classes(topic_model_dir):
 def test_explain_explains_the_predicted_class(topic_model_dir):
     """With more classes, the explanation is of the predicted class: its topic word pushes
     towards it."""
-    from imdb_rnn.explain import explained_rows
+    from imdb_rnn.inference.explain import explained_rows
 
     (row,) = explained_rows(Trainer.load(topic_model_dir), ["the red plot"])
     assert row["label"] == row["explained"] == "colour"

@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.pretrain (language-model pre-training) on the fixture archive."""
+"""Tests for imdb_rnn.pretraining.pretrain (language-model pre-training) on the fixture archive."""
 
 import json
 from pathlib import Path
@@ -7,21 +7,19 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from imdb_rnn.config import ConfigError
+from imdb_rnn.errors import ConfigError, EncoderError, TrainingInterrupted
 from imdb_rnn.models import build_classifier
-from imdb_rnn.pretrain import (
+from imdb_rnn.pretraining.pretrain import (
     CHECKPOINT_DIR,
     ENCODER_CONFIG_FILE,
-    EncoderError,
     PretrainConfig,
     encoder_vocabulary,
     load_encoder,
     pretrain,
     read_encoder,
 )
-from imdb_rnn.stopping import TrainingInterrupted
-from imdb_rnn.trainer import Trainer
-from imdb_rnn.workflows import train
+from imdb_rnn.training.trainer import Trainer
+from imdb_rnn.training.workflows import train
 
 
 def tiny_pretrain_config(**overrides: object) -> PretrainConfig:
@@ -160,7 +158,7 @@ def test_missing_encoder_is_a_config_error(tmp_path):
 
 def test_trainer_starts_from_the_encoder(encoder_dir, imdb_archive):
     """train with an encoder uses its vocabulary and its GRU weights before training."""
-    from imdb_rnn.datasets import load_imdb
+    from imdb_rnn.data.imdb import load_imdb
 
     config = tiny_config().replace(training={"encoder": str(encoder_dir)})
     encoder = read_encoder(encoder_dir)
@@ -209,7 +207,7 @@ def test_cli_pretrain_then_train_with_the_encoder(tmp_path, imdb_archive):
     """`imdb-rnn pretrain` writes an encoder with its curve; `train --encoder` uses it."""
     from typer.testing import CliRunner
 
-    from imdb_rnn.cli import app
+    from imdb_rnn.cli.commands import app
 
     runner = CliRunner()
     lm = tmp_path / "lm"
@@ -247,7 +245,7 @@ def test_cli_refuses_an_encoder_of_another_shape(tmp_path, encoder_dir, imdb_arc
     """A shape mismatch is one error line and exit code 2, not a traceback."""
     from typer.testing import CliRunner
 
-    from imdb_rnn.cli import EXIT_USAGE, app
+    from imdb_rnn.cli.commands import EXIT_USAGE, app
 
     result = CliRunner().invoke(
         app,
@@ -271,7 +269,8 @@ def test_presets_include_pretrained():
 
 def test_a_second_run_in_the_same_folder_is_refused(tmp_path, imdb_archive):
     """While one run holds the folder, another fails at once instead of mixing checkpoints."""
-    from imdb_rnn.files import FolderBusyError, folder_lock
+    from imdb_rnn.errors import FolderBusyError
+    from imdb_rnn.files import folder_lock
 
     with folder_lock(tmp_path / "lm"), pytest.raises(FolderBusyError):
         pretrain(imdb_archive, tmp_path / "lm", config=tiny_pretrain_config())

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import predict_in_new_process
-from imdb_rnn.cli import EXIT_DATA, EXIT_IO, EXIT_MODEL, EXIT_USAGE, app
+from imdb_rnn.cli.commands import EXIT_DATA, EXIT_IO, EXIT_MODEL, EXIT_USAGE, app
 from imdb_rnn.files import folder_lock
 
 TINY = [
@@ -115,7 +115,7 @@ def test_interrupted_overwrite_resumes_with_the_printed_command(tmp_path, imdb_a
 
 _KILLED_WHILE_SAVING = """
 import os, sys
-from imdb_rnn import trainer
+from imdb_rnn.training import trainer
 write_json = trainer.write_json
 
 def killed(path, *args, **kwargs):
@@ -125,7 +125,7 @@ def killed(path, *args, **kwargs):
 
 trainer.write_json = killed
 sys.argv = ["imdb-rnn", *sys.argv[1:]]
-from imdb_rnn.cli import main
+from imdb_rnn.cli.commands import main
 main()
 """
 

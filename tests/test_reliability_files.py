@@ -12,10 +12,11 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn import files, textio
-from imdb_rnn.cli import EXIT_DATA, EXIT_USAGE, app
-from imdb_rnn.datasets import DataError
-from imdb_rnn.sources import label_names_of, read_texts
+from imdb_rnn import files
+from imdb_rnn.cli.commands import EXIT_DATA, EXIT_USAGE, app
+from imdb_rnn.data import textio
+from imdb_rnn.data.sources import label_names_of, read_texts
+from imdb_rnn.errors import DataError
 
 
 def _fake_model_folder(path):
@@ -174,7 +175,8 @@ def test_data_file_linked_to_a_device_or_a_fifo_is_refused_at_once(tmp_path):
 
 def test_word_vectors_from_a_device_are_refused(tmp_path):
     """`--word-vectors /dev/zero` (or a link to it) is refused at once."""
-    from imdb_rnn.wordvectors import WordVectorsError, vector_dimension
+    from imdb_rnn.data.wordvectors import vector_dimension
+    from imdb_rnn.errors import WordVectorsError
 
     (tmp_path / "vectors.txt").symlink_to("/dev/zero")
     with pytest.raises(WordVectorsError, match="not a regular file"):
@@ -209,7 +211,7 @@ def test_training_csv_field_over_the_review_limit_is_refused(tmp_path, monkeypat
 
 def test_byte_order_marks_are_accepted_by_every_reader(tmp_path):
     """A UTF-8 BOM no longer breaks predict's CSV header, JSON Lines' first row or TOML."""
-    from imdb_rnn.tomlconfig import read_config_file
+    from imdb_rnn.config.toml import read_config_file
 
     bom = b"\xef\xbb\xbf"
     (tmp_path / "q.csv").write_bytes(bom + b"text\nWho ?\n")
@@ -364,7 +366,7 @@ def test_train_output_never_lands_in_a_model_folder_or_on_the_data(tmp_path, whe
 def test_eval_refuses_imdb_data_for_a_model_of_other_classes(monkeypatch, imdb_archive):
     """`eval TREC_MODEL --data aclImdb_v1.tar.gz` is refused (it scored neg / pos as two TREC
     classes, exit code 0)."""
-    from imdb_rnn import workflows
+    from imdb_rnn.training import workflows
 
     class OtherClasses:
         label_names = ("ABBR", "DESC", "HUM")
@@ -407,7 +409,7 @@ def test_huge_eval_batch_size_in_a_config_file_is_a_usage_error(tmp_path):
 
 def test_too_many_classes_are_refused(tmp_path):
     """A training file of 1,001 classes is refused (3,000 made a 99.5 MB metrics.json)."""
-    from imdb_rnn.sources import TextFiles, load_text_files
+    from imdb_rnn.data.sources import TextFiles, load_text_files
 
     path = tmp_path / "train.csv"
     path.write_text("text,label\n" + "".join(f"text {n},c{n}\n" for n in range(1001)))
@@ -417,7 +419,7 @@ def test_too_many_classes_are_refused(tmp_path):
 
 def test_confusion_picture_of_too_many_classes_is_refused(tmp_path):
     """A confusion picture of 51 classes is refused before drawing (3,000 took over 4 GB)."""
-    from imdb_rnn.plots import save_confusion_matrix
+    from imdb_rnn.deploy.plots import save_confusion_matrix
 
     labels = [f"c{n}" for n in range(51)]
     with pytest.raises(ValueError, match="at most 50 classes"):
@@ -443,7 +445,7 @@ def test_escape_sequences_in_labels_and_texts_are_shown_escaped():
     (--explain) is shown as `\\x1b`, never sent raw."""
     from rich.console import Console
 
-    from imdb_rnn import cli
+    from imdb_rnn.cli import commands as cli
 
     label = "\x1b]0;owned\x07HUM"
     row = {
@@ -504,8 +506,8 @@ def test_labels_are_read_as_written_and_in_one_normal_form(tmp_path):
 
 def test_labels_file_with_a_repeated_name_is_refused(tmp_path):
     """A `labels.json` naming one class twice is a damaged model (it was accepted)."""
+    from imdb_rnn.errors import ModelFileError
     from imdb_rnn.modeldir import read_labels
-    from imdb_rnn.models import ModelFileError
 
     (tmp_path / "labels.json").write_text('["HUM", "LOC", "HUM"]')
     with pytest.raises(ModelFileError, match="distinct class names"):
@@ -546,8 +548,8 @@ def test_sigterm_during_predict_output_leaves_no_temporary_file(trained_model_di
 
 def test_eval_on_a_split_of_one_class_warns(trained_model_dir, tmp_path):
     """A test file holding one class only is scored with a warning (99 % said nothing)."""
-    from imdb_rnn.sources import TextFiles
-    from imdb_rnn.workflows import evaluate
+    from imdb_rnn.data.sources import TextFiles
+    from imdb_rnn.training.workflows import evaluate
 
     path = tmp_path / "test.csv"
     path.write_text("text,label\n" + "a great film,pos\nsuperb and moving,pos\n" * 5)

@@ -1,4 +1,4 @@
-"""Self-training (`imdb_rnn.selftrain`): pseudo-labels from a teacher, through `imdb_rnn.train`."""
+"""Self-training (`training.selftrain`): pseudo-labels from a teacher, through `imdb_rnn.train`."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from conftest import build_reviews, tiny_config, write_archive
-from imdb_rnn.config import ConfigError
-from imdb_rnn.datasets import DataError, load_imdb
+from imdb_rnn.data.imdb import load_imdb
+from imdb_rnn.errors import ConfigError, DataError
 from imdb_rnn.modeldir import MODEL_FILE
-from imdb_rnn.selftrain import TEACHER_DIR, add_pseudo_labels, pseudo_label
-from imdb_rnn.workflows import train
+from imdb_rnn.training.selftrain import TEACHER_DIR, add_pseudo_labels, pseudo_label
+from imdb_rnn.training.workflows import train
 
 
 class FixedTeacher:
@@ -118,7 +118,7 @@ def _the_teacher_is_not_reused_with_other_options_or_data(output, config, imdb_a
     """A student killed before it was saved, rerun with other options (`--epochs`, `--seed`,
     `--max-tokens`, `--limit`) or on other data: the finished teacher is not reused ("Reusing
     the teacher trained earlier" with no check), the run is refused and the teacher kept."""
-    from imdb_rnn.checkpoints import CheckpointMismatchError
+    from imdb_rnn.errors import CheckpointMismatchError
 
     (output / MODEL_FILE).unlink()
     teacher = (output / TEACHER_DIR / MODEL_FILE).read_bytes()
@@ -145,7 +145,7 @@ def test_self_training_refuses_ensembles(imdb_archive):
 def test_own_data_without_unlabelled_texts_trains_without_self_training(tmp_path):
     """The default preset self-trains; a source without unlabelled texts trains one model and
     says that self-training was skipped, instead of failing."""
-    from imdb_rnn.sources import TextFiles
+    from imdb_rnn.data.sources import TextFiles
 
     rows = ["text,label"] + [
         f"{'great fine' if i % 2 else 'awful poor'} film {i},{'pos' if i % 2 else 'neg'}"
@@ -167,7 +167,7 @@ def test_own_data_without_unlabelled_texts_trains_without_self_training(tmp_path
 def test_a_recurrent_student_of_a_hybrid_teacher(tmp_path, imdb_archive):
     """`training.teacher_ngram_buckets` makes the teacher a hybrid; the saved student is the
     recurrent classifier alone (the `recurrent` preset's recipe)."""
-    from imdb_rnn.trainer import Trainer
+    from imdb_rnn.training.trainer import Trainer
 
     config = tiny_config(epochs=1, pseudo_label_threshold=0.5, teacher_ngram_buckets=256)
     output = tmp_path / "run"
@@ -189,7 +189,7 @@ def test_on_disk_and_ensembles_without_unlabelled_texts_skip_self_training(
 ):
     """`train --on-disk` (or an ensemble) under the default preset, with no unlabelled file,
     trains without self-training and says so, instead of asking to turn it off."""
-    from imdb_rnn.sources import TextFiles
+    from imdb_rnn.data.sources import TextFiles
 
     config = tiny_config(epochs=1, pseudo_label_threshold=0.9)
     if "ensemble_size" in options:
@@ -210,7 +210,7 @@ def test_on_disk_and_ensembles_without_unlabelled_texts_skip_self_training(
 def test_a_teacher_that_labels_nothing_says_so():
     """Zero pseudo-labels are reported as such: the student learns from the labelled texts
     alone."""
-    from imdb_rnn.selftrain import PseudoLabels
+    from imdb_rnn.training.selftrain import PseudoLabels
 
     none = PseudoLabels(unlabelled=2000, added=0, per_class={"neg": 0, "pos": 0}, threshold=0.9)
     assert none.describe().startswith("The teacher labelled none of the 2,000 unlabelled texts")

@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.serve: TensorFlow Serving's REST API, batching, limits, the page."""
+"""Tests for imdb_rnn.deploy.serve: TensorFlow Serving's REST API, batching, limits, the page."""
 
 import asyncio
 import base64
@@ -17,12 +17,12 @@ pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 from starlette.testclient import TestClient
 
-from imdb_rnn import serve as serve_module
-from imdb_rnn.cli import app
-from imdb_rnn.explain import explain
-from imdb_rnn.serve import MAX_TEXT_CHARACTERS, ServeOptions, create_app
-from imdb_rnn.trainer import Trainer
-from imdb_rnn.workflows import predict
+from imdb_rnn.cli.commands import app
+from imdb_rnn.deploy import serve as serve_module
+from imdb_rnn.deploy.serve import MAX_TEXT_CHARACTERS, ServeOptions, create_app
+from imdb_rnn.inference.explain import explain
+from imdb_rnn.training.trainer import Trainer
+from imdb_rnn.training.workflows import predict
 
 REVIEWS = [
     "A moving, wonderful film.",
@@ -177,7 +177,7 @@ def test_status_metadata_and_health(client):
 
 
 def test_explain_matches_predict_explain(client, trainer):
-    """The explain endpoint gives `imdb_rnn.explain`'s word weights, and every token of the
+    """The explain endpoint gives `inference.explain`'s word weights, and every token of the
     review as written with the weight of its word."""
     text = "A moving, WONDERFUL film... but the plot was dull."
     response = client.post(EXPLAIN, json={"instances": [text]})
@@ -475,7 +475,7 @@ def test_three_classes_columnar_format(topic_client):
 def test_three_classes_explain_matches_predict_explain(topic_client, topic_model_dir):
     """Explain on a three-class model gives the keys and weights of `imdb-rnn predict
     --explain --json` (weights move the predicted class), and the review's tokens."""
-    from imdb_rnn.explain import explained_rows
+    from imdb_rnn.inference.explain import explained_rows
 
     text = TOPIC_TEXTS[0]
     response = topic_client.post(EXPLAIN, json={"instances": [text]})

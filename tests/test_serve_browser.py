@@ -23,8 +23,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from imdb_rnn.serve import bind_socket, create_app, listening_url  # noqa: E402
-from imdb_rnn.trainer import Trainer  # noqa: E402
+from imdb_rnn.deploy.serve import bind_socket, create_app, listening_url  # noqa: E402
+from imdb_rnn.training.trainer import Trainer  # noqa: E402
 
 
 def _executable(variable, *names):

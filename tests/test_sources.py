@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.sources: CSV, TSV, JSON Lines and class-folder data sets."""
+"""Tests for imdb_rnn.data.sources: CSV, TSV, JSON Lines and class-folder data sets."""
 
 import json
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import topic_rows, write_topic_csv
-from imdb_rnn.datasets import UNLABELLED, DataError
-from imdb_rnn.sources import TextFiles, label_names_of, load_text_files, read_texts
+from imdb_rnn.data.sources import TextFiles, label_names_of, load_text_files, read_texts
+from imdb_rnn.data.splits import UNLABELLED
+from imdb_rnn.errors import DataError
 
 
 def _pairs(dataset, label_names):

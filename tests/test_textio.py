@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.textio: texts to classify from files, predictions to files."""
+"""Tests for imdb_rnn.data.textio: texts to classify from files, predictions to files."""
 
 import csv
 import io
@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from imdb_rnn import textio
-from imdb_rnn.datasets import DataError
-from imdb_rnn.textio import (
+from imdb_rnn.data import textio
+from imdb_rnn.data.textio import (
     guess_input_format,
     prediction_writer,
     read_texts_from_stream,
     read_texts_to_classify,
 )
+from imdb_rnn.errors import DataError
 
 
 def _texts(path, **options):

@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.tfdstext: any TFDS text classification set by name, on TFDS' mock data
+"""Tests for imdb_rnn.data.tfds: any TFDS text classification set by name, on TFDS' mock data
 (never the network)."""
 
 import json
@@ -8,11 +8,11 @@ import tensorflow_datasets as tfds
 from typer.testing import CliRunner
 
 from conftest import tiny_config
-from imdb_rnn import tfdstext
-from imdb_rnn.cli import EXIT_DATA, app
-from imdb_rnn.datasets import DataError
-from imdb_rnn.tfdstext import TfdsText, load_tfds_text, parse_tfds_source
-from imdb_rnn.workflows import evaluate, train
+from imdb_rnn.cli.commands import EXIT_DATA, app
+from imdb_rnn.data import tfds as tfdstext
+from imdb_rnn.data.tfds import TfdsText, load_tfds_text, parse_tfds_source
+from imdb_rnn.errors import DataError
+from imdb_rnn.training.workflows import evaluate, train
 
 AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")
 

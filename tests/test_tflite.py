@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.tflite and loading model files in other runtimes: TensorFlow Lite with
+"""Tests for imdb_rnn.deploy.tflite and loading model files in other runtimes: TensorFlow Lite with
 built-in ops only, and plain `keras.models.load_model`."""
 
 import json
@@ -12,9 +12,9 @@ import tensorflow as tf
 from typer.testing import CliRunner
 
 from conftest import tiny_config
-from imdb_rnn.cli import app
-from imdb_rnn.tflite import _interpreter, export_tflite, token_ids
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.cli.commands import app
+from imdb_rnn.deploy.tflite import _interpreter, export_tflite, token_ids
+from imdb_rnn.training.trainer import Trainer
 from test_export import _hundred_reviews
 
 # TensorFlow 2.21 announces that tf.lite.Interpreter moves to LiteRT; it still runs here.
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is depreca
 def short_model_dir(tmp_path_factory, imdb_archive):
     """A tiny model that keeps 32 tokens per review (the TFLite model unrolls 32 steps, which
     converts in seconds), with two stacked layers to cover sequences between layers."""
-    from imdb_rnn.workflows import train
+    from imdb_rnn.training.workflows import train
 
     output = tmp_path_factory.mktemp("short") / "run"
     config = tiny_config(epochs=3).replace(data={"max_length": 32}, model={"num_rnn_layers": 2})
@@ -153,7 +153,7 @@ def test_cli_export_tflite_of_three_classes(tmp_path, topic_model_dir):
 
 def test_overwrite_replaces_only_an_earlier_tflite_export(tmp_path, topic_model_dir):
     """--overwrite never deletes a folder that is not an export, nor the model folder."""
-    from imdb_rnn.export import ExportTargetError
+    from imdb_rnn.errors import ExportTargetError
 
     other = tmp_path / "notes"
     other.mkdir()
@@ -169,7 +169,7 @@ def test_overwrite_replaces_only_an_earlier_tflite_export(tmp_path, topic_model_
 @pytest.mark.slow
 def test_export_refuses_an_lstm_model(tmp_path, imdb_archive):
     """TensorFlow Lite export rebuilds GRUs only; an LSTM model is a clear ValueError."""
-    from imdb_rnn.workflows import train
+    from imdb_rnn.training.workflows import train
 
     output = tmp_path / "lstm"
     train(tiny_config(epochs=1).replace(model={"cell": "lstm"}), source=imdb_archive, output=output)

@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.tokencache: training from a token cache on disk."""
+"""Tests for imdb_rnn.training.ondisk: training from a token cache on disk."""
 
 import json
 
@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config
+from imdb_rnn.data.sources import TextFiles
 from imdb_rnn.layers import TextEncoder
-from imdb_rnn.sources import TextFiles
-from imdb_rnn.tokencache import build_token_cache, cache_batches
-from imdb_rnn.trainer import Trainer
+from imdb_rnn.training.ondisk import build_token_cache, cache_batches
+from imdb_rnn.training.trainer import Trainer
 
 
 def _cache(tmp_path, count=300):
@@ -65,7 +65,7 @@ def test_batches_cover_every_row_once_per_epoch(tmp_path, batch_size):
 def test_train_on_disk_writes_a_model(tmp_path, topic_files):
     """--on-disk training streams the file, carves validation, evaluates the test file and
     saves a model directory that loads and predicts like any other."""
-    from imdb_rnn.tokencache import train_on_disk
+    from imdb_rnn.training.ondisk import train_on_disk
 
     output = tmp_path / "run"
     files = TextFiles(train=topic_files["train"], test=topic_files["test"])

@@ -1,17 +1,18 @@
-"""Tests for imdb_rnn.tomlconfig: TOML run configs."""
+"""Tests for imdb_rnn.config.toml: TOML run configs."""
 
 import sys
 
 import pytest
 
-from imdb_rnn.config import PRESETS, ConfigError, RunConfig, get_preset
-from imdb_rnn.tomlconfig import (
+from imdb_rnn.config import PRESETS, RunConfig, get_preset
+from imdb_rnn.config.toml import (
     _toml_value,
     config_from_toml,
     config_to_toml,
     read_config_file,
     resolve_config,
 )
+from imdb_rnn.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

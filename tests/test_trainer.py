@@ -1,4 +1,4 @@
-"""Tests for imdb_rnn.trainer on the fixture archive."""
+"""Tests for imdb_rnn.training.trainer on the fixture archive."""
 
 import errno
 import json
@@ -12,11 +12,11 @@ import tensorflow as tf
 from conftest import build_reviews, tiny_config, write_archive
 from imdb_rnn import native
 from imdb_rnn.config import RunConfig
-from imdb_rnn.datasets import load_imdb
-from imdb_rnn.models import ModelFileError
-from imdb_rnn.results import EvaluationResult
-from imdb_rnn.trainer import Trainer
-from imdb_rnn.workflows import evaluate, predict, train
+from imdb_rnn.data.imdb import load_imdb
+from imdb_rnn.errors import ModelFileError
+from imdb_rnn.inference.results import EvaluationResult
+from imdb_rnn.training.trainer import Trainer
+from imdb_rnn.training.workflows import evaluate, predict, train
 
 
 def test_metrics_from_logits():

@@ -1,4 +1,4 @@
-"""Pre-trained word vectors (`model.word_vectors`, imdb_rnn.wordvectors)."""
+"""Pre-trained word vectors (`model.word_vectors`, imdb_rnn.data.wordvectors)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import _NEUTRAL, TOPIC_WORDS, tiny_config, topic_rows, write_topic_csv
-from imdb_rnn.config import ConfigError
-from imdb_rnn.wordvectors import (
-    VECTOR_STD,
-    WordVectorsError,
-    read_word_vectors,
-    vector_dimension,
-)
+from imdb_rnn.data.wordvectors import VECTOR_STD, read_word_vectors, vector_dimension
+from imdb_rnn.errors import ConfigError, WordVectorsError
 
 #: Topic words the training texts never use: only their vectors say which topic they are.
 UNSEEN_WORDS = {
@@ -156,8 +151,8 @@ def _accuracy(predictions: list[dict[str, object]], rows: list[tuple[str, str]])
 def vectors_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A three-class model trained with the vector file on `topic_rows(1, 40)` (shared,
     read-only); the folder beside it holds that vector file and training file."""
-    from imdb_rnn.sources import TextFiles
-    from imdb_rnn.workflows import train
+    from imdb_rnn.data.sources import TextFiles
+    from imdb_rnn.training.workflows import train
 
     folder = tmp_path_factory.mktemp("word-vectors")
     vectors = write_vectors(folder / "vectors.txt")
@@ -169,8 +164,8 @@ def vectors_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_unseen_words_keep_their_meaning(tmp_path: Path, vectors_model_dir: Path) -> None:
     import imdb_rnn
-    from imdb_rnn.sources import TextFiles
-    from imdb_rnn.workflows import train
+    from imdb_rnn.data.sources import TextFiles
+    from imdb_rnn.training.workflows import train
 
     train_csv = vectors_model_dir.parent / "train.csv"
     train(_topic_config(None), source=TextFiles(train=train_csv), output=tmp_path / "none")
@@ -194,8 +189,8 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
     ends with the history and logits of the run that never stopped."""
     import shutil
 
-    from imdb_rnn.sources import TextFiles, load_text_files
-    from imdb_rnn.trainer import Trainer
+    from imdb_rnn.data.sources import TextFiles, load_text_files
+    from imdb_rnn.training.trainer import Trainer
     from test_checkpoints import Snapshot
 
     vectors = write_vectors(tmp_path / "vectors.txt")
@@ -248,8 +243,8 @@ def test_saved_model_export_serves_it_and_tflite_refuses(
     import tensorflow as tf
 
     import imdb_rnn
-    from imdb_rnn.export import export_saved_model
-    from imdb_rnn.tflite import export_tflite
+    from imdb_rnn.deploy.export import export_saved_model
+    from imdb_rnn.deploy.tflite import export_tflite
 
     texts = ["the lion", "a crimson scene"]
     served = tf.saved_model.load(str(export_saved_model(vectors_model_dir, tmp_path / "sm")))
@@ -261,8 +256,8 @@ def test_saved_model_export_serves_it_and_tflite_refuses(
 
 
 def test_train_checks_the_file_before_reading_the_data(tmp_path: Path) -> None:
-    from imdb_rnn.sources import TextFiles
-    from imdb_rnn.workflows import train
+    from imdb_rnn.data.sources import TextFiles
+    from imdb_rnn.training.workflows import train
 
     stages: list[str] = []
     config = _topic_config(tmp_path / "absent.txt")
@@ -277,8 +272,8 @@ def test_on_disk_and_ensemble_runs_take_the_vectors(tmp_path: Path) -> None:
     """The streamed (`on_disk`) and ensemble paths extend the vocabulary and record the vectors
     as the in-memory path does, and their unseen topic words keep their meaning."""
     import imdb_rnn
-    from imdb_rnn.sources import TextFiles
-    from imdb_rnn.workflows import train
+    from imdb_rnn.data.sources import TextFiles
+    from imdb_rnn.training.workflows import train
 
     vectors = write_vectors(tmp_path / "vectors.txt")
     files = TextFiles(train=write_topic_csv(tmp_path / "train.csv", topic_rows(1, 40)))
@@ -303,10 +298,10 @@ def test_adversarial_training_perturbs_both_embeddings(tmp_path: Path) -> None:
     import keras
 
     import imdb_rnn
-    from imdb_rnn.adversarial import use_adversarial_training
+    from imdb_rnn.data.sources import TextFiles
     from imdb_rnn.models import build_classifier
-    from imdb_rnn.sources import TextFiles
-    from imdb_rnn.workflows import train
+    from imdb_rnn.training.objectives import use_adversarial_training
+    from imdb_rnn.training.workflows import train
 
     config = _topic_config(write_vectors(tmp_path / "vectors.txt"))
     matrix = np.random.default_rng(0).normal(0, 0.1, (20, 6)).astype(np.float32)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import tiny_config
-from imdb_rnn.config import ConfigError
-from imdb_rnn.modeldir import MODEL_FILE, OutputExistsError
-from imdb_rnn.workflows import train
+from imdb_rnn.errors import ConfigError, OutputExistsError
+from imdb_rnn.modeldir import MODEL_FILE
+from imdb_rnn.training.workflows import train
 
 
 def test_a_finished_model_is_refused_without_overwrite(trained_model_dir, imdb_archive):

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from imdb_rnn.errors import FolderBusyError, InputError, OutputPathError
+
 __all__ = [
     "ENV_MAX_FILE_BYTES",
     "ENV_MAX_MODEL_BYTES",
@@ -73,10 +75,6 @@ _DEFAULT_LIMITS = {
     ENV_MAX_FILE_BYTES: 64 << 20,
     ENV_MAX_MODEL_BYTES: 2 << 30,
 }
-
-
-class InputError(ValueError):
-    """An input is not a regular file where one is expected, or is over its size limit."""
 
 
 def byte_limit(variable: str) -> int:
@@ -227,11 +225,6 @@ def folder_files(root: str | os.PathLike[str]) -> list[Path]:
             if not name.startswith(".") and stat.S_ISREG(path.lstat().st_mode):
                 found.append(path)
     return sorted(found)
-
-
-class OutputPathError(ValueError):
-    """A command was asked to write where the output rule forbids: over one of its inputs,
-    into a model folder that is not its output, or over a device, FIFO or socket."""
 
 
 #: Files and folders that mark a folder as a model folder (written by imdb-rnn: a trained model,
@@ -414,10 +407,6 @@ def remove_owned(folder: str | os.PathLike[str], patterns: Sequence[str]) -> Non
 
 
 _TEMPORARY = ".tmp"  # infix of temporary names: `.model.k2j4a9.tmp.keras`
-
-
-class FolderBusyError(OSError):
-    """Another process holds the folder's lock (another `train` writes into it)."""
 
 
 @contextlib.contextmanager

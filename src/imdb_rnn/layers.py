@@ -208,7 +208,7 @@ class TextEncoder(keras.layers.Layer):
 class KnownIds(keras.layers.Layer):
     """Maps the token ids at or above `vocabulary_size` to the out-of-vocabulary id: an
     embedding over the first `vocabulary_size` words of a larger vocabulary (the trainable
-    embedding beside pre-trained word vectors, `imdb_rnn.wordvectors`).
+    embedding beside pre-trained word vectors, `imdb_rnn.data.wordvectors`).
 
     Example:
 

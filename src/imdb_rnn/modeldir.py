@@ -5,7 +5,7 @@ A model directory holds `model.keras` (the end-to-end model, raw strings to logi
 `config.json` and `config.toml` (the run's config), `history.json` (per-epoch logs),
 `labels.json` (the class names, in the order of the model's outputs), `metrics.json` (the
 `TrainResult`), `README.md` (the model card), `curves.png`, and while training
-`checkpoint/` (see `imdb_rnn.checkpoints`) and `logs/` (TensorBoard).
+`checkpoint/` (see `imdb_rnn.training.checkpoints`) and `logs/` (TensorBoard).
 
 Example:
 
@@ -18,7 +18,7 @@ False
 >>> check_output(folder, overwrite=False)
 Traceback (most recent call last):
 ...
-imdb_rnn.modeldir.OutputExistsError: ... already holds a model; pass overwrite=True to replace \
+imdb_rnn.errors.OutputExistsError: ... already holds a model; pass overwrite=True to replace \
 it or choose another output=.
 """
 
@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from imdb_rnn import files
-from imdb_rnn.config import ConfigError
-from imdb_rnn.files import InputError, decode_text, folder_lock, read_limited, remove_owned
+from imdb_rnn.errors import InputError, OutputExistsError
+from imdb_rnn.files import decode_text, folder_lock, read_limited, remove_owned
 
 # No TensorFlow at import (datasets and models import it where needed): the CLI checks the
 # output folder with check_output before it pays for importing TensorFlow.
@@ -79,18 +79,14 @@ MODEL_FOLDER_FILES = (
     METRICS_FILE,
     "README.md",
     "curves.png",
-    "fingerprint.json",  # a self-training teacher's (`imdb_rnn.workflows.FINGERPRINT_FILE`)
+    "fingerprint.json",  # a self-training teacher's (`workflows.FINGERPRINT_FILE`)
     RUN_MARKER,
     ".*.tmp*",
 )
 #: TensorBoard's files inside `LOGS_DIR`: a fresh run removes these and nothing else there.
 _LOG_FILES = ("train/events.out.tfevents.*", "validation/events.out.tfevents.*")
-#: The checkpoint folder inside a model directory (`imdb_rnn.checkpoints.CHECKPOINT_DIR`).
+#: The checkpoint folder inside a model directory (`imdb_rnn.training.checkpoints.CHECKPOINT_DIR`).
 _CHECKPOINT_STATE = Path("checkpoint") / "state.json"
-
-
-class OutputExistsError(ConfigError):
-    """The output folder already holds a model, and `overwrite` was not given."""
 
 
 def holds_unfinished_run(output: str | os.PathLike[str]) -> bool:
@@ -105,7 +101,7 @@ def is_run_folder(output: str | os.PathLike[str]) -> bool:
     the mark (`RUN_MARKER`) a run leaves before it writes anything else."""
     output = Path(output)
     marks = (MODEL_FILE, _CHECKPOINT_STATE, RUN_MARKER)
-    # A self-training run stopped after its teacher (`imdb_rnn.selftrain.TEACHER_DIR`).
+    # A self-training run stopped after its teacher (`imdb_rnn.training.selftrain.TEACHER_DIR`).
     return any(os.path.lexists(output / name) for name in marks) or any(
         os.path.lexists(output / "teacher" / name) for name in marks
     )
@@ -215,8 +211,8 @@ def read_json(path: Path, *, what: str) -> Any:
 
 def read_labels(directory: Path, outputs: int) -> tuple[str, ...]:
     """The class names saved beside a model (`labels.json`); IMDB's without the file."""
-    from imdb_rnn.datasets import LABEL_NAMES
-    from imdb_rnn.models import ModelFileError
+    from imdb_rnn.data.splits import LABEL_NAMES
+    from imdb_rnn.errors import ModelFileError
 
     path = directory / LABELS_FILE
     if not path.exists():

@@ -20,7 +20,8 @@ import keras
 import numpy as np
 
 from imdb_rnn.config import ModelConfig, RunConfig
-from imdb_rnn.files import ENV_MAX_MODEL_BYTES, InputError, atomic_path, byte_limit
+from imdb_rnn.errors import InputError, ModelFileError
+from imdb_rnn.files import ENV_MAX_MODEL_BYTES, atomic_path, byte_limit
 from imdb_rnn.layers import KnownIds, TextEncoder, recurrent_stack
 from imdb_rnn.ngrams import Blend, NgramFeatures, NgramLogits
 
@@ -41,10 +42,6 @@ _KERAS_FILES = {*_KERAS_MEMBERS, "model.weights.h5"}
 _ASSET = re.compile(r"assets/(?:[\w.-]+/)*vocabulary\.txt|assets/(?:[\w.-]+/)*")
 
 
-class ModelFileError(ValueError):
-    """A model file is missing, corrupt or holds something imdb-rnn does not load."""
-
-
 def build_classifier(
     config: ModelConfig,
     *,
@@ -61,7 +58,7 @@ def build_classifier(
         config: a `ModelConfig`.
         num_classes: number of classes, at least 2. Default 2.
         word_vectors: with `config.word_vectors`, the pre-trained vectors: a `(vocabulary,
-            dim)` matrix (`imdb_rnn.wordvectors.read_word_vectors`). Default None.
+            dim)` matrix (`imdb_rnn.data.wordvectors.read_word_vectors`). Default None.
 
     Returns:
         An uncompiled `keras.Model` from int32 ids `(batch, time)` to logits `(batch, 1)`, or
@@ -159,7 +156,7 @@ def _two_embeddings(
     word_vectors: np.ndarray | None,
 ) -> keras.KerasTensor:
     # The trainable embedding over the `max_tokens` training words (the rest are unknown to
-    # it), beside the pre-trained vectors over the whole vocabulary (imdb_rnn.wordvectors).
+    # it), beside the pre-trained vectors over the whole vocabulary (imdb_rnn.data.wordvectors).
     if word_vectors is None:
         raise ValueError(
             f"Expected word_vectors (the matrix) for word_vectors="

@@ -41,6 +41,7 @@ from typing import Any
 import tensorflow as tf
 
 from imdb_rnn import devices
+from imdb_rnn.errors import NativeBuildError
 from imdb_rnn.files import current_umask, write_text
 
 __all__ = [
@@ -74,10 +75,6 @@ _failure: str | None = None
 _disabled_depth = 0
 
 
-class NativeBuildError(RuntimeError):
-    """The native kernel could not be compiled or loaded; the message says why."""
-
-
 def _switched_off() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "off", "no")
 
@@ -86,7 +83,7 @@ def _switched_off() -> bool:
 def disabled() -> Iterator[None]:
     """Within this block, layers traced use TensorFlow's graph loop instead of the native op.
 
-    `imdb_rnn.export` traces under it, so that a SavedModel never holds the op (a model server
+    `deploy.export` traces under it, so that a SavedModel never holds the op (a model server
     without this package could not run it).
     """
     global _disabled_depth

@@ -260,9 +260,7 @@ def naive_bayes_ratios(
     return ratios.astype(np.float32), seen
 
 
-def _features(
-    layer: NgramFeatures, ids: tf.RaggedTensor, batch_size: int = 256
-) -> tf.RaggedTensor:
+def _features(layer: NgramFeatures, ids: tf.RaggedTensor, batch_size: int = 256) -> tf.RaggedTensor:
     """Each row's distinct feature ids (without zeros), as an int32 ragged tensor."""
     parts = []
     for start in range(0, int(ids.nrows()), batch_size):
@@ -406,9 +404,7 @@ def fit_blend(
     labels = np.asarray(labels)
     units = recurrent.shape[1]
     onehot = (
-        labels[:, None].astype(np.float64)
-        if units == 1
-        else np.eye(units)[labels.astype(np.int64)]
+        labels[:, None].astype(np.float64) if units == 1 else np.eye(units)[labels.astype(np.int64)]
     )
     mix, bias = np.array([1.0, 1.0]), np.zeros(units)
     # Plain gradient descent with Adam steps on a convex problem of units + 2 parameters.

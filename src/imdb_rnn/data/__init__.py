@@ -1,0 +1,1 @@
+"""Data: sources (IMDB archive, TFDS, your own files) -> splits -> `tf.data` pipelines."""

@@ -1,0 +1,1 @@
+"""Inference: a loaded classifier, its predictions, results, decisions and explanations."""

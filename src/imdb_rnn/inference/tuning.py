@@ -1,0 +1,172 @@
+"""Tuning a saved model's decision on a labelled split: the two-class threshold that maximises a
+metric (`imdb-rnn eval --tune-threshold f1`) and the temperature that calibrates its
+probabilities (`eval --calibrate`), saved as `decision.json` in the model directory (see
+`imdb_rnn.inference.decision`), with the model card brought up to date.
+
+Tune on the validation split (`split="valid"`) or on a file of your own, never on the test
+split you report: a threshold chosen on the test split makes its metrics optimistic.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imdb_rnn.data.sources import BadRows, TextFiles
+from imdb_rnn.data.tfds import TfdsText
+from imdb_rnn.deploy.card import CARD_FILE, model_card
+from imdb_rnn.devices import prepare_native_kernel
+from imdb_rnn.files import write_text
+from imdb_rnn.inference.calibration import fit_temperature, tune_threshold
+from imdb_rnn.inference.decision import Decision, write_decision
+from imdb_rnn.inference.results import EvaluationResult
+from imdb_rnn.modeldir import METRICS_FILE, read_json
+from imdb_rnn.training.trainer import StageCallback, Trainer
+from imdb_rnn.training.workflows import read_splits
+
+__all__ = ["TunedDecision", "tune_decision"]
+
+
+@dataclass(frozen=True)
+class TunedDecision:
+    """What `tune_decision` chose and saved.
+
+    Attributes:
+        decision: the saved `Decision`.
+        before: the metrics on the split with the decision the model had before.
+        after: the metrics on the split with the new decision.
+        path: the `decision.json` written.
+    """
+
+    decision: Decision
+    before: EvaluationResult
+    after: EvaluationResult
+    path: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision.to_dict(),
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "path": str(self.path),
+        }
+
+
+def tune_decision(
+    model_dir: str | os.PathLike[str],
+    *,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None = None,
+    split: str = "valid",
+    metric: str | None = "accuracy",
+    calibrate: bool = False,
+    limit: int | None = None,
+    on_stage: StageCallback | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> TunedDecision:
+    """Chooses a saved model's threshold (and temperature) on a labelled split and saves them.
+
+    Args:
+        model_dir: a model directory written by `train`.
+        source: the data, as `imdb_rnn.evaluate` takes it. Default None: `IMDB_RNN_DATA`,
+            else TFDS.
+        split: `"valid"` or `"test"`. Default "valid".
+        metric: what the threshold maximises, one of `calibration.THRESHOLD_METRICS`; two
+            classes only. None: keep the saved threshold. Default "accuracy".
+        calibrate: also fit the temperature that minimises the split's cross-entropy (temperature
+            scaling; it changes the probabilities, never the ranking). Default False.
+        limit: use at most this many texts. Default None (all).
+        on_stage: called with a short description as each stage starts.
+        data_dir: TFDS data directory.
+
+    Returns:
+        A `TunedDecision`: the decision, and the split's metrics before and after.
+
+    Raises:
+        ModelFileError: if the model directory cannot be loaded.
+        DataError: if the data cannot be read.
+        ValueError: if `split` or `metric` is unknown, `metric` is given for a model of more
+            than two classes, or neither `metric` nor `calibrate` is given.
+    """
+    if split not in ("test", "valid"):
+        raise ValueError(f"Expected split to be 'test' or 'valid'. Received: split={split!r}")
+    if metric is None and not calibrate:
+        raise ValueError("Nothing to tune: give metric= (the threshold) or calibrate=True.")
+    stage = on_stage or (lambda name: None)
+    prepare_native_kernel(on_stage=stage)
+    stage("Loading the model")
+    trainer = Trainer.load(model_dir)
+    if metric is not None and trainer.num_classes != 2:
+        raise ValueError(
+            f"A threshold needs a two-class model; this one has {trainer.num_classes} classes. "
+            f"Received: metric={metric!r}"
+        )
+    stage("Reading data")
+    splits = read_splits(
+        source,
+        trainer.config,
+        splits=[split],
+        limit=limit,
+        data_dir=data_dir,
+        label_names=trainer.label_names,
+    )
+    if splits.bad_rows:
+        stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
+    stage("Predicting")
+    logits, labels = trainer.logits_and_labels(splits[split], pipeline="sorted")
+    old = trainer.decision
+    before = _metrics(logits, labels, trainer, old)
+    temperature = fit_temperature(logits, labels) if calibrate else old.temperature
+    threshold, value = old.threshold, old.value
+    if metric is not None:
+        scaled = np.asarray(logits, dtype=np.float64).reshape(-1) / temperature
+        threshold, value = tune_threshold(1.0 / (1.0 + np.exp(-scaled)), labels, metric)
+    decision = Decision(
+        threshold=threshold,
+        temperature=temperature,
+        metric=metric if metric is not None else old.metric,
+        split=_split_name(source, split),
+        value=value,
+    )
+    after = _metrics(logits, labels, trainer, decision)
+    stage("Saving the decision")
+    path = write_decision(model_dir, decision)
+    _refresh_card(Path(model_dir), trainer, decision)
+    return TunedDecision(decision=decision, before=before, after=after, path=path)
+
+
+def _metrics(
+    logits: np.ndarray, labels: np.ndarray, trainer: Trainer, decision: Decision
+) -> EvaluationResult:
+    return EvaluationResult.from_logits(
+        np.asarray(logits, dtype=np.float64) / decision.temperature,
+        labels,
+        0.0,
+        label_names=trainer.label_names,
+        threshold=decision.threshold,
+    )
+
+
+def _split_name(source: Any, split: str) -> str:
+    if isinstance(source, TextFiles):
+        chosen = source.test if split == "test" else (source.valid or source.train)
+        return f"{split} ({Path(chosen).name})" if chosen is not None else split
+    return split
+
+
+def _refresh_card(directory: Path, trainer: Trainer, decision: Decision) -> None:
+    """Rewrites the model card with the decision, where the run's metrics.json is there."""
+    metrics_path = directory / METRICS_FILE
+    if not metrics_path.is_file():
+        return
+    try:
+        result = read_json(metrics_path, what="The metrics file")
+    except (ValueError, OSError, RecursionError):
+        return
+    if isinstance(result, dict):
+        card = model_card(result, trainer.config, name=directory.name, decision=decision)
+        write_text(directory / CARD_FILE, card)

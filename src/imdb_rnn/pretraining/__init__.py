@@ -1,0 +1,1 @@
+"""Language-model pre-training of the classifier's encoder."""

@@ -1,0 +1,1 @@
+"""Training: the trainer, its plans, the epoch loop, objectives, checkpoints, stops, strategies."""

@@ -1,0 +1,803 @@
+r"""The one-call workflows, as the CLI runs them: `train`, `evaluate` and `predict`.
+
+Each is one typed function with keyword-only options; `imdb-rnn train | eval | predict` parse
+their options, call it and render its result. The path of a training run, from the command to
+the optimizer step: `cli.train` -> `workflows.train` (the output folder's rules, the chief, the
+lock) -> `Trainer.fit` (vocabulary, batches, model, resume) -> `EpochLoop.run` (epochs, batches,
+checkpoints) -> its compiled step (`adversarial.training_objective`, the optimizer).
+
+Example (a tiny own-data run; see `imdb_rnn.data.sources` for the formats):
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from imdb_rnn import RunConfig, TextFiles
+>>> folder = Path(tempfile.mkdtemp())
+>>> _ = (folder / "train.csv").write_text(
+...     "text,label\n" + "a great film,pos\nan awful film,neg\n" * 12)
+>>> config = RunConfig().replace(
+...     model={"max_tokens": 20, "embedding_dim": 4, "rnn_units": 2, "dense_units": (4,)},
+...     training={"epochs": 1, "adversarial_epsilon": 0.0})
+>>> result = train(config, source=TextFiles(train=folder / "train.csv"), evaluate_test=False)
+>>> result.epochs, result.label_names
+(1, ['neg', 'pos'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imdb_rnn.config import RunConfig
+from imdb_rnn.data.imdb import load_imdb
+from imdb_rnn.data.sources import BadRows, TextFiles, load_text_files
+from imdb_rnn.data.splits import LABEL_NAMES, ImdbSplits
+from imdb_rnn.data.tfds import TfdsText, load_tfds_text
+from imdb_rnn.data.wordvectors import vector_dimension
+from imdb_rnn.devices import prepare_native_kernel, rnn_kernel_name
+from imdb_rnn.errors import (
+    CheckpointMismatchError,
+    ConfigError,
+    DataError,
+    OutputPathError,
+    ValidationOverlapWarning,
+)
+from imdb_rnn.files import check_output_folder, folder_lock, remove_owned, write_json, write_text
+from imdb_rnn.inference.results import EvaluationResult, TrainResult
+from imdb_rnn.modeldir import (
+    MODEL_FILE,
+    MODEL_FOLDER_FILES,
+    RUN_MARKER,
+    check_output,
+    check_writable,
+    prepare_logs,
+    read_json,
+    versions,
+)
+from imdb_rnn.training.checkpoints import (
+    CHECKPOINT_DIR,
+    OWN_FILES as CHECKPOINT_FILES,
+    STATE_FILE,
+    Checkpoint,
+    config_differences,
+    data_differences,
+    data_fingerprint,
+)
+from imdb_rnn.training.distribute import is_chief, strategy_name
+from imdb_rnn.training.selftrain import TEACHER_DIR, PseudoLabels, add_pseudo_labels
+from imdb_rnn.training.stopping import SignalStop
+from imdb_rnn.training.trainer import StageCallback, Trainer
+
+__all__ = [
+    "ValidationOverlapWarning",
+    "evaluate",
+    "label_of",
+    "predict",
+    "prediction_rows",
+    "tensorboard_callback",
+    "train",
+]
+
+
+def tensorboard_callback(log_dir: str | os.PathLike[str]) -> keras.callbacks.TensorBoard:
+    """Returns Keras' TensorBoard callback writing per-epoch scalars (loss, accuracy, learning
+    rate; validation under `validation/`) into `log_dir`.
+
+    Raises:
+        ModuleNotFoundError: if the `tensorboard` package is not installed (TensorFlow writes
+            summaries through it); checked here rather than after the first epoch.
+    """
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ModuleNotFoundError(
+            "TensorBoard logging needs the tensorboard package: pip install tensorboard",
+            name="tensorboard",
+        )
+    return keras.callbacks.TensorBoard(log_dir=os.fspath(log_dir), write_graph=False)
+
+
+def train(
+    config: RunConfig,
+    *,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None = None,
+    output: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    evaluate_test: bool = True,
+    callbacks: Iterable[keras.callbacks.Callback] = (),
+    on_stage: StageCallback | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    tensorboard: bool | str | os.PathLike[str] = False,
+    stop: SignalStop | None = None,
+    strategy: str | tf.distribute.Strategy = "auto",
+    on_disk: bool = False,
+) -> TrainResult:
+    """Loads the data, trains a model, evaluates it and saves it, with a picture of its training
+    curves (`curves.png`: loss and accuracy per epoch, training and validation) and a model card.
+
+    This is what `imdb-rnn train` runs, rules included. With an `output`: a folder holding a
+    finished model is refused unless `overwrite=True`; the folder is created and probed for
+    writing before any data is read; one run at a time writes into it; training writes
+    resumable checkpoints to `output/checkpoint/` and, if that folder holds an unfinished run of
+    the same config, continues it (`overwrite=True` discards it); the checkpoint is deleted once
+    the model is saved.
+
+    In a multi-worker cluster, run the same call on every worker: only the chief writes
+    `output`, its checkpoints and TensorBoard logs; the other workers write theirs to temporary
+    folders, which they delete.
+
+    Args:
+        config: the run configuration. With `training.ensemble_size` above 1,
+            `imdb_rnn.training.ensemble.train_ensemble` trains the ensemble instead (on one device,
+            without checkpoints).
+        source: data source: an IMDB source (see `load_imdb`), or a `TextFiles` naming your
+            own CSV, TSV, JSON Lines files or class folders (see `imdb_rnn.data.sources`; the labels
+            come from its training file), or a `TfdsText` naming any TFDS text classification
+            data set (see `imdb_rnn.data.tfds`). Default None: `IMDB_RNN_DATA`, else TFDS.
+        output: model directory to write. Default None: nothing is saved.
+        overwrite: replace a model in `output`, or discard an unfinished run there, instead of
+            refusing (a model) or resuming (a run). Default False.
+        evaluate_test: evaluate on the test split after training (if the source has one).
+            Default True.
+        callbacks: extra Keras callbacks (a progress display ...).
+        on_stage: called with a short description as each stage starts.
+        data_dir: TFDS data directory.
+        tensorboard: write TensorBoard event files (`train/` and `validation/`: loss, accuracy
+            and learning rate per epoch): True for `output/logs` (emptied when a fresh run
+            starts, added to when one resumes), or a folder to write into as it is. Default
+            False: none.
+        stop: a `SignalStop` whose signals end training after the current batch.
+        strategy: `"auto"`, `"default"`, `"mirrored"` or `"multi-worker"`, or a
+            `tf.distribute.Strategy` (see `Trainer`). Default "auto".
+        on_disk: `source` being a `TextFiles`: tokenise its training file once into a cache in
+            `output` and stream it (`imdb_rnn.training.ondisk`), for files larger than memory (no
+            checkpoints, one device). Default False.
+
+    Returns:
+        A `TrainResult`.
+
+    Raises:
+        ConfigError: on an unknown strategy, `"multi-worker"` without a valid `TF_CONFIG`, or
+            `on_disk` without a `TextFiles` source.
+        WordVectorsError: if `model.word_vectors` is missing or not a word-vector file.
+        OutputExistsError: if `output` holds a model and `overwrite` is False.
+        OSError: if `output` cannot be created or written, or its disk is too full.
+        ModuleNotFoundError: if `tensorboard` is set and the `tensorboard` package, which
+            TensorFlow needs to write summaries, is not installed.
+        CheckpointMismatchError: if `output` holds an unfinished run of another config or data.
+        NonFiniteLossError: if the loss becomes NaN or infinite.
+        TrainingInterrupted: when `stop` received a signal.
+        FolderBusyError: if another process is training into `output`.
+    """
+    started = time.perf_counter()
+    if on_disk and not isinstance(source, TextFiles):
+        raise ConfigError(
+            "on_disk=True streams your own training file: pass source=TextFiles(...)."
+        )
+    # Self-training needs unlabelled texts; without them (own files and no unlabelled file)
+    # it is skipped, and says so, whatever the run.
+    no_unlabelled = isinstance(source, TextFiles) and source.unlabelled is None
+    if (
+        no_unlabelled
+        and config.training.pseudo_label_threshold
+        and (on_disk or config.training.ensemble_size > 1)
+    ):
+        if on_stage is not None:
+            on_stage(_NO_UNLABELLED)
+        config = config.replace(training={"pseudo_label_threshold": 0.0})
+    if config.training.pseudo_label_threshold and (on_disk or config.training.ensemble_size > 1):
+        raise ConfigError(
+            "Self-training (training.pseudo_label_threshold > 0, as in the default preset) "
+            "trains one model from memory: for an ensemble or on_disk=True, set "
+            "pseudo_label_threshold=0 (or start from the fast preset)."
+        )
+    if on_disk and config.data.crop_fraction:
+        raise ConfigError(
+            "Random crops (data.crop_fraction > 0) are made from reviews held in memory: "
+            "set on_disk=False or crop_fraction=0."
+        )
+    if tensorboard is True and output is None:
+        raise ConfigError("tensorboard=True writes into output/logs: pass output= as well.")
+    if config.model.word_vectors is not None:
+        vector_dimension(config.model.word_vectors)  # a missing or bad file, before the data
+    ensemble = config.training.ensemble_size > 1
+    if ensemble and (on_disk or strategy not in ("auto", "default")):
+        raise ConfigError(
+            "An ensemble (training.ensemble_size > 1) trains on one device, from memory."
+        )
+    # First: a multi-worker strategy must exist before any other TensorFlow operation.
+    trainer = Trainer(config, strategy="default" if on_disk or ensemble else strategy)
+    chief = is_chief(trainer.strategy)
+    resuming = False
+    if output is not None:
+        _check_output_rule(output, source, config)
+        resuming = check_output(output, overwrite=overwrite)
+        if chief:  # the other workers of a cluster write to temporary folders
+            check_writable(output)
+    log_dir: Path | None = None
+    if tensorboard is True:
+        assert output is not None
+        log_dir = prepare_logs(output, empty=chief and not resuming)
+    elif tensorboard is not False:
+        log_dir = Path(tensorboard)
+    if ensemble:
+        from imdb_rnn.training.ensemble import train_ensemble
+
+        board = [tensorboard_callback(log_dir)] if log_dir is not None else []
+        result = train_ensemble(
+            config,
+            source=source,
+            output=output,
+            evaluate_test=evaluate_test,
+            callbacks=[*callbacks, *board],
+            on_stage=on_stage,
+            data_dir=data_dir,
+        )
+        result.wall_seconds = time.perf_counter() - started
+        return _finished(output, result, chief=chief)
+    if on_disk:
+        from imdb_rnn.training.ondisk import train_on_disk
+
+        assert isinstance(source, TextFiles)
+        board = [tensorboard_callback(log_dir)] if log_dir is not None else []
+        result = train_on_disk(
+            config, source, output=output, callbacks=[*callbacks, *board], on_stage=on_stage
+        )
+        result.wall_seconds = time.perf_counter() - started
+        return _finished(output, result, chief=chief)
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
+    # One run at a time writes into `output`: a second would corrupt the first's checkpoint.
+    lock = folder_lock(output) if output is not None and chief else contextlib.nullcontext()
+    try:
+        with lock:
+            result = _train(
+                trainer,
+                source=source,
+                output=output,
+                write_to=(Path(output) if output is not None else None) if chief else scratch,
+                evaluate_test=evaluate_test,
+                callbacks=callbacks,
+                on_stage=on_stage,
+                data_dir=data_dir,
+                tensorboard_dir=log_dir if chief or log_dir is None else scratch,
+                resume=not overwrite,
+                stop=stop,
+                started=started,
+            )
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return _finished(output, result, chief=chief)
+
+
+def _finished(
+    output: str | os.PathLike[str] | None, result: TrainResult, *, chief: bool
+) -> TrainResult:
+    """`result`, once the run's mark is removed from `output`: its `model.keras` marks it now."""
+    if output is not None and chief:
+        (Path(output) / RUN_MARKER).unlink(missing_ok=True)
+    return result
+
+
+def _check_output_rule(
+    output: str | os.PathLike[str],
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
+    config: RunConfig,
+) -> None:
+    """The output rule (`imdb_rnn.files.check_output_folder`) for a training run: `output` is
+    none of the run's inputs (own data, word vectors, teacher, encoder) nor inside one, is not
+    and holds no data, and is not inside a model folder.
+
+    Raises:
+        ConfigError: naming the input or the model folder.
+    """
+    # Own data folders are read whole (the run's files would become texts); an aclImdb folder
+    # is read in its fixed layout, so only being it or holding it is refused.
+    data: list[Any] = []
+    inputs: list[Any] = []
+    if isinstance(source, TextFiles):
+        data = inputs = [source.train, source.valid, source.test, source.unlabelled]
+    elif isinstance(source, (str, os.PathLike)) and os.path.lexists(source):
+        data = [source]
+    training = config.training
+    inputs = [*inputs, config.model.word_vectors, training.teacher, training.encoder]
+    try:
+        check_output_folder(output, inputs=inputs, data=data, what="output=")
+    except OutputPathError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _train(
+    trainer: Trainer,
+    *,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
+    output: str | os.PathLike[str] | None,
+    write_to: Path | None,
+    evaluate_test: bool,
+    callbacks: Iterable[keras.callbacks.Callback],
+    on_stage: StageCallback | None,
+    data_dir: str | os.PathLike[str] | None,
+    tensorboard_dir: Path | None,
+    resume: bool,
+    stop: SignalStop | None,
+    splits: ImdbSplits | None = None,
+    started: float | None = None,
+) -> TrainResult:
+    """`train`, with the model written to `write_to` (`output`, or a temporary folder on the
+    workers of a cluster other than the chief); on `splits` when given (self-training's
+    teacher), else on the splits it reads."""
+    config = trainer.config
+    chief = is_chief(trainer.strategy)
+    stage = on_stage or (lambda name: None)
+    user_callbacks = list(callbacks)  # the teacher of self-training writes no TensorBoard logs
+    callbacks = list(callbacks)
+    if tensorboard_dir is not None:
+        callbacks.append(tensorboard_callback(tensorboard_dir))
+    # Every worker resumes from the chief's checkpoint; only the chief deletes it.
+    checkpoint = Checkpoint(Path(output) / CHECKPOINT_DIR) if output is not None else None
+    if checkpoint is not None:
+        if not resume and chief:
+            checkpoint.remove()
+        state = checkpoint.read_state() if resume else None
+        if state is not None:  # fail before reading the data if the options differ
+            checkpoint.check_resumable(state, config)
+    if splits is None:
+        splits = _read_training_splits(
+            source, config, evaluate_test=evaluate_test, data_dir=data_dir, on_stage=stage
+        )
+    pseudo_labels = None
+    if config.training.pseudo_label_threshold and not splits.sizes.get("unsupervised"):
+        stage(_NO_UNLABELLED)
+    elif config.training.pseudo_label_threshold:
+        splits, pseudo_labels = _self_training(
+            trainer,
+            splits,
+            source=source,
+            output=output,
+            write_to=write_to,
+            callbacks=user_callbacks,
+            on_stage=stage,
+            data_dir=data_dir,
+            resume=resume,
+            stop=stop,
+        )
+        stage(pseudo_labels.describe())
+        stage("Training the student (self-training, step 2 of 2)")
+    start = time.perf_counter()
+    history = trainer.fit(
+        splits,
+        callbacks=callbacks,
+        on_stage=stage,
+        checkpoint_dir=checkpoint.directory if checkpoint is not None else None,
+        stop=stop,
+        resume=resume,
+    )
+    train_seconds = time.perf_counter() - start
+    stage("Evaluating")
+    valid = trainer.evaluate(splits["valid"])
+    test = trainer.evaluate(splits["test"]) if evaluate_test and splits.test is not None else None
+    batch_seconds = sum(trainer.epoch_train_seconds)
+    epochs_run = len(history.get("loss", []))
+    result = TrainResult(
+        output=os.fspath(output) if output is not None and chief else None,
+        epochs=epochs_run,
+        best_epoch=trainer.best_epoch,
+        train_seconds=train_seconds,
+        train_examples_per_second=splits.sizes["train"] * epochs_run / batch_seconds
+        if batch_seconds
+        else 0.0,
+        epoch_train_seconds=trainer.epoch_train_seconds,
+        history=history,
+        valid=valid,
+        test=test,
+        sizes=dict(splits.sizes),
+        decode_errors=splits.decode_errors,
+        strategy=strategy_name(trainer.strategy),
+        replicas=trainer.replicas,
+        global_batch_size=trainer.global_batch_size,
+        chief=chief,
+        rnn_kernel=rnn_kernel_name(trainer.config.model.cell),
+        label_names=list(trainer.label_names),
+        source=splits.source,
+        bad_rows=dict(splits.bad_rows),
+        bytes_read=splits.bytes_read,
+        versions=versions(),
+        preset=config.preset,
+        tensorboard_logs=os.fspath(tensorboard_dir)
+        if tensorboard_dir is not None and chief
+        else None,
+        pseudo_labels=pseudo_labels.to_dict() if pseudo_labels is not None else None,
+        word_vectors=trainer.word_vectors_record(),
+        ngrams=trainer.ngram_fit.to_dict() if trainer.ngram_fit is not None else None,
+        wall_seconds=time.perf_counter() - started if started is not None else None,
+    )
+    if write_to is not None:
+        # The other workers save too (to a temporary folder), as TensorFlow's multi-worker
+        # guide prescribes: reading distributed variables may need every worker.
+        stage("Saving" if chief else "Saving to a temporary folder (only the chief keeps it)")
+        trainer.save(write_to, metrics=result.to_dict())
+        from imdb_rnn.deploy.card import CARD_FILE, model_card
+
+        name = Path(output).name if output is not None else write_to.name
+        write_text(write_to / CARD_FILE, model_card(result.to_dict(), config, name=name))
+    if output is not None and chief:
+        from imdb_rnn.deploy.plots import CURVES_FILE, save_training_curves  # matplotlib: only here
+
+        save_training_curves(
+            history,
+            Path(output) / CURVES_FILE,
+            best_epoch=result.best_epoch,
+            title=f"{Path(output).name}: loss and accuracy per epoch",
+            classes=len(result.label_names),
+        )
+        if checkpoint is not None:
+            checkpoint.remove()  # the saved model supersedes it
+    return result
+
+
+_NO_UNLABELLED = (
+    "No unlabelled texts: self-training (pseudo_label_threshold) is skipped; give "
+    "unlabelled texts (TextFiles(unlabelled=PATH)) to use it"
+)
+
+
+def _read_training_splits(
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
+    config: RunConfig,
+    *,
+    evaluate_test: bool,
+    data_dir: str | os.PathLike[str] | None,
+    on_stage: StageCallback,
+) -> ImdbSplits:
+    """The splits a training run reads, with what was read and skipped said in stages."""
+    on_stage("Reading data")
+    splits = read_splits(
+        source,
+        config,
+        splits=training_splits(config, source, evaluate_test=evaluate_test),
+        limit=config.data.limit,
+        data_dir=data_dir,
+    )
+    if isinstance(source, TextFiles):
+        on_stage(_read_summary(splits))
+    if splits.bad_rows:
+        on_stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
+    if splits.decode_errors:
+        on_stage(
+            f"{splits.decode_errors} review files were not valid UTF-8: read with "
+            "replacement characters"
+        )
+    return splits
+
+
+def _self_training(
+    trainer: Trainer,
+    splits: ImdbSplits,
+    *,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
+    output: str | os.PathLike[str] | None,
+    write_to: Path | None,
+    callbacks: Iterable[keras.callbacks.Callback],
+    on_stage: StageCallback,
+    data_dir: str | os.PathLike[str] | None,
+    resume: bool,
+    stop: SignalStop | None,
+) -> tuple[ImdbSplits, PseudoLabels]:
+    """The teacher's labels for the unlabelled texts, added to `splits.train`. The teacher is
+    `training.teacher`, or trained here with the run's recipe into `OUTPUT/teacher/` (reused
+    when a resumed run finds it finished there)."""
+    training = trainer.config.training
+    teacher_dir: Path | None = None
+    if training.teacher is not None:
+        on_stage(f"Loading the teacher {training.teacher}")
+        teacher = Trainer.load(training.teacher)
+        teacher_dir = Path(training.teacher)
+    else:
+        teacher_dir = write_to / TEACHER_DIR if write_to is not None else None
+        if teacher_dir is not None and not resume:
+            remove_owned(
+                teacher_dir,
+                [*MODEL_FOLDER_FILES, *(f"{CHECKPOINT_DIR}/{name}" for name in CHECKPOINT_FILES)],
+            )
+        # A finished teacher: saved, and its checkpoint removed after every file was written
+        # (a teacher killed while saving still has its checkpoint, and resumes from it below).
+        teacher_config = trainer.config.replace(
+            model={"ngram_buckets": training.teacher_ngram_buckets or None},
+            training={"pseudo_label_threshold": 0.0},
+        )
+        fingerprint = {"config": teacher_config.to_dict(), "data": data_fingerprint(splits)}
+        if (
+            teacher_dir is not None
+            and (teacher_dir / MODEL_FILE).exists()
+            and not (teacher_dir / CHECKPOINT_DIR / STATE_FILE).exists()
+            and _check_teacher(teacher_dir, teacher_config, fingerprint["data"])
+        ):
+            on_stage(f"Reusing the teacher trained earlier in {teacher_dir}")
+            teacher = Trainer.load(teacher_dir)
+        else:
+            on_stage("Training the teacher (self-training, step 1 of 2)")
+            if teacher_dir is not None:  # an earlier teacher's: not this one's
+                (teacher_dir / FINGERPRINT_FILE).unlink(missing_ok=True)
+            teacher = Trainer(teacher_config, strategy=trainer.strategy)
+            _train(
+                teacher,
+                source=source,
+                output=Path(output) / TEACHER_DIR if output is not None else None,
+                write_to=teacher_dir,
+                evaluate_test=False,
+                callbacks=callbacks,
+                on_stage=on_stage,
+                data_dir=data_dir,
+                tensorboard_dir=None,
+                resume=resume,
+                stop=stop,
+                splits=splits,  # read once, for the teacher and the student
+            )
+            if teacher_dir is not None:
+                # Written once the teacher is whole: a teacher without it is trained again.
+                write_json(teacher_dir / FINGERPRINT_FILE, fingerprint)
+    on_stage(f"Labelling {splits.sizes.get('unsupervised', 0):,} unlabelled texts with the teacher")
+    return add_pseudo_labels(
+        splits,
+        teacher,
+        threshold=training.pseudo_label_threshold,
+        seed=training.seed,
+        teacher_dir=os.fspath(teacher_dir) if teacher_dir is not None else None,
+    )
+
+
+#: What a finished teacher was trained with (its options and its data's fingerprint), for
+#: refusing to reuse it in a run of other options or data.
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+def _check_teacher(teacher_dir: Path, teacher_config: RunConfig, data: dict[str, Any]) -> bool:
+    """Whether the finished teacher in `teacher_dir` may be reused: True when it was trained
+    with `teacher_config` on the same data, False when its fingerprint is missing (a teacher
+    killed before it was written: trained again).
+
+    Raises:
+        CheckpointMismatchError: if it was trained with other options or on other data.
+    """
+    try:
+        saved = read_json(teacher_dir / FINGERPRINT_FILE, what="The teacher's fingerprint")
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        return False
+    differences = config_differences(saved["config"], teacher_config)
+    differences += data_differences(saved.get("data") or {}, data)
+    if differences:
+        raise CheckpointMismatchError(
+            f"{teacher_dir} holds a teacher trained with other options or data "
+            f"({'; '.join(differences)}). Rerun with that run's options to resume it, or pass "
+            "resume=False to start over."
+        )
+    return True
+
+
+def training_splits(config: RunConfig, source: object, *, evaluate_test: bool = True) -> list[str]:
+    """The splits a training run reads: train, valid, the unlabelled reviews where the
+    vocabulary uses them, and test; of your own files, those you gave (validation is carved
+    from train without one)."""
+    wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
+    unlabelled_needed = config.training.pseudo_label_threshold or (
+        config.model.ngram_buckets and config.training.ngram_pseudo_label_threshold
+    )
+    if config.data.vocabulary_source == "train" and not unlabelled_needed:
+        wanted.remove("unsupervised")
+    if isinstance(source, TextFiles):
+        given = {"test": source.test, "unsupervised": source.unlabelled}
+        wanted = [name for name in wanted if given.get(name, True) is not None]
+    return wanted
+
+
+def read_splits(
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
+    config: RunConfig,
+    *,
+    splits: Sequence[str],
+    limit: int | None,
+    data_dir: str | os.PathLike[str] | None = None,
+    label_names: Sequence[str] | None = None,
+) -> ImdbSplits:
+    """Reads `splits` from any source (IMDB, your own files, a TFDS set) with the config's
+    validation settings; `label_names`, for a trained model, maps labels to its classes."""
+    fraction = config.data.valid_fraction
+    if isinstance(source, TextFiles):
+        return load_text_files(
+            source, splits=splits, valid_fraction=fraction, limit=limit, label_names=label_names
+        )
+    if isinstance(source, TfdsText):
+        return load_tfds_text(
+            source, splits=splits, valid_fraction=fraction, limit=limit, label_names=label_names
+        )
+    return load_imdb(
+        source,
+        splits=splits,
+        valid_fraction=fraction,
+        limit=limit,
+        data_dir=data_dir,
+        valid_split=config.data.valid_split,
+    )
+
+
+def _read_summary(splits: ImdbSplits) -> str:
+    """What was read, in words: sizes, classes and bytes."""
+    sizes = ", ".join(f"{name} {count:,}" for name, count in splits.sizes.items())
+    size = splits.bytes_read
+    read = f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.1f} kB"
+    return (
+        f"Read {read}: {sizes}; {len(splits.label_names)} classes ({', '.join(splits.label_names)})"
+    )
+
+
+def evaluate(
+    model_dir: str | os.PathLike[str],
+    *,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    on_stage: StageCallback | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> EvaluationResult:
+    """Evaluates a saved model on the `test` or `valid` split.
+
+    Args:
+        model_dir: a model directory written by `train`.
+        source: an IMDB source (see `load_imdb`) or a `TextFiles` (its `test` file, or for
+            `split="valid"` its `valid` file or the part carved from `train`). Labels must be
+            among the model's classes; other rows are bad rows. Or a `TfdsText` (its classes
+            must be the model's). Default None: `IMDB_RNN_DATA`, else TFDS.
+        split: `"test"` or `"valid"`. Default "test".
+        limit: evaluate on at most this many texts. Default None (all).
+        on_stage: called with a short description as each stage starts.
+        data_dir: TFDS data directory.
+
+    Raises:
+        ModelFileError: if the model directory cannot be loaded.
+        DataError: if the data cannot be read, or is IMDB's and the model has other classes.
+        ValueError: if `split` is not `test` or `valid`.
+
+    Warns:
+        ValidationOverlapWarning: for `split="valid"` on a model trained with `data.limit`
+            (`train --limit N`), evaluated without the same `limit`.
+    """
+    if split not in ("test", "valid"):
+        raise ValueError(f"Expected split to be 'test' or 'valid'. Received: split={split!r}")
+    stage = on_stage or (lambda name: None)
+    prepare_native_kernel(on_stage=stage)
+    stage("Loading the model")
+    trainer = Trainer.load(model_dir)
+    if not isinstance(source, (TextFiles, TfdsText)) and trainer.label_names != LABEL_NAMES:
+        raise DataError(
+            f"{model_dir} classifies {', '.join(trainer.label_names)}, not IMDB's "
+            f"{', '.join(LABEL_NAMES)}: evaluate it on data with its classes (TextFiles(test=PATH)"
+            " or a TFDS set)."
+        )
+    trained_limit = trainer.config.data.limit
+    if split == "valid" and trained_limit is not None and limit != trained_limit:
+        warnings.warn(
+            f"{model_dir} was trained with limit={trained_limit}: its training texts overlap "
+            "the full validation split, whose scores then read high. Evaluate with "
+            f"limit={trained_limit} (its own validation texts) or on the test split.",
+            ValidationOverlapWarning,
+            stacklevel=2,
+        )
+    stage("Reading data")
+    splits = read_splits(
+        source,
+        trainer.config,
+        splits=[split],
+        limit=limit,
+        data_dir=data_dir,
+        label_names=trainer.label_names,
+    )
+    if splits.bad_rows:
+        stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
+    stage("Evaluating")
+    result = trainer.evaluate(splits[split], pipeline="sorted")
+    rows = zip(result.labels, result.confusion, strict=True)
+    present = [label for label, counts in rows if sum(counts)]
+    if len(present) == 1:
+        stage(
+            f"Warning: the {split} split holds texts of one class only ({present[0]}): its "
+            "accuracy says how often the model predicts that class, not how well it tells classes "
+            "apart"
+        )
+    return result
+
+
+def label_of(
+    probability: float, label_names: Sequence[str] = LABEL_NAMES, *, threshold: float = 0.5
+) -> str:
+    """The second class (`"pos"`) when its probability is at least `threshold`, else the first
+    (`"neg"`)."""
+    return label_names[1] if probability >= threshold else label_names[0]
+
+
+def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dict[str, Any]]:
+    """Predicts the sentiment (the class) of each review with a saved model, read from disk
+    on every call (`imdb_rnn.load` reads it once and reuses it).
+
+    Returns:
+        One dict per review, in order: `text`, `label` and, for two-class models such as
+        IMDB's, `probability` (of `"pos"`); for more classes `score` (of `label`) and `scores`
+        (every class's). `imdb_rnn.load(model_dir).predict(texts)` gives all of these and the
+        known-word count of each text.
+
+    Raises:
+        ModelFileError: if the model directory cannot be loaded.
+        ValueError: if `texts` is empty.
+    """
+    texts = list(texts)
+    if not texts:
+        raise ValueError("No reviews to predict: give at least one text.")
+    trainer = Trainer.load(model_dir)
+    rows = prediction_rows(trainer, texts, threshold=trainer.decision.threshold)
+    keys = ("text", "label", "probability") if "probability" in rows[0] else ("text", "label")
+    return [{**{key: row[key] for key in keys}, **_class_scores(row)} for row in rows]
+
+
+def _class_scores(row: dict[str, Any]) -> dict[str, Any]:
+    """`score` and `scores` of a row of a model of more than two classes; nothing for two."""
+    return {} if "probability" in row else {"score": row["score"], "scores": row["scores"]}
+
+
+def prediction_rows(
+    trainer: Trainer, texts: Sequence[str], *, threshold: float | None = None
+) -> list[dict[str, Any]]:
+    """One dict per text of `texts`, in order: `text`, `label` (the predicted class), for two
+    classes `probability` (of the second class, `"pos"` for IMDB), `score` (the probability of
+    `label`), `scores` (every class's probability) and `known_words` (words of the text in the
+    vocabulary; 0: the prediction says nothing).
+
+    Args:
+        trainer: a trained or loaded `Trainer`.
+        texts: the texts.
+        threshold: two classes only: the second class is predicted when its probability is at
+            least this. Default None: 0.5.
+
+    Raises:
+        ValueError: if `threshold` is given for more than two classes or is not in [0, 1].
+    """
+    names = trainer.label_names
+    if threshold is not None:
+        if len(names) != 2:
+            raise ValueError(
+                f"A threshold needs a two-class model; this one has {len(names)} classes. "
+                f"Received: threshold={threshold}"
+            )
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"Expected threshold in [0, 1]. Received: threshold={threshold}")
+    probabilities = trainer.class_probabilities(texts)
+    known = trainer.known_words(texts)
+    rows = []
+    for text, row, count in zip(texts, probabilities, known, strict=True):
+        if len(names) == 2:
+            index = names.index(
+                label_of(float(row[1]), names, threshold=0.5 if threshold is None else threshold)
+            )
+            item: dict[str, Any] = {
+                "text": text,
+                "label": names[index],
+                "probability": float(row[1]),
+            }
+        else:
+            index = int(np.argmax(row))
+            item = {"text": text, "label": names[index]}
+        item["score"] = float(row[index])
+        item["scores"] = {name: float(value) for name, value in zip(names, row, strict=True)}
+        item["known_words"] = int(count)
+        rows.append(item)
+    return rows
