@@ -41,7 +41,7 @@ def test_modules_import_no_private_names():
     """No module of the package imports another one's private helpers or Keras' private
     layer walk: what is shared is public."""
     offenders = []
-    for path in sorted(SOURCE.glob("*.py")):
+    for path in sorted(SOURCE.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("imdb_rnn"):
@@ -91,8 +91,8 @@ def test_library_errors_name_python_arguments_not_command_line_flags():
 
     flag = re.compile(r"(^|[\s(])--[a-z]")
     offenders = []
-    for path in sorted(SOURCE.glob("*.py")):
-        if path.name in ("cli.py", "__main__.py"):
+    for path in sorted(SOURCE.rglob("*.py")):
+        if "cli" in path.relative_to(SOURCE).parts or path.name == "__main__.py":
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
