@@ -47,7 +47,13 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.config import MAX_BATCH_SIZE, VALID_SPLITS, VOCABULARY_SOURCES, ModelConfig, RunConfig
-from imdb_rnn.errors import ConfigError, EncoderError, OutputPathError
+from imdb_rnn.errors import (
+    ConfigError,
+    DataError,
+    EncoderError,
+    NonFiniteLossError,
+    OutputPathError,
+)
 from imdb_rnn.files import atomic_path, check_output_folder, folder_lock, read_limited, write_json
 from imdb_rnn.layers import FastBidirectional, TextEncoder
 from imdb_rnn.modeldir import check_writable
@@ -86,7 +92,9 @@ StageCallback = Callable[[str], None]
 
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
+        raise ConfigError(
+            f"Expected {name} to be a positive integer. Received: {name}={value!r}", option=name
+        )
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,9 @@ class PretrainConfig:
         max_minutes: stop (with a checkpoint and an encoder written) after this many minutes of
             training; running again continues. Default None (no limit).
         seed: seeds the initial weights and the order of the windows. Default 0.
+
+    Raises:
+        ConfigError: naming the setting (`option`) that is out of range.
     """
 
     max_tokens: int = 20_000
@@ -147,29 +158,39 @@ class PretrainConfig:
         ):
             _positive_int(name, getattr(self, name))
         if self.batch_size > MAX_BATCH_SIZE:
-            raise ValueError(
+            raise ConfigError(
                 f"Expected batch_size of at most {MAX_BATCH_SIZE:,}. "
-                f"Received: batch_size={self.batch_size}"
+                f"Received: batch_size={self.batch_size}",
+                option="batch_size",
             )
         if self.max_tokens < 3:
-            raise ValueError(f"Expected max_tokens >= 3. Received: max_tokens={self.max_tokens}")
+            raise ConfigError(
+                f"Expected max_tokens >= 3. Received: max_tokens={self.max_tokens}",
+                option="max_tokens",
+            )
         if self.sequence_length < 2:
-            raise ValueError(
-                f"Expected sequence_length >= 2. Received: sequence_length={self.sequence_length}"
+            raise ConfigError(
+                f"Expected sequence_length >= 2. Received: sequence_length={self.sequence_length}",
+                option="sequence_length",
             )
         if self.vocabulary_source not in VOCABULARY_SOURCES:
-            raise ValueError(
+            raise ConfigError(
                 f"Expected vocabulary_source to be one of {list(VOCABULARY_SOURCES)}. "
-                f"Received: vocabulary_source={self.vocabulary_source!r}"
+                f"Received: vocabulary_source={self.vocabulary_source!r}",
+                option="vocabulary_source",
             )
         if self.valid_split not in VALID_SPLITS:
-            raise ValueError(
+            raise ConfigError(
                 f"Expected valid_split to be one of {list(VALID_SPLITS)}. "
-                f"Received: valid_split={self.valid_split!r}"
+                f"Received: valid_split={self.valid_split!r}",
+                option="valid_split",
             )
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= 1:
-            raise ValueError(f"Expected learning_rate in (0, 1]. Received: learning_rate={lr!r}")
+            raise ConfigError(
+                f"Expected learning_rate in (0, 1]. Received: learning_rate={lr!r}",
+                option="learning_rate",
+            )
         minutes = self.max_minutes
         if minutes is not None and (
             isinstance(minutes, bool)
@@ -177,9 +198,14 @@ class PretrainConfig:
             or not math.isfinite(minutes)
             or minutes <= 0
         ):
-            raise ValueError(f"Expected max_minutes > 0 or None. Received: max_minutes={minutes!r}")
+            raise ConfigError(
+                f"Expected max_minutes > 0 or None. Received: max_minutes={minutes!r}",
+                option="max_minutes",
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"Expected seed to be an integer >= 0. Received: seed={self.seed!r}")
+            raise ConfigError(
+                f"Expected seed to be an integer >= 0. Received: seed={self.seed!r}", option="seed"
+            )
 
     @classmethod
     def for_model(cls, model: ModelConfig, **overrides: Any) -> PretrainConfig:
@@ -587,7 +613,7 @@ def pretrain(
         on_stage: called with a short description as each preparation stage starts.
         on_step: called after every step with `(step, total_steps, sampled loss)`.
         on_measure: called with each perplexity measurement (an entry of `curve`).
-        stop: a `checkpoints.SignalStop`: its first signal stops training after the current
+        stop: a `stopping.SignalStop`: its first signal stops training after the current
             step, with a checkpoint and an encoder written, and raises `TrainingInterrupted`.
 
     Returns:
@@ -596,9 +622,10 @@ def pretrain(
     Raises:
         EncoderError: if `output` holds a checkpoint of other settings (pass `resume=False` or
             another folder) or a damaged one.
-        DataError: if the data cannot be read.
+        DataError: if the data cannot be read, or holds too little text for one batch of
+            windows (lower `batch_size` or `sequence_length`).
         TrainingInterrupted: when `stop` received a signal (after the checkpoint is written).
-        FloatingPointError: if the loss becomes NaN or infinite (the last checkpoint is kept).
+        NonFiniteLossError: if the loss becomes NaN or infinite (the last checkpoint is kept).
         FolderBusyError: if another run holds `output`.
         ConfigError: if `limit` is not a positive integer, or `output` breaks the output rule
             (it is, holds or is inside `data`, or is inside a model folder).
@@ -606,7 +633,9 @@ def pretrain(
     """
     config = config or PretrainConfig()
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"Expected limit to be a positive integer or None. Received: {limit!r}")
+        raise ConfigError(
+            f"Expected limit to be a positive integer or None. Received: {limit!r}", option="limit"
+        )
     data_path = [data] if isinstance(data, (str, os.PathLike)) and os.path.lexists(data) else []
     try:  # the output rule: not the data, nor inside it or a model folder
         check_output_folder(output, inputs=data_path, data=data_path, what="output=")
@@ -679,7 +708,7 @@ def _pretrain(
     length = config.sequence_length
     steps_per_epoch = len(_windows(train_stream, length, length - 1)) // config.batch_size
     if steps_per_epoch < 1:
-        raise ValueError(
+        raise DataError(
             f"Expected at least {config.batch_size} windows of {length} tokens. Received: "
             f"{len(train_stream)} tokens; lower batch_size or sequence_length."
         )
@@ -772,9 +801,11 @@ def _pretrain(
             rows = order[batch * config.batch_size : (batch + 1) * config.batch_size]
             loss = float(train_step(tf.constant(windows[rows])))
             if not math.isfinite(loss):
-                raise FloatingPointError(
+                raise NonFiniteLossError(
                     f"The language model's loss became {loss} at step {step + 1}; lower "
-                    "learning_rate. The last checkpoint is kept."
+                    "learning_rate. The last checkpoint is kept.",
+                    epoch=epoch,
+                    step=batch + 1,
                 )
             step += 1
             recent.append(loss)
