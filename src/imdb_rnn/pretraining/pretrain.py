@@ -657,31 +657,32 @@ def pretrain(
         )
 
 
-def _pretrain(
+@dataclass(frozen=True)
+class _Corpus:
+    """The language model's text, as token ids."""
+
+    vocabulary: list[str]
+    names: list[str]  # the splits the training text comes from
+    train_stream: np.ndarray  # every training token, one review after the other
+    valid_windows: np.ndarray  # (windows, sequence_length) validation tokens
+    steps_per_epoch: int
+
+
+def _read_corpus(
     data: str | os.PathLike[str] | None,
     folder: Path,
     *,
     config: PretrainConfig,
     limit: int | None,
-    resume: bool,
+    resumed: bool,
     stage: StageCallback,
-    on_step: Callable[[int, int, float], None] | None,
-    on_measure: Callable[[dict[str, float]], None] | None,
-    stop: Any,
-) -> PretrainResult:
-    from imdb_rnn.data.imdb import load_imdb
-    from imdb_rnn.devices import prepare_native_kernel
-    from imdb_rnn.errors import TrainingInterrupted
+) -> _Corpus:
+    """Reads the reviews, adapts the vocabulary (or reads a resumed run's) and tokenises them.
 
-    checkpoint_folder = folder / CHECKPOINT_DIR
-    saved = _read_checkpoint(checkpoint_folder) if resume else None
-    if saved is not None and _comparable(saved[0]["config"]) != _comparable(config.to_dict()):
-        raise EncoderError(
-            f"{folder} holds an unfinished pre-training run with other settings "
-            f"({saved[0]['config']}); continue it with the same settings, or start over in "
-            "another folder (or with resume=False)."
-        )
-    keras.utils.set_random_seed(config.seed)
+    Raises:
+        DataError: if the data cannot be read, or holds too little text for one batch.
+    """
+    from imdb_rnn.data.imdb import load_imdb
 
     stage("Reading reviews")
     splits = load_imdb(
@@ -692,7 +693,7 @@ def _pretrain(
     )
     corpus_names = [name for name in ("train", "unsupervised") if getattr(splits, name)]
     stage("Adapting the vocabulary")
-    if saved is not None and (folder / VOCABULARY_FILE).exists():
+    if resumed and (folder / VOCABULARY_FILE).exists():
         vocabulary = json.loads(read_limited(folder / VOCABULARY_FILE, what="vocabulary"))
         encoder = TextEncoder(max_tokens=config.max_tokens, vocabulary=vocabulary[2:])
     else:
@@ -712,10 +713,75 @@ def _pretrain(
             f"Expected at least {config.batch_size} windows of {length} tokens. Received: "
             f"{len(train_stream)} tokens; lower batch_size or sequence_length."
         )
-    total_steps = steps_per_epoch * config.epochs
     valid_windows = _windows(valid_stream, length, 0)
     if len(valid_windows) == 0:
         valid_windows = valid_stream[None, : max(2, len(valid_stream))]
+    return _Corpus(vocabulary, corpus_names, train_stream, valid_windows, steps_per_epoch)
+
+
+def _restore(
+    saved: tuple[dict[str, Any], list[np.ndarray]] | None,
+    variables: list[Any],
+    checkpoint_folder: Path,
+) -> tuple[int, list[dict[str, float]]]:
+    """Puts a checkpoint's values into the model's and optimizer's `variables`; returns its
+    `(step, curve)`, or `(0, [])` for a fresh run.
+
+    Raises:
+        EncoderError: if the checkpoint holds other variables.
+    """
+    if saved is None:
+        return 0, []
+    state, values = saved
+    if len(values) != len(variables):
+        raise EncoderError(f"The pre-training checkpoint in {checkpoint_folder} is damaged.")
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+    return int(state["step"]), list(state["curve"])
+
+
+def _perplexities(valid_step: Any, valid_windows: np.ndarray) -> tuple[float, float]:
+    """The forward and backward language models' perplexities on the validation windows."""
+    total = np.zeros(2)
+    for start in range(0, len(valid_windows), 8):
+        total += valid_step(tf.constant(valid_windows[start : start + 8])).numpy()
+    count = valid_windows.shape[0] * (valid_windows.shape[1] - 1)
+    forward, backward = np.exp(total / max(count, 1))
+    return float(forward), float(backward)
+
+
+def _pretrain(
+    data: str | os.PathLike[str] | None,
+    folder: Path,
+    *,
+    config: PretrainConfig,
+    limit: int | None,
+    resume: bool,
+    stage: StageCallback,
+    on_step: Callable[[int, int, float], None] | None,
+    on_measure: Callable[[dict[str, float]], None] | None,
+    stop: Any,
+) -> PretrainResult:
+    from imdb_rnn.devices import prepare_native_kernel
+    from imdb_rnn.errors import TrainingInterrupted
+
+    checkpoint_folder = folder / CHECKPOINT_DIR
+    saved = _read_checkpoint(checkpoint_folder) if resume else None
+    if saved is not None and _comparable(saved[0]["config"]) != _comparable(config.to_dict()):
+        raise EncoderError(
+            f"{folder} holds an unfinished pre-training run with other settings "
+            f"({saved[0]['config']}); continue it with the same settings, or start over in "
+            "another folder (or with resume=False)."
+        )
+    keras.utils.set_random_seed(config.seed)
+
+    corpus = _read_corpus(
+        data, folder, config=config, limit=limit, resumed=saved is not None, stage=stage
+    )
+    vocabulary, corpus_names = corpus.vocabulary, corpus.names
+    train_stream, valid_windows = corpus.train_stream, corpus.valid_windows
+    length, steps_per_epoch = config.sequence_length, corpus.steps_per_epoch
+    total_steps = steps_per_epoch * config.epochs
 
     stage("Building the language model")
     prepare_native_kernel("gru", on_stage=stage)
@@ -723,15 +789,8 @@ def _pretrain(
     optimizer = keras.optimizers.Adam(_learning_rate(config, total_steps), clipnorm=1.0)
     optimizer.build(model.variables)
     all_variables = [*model.variables, *optimizer.variables]
-    step = 0
-    curve: list[dict[str, float]] = []
+    step, curve = _restore(saved, all_variables, checkpoint_folder)
     if saved is not None:
-        state, values = saved
-        if len(values) != len(all_variables):
-            raise EncoderError(f"The pre-training checkpoint in {checkpoint_folder} is damaged.")
-        for variable, value in zip(all_variables, values, strict=True):
-            variable.assign(value)
-        step, curve = int(state["step"]), list(state["curve"])
         stage(f"Resuming at step {step:,} of {total_steps:,}")
 
     @tf.function(autograph=False, reduce_retracing=True)
@@ -745,14 +804,6 @@ def _pretrain(
     @tf.function(autograph=False, reduce_retracing=True)
     def valid_step(ids: tf.Tensor) -> tf.Tensor:
         return model.full_losses(ids)
-
-    def perplexities() -> tuple[float, float]:
-        total = np.zeros(2)
-        for start in range(0, len(valid_windows), 8):
-            total += valid_step(tf.constant(valid_windows[start : start + 8])).numpy()
-        count = valid_windows.shape[0] * (valid_windows.shape[1] - 1)
-        forward, backward = np.exp(total / max(count, 1))
-        return float(forward), float(backward)
 
     def write(complete: bool) -> None:
         info = {
@@ -819,7 +870,7 @@ def _pretrain(
             if step % config.checkpoint_every_steps == 0:
                 checkpoint()
         if step % steps_per_epoch == 0 or stopped or step >= total_steps:
-            forward, backward = perplexities()
+            forward, backward = _perplexities(valid_step, valid_windows)
             entry = {
                 "epoch": round(step / steps_per_epoch, 3),
                 "step": step,

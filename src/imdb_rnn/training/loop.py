@@ -195,39 +195,8 @@ class EpochLoop:
                 self._early_callbacks.on_epoch_begin(epoch)
                 self.callbacks.on_epoch_begin(epoch)
                 self._epoch_start = time.perf_counter()
-                logs: dict[str, float] = {}
-                for step in range(start, self.steps_per_epoch):
-                    self.callbacks.on_train_batch_begin(step)
-                    logs = _floats(train_step(iterator))
-                    self._check_finite(logs, step + 1)
-                    done = step + 1
-                    every = training.checkpoint_every_steps
-                    if (
-                        self.checkpoint is not None
-                        and done < self.steps_per_epoch
-                        and not (done % every)
-                    ):
-                        self._save(epoch, done)
-                    self._raise_if_stop_requested(save=True, step=done)
-                    self.callbacks.on_train_batch_end(step, logs)
-                    if model.stop_training:
-                        break
-                self._close_epoch_timer()
-                epoch_logs = dict(logs or _floats(model.get_metrics_result()))
-                # With weight averaging, validation and early stopping (which keeps the best
-                # epoch's weights) see the averaged weights; training goes on from the raw ones.
-                self._swap_averages()
-                try:
-                    epoch_logs.update(self._validate(test_step, valid_iterator, valid_steps))
-                    epoch_logs["learning_rate"] = float(
-                        keras.ops.convert_to_numpy(model.optimizer.learning_rate)
-                    )
-                    self._check_finite(epoch_logs, 0)
-                    self._early_callbacks.on_epoch_end(epoch, epoch_logs)
-                finally:
-                    self._swap_averages()
-                for key, value in epoch_logs.items():
-                    self.history.setdefault(key, []).append(float(value))
+                logs = self._train_epoch(train_step, iterator, epoch, start)
+                epoch_logs = self._end_epoch(epoch, logs, test_step, valid_iterator, valid_steps)
                 if self.checkpoint is not None:
                     finished = bool(model.stop_training) or epoch + 1 >= training.epochs
                     self._save(epoch + 1, 0, finished=finished)
@@ -244,6 +213,55 @@ class EpochLoop:
             if self.stop is not None:
                 self.stop.deferring = False
         return self.history
+
+    def _train_epoch(
+        self, train_step: Any, iterator: Iterator[Any], epoch: int, start: int
+    ) -> dict[str, float]:
+        """Runs the epoch's batches from `start`, with the per-batch checks, checkpoints and
+        callbacks; returns the last batch's logs (the epoch's running loss and metrics)."""
+        logs: dict[str, float] = {}
+        for step in range(start, self.steps_per_epoch):
+            self.callbacks.on_train_batch_begin(step)
+            logs = _floats(train_step(iterator))
+            self._check_finite(logs, step + 1)
+            done = step + 1
+            every = self.config.training.checkpoint_every_steps
+            if self.checkpoint is not None and done < self.steps_per_epoch and not (done % every):
+                self._save(epoch, done)
+            self._raise_if_stop_requested(save=True, step=done)
+            self.callbacks.on_train_batch_end(step, logs)
+            if self.model.stop_training:
+                break
+        self._close_epoch_timer()
+        return logs
+
+    def _end_epoch(
+        self,
+        epoch: int,
+        logs: dict[str, float],
+        test_step: Any,
+        valid_iterator: Iterator[Any],
+        valid_steps: int,
+    ) -> dict[str, float]:
+        """Validates, adds the learning rate, checks the losses, lets early stopping see the
+        epoch and records it in the history; returns the epoch's logs."""
+        model = self.model
+        epoch_logs = dict(logs or _floats(model.get_metrics_result()))
+        # With weight averaging, validation and early stopping (which keeps the best epoch's
+        # weights) see the averaged weights; training goes on from the raw ones.
+        self._swap_averages()
+        try:
+            epoch_logs.update(self._validate(test_step, valid_iterator, valid_steps))
+            epoch_logs["learning_rate"] = float(
+                keras.ops.convert_to_numpy(model.optimizer.learning_rate)
+            )
+            self._check_finite(epoch_logs, 0)
+            self._early_callbacks.on_epoch_end(epoch, epoch_logs)
+        finally:
+            self._swap_averages()
+        for key, value in epoch_logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        return epoch_logs
 
     def _swap_averages(self) -> None:
         """Swaps the model's trainable weights with the optimizer's moving averages of them

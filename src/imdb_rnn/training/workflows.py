@@ -182,6 +182,93 @@ def train(
         FolderBusyError: if another process is training into `output`.
     """
     started = time.perf_counter()
+    config = _checked_plan(
+        config,
+        source,
+        on_disk=on_disk,
+        strategy=strategy,
+        tensorboard=tensorboard,
+        output=output,
+        on_stage=on_stage,
+    )
+    ensemble = config.training.ensemble_size > 1
+    # First: a multi-worker strategy must exist before any other TensorFlow operation.
+    trainer = Trainer(config, strategy="default" if on_disk or ensemble else strategy)
+    chief = is_chief(trainer.strategy)
+    resuming = False
+    if output is not None:
+        _check_output_rule(output, source, config)
+        resuming = check_output(output, overwrite=overwrite)
+        if chief:  # the other workers of a cluster write to temporary folders
+            check_writable(output)
+    log_dir: Path | None = None
+    if tensorboard is True:
+        assert output is not None
+        log_dir = prepare_logs(output, empty=chief and not resuming)
+    elif tensorboard is not False:
+        log_dir = Path(tensorboard)
+    if ensemble or on_disk:  # one device, no checkpoints
+        board = [tensorboard_callback(log_dir)] if log_dir is not None else []
+        if ensemble:
+            result = train_ensemble(
+                config,
+                source=source,
+                output=output,
+                evaluate_test=evaluate_test,
+                callbacks=[*callbacks, *board],
+                on_stage=on_stage,
+                data_dir=data_dir,
+            )
+        else:
+            assert isinstance(source, TextFiles)
+            result = train_on_disk(
+                config, source, output=output, callbacks=[*callbacks, *board], on_stage=on_stage
+            )
+        result.wall_seconds = time.perf_counter() - started
+        return _finished(output, result, chief=chief)
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
+    # One run at a time writes into `output`: a second would corrupt the first's checkpoint.
+    lock = folder_lock(output) if output is not None and chief else contextlib.nullcontext()
+    try:
+        with lock:
+            result = _train(
+                trainer,
+                source=source,
+                output=output,
+                write_to=(Path(output) if output is not None else None) if chief else scratch,
+                evaluate_test=evaluate_test,
+                callbacks=callbacks,
+                on_stage=on_stage,
+                data_dir=data_dir,
+                tensorboard_dir=log_dir if chief or log_dir is None else scratch,
+                resume=not overwrite,
+                stop=stop,
+                started=started,
+            )
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return _finished(output, result, chief=chief)
+
+
+def _checked_plan(
+    config: RunConfig,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
+    *,
+    on_disk: bool,
+    strategy: str | tf.distribute.Strategy,
+    tensorboard: bool | str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    on_stage: StageCallback | None,
+) -> RunConfig:
+    """`config` once the run's plan (one model, an ensemble, on disk) is checked against it,
+    before any data is read: self-training is dropped, and says so, where no unlabelled texts
+    can exist for a plan that cannot self-train.
+
+    Raises:
+        ConfigError: for options the plan cannot honour.
+        WordVectorsError: if `model.word_vectors` is missing or not a word-vector file.
+    """
     if on_disk and not isinstance(source, TextFiles):
         raise ConfigError(
             "on_disk=True streams your own training file: pass source=TextFiles(...)."
@@ -212,70 +299,11 @@ def train(
         raise ConfigError("tensorboard=True writes into output/logs: pass output= as well.")
     if config.model.word_vectors is not None:
         vector_dimension(config.model.word_vectors)  # a missing or bad file, before the data
-    ensemble = config.training.ensemble_size > 1
-    if ensemble and (on_disk or strategy not in ("auto", "default")):
+    if config.training.ensemble_size > 1 and (on_disk or strategy not in ("auto", "default")):
         raise ConfigError(
             "An ensemble (training.ensemble_size > 1) trains on one device, from memory."
         )
-    # First: a multi-worker strategy must exist before any other TensorFlow operation.
-    trainer = Trainer(config, strategy="default" if on_disk or ensemble else strategy)
-    chief = is_chief(trainer.strategy)
-    resuming = False
-    if output is not None:
-        _check_output_rule(output, source, config)
-        resuming = check_output(output, overwrite=overwrite)
-        if chief:  # the other workers of a cluster write to temporary folders
-            check_writable(output)
-    log_dir: Path | None = None
-    if tensorboard is True:
-        assert output is not None
-        log_dir = prepare_logs(output, empty=chief and not resuming)
-    elif tensorboard is not False:
-        log_dir = Path(tensorboard)
-    if ensemble:
-        board = [tensorboard_callback(log_dir)] if log_dir is not None else []
-        result = train_ensemble(
-            config,
-            source=source,
-            output=output,
-            evaluate_test=evaluate_test,
-            callbacks=[*callbacks, *board],
-            on_stage=on_stage,
-            data_dir=data_dir,
-        )
-        result.wall_seconds = time.perf_counter() - started
-        return _finished(output, result, chief=chief)
-    if on_disk:
-        assert isinstance(source, TextFiles)
-        board = [tensorboard_callback(log_dir)] if log_dir is not None else []
-        result = train_on_disk(
-            config, source, output=output, callbacks=[*callbacks, *board], on_stage=on_stage
-        )
-        result.wall_seconds = time.perf_counter() - started
-        return _finished(output, result, chief=chief)
-    scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
-    # One run at a time writes into `output`: a second would corrupt the first's checkpoint.
-    lock = folder_lock(output) if output is not None and chief else contextlib.nullcontext()
-    try:
-        with lock:
-            result = _train(
-                trainer,
-                source=source,
-                output=output,
-                write_to=(Path(output) if output is not None else None) if chief else scratch,
-                evaluate_test=evaluate_test,
-                callbacks=callbacks,
-                on_stage=on_stage,
-                data_dir=data_dir,
-                tensorboard_dir=log_dir if chief or log_dir is None else scratch,
-                resume=not overwrite,
-                stop=stop,
-                started=started,
-            )
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return _finished(output, result, chief=chief)
+    return config
 
 
 def _finished(
