@@ -175,7 +175,7 @@ class AdversarialObjective:
         embed: keras.Model | keras.layers.Layer
         if EMBEDDINGS_LAYER in names:  # word vectors beside the trainable embedding: perturb both
             embedding = model.get_layer(EMBEDDINGS_LAYER)
-            embed = keras.Model(model.inputs, embedding.output, name=f"{model.name}_embeddings")
+            embed = keras.Model(model.input, embedding.output, name=f"{model.name}_embeddings")
         elif EMBEDDING_LAYER in names:
             embedding = embed = model.get_layer(EMBEDDING_LAYER)
         else:
