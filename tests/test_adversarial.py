@@ -9,17 +9,46 @@ from conftest import tiny_config
 from imdb_rnn.config import ModelConfig, TrainingConfig
 from imdb_rnn.errors import ConfigError
 from imdb_rnn.models import build_classifier
-from imdb_rnn.training.objectives import adversarial_perturbation, use_adversarial_training
+from imdb_rnn.training.objectives import (
+    AdversarialObjective,
+    CleanObjective,
+    TrainingObjective,
+    adversarial_perturbation,
+    objective_for,
+)
 
 IDS = np.array([[2, 3, 4, 5], [6, 7, 0, 0], [8, 0, 0, 0], [9, 10, 11, 0]], dtype="int32")
 LABELS = np.array([1, 0, 1, 0], dtype="int32")
 
 
-def _model(seed: int = 0, **config) -> keras.Model:
+class FitWith(keras.Model):
+    """A functional model whose Keras `fit` steps minimise an objective: the reference the
+    epoch loop is compared with."""
+
+    def __init__(self, inputs, outputs, objective: TrainingObjective) -> None:
+        super().__init__(inputs, outputs)
+        self.objective = objective
+
+    def train_step(self, data):
+        ids, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        loss, logits, gradients = self.objective.loss_and_gradients(
+            self, ids, labels, sample_weight
+        )
+        for metric in self.metrics:  # the loss tracker, as Keras' own train_step updates it
+            if metric.name == "loss":
+                metric.update_state(loss, sample_weight=tf.shape(ids)[0])
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
+        return self.compute_metrics(ids, labels, logits, sample_weight=sample_weight)
+
+
+def _model(seed: int = 0, objective: TrainingObjective | None = None, **config) -> keras.Model:
     keras.utils.set_random_seed(seed)
     model = build_classifier(
         ModelConfig(max_tokens=20, embedding_dim=4, rnn_units=3, dense_units=(4,), **config)
     )
+    if objective is not None:
+        model = FitWith(model.inputs, model.outputs, objective)
+        objective.prepare(model)
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
@@ -59,8 +88,7 @@ def test_perturbation_raises_the_loss():
 
 def test_logged_loss_is_the_clean_loss_and_the_update_differs():
     """The step logs the unperturbed loss (as plain training does) but takes another step."""
-    plain, adversarial = _model(seed=3), _model(seed=3)
-    use_adversarial_training(adversarial, epsilon=1.0)
+    plain, adversarial = _model(seed=3), _model(seed=3, objective=AdversarialObjective(1.0))
     logs_plain = plain.fit(IDS, LABELS, batch_size=4, epochs=1, verbose=0, shuffle=False)
     logs_adv = adversarial.fit(IDS, LABELS, batch_size=4, epochs=1, verbose=0, shuffle=False)
     assert logs_adv.history["loss"] == pytest.approx(logs_plain.history["loss"], rel=1e-5)
@@ -77,10 +105,10 @@ def test_works_with_the_loss_the_model_is_compiled_with():
     x = keras.layers.Embedding(20, 4, mask_zero=True, name="embedding")(ids)
     x = keras.layers.GRU(3)(x)
     model = keras.Model(ids, keras.layers.Dense(3)(x))
+    model = FitWith(model.inputs, model.outputs, AdversarialObjective(0.5))
     model.compile(
         optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    use_adversarial_training(model, epsilon=0.5)
     labels = np.array([0, 1, 2, 1], dtype="int32")
     history = model.fit(IDS, labels, epochs=3, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
@@ -90,16 +118,44 @@ def test_works_with_the_loss_the_model_is_compiled_with():
 def test_bad_arguments_are_value_errors():
     """A non-positive epsilon, or a model without a masking "embedding" layer, is refused."""
     with pytest.raises(ValueError, match="epsilon=0"):
-        use_adversarial_training(_model(), epsilon=0)
+        AdversarialObjective(epsilon=0)
     ids = keras.Input(shape=(None,), dtype="int32")
     other = keras.Model(ids, keras.layers.Dense(1)(keras.layers.Embedding(5, 2, name="e")(ids)))
     with pytest.raises(ValueError, match="named 'embedding'"):
-        use_adversarial_training(other, epsilon=0.5)
+        AdversarialObjective(0.5).prepare(other)
     unmasked = keras.Model(
         ids, keras.layers.Dense(1)(keras.layers.Embedding(5, 2, name="embedding")(ids))
     )
     with pytest.raises(ValueError, match="mask_zero"):
-        use_adversarial_training(unmasked, epsilon=0.5)
+        AdversarialObjective(0.5).prepare(unmasked)
+
+
+def test_the_config_chooses_the_objective():
+    """adversarial_epsilon above 0 gives the adversarial objective with that epsilon; 0 the
+    clean one."""
+    chosen = objective_for(TrainingConfig(adversarial_epsilon=0.25))
+    assert isinstance(chosen, AdversarialObjective) and chosen.epsilon == 0.25
+    assert isinstance(objective_for(TrainingConfig(adversarial_epsilon=0.0)), CleanObjective)
+
+
+def test_the_objective_leaves_the_model_as_it_was():
+    """Training adversarially through the loop attaches nothing to the model: its class and
+    its train_step are Keras' own."""
+    from imdb_rnn.config import RunConfig
+    from imdb_rnn.training.loop import EpochLoop
+
+    model = _model(seed=1)
+    batches = tf.data.Dataset.from_tensor_slices((IDS, LABELS)).batch(2)
+    loop = EpochLoop(
+        model,
+        config=RunConfig().replace(training={"epochs": 1}),
+        steps_per_epoch=2,
+        train_size=len(IDS),
+        objective=AdversarialObjective(0.5),
+    )
+    loop.run(batches, validation=batches)
+    assert type(model).__name__ == "Functional"
+    assert "train_step" not in vars(model)
 
 
 def test_config_validates_adversarial_epsilon():
@@ -179,13 +235,15 @@ def test_the_epoch_loop_trains_like_keras_fit(adversarial):
     from imdb_rnn.training.loop import EpochLoop
 
     batches = tf.data.Dataset.from_tensor_slices((IDS, LABELS)).batch(2)
-    with_fit, with_loop = _model(seed=5), _model(seed=5)
-    if adversarial:
-        for model in (with_fit, with_loop):
-            use_adversarial_training(model, epsilon=1.0)
+    objective = AdversarialObjective(1.0) if adversarial else CleanObjective()
+    # Clean: Keras' own train_step; adversarial: a train_step of the same objective.
+    with_fit = _model(seed=5, objective=objective if adversarial else None)
+    with_loop = _model(seed=5)
     fit_history = with_fit.fit(batches, epochs=2, verbose=0, shuffle=False).history
     config = RunConfig().replace(training={"epochs": 2})
-    loop = EpochLoop(with_loop, config=config, steps_per_epoch=2, train_size=len(IDS))
+    loop = EpochLoop(
+        with_loop, config=config, steps_per_epoch=2, train_size=len(IDS), objective=objective
+    )
     history = loop.run(batches.repeat(2), validation=batches)
     for a, b in zip(with_fit.get_weights(), with_loop.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

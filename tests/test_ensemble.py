@@ -62,6 +62,7 @@ def test_train_an_ensemble_of_two_seeds(topic_files, tmp_path):
     metrics = json.loads((output / "metrics.json").read_text())
     members = metrics[ENSEMBLE_KEY]["members"]
     assert [member["seed"] for member in members] == [42, 43]
+    assert metrics["global_batch_size"] == config.data.batch_size
     assert result.test is not None and result.test.examples == 45
     classifier = Trainer.load(output).classifier
     first, second = (classifier.get_layer(f"member_{index}") for index in range(2))

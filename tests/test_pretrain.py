@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from imdb_rnn.errors import ConfigError, EncoderError, TrainingInterrupted
+from imdb_rnn.errors import (
+    ConfigError,
+    DataError,
+    EncoderError,
+    NonFiniteLossError,
+    TrainingInterrupted,
+)
 from imdb_rnn.models import build_classifier
 from imdb_rnn.pretraining.pretrain import (
     CHECKPOINT_DIR,
@@ -113,6 +119,36 @@ def test_resume_with_other_settings_is_refused(tmp_path, imdb_archive):
     pretrain(imdb_archive, tmp_path / "lm", config=tiny_pretrain_config(max_minutes=1e-9))
     with pytest.raises(EncoderError, match="other settings"):
         pretrain(imdb_archive, tmp_path / "lm", config=tiny_pretrain_config(sequence_length=8))
+
+
+def test_bad_settings_are_config_errors_that_name_the_setting():
+    """PretrainConfig refuses an out-of-range setting with a ConfigError whose option names it."""
+    for setting, value in (("batch_size", 0), ("learning_rate", 2.0), ("valid_split", "x")):
+        with pytest.raises(ConfigError, match=setting) as caught:
+            tiny_pretrain_config(**{setting: value})
+        assert caught.value.option == setting
+
+
+def test_too_little_text_is_a_data_error(tmp_path, imdb_archive):
+    """Text too short for one batch of windows is the data's fault: a DataError."""
+    with pytest.raises(DataError, match="lower batch_size or sequence_length"):
+        pretrain(imdb_archive, tmp_path / "lm", config=tiny_pretrain_config(batch_size=60_000))
+
+
+def test_a_non_finite_loss_raises_non_finite_loss_error(tmp_path, imdb_archive, monkeypatch):
+    """A NaN or infinite language-model loss raises the loop's NonFiniteLossError."""
+    import math
+    import types
+
+    from imdb_rnn.pretraining import pretrain as module
+
+    config = tiny_pretrain_config()
+    monkeypatch.setattr(
+        module, "math", types.SimpleNamespace(**{**vars(math), "isfinite": lambda x: False})
+    )
+    with pytest.raises(NonFiniteLossError, match="loss became") as caught:
+        pretrain(imdb_archive, tmp_path / "lm", config=config)
+    assert (caught.value.epoch, caught.value.step) == (0, 1)
 
 
 def test_load_encoder_sets_the_classifier_weights(encoder_dir):

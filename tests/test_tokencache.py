@@ -79,3 +79,23 @@ def test_train_on_disk_writes_a_model(tmp_path, topic_files):
     trainer = Trainer.load(output)
     assert trainer.label_names == ("animal", "colour", "number")
     assert (output / "README.md").is_file() and (output / "curves.png").is_file()
+
+
+def test_train_on_disk_trains_through_fit_batches(tmp_path, topic_files, monkeypatch):
+    """The on-disk plan trains through `Trainer.fit_batches` (the run's objective and early
+    stopping) once, and its result records what every plan records (preset, batch size)."""
+    from imdb_rnn.training.ondisk import train_on_disk
+
+    steps: list[int] = []
+    original = Trainer.fit_batches
+
+    def spy(self, batches, **options):
+        steps.append(options["steps_per_epoch"])
+        return original(self, batches, **options)
+
+    monkeypatch.setattr(Trainer, "fit_batches", spy)
+    config = tiny_config(epochs=2).replace(training={"early_stopping_patience": 1})
+    result = train_on_disk(config, TextFiles(train=topic_files["train"]))
+    assert len(steps) == 1 and steps[0] >= 1
+    assert result.preset == config.preset and result.global_batch_size == config.data.batch_size
+    assert result.best_epoch == int(np.argmin(result.history["val_loss"])) + 1

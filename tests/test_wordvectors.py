@@ -296,11 +296,12 @@ def test_adversarial_training_perturbs_both_embeddings(tmp_path: Path) -> None:
     """With word vectors, adversarial training perturbs the concatenated embeddings: the step
     runs, changes the loss it minimises, and the model still reads unseen words."""
     import keras
+    import tensorflow as tf
 
     import imdb_rnn
     from imdb_rnn.data.sources import TextFiles
     from imdb_rnn.models import build_classifier
-    from imdb_rnn.training.objectives import use_adversarial_training
+    from imdb_rnn.training.objectives import AdversarialObjective
     from imdb_rnn.training.workflows import train
 
     config = _topic_config(write_vectors(tmp_path / "vectors.txt"))
@@ -309,11 +310,16 @@ def test_adversarial_training_perturbs_both_embeddings(tmp_path: Path) -> None:
     model.compile(
         optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    use_adversarial_training(model, epsilon=1.0)
     ids = np.array([[2, 15, 3, 0], [18, 4, 0, 0]], "int32")
     labels = np.array([0, 2], "int32")
-    total, clean, _ = model._adversarial_objective(ids, labels)
-    assert float(total) > float(clean) > 0  # the perturbed loss is added
+    clean = AdversarialObjective(1e-9).loss_and_gradients(model, ids, labels)
+    step = AdversarialObjective(1.0).loss_and_gradients(model, ids, labels)
+    assert float(step.loss) == pytest.approx(float(clean.loss))  # it reports the clean loss
+    changed = [  # the perturbed loss is added: it changes what is minimised
+        not np.allclose(tf.convert_to_tensor(a), tf.convert_to_tensor(b))
+        for a, b in zip(step.gradients, clean.gradients, strict=True)
+    ]
+    assert any(changed)
     adversarial = config.replace(training={"adversarial_epsilon": 0.3})
     files = TextFiles(train=write_topic_csv(tmp_path / "train.csv", topic_rows(1, 40)))
     train(adversarial, source=files, output=tmp_path / "adv")

@@ -1,5 +1,6 @@
-"""Which devices this process sees, and what runs the recurrent layers on them: the one place
-that asks TensorFlow for GPUs (the strategies, the layers and the native kernel all ask here).
+"""Which devices this process sees, and what runs the recurrent layers on them: where the
+strategies and the layers ask TensorFlow for GPUs (the native kernel, which this module
+imports, asks for itself).
 
 On a GPU, Keras runs GRUs and LSTMs with the fused cuDNN kernel; on a CPU, GRUs run imdb-rnn's
 native kernel (`imdb_rnn.native`) where it builds, else a TensorFlow loop, and LSTMs Keras' own.
@@ -15,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import tensorflow as tf
+
+from imdb_rnn import native
 
 __all__ = ["gpu_count", "gpu_visible", "prepare_native_kernel", "rnn_kernel_name"]
 
@@ -33,8 +36,6 @@ def rnn_kernel_name(cell: str = "gru") -> str:
     """What runs a recurrent layer of this kind here: `"cudnn"` (a GPU is visible), `"native"`
     (imdb-rnn's CPU kernel for GRUs), `"tensorflow"` (its TensorFlow loop, where the native
     kernel is unavailable) or `"keras"` (Keras' own loop: LSTMs on a CPU)."""
-    from imdb_rnn import native
-
     if gpu_visible():
         return "cudnn"
     if cell != "gru":
@@ -48,8 +49,6 @@ def prepare_native_kernel(
     """Compiles the native GRU kernel now, announcing it with `on_stage`, when a CPU GRU will
     use it and it is not built on this machine yet (about 25 s, once). Otherwise does nothing;
     a kernel that cannot be built only warns (see `imdb_rnn.native`)."""
-    from imdb_rnn import native
-
     if cell == "gru" and native.wanted() and not native.is_built():
         if on_stage is not None:
             on_stage("Compiling the native GRU kernel (once on this machine)")

@@ -40,7 +40,6 @@ from typing import Any
 
 import tensorflow as tf
 
-from imdb_rnn import devices
 from imdb_rnn.errors import NativeBuildError
 from imdb_rnn.files import current_umask, write_text
 
@@ -355,7 +354,13 @@ def load() -> Any:
 def wanted() -> bool:
     """True when a CPU GRU would use the native kernel if it loads: switched on, not within
     `disabled()`, and no GPU visible (on a GPU, Keras' cuDNN kernel runs instead)."""
-    return not _switched_off() and _disabled_depth == 0 and not devices.gpu_visible()
+    return not _switched_off() and _disabled_depth == 0 and not _gpu_visible()
+
+
+def _gpu_visible() -> bool:
+    # Asked of TensorFlow here rather than through `imdb_rnn.devices`, which sits above this
+    # module (it reports and prepares the kernel that runs) and imports it.
+    return bool(tf.config.list_logical_devices("GPU"))
 
 
 def available() -> bool:

@@ -1114,6 +1114,7 @@ def pretrain(
     console = _stderr()
     with _user_errors():
         from imdb_rnn.config import get_preset
+        from imdb_rnn.errors import ConfigError
         from imdb_rnn.pretraining.pretrain import PretrainConfig
 
         base = get_preset(preset).replace(
@@ -1133,7 +1134,7 @@ def pretrain(
                 max_minutes=max_minutes,
                 seed=seed,
             )
-        except ValueError as error:
+        except ConfigError as error:
             _fail(str(error), EXIT_USAGE)
         result = _run_pretraining(config, data, output, limit, not overwrite, console)
     if as_json:
@@ -1180,7 +1181,7 @@ def _run_pretraining(
         TimeRemainingColumn,
     )
 
-    from imdb_rnn.errors import TrainingInterrupted
+    from imdb_rnn.errors import NonFiniteLossError, TrainingInterrupted
     from imdb_rnn.pretraining.pretrain import pretrain as run_pretraining
     from imdb_rnn.training.stopping import SignalStop
 
@@ -1235,7 +1236,7 @@ def _run_pretraining(
             soft_wrap=True,
         )
         raise typer.Exit(interrupted.exit_code) from None
-    except FloatingPointError as error:
+    except NonFiniteLossError as error:
         progress.stop()
         _fail(str(error), EXIT_DIVERGED)
     finally:

@@ -47,7 +47,13 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.config import MAX_BATCH_SIZE, VALID_SPLITS, VOCABULARY_SOURCES, ModelConfig, RunConfig
-from imdb_rnn.errors import ConfigError, EncoderError, OutputPathError
+from imdb_rnn.errors import (
+    ConfigError,
+    DataError,
+    EncoderError,
+    NonFiniteLossError,
+    OutputPathError,
+)
 from imdb_rnn.files import atomic_path, check_output_folder, folder_lock, read_limited, write_json
 from imdb_rnn.layers import FastBidirectional, TextEncoder
 from imdb_rnn.modeldir import check_writable
@@ -86,7 +92,9 @@ StageCallback = Callable[[str], None]
 
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
+        raise ConfigError(
+            f"Expected {name} to be a positive integer. Received: {name}={value!r}", option=name
+        )
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,9 @@ class PretrainConfig:
         max_minutes: stop (with a checkpoint and an encoder written) after this many minutes of
             training; running again continues. Default None (no limit).
         seed: seeds the initial weights and the order of the windows. Default 0.
+
+    Raises:
+        ConfigError: naming the setting (`option`) that is out of range.
     """
 
     max_tokens: int = 20_000
@@ -147,29 +158,39 @@ class PretrainConfig:
         ):
             _positive_int(name, getattr(self, name))
         if self.batch_size > MAX_BATCH_SIZE:
-            raise ValueError(
+            raise ConfigError(
                 f"Expected batch_size of at most {MAX_BATCH_SIZE:,}. "
-                f"Received: batch_size={self.batch_size}"
+                f"Received: batch_size={self.batch_size}",
+                option="batch_size",
             )
         if self.max_tokens < 3:
-            raise ValueError(f"Expected max_tokens >= 3. Received: max_tokens={self.max_tokens}")
+            raise ConfigError(
+                f"Expected max_tokens >= 3. Received: max_tokens={self.max_tokens}",
+                option="max_tokens",
+            )
         if self.sequence_length < 2:
-            raise ValueError(
-                f"Expected sequence_length >= 2. Received: sequence_length={self.sequence_length}"
+            raise ConfigError(
+                f"Expected sequence_length >= 2. Received: sequence_length={self.sequence_length}",
+                option="sequence_length",
             )
         if self.vocabulary_source not in VOCABULARY_SOURCES:
-            raise ValueError(
+            raise ConfigError(
                 f"Expected vocabulary_source to be one of {list(VOCABULARY_SOURCES)}. "
-                f"Received: vocabulary_source={self.vocabulary_source!r}"
+                f"Received: vocabulary_source={self.vocabulary_source!r}",
+                option="vocabulary_source",
             )
         if self.valid_split not in VALID_SPLITS:
-            raise ValueError(
+            raise ConfigError(
                 f"Expected valid_split to be one of {list(VALID_SPLITS)}. "
-                f"Received: valid_split={self.valid_split!r}"
+                f"Received: valid_split={self.valid_split!r}",
+                option="valid_split",
             )
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= 1:
-            raise ValueError(f"Expected learning_rate in (0, 1]. Received: learning_rate={lr!r}")
+            raise ConfigError(
+                f"Expected learning_rate in (0, 1]. Received: learning_rate={lr!r}",
+                option="learning_rate",
+            )
         minutes = self.max_minutes
         if minutes is not None and (
             isinstance(minutes, bool)
@@ -177,9 +198,14 @@ class PretrainConfig:
             or not math.isfinite(minutes)
             or minutes <= 0
         ):
-            raise ValueError(f"Expected max_minutes > 0 or None. Received: max_minutes={minutes!r}")
+            raise ConfigError(
+                f"Expected max_minutes > 0 or None. Received: max_minutes={minutes!r}",
+                option="max_minutes",
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"Expected seed to be an integer >= 0. Received: seed={self.seed!r}")
+            raise ConfigError(
+                f"Expected seed to be an integer >= 0. Received: seed={self.seed!r}", option="seed"
+            )
 
     @classmethod
     def for_model(cls, model: ModelConfig, **overrides: Any) -> PretrainConfig:
@@ -587,7 +613,7 @@ def pretrain(
         on_stage: called with a short description as each preparation stage starts.
         on_step: called after every step with `(step, total_steps, sampled loss)`.
         on_measure: called with each perplexity measurement (an entry of `curve`).
-        stop: a `checkpoints.SignalStop`: its first signal stops training after the current
+        stop: a `stopping.SignalStop`: its first signal stops training after the current
             step, with a checkpoint and an encoder written, and raises `TrainingInterrupted`.
 
     Returns:
@@ -596,9 +622,10 @@ def pretrain(
     Raises:
         EncoderError: if `output` holds a checkpoint of other settings (pass `resume=False` or
             another folder) or a damaged one.
-        DataError: if the data cannot be read.
+        DataError: if the data cannot be read, or holds too little text for one batch of
+            windows (lower `batch_size` or `sequence_length`).
         TrainingInterrupted: when `stop` received a signal (after the checkpoint is written).
-        FloatingPointError: if the loss becomes NaN or infinite (the last checkpoint is kept).
+        NonFiniteLossError: if the loss becomes NaN or infinite (the last checkpoint is kept).
         FolderBusyError: if another run holds `output`.
         ConfigError: if `limit` is not a positive integer, or `output` breaks the output rule
             (it is, holds or is inside `data`, or is inside a model folder).
@@ -606,7 +633,9 @@ def pretrain(
     """
     config = config or PretrainConfig()
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"Expected limit to be a positive integer or None. Received: {limit!r}")
+        raise ConfigError(
+            f"Expected limit to be a positive integer or None. Received: {limit!r}", option="limit"
+        )
     data_path = [data] if isinstance(data, (str, os.PathLike)) and os.path.lexists(data) else []
     try:  # the output rule: not the data, nor inside it or a model folder
         check_output_folder(output, inputs=data_path, data=data_path, what="output=")
@@ -628,31 +657,32 @@ def pretrain(
         )
 
 
-def _pretrain(
+@dataclass(frozen=True)
+class _Corpus:
+    """The language model's text, as token ids."""
+
+    vocabulary: list[str]
+    names: list[str]  # the splits the training text comes from
+    train_stream: np.ndarray  # every training token, one review after the other
+    valid_windows: np.ndarray  # (windows, sequence_length) validation tokens
+    steps_per_epoch: int
+
+
+def _read_corpus(
     data: str | os.PathLike[str] | None,
     folder: Path,
     *,
     config: PretrainConfig,
     limit: int | None,
-    resume: bool,
+    resumed: bool,
     stage: StageCallback,
-    on_step: Callable[[int, int, float], None] | None,
-    on_measure: Callable[[dict[str, float]], None] | None,
-    stop: Any,
-) -> PretrainResult:
-    from imdb_rnn.data.imdb import load_imdb
-    from imdb_rnn.devices import prepare_native_kernel
-    from imdb_rnn.errors import TrainingInterrupted
+) -> _Corpus:
+    """Reads the reviews, adapts the vocabulary (or reads a resumed run's) and tokenises them.
 
-    checkpoint_folder = folder / CHECKPOINT_DIR
-    saved = _read_checkpoint(checkpoint_folder) if resume else None
-    if saved is not None and _comparable(saved[0]["config"]) != _comparable(config.to_dict()):
-        raise EncoderError(
-            f"{folder} holds an unfinished pre-training run with other settings "
-            f"({saved[0]['config']}); continue it with the same settings, or start over in "
-            "another folder (or with resume=False)."
-        )
-    keras.utils.set_random_seed(config.seed)
+    Raises:
+        DataError: if the data cannot be read, or holds too little text for one batch.
+    """
+    from imdb_rnn.data.imdb import load_imdb
 
     stage("Reading reviews")
     splits = load_imdb(
@@ -663,7 +693,7 @@ def _pretrain(
     )
     corpus_names = [name for name in ("train", "unsupervised") if getattr(splits, name)]
     stage("Adapting the vocabulary")
-    if saved is not None and (folder / VOCABULARY_FILE).exists():
+    if resumed and (folder / VOCABULARY_FILE).exists():
         vocabulary = json.loads(read_limited(folder / VOCABULARY_FILE, what="vocabulary"))
         encoder = TextEncoder(max_tokens=config.max_tokens, vocabulary=vocabulary[2:])
     else:
@@ -679,14 +709,79 @@ def _pretrain(
     length = config.sequence_length
     steps_per_epoch = len(_windows(train_stream, length, length - 1)) // config.batch_size
     if steps_per_epoch < 1:
-        raise ValueError(
+        raise DataError(
             f"Expected at least {config.batch_size} windows of {length} tokens. Received: "
             f"{len(train_stream)} tokens; lower batch_size or sequence_length."
         )
-    total_steps = steps_per_epoch * config.epochs
     valid_windows = _windows(valid_stream, length, 0)
     if len(valid_windows) == 0:
         valid_windows = valid_stream[None, : max(2, len(valid_stream))]
+    return _Corpus(vocabulary, corpus_names, train_stream, valid_windows, steps_per_epoch)
+
+
+def _restore(
+    saved: tuple[dict[str, Any], list[np.ndarray]] | None,
+    variables: list[Any],
+    checkpoint_folder: Path,
+) -> tuple[int, list[dict[str, float]]]:
+    """Puts a checkpoint's values into the model's and optimizer's `variables`; returns its
+    `(step, curve)`, or `(0, [])` for a fresh run.
+
+    Raises:
+        EncoderError: if the checkpoint holds other variables.
+    """
+    if saved is None:
+        return 0, []
+    state, values = saved
+    if len(values) != len(variables):
+        raise EncoderError(f"The pre-training checkpoint in {checkpoint_folder} is damaged.")
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+    return int(state["step"]), list(state["curve"])
+
+
+def _perplexities(valid_step: Any, valid_windows: np.ndarray) -> tuple[float, float]:
+    """The forward and backward language models' perplexities on the validation windows."""
+    total = np.zeros(2)
+    for start in range(0, len(valid_windows), 8):
+        total += valid_step(tf.constant(valid_windows[start : start + 8])).numpy()
+    count = valid_windows.shape[0] * (valid_windows.shape[1] - 1)
+    forward, backward = np.exp(total / max(count, 1))
+    return float(forward), float(backward)
+
+
+def _pretrain(
+    data: str | os.PathLike[str] | None,
+    folder: Path,
+    *,
+    config: PretrainConfig,
+    limit: int | None,
+    resume: bool,
+    stage: StageCallback,
+    on_step: Callable[[int, int, float], None] | None,
+    on_measure: Callable[[dict[str, float]], None] | None,
+    stop: Any,
+) -> PretrainResult:
+    from imdb_rnn.devices import prepare_native_kernel
+    from imdb_rnn.errors import TrainingInterrupted
+
+    checkpoint_folder = folder / CHECKPOINT_DIR
+    saved = _read_checkpoint(checkpoint_folder) if resume else None
+    if saved is not None and _comparable(saved[0]["config"]) != _comparable(config.to_dict()):
+        raise EncoderError(
+            f"{folder} holds an unfinished pre-training run with other settings "
+            f"({saved[0]['config']}); continue it with the same settings, or start over in "
+            "another folder (or with resume=False)."
+        )
+    keras.utils.set_random_seed(config.seed)
+
+    corpus = _read_corpus(
+        data, folder, config=config, limit=limit, resumed=saved is not None, stage=stage
+    )
+    vocabulary, corpus_names = corpus.vocabulary, corpus.names
+    train_stream, valid_windows = corpus.train_stream, corpus.valid_windows
+    length, steps_per_epoch = config.sequence_length, corpus.steps_per_epoch
+    total_steps = steps_per_epoch * config.epochs
 
     stage("Building the language model")
     prepare_native_kernel("gru", on_stage=stage)
@@ -694,15 +789,8 @@ def _pretrain(
     optimizer = keras.optimizers.Adam(_learning_rate(config, total_steps), clipnorm=1.0)
     optimizer.build(model.variables)
     all_variables = [*model.variables, *optimizer.variables]
-    step = 0
-    curve: list[dict[str, float]] = []
+    step, curve = _restore(saved, all_variables, checkpoint_folder)
     if saved is not None:
-        state, values = saved
-        if len(values) != len(all_variables):
-            raise EncoderError(f"The pre-training checkpoint in {checkpoint_folder} is damaged.")
-        for variable, value in zip(all_variables, values, strict=True):
-            variable.assign(value)
-        step, curve = int(state["step"]), list(state["curve"])
         stage(f"Resuming at step {step:,} of {total_steps:,}")
 
     @tf.function(autograph=False, reduce_retracing=True)
@@ -716,14 +804,6 @@ def _pretrain(
     @tf.function(autograph=False, reduce_retracing=True)
     def valid_step(ids: tf.Tensor) -> tf.Tensor:
         return model.full_losses(ids)
-
-    def perplexities() -> tuple[float, float]:
-        total = np.zeros(2)
-        for start in range(0, len(valid_windows), 8):
-            total += valid_step(tf.constant(valid_windows[start : start + 8])).numpy()
-        count = valid_windows.shape[0] * (valid_windows.shape[1] - 1)
-        forward, backward = np.exp(total / max(count, 1))
-        return float(forward), float(backward)
 
     def write(complete: bool) -> None:
         info = {
@@ -772,9 +852,11 @@ def _pretrain(
             rows = order[batch * config.batch_size : (batch + 1) * config.batch_size]
             loss = float(train_step(tf.constant(windows[rows])))
             if not math.isfinite(loss):
-                raise FloatingPointError(
+                raise NonFiniteLossError(
                     f"The language model's loss became {loss} at step {step + 1}; lower "
-                    "learning_rate. The last checkpoint is kept."
+                    "learning_rate. The last checkpoint is kept.",
+                    epoch=epoch,
+                    step=batch + 1,
                 )
             step += 1
             recent.append(loss)
@@ -788,7 +870,7 @@ def _pretrain(
             if step % config.checkpoint_every_steps == 0:
                 checkpoint()
         if step % steps_per_epoch == 0 or stopped or step >= total_steps:
-            forward, backward = perplexities()
+            forward, backward = _perplexities(valid_step, valid_windows)
             entry = {
                 "epoch": round(step / steps_per_epoch, 3),
                 "step": step,

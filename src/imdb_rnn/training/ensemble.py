@@ -27,18 +27,21 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
 from imdb_rnn.config import RunConfig
-from imdb_rnn.data.sources import BadRows, TextFiles
+from imdb_rnn.data.sources import TextFiles
 from imdb_rnn.data.splits import ImdbSplits
 from imdb_rnn.data.tfds import TfdsText
+from imdb_rnn.files import folder_lock
+from imdb_rnn.inference.results import TrainResult
+from imdb_rnn.training.finish import RunData, finish_run, train_result
+from imdb_rnn.training.reading import read_training_splits
+from imdb_rnn.training.trainer import Trainer
 
 __all__ = ["ENSEMBLE_KEY", "average_classifiers", "train_ensemble"]
 
@@ -76,19 +79,6 @@ def average_classifiers(classifiers: Sequence[keras.Model]) -> keras.Model:
     return keras.Model(token_ids, logits, name="classifier")
 
 
-def _load(source: Any, config: RunConfig, *, evaluate_test: bool, data_dir: Any) -> ImdbSplits:
-    """The splits `train` would read from `source`."""
-    from imdb_rnn.training.workflows import read_splits, training_splits
-
-    return read_splits(
-        source,
-        config,
-        splits=training_splits(config, source, evaluate_test=evaluate_test),
-        limit=config.data.limit,
-        data_dir=data_dir,
-    )
-
-
 def train_ensemble(
     config: RunConfig,
     *,
@@ -98,7 +88,7 @@ def train_ensemble(
     callbacks: Iterable[keras.callbacks.Callback] = (),
     on_stage: Callable[[str], None] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
-) -> Any:
+) -> TrainResult:
     """Trains `training.ensemble_size` classifiers and saves the averaged model (see the
     module's description); what `train` runs when `ensemble_size` is above 1.
 
@@ -121,52 +111,18 @@ def train_ensemble(
         member's seed, best epoch and validation accuracy are in `metrics.json` under
         `ensemble`.
     """
-    from imdb_rnn.devices import rnn_kernel_name
-    from imdb_rnn.files import folder_lock, write_text
-    from imdb_rnn.inference.results import TrainResult
-    from imdb_rnn.modeldir import versions
-    from imdb_rnn.training.trainer import Trainer
-
     stage = on_stage or (lambda name: None)
     size = config.training.ensemble_size
     lock = folder_lock(output) if output is not None else contextlib.nullcontext()
     with lock:
-        stage("Reading data")
-        splits = _load(source, config, evaluate_test=evaluate_test, data_dir=data_dir)
-        if splits.bad_rows:
-            stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
-        members: list[Trainer] = []
-        member_records: list[dict[str, Any]] = []
-        encoder = None
+        splits = read_training_splits(
+            source, config, evaluate_test=evaluate_test, data_dir=data_dir, on_stage=stage
+        )
         start = time.perf_counter()
-        for index in range(size):
-            seed = config.training.seed + index
-            stage(f"Training member {index + 1} of {size} (seed {seed})")
-            member = Trainer(
-                config.replace(training={"seed": seed}),
-                encoder=encoder,  # the first member's vocabulary, for all
-                label_names=splits.label_names,
-                strategy="default",
-            )
-            if members:  # the first member's word vectors too: the file is read once
-                member.word_vectors = members[0].word_vectors
-            member.fit(splits, callbacks=callbacks, on_stage=stage)
-            encoder = member.encoder
-            valid = member.evaluate(splits["valid"])
-            member_records.append(
-                {
-                    "seed": seed,
-                    "best_epoch": member.best_epoch,
-                    "epochs": len(member.history.get("loss", [])),
-                    "valid_accuracy": valid.accuracy,
-                    "valid_loss": valid.loss,
-                }
-            )
-            stage(f"Member {index + 1}: validation accuracy {valid.accuracy:.2%}")
-            members.append(member)
+        members, member_records = _train_members(config, splits, callbacks=callbacks, stage=stage)
         train_seconds = time.perf_counter() - start
+        encoder = members[0].encoder
         first = members[0]
-        assert encoder is not None
         ensemble = Trainer(
             config,
             encoder=encoder,
@@ -175,58 +131,77 @@ def train_ensemble(
             strategy="default",
         )
         ensemble.history = first.history
+        ensemble.word_vectors = first.word_vectors
         stage("Evaluating the ensemble")
         valid = ensemble.evaluate(splits["valid"])
         test = (
             ensemble.evaluate(splits["test"]) if evaluate_test and splits.test is not None else None
         )
-        epoch_seconds = [s for member in members for s in member.epoch_train_seconds]
-        epochs_run = sum(len(member.history.get("loss", [])) for member in members)
-        result = TrainResult(
-            output=os.fspath(output) if output is not None else None,
-            epochs=len(first.history.get("loss", [])),
-            best_epoch=first.best_epoch,
-            train_seconds=train_seconds,
-            train_examples_per_second=splits.sizes["train"] * epochs_run / sum(epoch_seconds)
-            if sum(epoch_seconds)
-            else 0.0,
-            epoch_train_seconds=epoch_seconds,
-            history=first.history,
+        result = train_result(
+            ensemble,
+            RunData.of(splits),
             valid=valid,
             test=test,
-            sizes=dict(splits.sizes),
-            decode_errors=splits.decode_errors,
-            rnn_kernel=rnn_kernel_name(config.model.cell),
-            label_names=list(splits.label_names),
-            source=splits.source,
-            bad_rows=dict(splits.bad_rows),
-            word_vectors=first.word_vectors_record(),
-            bytes_read=splits.bytes_read,
-            versions=versions(),
-            preset=config.preset,
+            train_seconds=train_seconds,
+            output=output,
+            epoch_train_seconds=[s for member in members for s in member.epoch_train_seconds],
+            epochs_trained=sum(len(member.history.get("loss", [])) for member in members),
         )
-        if output is not None:
-            from imdb_rnn.deploy.card import CARD_FILE, model_card
-            from imdb_rnn.deploy.plots import CURVES_FILE, save_training_curves
+        metrics = {
+            **result.to_dict(),
+            ENSEMBLE_KEY: {
+                "members": member_records,
+                "mean_member_valid_accuracy": float(
+                    np.mean([record["valid_accuracy"] for record in member_records])
+                ),
+            },
+        }
+        return finish_run(
+            ensemble,
+            result,
+            output=output,
+            metrics=metrics,
+            curves_note=f"(first of {size} members)",
+            on_stage=stage,
+        )
 
-            stage("Saving")
-            metrics = {
-                **result.to_dict(),
-                ENSEMBLE_KEY: {
-                    "members": member_records,
-                    "mean_member_valid_accuracy": float(
-                        np.mean([record["valid_accuracy"] for record in member_records])
-                    ),
-                },
+
+def _train_members(
+    config: RunConfig,
+    splits: ImdbSplits,
+    *,
+    callbacks: Iterable[keras.callbacks.Callback],
+    stage: Callable[[str], None],
+) -> tuple[list[Trainer], list[dict[str, Any]]]:
+    """The members, trained one after the other on the first one's vocabulary, and what each
+    reached (its seed, epochs, best epoch, validation accuracy and loss)."""
+    size = config.training.ensemble_size
+    members: list[Trainer] = []
+    member_records: list[dict[str, Any]] = []
+    encoder = None
+    for index in range(size):
+        seed = config.training.seed + index
+        stage(f"Training member {index + 1} of {size} (seed {seed})")
+        member = Trainer(
+            config.replace(training={"seed": seed}),
+            encoder=encoder,  # the first member's vocabulary, for all
+            label_names=splits.label_names,
+            strategy="default",
+        )
+        if members:  # the first member's word vectors too: the file is read once
+            member.word_vectors = members[0].word_vectors
+        member.fit(splits, callbacks=callbacks, on_stage=stage)
+        encoder = member.encoder
+        valid = member.evaluate(splits["valid"])
+        member_records.append(
+            {
+                "seed": seed,
+                "best_epoch": member.best_epoch,
+                "epochs": len(member.history.get("loss", [])),
+                "valid_accuracy": valid.accuracy,
+                "valid_loss": valid.loss,
             }
-            ensemble.save(output, metrics=metrics)
-            name = Path(output).name
-            write_text(Path(output) / CARD_FILE, model_card(result.to_dict(), config, name=name))
-            save_training_curves(
-                first.history,
-                Path(output) / CURVES_FILE,
-                best_epoch=first.best_epoch,
-                title=f"{name}: loss and accuracy per epoch (first of {size} members)",
-                classes=len(result.label_names),
-            )
-    return result
+        )
+        stage(f"Member {index + 1}: validation accuracy {valid.accuracy:.2%}")
+        members.append(member)
+    return members, member_records

@@ -3,13 +3,13 @@
 One epoch loop, owned by imdb-rnn, for the default strategy, `MirroredStrategy` and
 `MultiWorkerMirroredStrategy` alike (Keras' `fit` cannot train under the last one in Keras 3.15,
 keras-team/keras#20585). Each step runs on every replica (`strategy.run`; under the default
-strategy that is a plain call): the forward pass, the loss (`adversarial.training_objective`:
-the clean loss, plus the adversarial one when the model trains adversarially), the gradients and
-the optimizer's update. After each batch the loop checks the loss, writes a checkpoint every
-`training.checkpoint_every_steps` batches and honours a stop request; after each epoch it
-validates, adds the learning rate to the epoch's logs, records the history (the one history of a
-run) and writes a checkpoint, then calls the callbacks (so a process killed while they run keeps
-the epoch's checkpoint).
+strategy that is a plain call): the objective's forward pass, loss and gradients (the loop is
+given its `objectives.TrainingObjective`: `CleanObjective`, or `AdversarialObjective` that adds
+the loss on perturbed embeddings) and the optimizer's update. After each batch the loop checks
+the loss, writes a checkpoint every `training.checkpoint_every_steps` batches and honours a stop
+request; after each epoch it validates, adds the learning rate to the epoch's logs, records the
+history (the one history of a run) and writes a checkpoint, then calls the callbacks (so a
+process killed while they run keeps the epoch's checkpoint).
 
 Keras callbacks are called as `fit` calls them (`on_train_begin`, `on_epoch_begin`,
 `on_train_batch_end` with the running `loss` and `accuracy`, `on_test_begin` / `on_test_end`,
@@ -39,7 +39,7 @@ from imdb_rnn.config import RunConfig
 from imdb_rnn.errors import CheckpointMismatchError, NonFiniteLossError, TrainingInterrupted
 from imdb_rnn.training.checkpoints import Checkpoint, CheckpointState, assign_arrays, numpy_arrays
 from imdb_rnn.training.distribute import distribute_batches
-from imdb_rnn.training.objectives import training_objective
+from imdb_rnn.training.objectives import CleanObjective, TrainingObjective
 from imdb_rnn.training.stopping import SignalStop
 
 __all__ = ["EpochLoop"]
@@ -66,6 +66,8 @@ class EpochLoop:
         stop: the `SignalStop` whose requests to honour. Default None.
         class_weights: the loss weight of each class, by class index (each text's loss is
             weighted by its class's). Default None: all 1.
+        objective: what each step minimises (`objectives.objective_for(config.training)` is
+            the run's). Default None: `CleanObjective()`, the compiled loss.
 
     Attributes:
         history: per-epoch logs (`loss`, `accuracy`, `val_loss`, `val_accuracy`,
@@ -88,6 +90,7 @@ class EpochLoop:
         stop: SignalStop | None = None,
         data: dict[str, Any] | None = None,
         class_weights: Sequence[float] | None = None,
+        objective: TrainingObjective | None = None,
     ) -> None:
         if steps_per_epoch < 1:
             raise ValueError(f"Expected steps_per_epoch >= 1. Received: {steps_per_epoch}")
@@ -102,6 +105,8 @@ class EpochLoop:
         self.stop = stop
         #: The loss weight of each class (`training.class_weight`), or None: all 1.
         self.class_weights = None if class_weights is None else list(class_weights)
+        self.objective = objective or CleanObjective()
+        self.objective.prepare(model)
         lists = [
             keras.callbacks.CallbackList(
                 group,
@@ -124,6 +129,8 @@ class EpochLoop:
         self._steps: tuple[Any, Any] | None = None
         self._epoch_start: float | None = None
         self._carried_seconds = 0.0
+        #: The raw weights while validation sees the averaged ones (`_swap_averages`).
+        self._raw_weights: list[np.ndarray] | None = None
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -188,39 +195,8 @@ class EpochLoop:
                 self._early_callbacks.on_epoch_begin(epoch)
                 self.callbacks.on_epoch_begin(epoch)
                 self._epoch_start = time.perf_counter()
-                logs: dict[str, float] = {}
-                for step in range(start, self.steps_per_epoch):
-                    self.callbacks.on_train_batch_begin(step)
-                    logs = _floats(train_step(iterator))
-                    self._check_finite(logs, step + 1)
-                    done = step + 1
-                    every = training.checkpoint_every_steps
-                    if (
-                        self.checkpoint is not None
-                        and done < self.steps_per_epoch
-                        and not (done % every)
-                    ):
-                        self._save(epoch, done)
-                    self._raise_if_stop_requested(save=True, step=done)
-                    self.callbacks.on_train_batch_end(step, logs)
-                    if model.stop_training:
-                        break
-                self._close_epoch_timer()
-                epoch_logs = dict(logs or _floats(model.get_metrics_result()))
-                # With weight averaging, validation and early stopping (which keeps the best
-                # epoch's weights) see the averaged weights; training goes on from the raw ones.
-                self._swap_averages()
-                try:
-                    epoch_logs.update(self._validate(test_step, valid_iterator, valid_steps))
-                    epoch_logs["learning_rate"] = float(
-                        keras.ops.convert_to_numpy(model.optimizer.learning_rate)
-                    )
-                    self._check_finite(epoch_logs, 0)
-                    self._early_callbacks.on_epoch_end(epoch, epoch_logs)
-                finally:
-                    self._swap_averages()
-                for key, value in epoch_logs.items():
-                    self.history.setdefault(key, []).append(float(value))
+                logs = self._train_epoch(train_step, iterator, epoch, start)
+                epoch_logs = self._end_epoch(epoch, logs, test_step, valid_iterator, valid_steps)
                 if self.checkpoint is not None:
                     finished = bool(model.stop_training) or epoch + 1 >= training.epochs
                     self._save(epoch + 1, 0, finished=finished)
@@ -238,21 +214,71 @@ class EpochLoop:
                 self.stop.deferring = False
         return self.history
 
+    def _train_epoch(
+        self, train_step: Any, iterator: Iterator[Any], epoch: int, start: int
+    ) -> dict[str, float]:
+        """Runs the epoch's batches from `start`, with the per-batch checks, checkpoints and
+        callbacks; returns the last batch's logs (the epoch's running loss and metrics)."""
+        logs: dict[str, float] = {}
+        for step in range(start, self.steps_per_epoch):
+            self.callbacks.on_train_batch_begin(step)
+            logs = _floats(train_step(iterator))
+            self._check_finite(logs, step + 1)
+            done = step + 1
+            every = self.config.training.checkpoint_every_steps
+            if self.checkpoint is not None and done < self.steps_per_epoch and not (done % every):
+                self._save(epoch, done)
+            self._raise_if_stop_requested(save=True, step=done)
+            self.callbacks.on_train_batch_end(step, logs)
+            if self.model.stop_training:
+                break
+        self._close_epoch_timer()
+        return logs
+
+    def _end_epoch(
+        self,
+        epoch: int,
+        logs: dict[str, float],
+        test_step: Any,
+        valid_iterator: Iterator[Any],
+        valid_steps: int,
+    ) -> dict[str, float]:
+        """Validates, adds the learning rate, checks the losses, lets early stopping see the
+        epoch and records it in the history; returns the epoch's logs."""
+        model = self.model
+        epoch_logs = dict(logs or _floats(model.get_metrics_result()))
+        # With weight averaging, validation and early stopping (which keeps the best epoch's
+        # weights) see the averaged weights; training goes on from the raw ones.
+        self._swap_averages()
+        try:
+            epoch_logs.update(self._validate(test_step, valid_iterator, valid_steps))
+            epoch_logs["learning_rate"] = float(
+                keras.ops.convert_to_numpy(model.optimizer.learning_rate)
+            )
+            self._check_finite(epoch_logs, 0)
+            self._early_callbacks.on_epoch_end(epoch, epoch_logs)
+        finally:
+            self._swap_averages()
+        for key, value in epoch_logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        return epoch_logs
+
     def _swap_averages(self) -> None:
         """Swaps the model's trainable weights with the optimizer's moving averages of them
         (`training.ema_momentum`); does nothing without weight averaging. Two swaps restore
         both."""
         optimizer = self.model.optimizer
-        if not getattr(optimizer, "use_ema", False):
+        if not optimizer.use_ema:
             return
-        # Keras keeps the averages here (its SwapEMAWeights callback reads the same list).
-        averages = optimizer._model_variables_moving_average
-        for variable, average in zip(self.model.trainable_variables, averages, strict=True):
-            if average is None:
-                continue
-            value = keras.ops.convert_to_numpy(variable)
-            variable.assign(average)
-            average.assign(value)
+        variables = self.model.trainable_variables
+        if self._raw_weights is None:
+            self._raw_weights = [keras.ops.convert_to_numpy(variable) for variable in variables]
+            # Keras' public way to the averages: it assigns them to the variables.
+            optimizer.finalize_variable_values(variables)
+        else:
+            for variable, value in zip(variables, self._raw_weights, strict=True):
+                variable.assign(value)
+            self._raw_weights = None
 
     def _validate(self, test_step: Any, iterator: Iterator[Any], steps: int) -> dict[str, float]:
         self.model.reset_metrics()
@@ -281,22 +307,24 @@ class EpochLoop:
             if not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)
         _build_metrics(model, strategy)
+        # The compiled model's loss tracker, through the public list of its metrics (the
+        # running loss goes into checkpoints with the other metrics' variables).
         loss_tracker = next(metric for metric in model.metrics if metric.name == "loss")
+
+        objective = self.objective
 
         def replica_step(data: tuple[tf.Tensor, tf.Tensor]) -> None:
             ids, labels = data
-            with tf.GradientTape() as tape:
-                # Under a strategy of several replicas Keras' `compute_loss` divides each
-                # replica's mean loss by their number (the optimizer sums their gradients).
-                weights = (
-                    None
-                    if class_weights is None
-                    else tf.gather(class_weights, tf.reshape(tf.cast(labels, tf.int32), [-1]))
-                )
-                objective, loss, logits = training_objective(model, ids, labels, weights)
+            weights = (
+                None
+                if class_weights is None
+                else tf.gather(class_weights, tf.reshape(tf.cast(labels, tf.int32), [-1]))
+            )
+            # Under a strategy of several replicas Keras' `compute_loss` divides each replica's
+            # mean loss by their number (the optimizer sums their gradients).
+            loss, logits, gradients = objective.loss_and_gradients(model, ids, labels, weights)
             loss_tracker.update_state(loss * replicas, sample_weight=tf.shape(ids)[0])
             variables = model.trainable_variables
-            gradients = tape.gradient(objective, variables)
             if replicas > 1:
                 # The embedding's gradient is sparse, one row per token of the replica's share;
                 # replicas pad their shares to different lengths, and the all-reduce of such

@@ -43,7 +43,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.config import RunConfig
+from imdb_rnn.data.batching import length_sorted_batches, tokenize
 from imdb_rnn.data.sources import (
     BadRows,
     TextFiles,
@@ -61,10 +62,13 @@ from imdb_rnn.data.sources import (
     label_names_of,
     load_text_files,
 )
-from imdb_rnn.data.splits import SPLIT_SEED, valid_count
+from imdb_rnn.data.splits import SPLIT_SEED, ImdbSplits, valid_count
 from imdb_rnn.errors import DataError
+from imdb_rnn.inference.results import EvaluationResult, TrainResult
 from imdb_rnn.layers import PAD_ID, TextEncoder
 from imdb_rnn.models import build_encoder
+from imdb_rnn.training.finish import RunData, finish_run, train_result
+from imdb_rnn.training.trainer import Trainer, forward_in_batches
 
 __all__ = ["CACHE_DIR", "TokenCache", "build_token_cache", "cache_batches", "train_on_disk"]
 
@@ -265,7 +269,7 @@ def train_on_disk(
     cache_dir: str | os.PathLike[str] | None = None,
     callbacks: Iterable[keras.callbacks.Callback] = (),
     on_stage: Callable[[str], None] | None = None,
-) -> Any:
+) -> TrainResult:
     """Trains on a training file larger than memory (see the module's description).
 
     Args:
@@ -285,50 +289,19 @@ def train_on_disk(
     Raises:
         DataError: as `load_text_files`.
     """
-    from imdb_rnn.devices import rnn_kernel_name
-    from imdb_rnn.inference.results import EvaluationResult, TrainResult
-    from imdb_rnn.modeldir import versions
-    from imdb_rnn.training.loop import EpochLoop
-    from imdb_rnn.training.trainer import Trainer
-
     stage = on_stage or (lambda name: None)
     if files.train is None:
         raise DataError("No file for the train split: pass TextFiles(train=PATH).")
-    data, training = config.data, config.training
-    keras.utils.set_random_seed(training.seed)
-    bad = BadRows()
-
-    def rows() -> Iterator[tuple[str, str]]:
-        stream = iter_rows(
-            files.train,  # type: ignore[arg-type]
-            text_column=files.text_column,
-            label_column=files.label_column,
-            bad=bad,
-            strict=files.strict,
-        )
-        for number, (text, label) in enumerate(stream):
-            if data.limit is not None and number >= data.limit:
-                return
-            yield text, label or ""
-
+    keras.utils.set_random_seed(config.training.seed)
+    stream = _TrainingFile(files, limit=config.data.limit)
     stage("Reading the training file and adapting the vocabulary (one pass)")
-    counts: Counter[str] = Counter()
-
-    def texts() -> Iterator[str]:
-        for text, label in rows():
-            counts[label] += 1
-            yield text
-
-    encoder = build_encoder(config)
-    encoder.adapt(
-        tf.data.Dataset.from_generator(texts, output_signature=tf.TensorSpec((), tf.string))
-    )
+    encoder, counts = stream.adapt(build_encoder(config))
     label_names = label_names_of(counts)
     if len(label_names) < 2:
         raise DataError(f"Expected at least two classes in {files.train}. Received: {label_names}")
     trainer = Trainer(config, label_names=label_names, strategy="default")
     encoder = trainer.encoder = trainer.add_word_vectors(encoder)  # model.word_vectors
-    index = {name: position for position, name in enumerate(label_names)}
+    trainer.class_weights = trainer.class_weights_from_counts([counts[n] for n in label_names])
     temporary = None
     if cache_dir is None:
         if output is not None:
@@ -339,145 +312,194 @@ def train_on_disk(
     cache: TokenCache | None = None
     try:
         stage(f"Tokenising {sum(counts.values()):,} rows ({size / 1e6:,.1f} MB) into {cache_dir}")
-        first_pass = dict(bad.counts)
-        cache = build_token_cache(
-            ((text, index[label]) for text, label in rows()), encoder, cache_dir, bytes_read=size
+        index = {name: position for position, name in enumerate(label_names)}
+        cache = stream.tokenise(encoder, cache_dir, index, bytes_read=size)
+        extra = _read_extra(files, label_names)
+        train_rows, valid_rows = _split_rows(
+            len(cache), config.data.valid_fraction if files.valid is None else None
         )
-        bad.counts = Counter(first_pass)  # the second pass met the same bad rows
-        order = np.random.default_rng(SPLIT_SEED).permutation(len(cache))
-        if len(cache) < 2**31:  # half the memory per row; the same order
-            order = order.astype(np.int32)
-        extra = (
-            load_text_files(
-                TextFiles(
-                    valid=files.valid,
-                    test=files.test,
-                    text_column=files.text_column,
-                    label_column=files.label_column,
-                    strict=files.strict,
-                ),
-                splits=[name for name in ("valid", "test") if getattr(files, name) is not None],
-                label_names=label_names,
-            )
-            if files.valid is not None or files.test is not None
-            else None
-        )
-        if files.valid is None:
-            n_valid = valid_count(len(order), data.valid_fraction)
-            valid_rows, train_rows = np.sort(order[:n_valid]), order[n_valid:]
-        else:
-            valid_rows, train_rows = np.zeros(0, np.int64), order
-        del order
-        batches = cache_batches(
+        result = _train_from_cache(
+            trainer,
             cache,
             train_rows,
-            batch_size=data.batch_size,
-            seed=training.seed,
-            epochs=training.epochs,
-        )
-        steps = int(batches.cardinality()) // training.epochs
-        if extra is not None and extra.valid is not None:
-            validation = trainer._eval_batches(extra.valid, "sorted")[0]
-        else:
-            validation = _sorted_batches(cache, valid_rows, data.eval_batch_size)[0]
-        trainer.build(steps)
-        assert trainer.classifier is not None
-        stopper = (
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=training.early_stopping_patience,
-                restore_best_weights=True,
-            )
-            if training.early_stopping_patience
-            else None
-        )
-        loop = EpochLoop(
-            trainer.classifier,
-            config=config,
-            steps_per_epoch=steps,
-            train_size=len(train_rows),
+            valid_rows,
+            extra=extra,
+            data=RunData(
+                sizes={"train": len(train_rows), "valid": len(valid_rows)}
+                | (extra.sizes if extra is not None else {}),
+                source=files.describe() + " (streamed from a token cache on disk)",
+                bad_rows=dict(stream.bad.counts),
+                bytes_read=size,
+            ),
+            output=output,
             callbacks=callbacks,
-            early_stopping=stopper,
-            class_weights=trainer.class_weights_from_counts([counts[n] for n in label_names]),
-        )
-        stage("Training (streamed from the token cache)")
-        start = time.perf_counter()
-        history = loop.run(batches, validation=validation)
-        train_seconds = time.perf_counter() - start
-        trainer.history = history
-        stage("Evaluating")
-        if extra is not None and extra.valid is not None:
-            valid = trainer.evaluate(extra.valid, pipeline="sorted")
-        else:
-            valid_batches, valid_labels = _sorted_batches(cache, valid_rows, data.eval_batch_size)
-            started = time.perf_counter()
-            logits = trainer._logits(valid_batches.map(lambda ids, labels: ids))
-            valid = EvaluationResult.from_logits(
-                logits, valid_labels, time.perf_counter() - started, label_names=label_names
-            )
-        test = (
-            trainer.evaluate(extra.test, pipeline="sorted")
-            if extra is not None and extra.test is not None
-            else None
-        )
-        epochs_run = len(trainer.history.get("loss", []))
-        best = (
-            int(np.argmin(trainer.history["val_loss"])) + 1
-            if stopper is not None and trainer.history.get("val_loss")
-            else epochs_run
-        )
-        batch_seconds = sum(loop.epoch_train_seconds)
-        sizes = {"train": len(train_rows), "valid": len(valid_rows)}
-        if extra is not None:
-            sizes.update(extra.sizes)
-        result = TrainResult(
-            output=os.fspath(output) if output is not None else None,
-            epochs=epochs_run,
-            best_epoch=best,
-            train_seconds=train_seconds,
-            train_examples_per_second=len(train_rows) * epochs_run / batch_seconds
-            if batch_seconds
-            else 0.0,
-            epoch_train_seconds=loop.epoch_train_seconds,
-            history=trainer.history,
-            valid=valid,
-            test=test,
-            sizes=sizes,
-            strategy="default",
-            replicas=1,
-            global_batch_size=data.batch_size,
-            rnn_kernel=rnn_kernel_name(config.model.cell),
-            label_names=list(label_names),
-            source=files.describe() + " (streamed from a token cache on disk)",
-            bad_rows=dict(bad.counts),
-            word_vectors=trainer.word_vectors_record(),
-            bytes_read=size,
-            versions=versions(),
+            stage=stage,
         )
     finally:
         if cache is not None:
             cache.close()
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
-    if output is not None:
-        from imdb_rnn.deploy.card import CARD_FILE, model_card
-        from imdb_rnn.files import write_text
-
-        stage("Saving")
-        trainer.save(output, metrics=result.to_dict())
-        write_text(
-            Path(output) / CARD_FILE, model_card(result.to_dict(), config, name=Path(output).name)
-        )
-        shutil.rmtree(Path(output) / CACHE_DIR, ignore_errors=True)
-        from imdb_rnn.deploy.plots import CURVES_FILE, save_training_curves
-
-        save_training_curves(
-            trainer.history,
-            Path(output) / CURVES_FILE,
-            best_epoch=best,
-            title=f"{Path(output).name}: loss and accuracy per epoch",
-            classes=len(trainer.label_names),
-        )
-    elif cache_dir is not None and temporary is None:
+    finish_run(trainer, result, output=output, on_stage=stage)
+    if cache_dir is not None and temporary is None:
         shutil.rmtree(cache_dir, ignore_errors=True)
     return result
+
+
+class _TrainingFile:
+    """The training file's rows, streamed (twice: to adapt, then to tokenise), with its bad
+    rows counted once."""
+
+    def __init__(self, files: TextFiles, *, limit: int | None) -> None:
+        self.files, self.limit = files, limit
+        self.bad = BadRows()
+
+    def rows(self) -> Iterator[tuple[str, str]]:
+        files = self.files
+        stream = iter_rows(
+            files.train,  # type: ignore[arg-type]
+            text_column=files.text_column,
+            label_column=files.label_column,
+            bad=self.bad,
+            strict=files.strict,
+        )
+        for number, (text, label) in enumerate(stream):
+            if self.limit is not None and number >= self.limit:
+                return
+            yield text, label or ""
+
+    def adapt(self, encoder: TextEncoder) -> tuple[TextEncoder, Counter[str]]:
+        """Adapts `encoder` in one pass; returns it and the count of each label."""
+        counts: Counter[str] = Counter()
+
+        def texts() -> Iterator[str]:
+            for text, label in self.rows():
+                counts[label] += 1
+                yield text
+
+        encoder.adapt(
+            tf.data.Dataset.from_generator(texts, output_signature=tf.TensorSpec((), tf.string))
+        )
+        return encoder, counts
+
+    def tokenise(
+        self,
+        encoder: TextEncoder,
+        directory: str | os.PathLike[str],
+        index: dict[str, int],
+        *,
+        bytes_read: int,
+    ) -> TokenCache:
+        """The second pass: the rows' token ids into a cache folder."""
+        first_pass = dict(self.bad.counts)
+        cache = build_token_cache(
+            ((text, index[label]) for text, label in self.rows()),
+            encoder,
+            directory,
+            bytes_read=bytes_read,
+        )
+        self.bad.counts = Counter(first_pass)  # the second pass met the same bad rows
+        return cache
+
+
+def _read_extra(files: TextFiles, label_names: Sequence[str]) -> ImdbSplits | None:
+    """The valid and test files, read into memory (None without either)."""
+    if files.valid is None and files.test is None:
+        return None
+    return load_text_files(
+        TextFiles(
+            valid=files.valid,
+            test=files.test,
+            text_column=files.text_column,
+            label_column=files.label_column,
+            strict=files.strict,
+        ),
+        splits=[name for name in ("valid", "test") if getattr(files, name) is not None],
+        label_names=label_names,
+    )
+
+
+def _split_rows(count: int, valid_fraction: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """`(training rows, validation rows)` of the cache: validation carved with a fixed seed
+    (`valid_fraction`; None: none, a valid file is given)."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(count)
+    if count < 2**31:  # half the memory per row; the same order
+        order = order.astype(np.int32)
+    if valid_fraction is None:
+        return order, np.zeros(0, np.int64)
+    n_valid = valid_count(len(order), valid_fraction)
+    return order[n_valid:], np.sort(order[:n_valid])
+
+
+def _train_from_cache(
+    trainer: Trainer,
+    cache: TokenCache,
+    train_rows: np.ndarray,
+    valid_rows: np.ndarray,
+    *,
+    extra: ImdbSplits | None,
+    data: RunData,
+    output: str | os.PathLike[str] | None,
+    callbacks: Iterable[keras.callbacks.Callback],
+    stage: Callable[[str], None],
+) -> TrainResult:
+    """Trains `trainer` through `Trainer.fit_batches` on the cache's batches, evaluates it and
+    returns the run's result."""
+    config = trainer.config
+    data_config, training = config.data, config.training
+    batches = cache_batches(
+        cache,
+        train_rows,
+        batch_size=data_config.batch_size,
+        seed=training.seed,
+        epochs=training.epochs,
+    )
+    steps = int(batches.cardinality()) // training.epochs
+    if extra is not None and extra.valid is not None:
+        validation = _memory_batches(trainer, extra.valid)[0]
+    else:
+        validation = _sorted_batches(cache, valid_rows, data_config.eval_batch_size)[0]
+    trainer.build(steps)
+    stage("Training (streamed from the token cache)")
+    start = time.perf_counter()
+    trainer.fit_batches(
+        batches,
+        validation=validation,
+        steps_per_epoch=steps,
+        train_size=len(train_rows),
+        callbacks=callbacks,
+    )
+    train_seconds = time.perf_counter() - start
+    stage("Evaluating")
+    if extra is not None and extra.valid is not None:
+        valid = trainer.evaluate(extra.valid, pipeline="sorted")
+    else:
+        valid_batches, valid_labels = _sorted_batches(
+            cache, valid_rows, data_config.eval_batch_size
+        )
+        started = time.perf_counter()
+        assert trainer.classifier is not None
+        logits = forward_in_batches(trainer.classifier, valid_batches.map(_ids_only))
+        valid = EvaluationResult.from_logits(
+            logits, valid_labels, time.perf_counter() - started, label_names=trainer.label_names
+        )
+    test = (
+        trainer.evaluate(extra.test, pipeline="sorted")
+        if extra is not None and extra.test is not None
+        else None
+    )
+    return train_result(
+        trainer, data, valid=valid, test=test, train_seconds=train_seconds, output=output
+    )
+
+
+def _memory_batches(trainer: Trainer, dataset: tf.data.Dataset) -> tuple[tf.data.Dataset, Any]:
+    """Length-sorted `(ids, labels)` batches of a split held in memory (a valid file)."""
+    assert trainer.encoder is not None
+    eval_batch_size = trainer.config.data.eval_batch_size
+    split = tokenize(dataset, trainer.encoder, batch_size=max(eval_batch_size, 1024))
+    return length_sorted_batches(split, batch_size=eval_batch_size)
+
+
+def _ids_only(ids: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    return ids

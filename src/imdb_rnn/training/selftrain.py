@@ -15,17 +15,29 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from imdb_rnn.data.splits import ImdbSplits
 from imdb_rnn.errors import ConfigError, DataError
 
-if TYPE_CHECKING:
-    from imdb_rnn.training.trainer import Trainer
+__all__ = ["TEACHER_DIR", "PseudoLabels", "Teacher", "add_pseudo_labels", "pseudo_label"]
 
-__all__ = ["TEACHER_DIR", "PseudoLabels", "add_pseudo_labels", "pseudo_label"]
+
+class Teacher(Protocol):
+    """What labels the unlabelled texts: a trained or loaded `Trainer`, or any classifier with
+    its classes and their probabilities."""
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The classes, in the order of the probabilities' columns."""
+        ...
+
+    def class_probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """`(texts, classes)` probabilities."""
+        ...
+
 
 #: Where a run that trains its own teacher writes it, inside the output folder.
 TEACHER_DIR = "teacher"
@@ -67,7 +79,7 @@ class PseudoLabels:
 
 
 def pseudo_label(
-    teacher: Trainer, texts: Sequence[str], threshold: float
+    teacher: Teacher, texts: Sequence[str], threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The texts `teacher` labels with at least `threshold` probability.
 
@@ -91,7 +103,7 @@ def _texts_and_labels(dataset: Any) -> tuple[list[str], np.ndarray]:
 
 def add_pseudo_labels(
     splits: ImdbSplits,
-    teacher: Trainer,
+    teacher: Teacher,
     *,
     threshold: float,
     seed: int,

@@ -72,7 +72,7 @@ from imdb_rnn.models import (
 )
 from imdb_rnn.ngrams import NgramFeatures, NgramFit, NgramLogits, fit_blend, fit_ngram_logits
 from imdb_rnn.pretraining.pretrain import encoder_vocabulary, load_encoder
-from imdb_rnn.training.checkpoints import Checkpoint, data_fingerprint
+from imdb_rnn.training.checkpoints import Checkpoint, CheckpointState, data_fingerprint
 from imdb_rnn.training.distribute import (
     agree_across_workers,
     is_chief,
@@ -84,7 +84,8 @@ from imdb_rnn.training.distribute import (
 )
 from imdb_rnn.training.finetune import fine_tuning_optimizer
 from imdb_rnn.training.loop import EpochLoop
-from imdb_rnn.training.objectives import use_adversarial_training
+from imdb_rnn.training.objectives import objective_for
+from imdb_rnn.training.selftrain import add_pseudo_labels
 from imdb_rnn.training.stopping import SignalStop
 
 __all__ = ["StageCallback", "Trainer"]
@@ -309,9 +310,8 @@ class Trainer:
         else:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        # The objective (adversarial training ...) is the epoch loop's (`fit_batches`).
         self.classifier.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
-        if training.adversarial_epsilon:
-            use_adversarial_training(self.classifier, epsilon=training.adversarial_epsilon)
         return self.classifier
 
     @property
@@ -481,15 +481,72 @@ class Trainer:
             )
             if self.encoder is None:
                 self.encoder = checkpoint.load_encoder(self.config)
-        if self.encoder is None and training.encoder is not None:
+        self._prepare_encoder(splits, stage)
+        stage("Preparing batches")
+        train_batches, valid_batches, steps = self._run_batches(splits, state, checkpoint)
+        self.class_weights = self._class_weights(splits["train"])
+        prepare_native_kernel(self.config.model.cell, on_stage=stage)
+        self.build(steps)
+        assert self.classifier is not None
+        if writer is not None:
+            writer.directory.mkdir(parents=True, exist_ok=True)
+            check_free_space(writer.directory, _bytes_needed(self.classifier))
+            if state is None:
+                writer.save_vocabulary(self._encoder())
+        if state is not None:
+            stage(f"Resuming from the checkpoint at {state.describe()}")
+            if state.step and not state.finished:
+                # The batches of the interrupted epoch that the checkpoint covers.
+                train_batches = train_batches.skip(state.step)
+        if is_distributed(self.strategy):
+            stage(
+                f"Training on {self.replicas} replica{'s' if self.replicas > 1 else ''} "
+                f"({strategy_name(self.strategy)}), {self.global_batch_size} reviews per step"
+            )
+        else:
+            stage("Training")
+        self.fit_batches(
+            train_batches,
+            validation=valid_batches,
+            steps_per_epoch=steps,
+            train_size=splits.sizes["train"],
+            callbacks=callbacks,
+            checkpoint=writer,
+            stop=stop,
+            data=fingerprint,
+            resume=state,
+            resume_from=checkpoint,
+        )
+        if self.config.model.ngram_buckets:
+            self._fit_ngram_part(splits, stage)
+        return self.history
+
+    def _prepare_encoder(self, splits: ImdbSplits, stage: StageCallback) -> None:
+        """The vocabulary: the encoder given or restored, else the pre-trained encoder's,
+        else adapted on `splits`."""
+        if self.encoder is None and self.config.training.encoder is not None:
             stage("Reading the pre-trained encoder")
-            self.encoder = encoder_vocabulary(training.encoder, self.config)
+            self.encoder = encoder_vocabulary(self.config.training.encoder, self.config)
         if self.encoder is None:
             stage("Adapting the vocabulary")
             self.adapt(splits)
             if self.word_vectors is not None and self.config.model.word_vectors is not None:
                 stage(self.word_vectors.describe(self.config.model.word_vectors))
-        stage("Preparing batches")
+
+    def _run_batches(
+        self,
+        splits: ImdbSplits,
+        state: CheckpointState | None,
+        checkpoint: Checkpoint | None,
+    ) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
+        """`(training batches of the epochs left, validation batches, steps per epoch)`, the
+        steps checked against the checkpoint's and agreed by the workers of a cluster.
+
+        Raises:
+            CheckpointMismatchError: if the checkpoint has another number of steps per epoch.
+            ConfigError: if the workers of a cluster disagree.
+        """
+        training = self.config.training
         first_epoch = state.first_epoch if state is not None else 0
         epochs_left = max(1, training.epochs - first_epoch)  # 1: nothing is run when finished
         train_batches = self.training_batches(
@@ -521,15 +578,47 @@ class Trainer:
                 "step to resume": state.step if state is not None else 0,
             },
         )
-        self.class_weights = self._class_weights(splits["train"])
-        prepare_native_kernel(self.config.model.cell, on_stage=stage)
-        self.build(steps)
-        assert self.classifier is not None
-        if writer is not None:
-            writer.directory.mkdir(parents=True, exist_ok=True)
-            check_free_space(writer.directory, _bytes_needed(self.classifier))
-            if state is None:
-                writer.save_vocabulary(self._encoder())
+        return train_batches, valid_batches, steps
+
+    def fit_batches(
+        self,
+        batches: tf.data.Dataset,
+        *,
+        validation: tf.data.Dataset,
+        steps_per_epoch: int,
+        train_size: int,
+        callbacks: Iterable[keras.callbacks.Callback] = (),
+        checkpoint: Checkpoint | None = None,
+        stop: SignalStop | None = None,
+        data: dict[str, Any] | None = None,
+        resume: CheckpointState | None = None,
+        resume_from: Checkpoint | None = None,
+    ) -> dict[str, list[float]]:
+        """Trains the built model (`build`) on batches made elsewhere, through the one epoch
+        loop with the run's objective (`objectives.objective_for`), early stopping
+        (`training.early_stopping_patience`, keeping the best epoch's weights) and class
+        weights (`class_weights`). `fit` trains through it; so does a plan with batches of its
+        own (`imdb_rnn.training.ondisk`).
+
+        Args:
+            batches: `(ids, labels)` training batches of every epoch to run, back to back.
+            validation: `(ids, labels)` batches, all evaluated after every epoch.
+            steps_per_epoch: batches per epoch.
+            train_size: texts in the training split (recorded in checkpoints).
+            callbacks: extra Keras callbacks.
+            checkpoint: where the loop writes checkpoints. Default None: none.
+            stop: a `SignalStop` whose signals end training after the current batch.
+            data: the training data's fingerprint, recorded in checkpoints. Default None.
+            resume: the checkpoint state to continue from. Default None: a fresh run.
+            resume_from: the checkpoint `resume` was read from. Default: `checkpoint`.
+
+        Returns:
+            The history, also kept in `history` (and each epoch's training time in
+            `epoch_train_seconds`).
+        """
+        if self.classifier is None:
+            raise RuntimeError("The model is not built yet: call build() first.")
+        training = self.config.training
         self._early_stopping = (
             keras.callbacks.EarlyStopping(
                 monitor="val_loss",
@@ -542,47 +631,39 @@ class Trainer:
         loop = EpochLoop(
             self.classifier,
             config=self.config,
-            steps_per_epoch=steps,
-            train_size=splits.sizes["train"],
+            steps_per_epoch=steps_per_epoch,
+            train_size=train_size,
             strategy=self.strategy,
             callbacks=callbacks,
             early_stopping=self._early_stopping,
-            checkpoint=writer,
+            checkpoint=checkpoint,
             stop=stop,
-            data=fingerprint,
+            data=data,
             class_weights=self.class_weights,
+            objective=objective_for(training),
         )
-        if state is not None:
-            stage(f"Resuming from the checkpoint at {state.describe()}")
-            if state.step and not state.finished:
-                # The batches of the interrupted epoch that the checkpoint covers.
-                train_batches = train_batches.skip(state.step)
-        if is_distributed(self.strategy):
-            stage(
-                f"Training on {self.replicas} replica{'s' if self.replicas > 1 else ''} "
-                f"({strategy_name(self.strategy)}), {self.global_batch_size} reviews per step"
-            )
-        else:
-            stage("Training")
         try:
             self.history = loop.run(
-                train_batches, validation=valid_batches, resume=state, resume_from=checkpoint
+                batches, validation=validation, resume=resume, resume_from=resume_from
             )
         finally:
             self.epoch_train_seconds = loop.epoch_train_seconds
-        if self.config.model.ngram_buckets:
-            stage("Fitting the n-gram part")
-            self.ngram_fit = self.add_ngram_part(splits)
-            stage(self.ngram_fit.describe())
-            threshold = training.ngram_pseudo_label_threshold
-            if threshold and splits.unsupervised is not None and splits.sizes.get("unsupervised"):
-                stage(
-                    f"Labelling {splits.sizes['unsupervised']:,} unlabelled texts with the "
-                    "hybrid, for its n-gram part"
-                )
-                self.ngram_fit = self.self_train_ngram_part(splits, threshold=threshold)
-                stage(self.ngram_fit.describe())
         return self.history
+
+    def _fit_ngram_part(self, splits: ImdbSplits, stage: StageCallback) -> None:
+        """The n-gram part of a hybrid (`model.ngram_buckets`), self-trained on the unlabelled
+        texts with `training.ngram_pseudo_label_threshold`."""
+        stage("Fitting the n-gram part")
+        self.ngram_fit = self.add_ngram_part(splits)
+        stage(self.ngram_fit.describe())
+        threshold = self.config.training.ngram_pseudo_label_threshold
+        if threshold and splits.unsupervised is not None and splits.sizes.get("unsupervised"):
+            stage(
+                f"Labelling {splits.sizes['unsupervised']:,} unlabelled texts with the "
+                "hybrid, for its n-gram part"
+            )
+            self.ngram_fit = self.self_train_ngram_part(splits, threshold=threshold)
+            stage(self.ngram_fit.describe())
 
     def self_train_ngram_part(self, splits: ImdbSplits, *, threshold: float) -> NgramFit:
         """Self-training of a fitted hybrid's n-gram part
@@ -593,8 +674,6 @@ class Trainer:
         Returns:
             The new `NgramFit`, with `pseudo_labels` saying what was added.
         """
-        from imdb_rnn.training.selftrain import add_pseudo_labels
-
         names = [layer.name for layer in self.classifier.layers] if self.classifier else []
         if "blend" not in names:
             raise RuntimeError("Expected a fitted hybrid: call fit() with model.ngram_buckets.")

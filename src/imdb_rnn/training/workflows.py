@@ -4,7 +4,7 @@ Each is one typed function with keyword-only options; `imdb-rnn train | eval | p
 their options, call it and render its result. The path of a training run, from the command to
 the optimizer step: `cli.train` -> `workflows.train` (the output folder's rules, the chief, the
 lock) -> `Trainer.fit` (vocabulary, batches, model, resume) -> `EpochLoop.run` (epochs, batches,
-checkpoints) -> its compiled step (`adversarial.training_objective`, the optimizer).
+checkpoints) -> its compiled step (the objective's `loss_and_gradients`, the optimizer).
 
 Example (a tiny own-data run; see `imdb_rnn.data.sources` for the formats):
 
@@ -41,12 +41,11 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.config import RunConfig
-from imdb_rnn.data.imdb import load_imdb
-from imdb_rnn.data.sources import BadRows, TextFiles, load_text_files
+from imdb_rnn.data.sources import BadRows, TextFiles
 from imdb_rnn.data.splits import LABEL_NAMES, ImdbSplits
-from imdb_rnn.data.tfds import TfdsText, load_tfds_text
+from imdb_rnn.data.tfds import TfdsText
 from imdb_rnn.data.wordvectors import vector_dimension
-from imdb_rnn.devices import prepare_native_kernel, rnn_kernel_name
+from imdb_rnn.devices import prepare_native_kernel
 from imdb_rnn.errors import (
     CheckpointMismatchError,
     ConfigError,
@@ -54,7 +53,7 @@ from imdb_rnn.errors import (
     OutputPathError,
     ValidationOverlapWarning,
 )
-from imdb_rnn.files import check_output_folder, folder_lock, remove_owned, write_json, write_text
+from imdb_rnn.files import check_output_folder, folder_lock, remove_owned, write_json
 from imdb_rnn.inference.results import EvaluationResult, TrainResult
 from imdb_rnn.modeldir import (
     MODEL_FILE,
@@ -64,7 +63,6 @@ from imdb_rnn.modeldir import (
     check_writable,
     prepare_logs,
     read_json,
-    versions,
 )
 from imdb_rnn.training.checkpoints import (
     CHECKPOINT_DIR,
@@ -75,7 +73,11 @@ from imdb_rnn.training.checkpoints import (
     data_differences,
     data_fingerprint,
 )
-from imdb_rnn.training.distribute import is_chief, strategy_name
+from imdb_rnn.training.distribute import is_chief
+from imdb_rnn.training.ensemble import train_ensemble
+from imdb_rnn.training.finish import RunData, finish_run, train_result
+from imdb_rnn.training.ondisk import train_on_disk
+from imdb_rnn.training.reading import read_splits, read_training_splits
 from imdb_rnn.training.selftrain import TEACHER_DIR, PseudoLabels, add_pseudo_labels
 from imdb_rnn.training.stopping import SignalStop
 from imdb_rnn.training.trainer import StageCallback, Trainer
@@ -180,6 +182,93 @@ def train(
         FolderBusyError: if another process is training into `output`.
     """
     started = time.perf_counter()
+    config = _checked_plan(
+        config,
+        source,
+        on_disk=on_disk,
+        strategy=strategy,
+        tensorboard=tensorboard,
+        output=output,
+        on_stage=on_stage,
+    )
+    ensemble = config.training.ensemble_size > 1
+    # First: a multi-worker strategy must exist before any other TensorFlow operation.
+    trainer = Trainer(config, strategy="default" if on_disk or ensemble else strategy)
+    chief = is_chief(trainer.strategy)
+    resuming = False
+    if output is not None:
+        _check_output_rule(output, source, config)
+        resuming = check_output(output, overwrite=overwrite)
+        if chief:  # the other workers of a cluster write to temporary folders
+            check_writable(output)
+    log_dir: Path | None = None
+    if tensorboard is True:
+        assert output is not None
+        log_dir = prepare_logs(output, empty=chief and not resuming)
+    elif tensorboard is not False:
+        log_dir = Path(tensorboard)
+    if ensemble or on_disk:  # one device, no checkpoints
+        board = [tensorboard_callback(log_dir)] if log_dir is not None else []
+        if ensemble:
+            result = train_ensemble(
+                config,
+                source=source,
+                output=output,
+                evaluate_test=evaluate_test,
+                callbacks=[*callbacks, *board],
+                on_stage=on_stage,
+                data_dir=data_dir,
+            )
+        else:
+            assert isinstance(source, TextFiles)
+            result = train_on_disk(
+                config, source, output=output, callbacks=[*callbacks, *board], on_stage=on_stage
+            )
+        result.wall_seconds = time.perf_counter() - started
+        return _finished(output, result, chief=chief)
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
+    # One run at a time writes into `output`: a second would corrupt the first's checkpoint.
+    lock = folder_lock(output) if output is not None and chief else contextlib.nullcontext()
+    try:
+        with lock:
+            result = _train(
+                trainer,
+                source=source,
+                output=output,
+                write_to=(Path(output) if output is not None else None) if chief else scratch,
+                evaluate_test=evaluate_test,
+                callbacks=callbacks,
+                on_stage=on_stage,
+                data_dir=data_dir,
+                tensorboard_dir=log_dir if chief or log_dir is None else scratch,
+                resume=not overwrite,
+                stop=stop,
+                started=started,
+            )
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return _finished(output, result, chief=chief)
+
+
+def _checked_plan(
+    config: RunConfig,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
+    *,
+    on_disk: bool,
+    strategy: str | tf.distribute.Strategy,
+    tensorboard: bool | str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    on_stage: StageCallback | None,
+) -> RunConfig:
+    """`config` once the run's plan (one model, an ensemble, on disk) is checked against it,
+    before any data is read: self-training is dropped, and says so, where no unlabelled texts
+    can exist for a plan that cannot self-train.
+
+    Raises:
+        ConfigError: for options the plan cannot honour.
+        WordVectorsError: if `model.word_vectors` is missing or not a word-vector file.
+    """
     if on_disk and not isinstance(source, TextFiles):
         raise ConfigError(
             "on_disk=True streams your own training file: pass source=TextFiles(...)."
@@ -210,74 +299,11 @@ def train(
         raise ConfigError("tensorboard=True writes into output/logs: pass output= as well.")
     if config.model.word_vectors is not None:
         vector_dimension(config.model.word_vectors)  # a missing or bad file, before the data
-    ensemble = config.training.ensemble_size > 1
-    if ensemble and (on_disk or strategy not in ("auto", "default")):
+    if config.training.ensemble_size > 1 and (on_disk or strategy not in ("auto", "default")):
         raise ConfigError(
             "An ensemble (training.ensemble_size > 1) trains on one device, from memory."
         )
-    # First: a multi-worker strategy must exist before any other TensorFlow operation.
-    trainer = Trainer(config, strategy="default" if on_disk or ensemble else strategy)
-    chief = is_chief(trainer.strategy)
-    resuming = False
-    if output is not None:
-        _check_output_rule(output, source, config)
-        resuming = check_output(output, overwrite=overwrite)
-        if chief:  # the other workers of a cluster write to temporary folders
-            check_writable(output)
-    log_dir: Path | None = None
-    if tensorboard is True:
-        assert output is not None
-        log_dir = prepare_logs(output, empty=chief and not resuming)
-    elif tensorboard is not False:
-        log_dir = Path(tensorboard)
-    if ensemble:
-        from imdb_rnn.training.ensemble import train_ensemble
-
-        board = [tensorboard_callback(log_dir)] if log_dir is not None else []
-        result = train_ensemble(
-            config,
-            source=source,
-            output=output,
-            evaluate_test=evaluate_test,
-            callbacks=[*callbacks, *board],
-            on_stage=on_stage,
-            data_dir=data_dir,
-        )
-        result.wall_seconds = time.perf_counter() - started
-        return _finished(output, result, chief=chief)
-    if on_disk:
-        from imdb_rnn.training.ondisk import train_on_disk
-
-        assert isinstance(source, TextFiles)
-        board = [tensorboard_callback(log_dir)] if log_dir is not None else []
-        result = train_on_disk(
-            config, source, output=output, callbacks=[*callbacks, *board], on_stage=on_stage
-        )
-        result.wall_seconds = time.perf_counter() - started
-        return _finished(output, result, chief=chief)
-    scratch = None if chief else Path(tempfile.mkdtemp(prefix="imdb-rnn-worker-"))
-    # One run at a time writes into `output`: a second would corrupt the first's checkpoint.
-    lock = folder_lock(output) if output is not None and chief else contextlib.nullcontext()
-    try:
-        with lock:
-            result = _train(
-                trainer,
-                source=source,
-                output=output,
-                write_to=(Path(output) if output is not None else None) if chief else scratch,
-                evaluate_test=evaluate_test,
-                callbacks=callbacks,
-                on_stage=on_stage,
-                data_dir=data_dir,
-                tensorboard_dir=log_dir if chief or log_dir is None else scratch,
-                resume=not overwrite,
-                stop=stop,
-                started=started,
-            )
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return _finished(output, result, chief=chief)
+    return config
 
 
 def _finished(
@@ -343,16 +369,9 @@ def _train(
     callbacks = list(callbacks)
     if tensorboard_dir is not None:
         callbacks.append(tensorboard_callback(tensorboard_dir))
-    # Every worker resumes from the chief's checkpoint; only the chief deletes it.
-    checkpoint = Checkpoint(Path(output) / CHECKPOINT_DIR) if output is not None else None
-    if checkpoint is not None:
-        if not resume and chief:
-            checkpoint.remove()
-        state = checkpoint.read_state() if resume else None
-        if state is not None:  # fail before reading the data if the options differ
-            checkpoint.check_resumable(state, config)
+    checkpoint = _run_checkpoint(output, config, resume=resume, chief=chief)
     if splits is None:
-        splits = _read_training_splits(
+        splits = read_training_splits(
             source, config, evaluate_test=evaluate_test, data_dir=data_dir, on_stage=stage
         )
     pseudo_labels = None
@@ -374,7 +393,7 @@ def _train(
         stage(pseudo_labels.describe())
         stage("Training the student (self-training, step 2 of 2)")
     start = time.perf_counter()
-    history = trainer.fit(
+    trainer.fit(
         splits,
         callbacks=callbacks,
         on_stage=stage,
@@ -386,98 +405,45 @@ def _train(
     stage("Evaluating")
     valid = trainer.evaluate(splits["valid"])
     test = trainer.evaluate(splits["test"]) if evaluate_test and splits.test is not None else None
-    batch_seconds = sum(trainer.epoch_train_seconds)
-    epochs_run = len(history.get("loss", []))
-    result = TrainResult(
-        output=os.fspath(output) if output is not None and chief else None,
-        epochs=epochs_run,
-        best_epoch=trainer.best_epoch,
-        train_seconds=train_seconds,
-        train_examples_per_second=splits.sizes["train"] * epochs_run / batch_seconds
-        if batch_seconds
-        else 0.0,
-        epoch_train_seconds=trainer.epoch_train_seconds,
-        history=history,
+    result = train_result(
+        trainer,
+        RunData.of(splits),
         valid=valid,
         test=test,
-        sizes=dict(splits.sizes),
-        decode_errors=splits.decode_errors,
-        strategy=strategy_name(trainer.strategy),
-        replicas=trainer.replicas,
-        global_batch_size=trainer.global_batch_size,
-        chief=chief,
-        rnn_kernel=rnn_kernel_name(trainer.config.model.cell),
-        label_names=list(trainer.label_names),
-        source=splits.source,
-        bad_rows=dict(splits.bad_rows),
-        bytes_read=splits.bytes_read,
-        versions=versions(),
-        preset=config.preset,
+        train_seconds=train_seconds,
+        output=output,
         tensorboard_logs=os.fspath(tensorboard_dir)
         if tensorboard_dir is not None and chief
         else None,
         pseudo_labels=pseudo_labels.to_dict() if pseudo_labels is not None else None,
-        word_vectors=trainer.word_vectors_record(),
-        ngrams=trainer.ngram_fit.to_dict() if trainer.ngram_fit is not None else None,
         wall_seconds=time.perf_counter() - started if started is not None else None,
     )
-    if write_to is not None:
-        # The other workers save too (to a temporary folder), as TensorFlow's multi-worker
-        # guide prescribes: reading distributed variables may need every worker.
-        stage("Saving" if chief else "Saving to a temporary folder (only the chief keeps it)")
-        trainer.save(write_to, metrics=result.to_dict())
-        from imdb_rnn.deploy.card import CARD_FILE, model_card
+    return finish_run(
+        trainer, result, output=output, write_to=write_to, checkpoint=checkpoint, on_stage=stage
+    )
 
-        name = Path(output).name if output is not None else write_to.name
-        write_text(write_to / CARD_FILE, model_card(result.to_dict(), config, name=name))
-    if output is not None and chief:
-        from imdb_rnn.deploy.plots import CURVES_FILE, save_training_curves  # matplotlib: only here
 
-        save_training_curves(
-            history,
-            Path(output) / CURVES_FILE,
-            best_epoch=result.best_epoch,
-            title=f"{Path(output).name}: loss and accuracy per epoch",
-            classes=len(result.label_names),
-        )
-        if checkpoint is not None:
-            checkpoint.remove()  # the saved model supersedes it
-    return result
+def _run_checkpoint(
+    output: str | os.PathLike[str] | None, config: RunConfig, *, resume: bool, chief: bool
+) -> Checkpoint | None:
+    """The run's checkpoint in `output` (None without one): emptied when not resuming, and
+    checked against `config` before any data is read when resuming. Every worker resumes from
+    the chief's checkpoint; only the chief deletes it."""
+    if output is None:
+        return None
+    checkpoint = Checkpoint(Path(output) / CHECKPOINT_DIR)
+    if not resume and chief:
+        checkpoint.remove()
+    state = checkpoint.read_state() if resume else None
+    if state is not None:  # fail before reading the data if the options differ
+        checkpoint.check_resumable(state, config)
+    return checkpoint
 
 
 _NO_UNLABELLED = (
     "No unlabelled texts: self-training (pseudo_label_threshold) is skipped; give "
     "unlabelled texts (TextFiles(unlabelled=PATH)) to use it"
 )
-
-
-def _read_training_splits(
-    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
-    config: RunConfig,
-    *,
-    evaluate_test: bool,
-    data_dir: str | os.PathLike[str] | None,
-    on_stage: StageCallback,
-) -> ImdbSplits:
-    """The splits a training run reads, with what was read and skipped said in stages."""
-    on_stage("Reading data")
-    splits = read_splits(
-        source,
-        config,
-        splits=training_splits(config, source, evaluate_test=evaluate_test),
-        limit=config.data.limit,
-        data_dir=data_dir,
-    )
-    if isinstance(source, TextFiles):
-        on_stage(_read_summary(splits))
-    if splits.bad_rows:
-        on_stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
-    if splits.decode_errors:
-        on_stage(
-            f"{splits.decode_errors} review files were not valid UTF-8: read with "
-            "replacement characters"
-        )
-    return splits
 
 
 def _self_training(
@@ -584,62 +550,6 @@ def _check_teacher(teacher_dir: Path, teacher_config: RunConfig, data: dict[str,
             "resume=False to start over."
         )
     return True
-
-
-def training_splits(config: RunConfig, source: object, *, evaluate_test: bool = True) -> list[str]:
-    """The splits a training run reads: train, valid, the unlabelled reviews where the
-    vocabulary uses them, and test; of your own files, those you gave (validation is carved
-    from train without one)."""
-    wanted = ["train", "valid", "unsupervised"] + (["test"] if evaluate_test else [])
-    unlabelled_needed = config.training.pseudo_label_threshold or (
-        config.model.ngram_buckets and config.training.ngram_pseudo_label_threshold
-    )
-    if config.data.vocabulary_source == "train" and not unlabelled_needed:
-        wanted.remove("unsupervised")
-    if isinstance(source, TextFiles):
-        given = {"test": source.test, "unsupervised": source.unlabelled}
-        wanted = [name for name in wanted if given.get(name, True) is not None]
-    return wanted
-
-
-def read_splits(
-    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
-    config: RunConfig,
-    *,
-    splits: Sequence[str],
-    limit: int | None,
-    data_dir: str | os.PathLike[str] | None = None,
-    label_names: Sequence[str] | None = None,
-) -> ImdbSplits:
-    """Reads `splits` from any source (IMDB, your own files, a TFDS set) with the config's
-    validation settings; `label_names`, for a trained model, maps labels to its classes."""
-    fraction = config.data.valid_fraction
-    if isinstance(source, TextFiles):
-        return load_text_files(
-            source, splits=splits, valid_fraction=fraction, limit=limit, label_names=label_names
-        )
-    if isinstance(source, TfdsText):
-        return load_tfds_text(
-            source, splits=splits, valid_fraction=fraction, limit=limit, label_names=label_names
-        )
-    return load_imdb(
-        source,
-        splits=splits,
-        valid_fraction=fraction,
-        limit=limit,
-        data_dir=data_dir,
-        valid_split=config.data.valid_split,
-    )
-
-
-def _read_summary(splits: ImdbSplits) -> str:
-    """What was read, in words: sizes, classes and bytes."""
-    sizes = ", ".join(f"{name} {count:,}" for name, count in splits.sizes.items())
-    size = splits.bytes_read
-    read = f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.1f} kB"
-    return (
-        f"Read {read}: {sizes}; {len(splits.label_names)} classes ({', '.join(splits.label_names)})"
-    )
 
 
 def evaluate(
