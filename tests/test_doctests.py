@@ -22,6 +22,7 @@ WITH_EXAMPLES = {
     "imdb_rnn",
     "imdb_rnn.config",
     "imdb_rnn.inference.explain",
+    "imdb_rnn.inference.predictions",
     "imdb_rnn.files",
     "imdb_rnn.layers",
     "imdb_rnn.models",

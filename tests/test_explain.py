@@ -161,13 +161,13 @@ def test_occlusions_are_scored_in_bounded_batches(trainer, monkeypatch):
     """A review of 1,000 distinct words costs at most 201 predictions (200 words explained),
     scored a few hundred at a time, not one prediction per word in a single batch."""
     sizes = []
-    predict_proba = trainer.predict_proba
+    class_probabilities = trainer.class_probabilities
 
     def recording(texts):
         sizes.append(len(texts))
-        return predict_proba(texts)
+        return class_probabilities(texts)
 
-    monkeypatch.setattr(trainer, "predict_proba", recording)
+    monkeypatch.setattr(trainer, "class_probabilities", recording)
     (explanation,) = explain(trainer, [" ".join(f"w{index}" for index in range(1000))])
     assert sum(sizes) == 201 and max(sizes) <= 256
     assert len(explanation.weights) == 200 and explanation.unexplained == 800

@@ -178,7 +178,7 @@ def test_export_removes_what_a_killed_export_left(tmp_path, trained_model_dir):
     """Temporary folders of an export killed with SIGKILL are deleted by the next export; those
     of a running export are kept."""
     code = (
-        "import os, sys, time; from imdb_rnn import export; "
+        "import os, sys, time; from imdb_rnn.deploy import export; "
         "export._check_signature = lambda d: os.kill(os.getpid(), 9); "
         "export.export_saved_model(sys.argv[1], sys.argv[2])"
     )

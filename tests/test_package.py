@@ -105,46 +105,6 @@ def test_library_errors_name_python_arguments_not_command_line_flags():
     assert offenders == []
 
 
-def _imported_modules(path: Path, modules: set[str]) -> set[str]:
-    """The package's modules that `path` imports anywhere (in functions too)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        names: list[str] = []
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("imdb_rnn"):
-            names = [node.module or "", *(f"{node.module}.{alias.name}" for alias in node.names)]
-        elif isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        found.update(name for name in names if name in modules)
-    return found
-
-
-def test_no_import_cycles():
-    """No module imports, directly or through others, a module that imports it back (function
-    level imports included): the modules form layers."""
-    paths = {
-        ".".join(path.relative_to(SOURCE.parent).with_suffix("").parts).removesuffix(
-            ".__init__"
-        ): path
-        for path in SOURCE.rglob("*.py")
-    }
-    graph = {
-        name: _imported_modules(path, set(paths)) - {name, "imdb_rnn"}
-        for name, path in paths.items()
-    }
-    cycles = []
-    for start in graph:
-        seen, todo = set(), list(graph[start])
-        while todo:
-            name = todo.pop()
-            if name == start:
-                cycles.append(start)
-                break
-            if name not in seen:
-                seen.add(name)
-                todo.extend(graph[name])
-    assert cycles == []
-
-
 def test_training_reads_no_private_keras_attributes():
     """The training code steps and averages through Keras' public API: it reads no private
     loss tracker or moving averages and replaces no model's train_step."""

@@ -7,7 +7,7 @@ import pytest
 
 import imdb_rnn
 from conftest import TOPIC_WORDS
-from imdb_rnn.training import trainer as trainer_module
+from imdb_rnn.inference import classifier as classifier_module
 from imdb_rnn.training.trainer import Trainer
 
 
@@ -52,7 +52,7 @@ def test_load_reads_the_model_once(topic_model_dir, monkeypatch):
     def no_reload(*args, **kwargs):
         raise AssertionError("the model was read again")
 
-    monkeypatch.setattr(trainer_module, "load_text_model", no_reload)
+    monkeypatch.setattr(classifier_module, "load_text_model", no_reload)
     assert len(classify(["one cat"])) == 1 and len(classify(["two dogs", "red"])) == 2
 
 

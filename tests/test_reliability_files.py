@@ -366,12 +366,12 @@ def test_train_output_never_lands_in_a_model_folder_or_on_the_data(tmp_path, whe
 def test_eval_refuses_imdb_data_for_a_model_of_other_classes(monkeypatch, imdb_archive):
     """`eval TREC_MODEL --data aclImdb_v1.tar.gz` is refused (it scored neg / pos as two TREC
     classes, exit code 0)."""
-    from imdb_rnn.training import workflows
+    from imdb_rnn.inference import workflows
 
     class OtherClasses:
         label_names = ("ABBR", "DESC", "HUM")
 
-    monkeypatch.setattr(workflows.Trainer, "load", classmethod(lambda cls, path: OtherClasses()))
+    monkeypatch.setattr(workflows.Classifier, "load", classmethod(lambda cls, path: OtherClasses()))
     with pytest.raises(DataError, match="not IMDB's neg, pos"):
         workflows.evaluate("runs/trec", source=imdb_archive)
 

@@ -56,10 +56,12 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
     from imdb_rnn.inference.batch import (
         predict_file as predict_file,
     )
+    from imdb_rnn.inference.classifier import Classifier as Classifier
     from imdb_rnn.inference.explain import (
         Explanation as Explanation,
         predict_and_explain as predict_and_explain,
     )
+    from imdb_rnn.inference.predictions import Prediction as Prediction
     from imdb_rnn.inference.predictor import (
         Predictor as Predictor,
         load as load,
@@ -67,6 +69,10 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
     from imdb_rnn.inference.results import (
         EvaluationResult as EvaluationResult,
         TrainResult as TrainResult,
+    )
+    from imdb_rnn.inference.workflows import (
+        evaluate as evaluate,
+        predict as predict,
     )
     from imdb_rnn.layers import (
         TextEncoder as TextEncoder,
@@ -91,8 +97,6 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports on 
         Trainer as Trainer,
     )
     from imdb_rnn.training.workflows import (
-        evaluate as evaluate,
-        predict as predict,
         tensorboard_callback as tensorboard_callback,
         train as train,
     )
@@ -128,8 +132,8 @@ _EXPORTS = {
     "Trainer": "imdb_rnn.training.trainer",
     "EvaluationResult": "imdb_rnn.inference.results",
     "TrainResult": "imdb_rnn.inference.results",
-    "evaluate": "imdb_rnn.training.workflows",
-    "predict": "imdb_rnn.training.workflows",
+    "evaluate": "imdb_rnn.inference.workflows",
+    "predict": "imdb_rnn.inference.workflows",
     "tensorboard_callback": "imdb_rnn.training.workflows",
     "train": "imdb_rnn.training.workflows",
     "OutputExistsError": "imdb_rnn.errors",
@@ -140,6 +144,8 @@ _EXPORTS = {
     "SignalStop": "imdb_rnn.training.stopping",
     "TrainingInterrupted": "imdb_rnn.errors",
     # a loaded model for Python users
+    "Classifier": "imdb_rnn.inference.classifier",
+    "Prediction": "imdb_rnn.inference.predictions",
     "Predictor": "imdb_rnn.inference.predictor",
     "load": "imdb_rnn.inference.predictor",
     "predict_file": "imdb_rnn.inference.batch",

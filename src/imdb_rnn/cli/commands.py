@@ -1480,7 +1480,7 @@ def evaluate(
                     _fail(f"--tune-threshold: {error}", EXIT_USAGE)
                 result = tuned.after
             else:
-                from imdb_rnn.training.workflows import evaluate as run_evaluation
+                from imdb_rnn.inference.workflows import evaluate as run_evaluation
 
                 result = run_evaluation(
                     model_dir,
@@ -1842,7 +1842,7 @@ def _write_predictions(
 
     def score(texts: list[str]) -> list[dict[str, Any]]:
         if explain:
-            return explained_rows(predictor.trainer, texts, threshold=predictor.threshold)
+            return explained_rows(predictor.classifier, texts, threshold=predictor.threshold)
         return predictor.predict(texts)
 
     unknown = 0

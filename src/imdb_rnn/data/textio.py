@@ -418,7 +418,7 @@ def _line_row(
 
 class PredictionWriter:
     """Writes prediction rows (dicts from `imdb_rnn.inference.batch.predict_rows` or
-    `imdb_rnn.training.trainer.prediction_rows`) to a text stream.
+    `imdb_rnn.inference.predictions.prediction_rows`) to a text stream.
 
     Args:
         stream: where to write.

@@ -231,15 +231,15 @@ def export_saved_model(
         ExportTargetError: if `out_dir` is the model folder or holds it, or exists and is not
             an earlier export (see `check_export_target`).
     """
-    # The trainer imports this package's rest.
+    # The classifier imports this package's rest.
     from imdb_rnn.deploy.packaging import resolve_model_dir
+    from imdb_rnn.inference.classifier import Classifier
     from imdb_rnn.modeldir import CONFIG_FILE, LABELS_FILE
-    from imdb_rnn.training.trainer import Trainer
 
     model_dir, out_dir = resolve_model_dir(model_dir), Path(out_dir)
     check_export_target(model_dir, out_dir, overwrite=overwrite)
-    trainer = Trainer.load(model_dir)
-    text_model = trainer.text_model
+    loaded = Classifier.load(model_dir)
+    text_model = loaded.text_model
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(out_dir)
     staging = Path(
@@ -257,9 +257,9 @@ def export_saved_model(
                 SIGNATURE_NAME,
                 _serving_function(
                     text_model,
-                    trainer.label_names,
-                    threshold=trainer.decision.threshold,
-                    temperature=trainer.decision.temperature,
+                    loaded.label_names,
+                    threshold=loaded.decision.threshold,
+                    temperature=loaded.decision.temperature,
                 ),
                 input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
             )

@@ -63,13 +63,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imdb_rnn.errors import RequestError
+from imdb_rnn.inference.predictions import (
+    class_probabilities,
+    predicted_indices,
+    prediction_of,
+    two_classes,
+)
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from imdb_rnn.training.trainer import Trainer
+    from imdb_rnn.inference.classifier import Classifier
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
@@ -175,20 +181,20 @@ class _Model:
     loop, and one call runs at a time).
 
     A call is one traced TensorFlow function from strings to logits (the text model: encoder
-    and classifier), without `Trainer.predict`'s per-call input pipeline, which costs more than
-    the model on a few short reviews. The numbers are the same: one batch padded to its longest
-    review, as `predict` pads its length-sorted batches.
+    and classifier), without `Classifier.predict_logits`' per-call input pipeline, which costs
+    more than the model on a few short reviews. The numbers are the same: one batch padded to
+    its longest review, as `predict` pads its length-sorted batches.
     """
 
-    def __init__(self, trainer: Trainer) -> None:
+    def __init__(self, classifier: Classifier) -> None:
         import tensorflow as tf
 
-        self.trainer = trainer
+        self.classifier = classifier
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imdb-rnn-model")
         self.calls = 0
-        text_model = trainer.text_model
+        text_model = classifier.text_model
         # Two classes: one logit per review, `[batch]`; more: `[batch, classes]`.
-        shape = [-1] if trainer.num_classes == 2 else [-1, trainer.num_classes]
+        shape = [-1] if two_classes(classifier.label_names) else [-1, classifier.num_classes]
         self._forward = tf.function(
             lambda texts: tf.reshape(text_model(texts, training=False), shape),
             input_signature=[tf.TensorSpec([None], tf.string)],
@@ -373,35 +379,6 @@ def token_weights(text: str, weights: dict[str, float]) -> list[dict[str, Any]]:
 # -- the application -----------------------------------------------------------------------------
 
 
-def class_probabilities(logits: np.ndarray) -> np.ndarray:
-    """`(reviews, classes)` probabilities from the served logits, as `Trainer.class_probabilities`
-    computes them, so that the server and `imdb-rnn predict` agree.
-
-    Args:
-        logits: `[reviews]` (one logit of the second class, for two classes) or
-            `[reviews, classes]`.
-
-    Example:
-
-    >>> class_probabilities(np.array([0.0])).tolist()
-    [[0.5, 0.5]]
-    """
-    logits = logits.astype(np.float64)
-    if logits.ndim == 1:
-        positive = 1.0 / (1.0 + np.exp(-logits))
-        return np.stack([1.0 - positive, positive], axis=1)
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def predicted_indices(probabilities: np.ndarray, *, threshold: float | None = None) -> np.ndarray:
-    """The predicted class of each row: for two classes the second when its probability is at
-    least `threshold` (as `label_of`; None: 0.5), else the most probable."""
-    if probabilities.shape[1] == 2:
-        return (probabilities[:, 1] >= (0.5 if threshold is None else threshold)).astype(np.int64)
-    return np.argmax(probabilities, axis=1)
-
-
 def prediction_outputs(
     logits: np.ndarray,
     label_names: Sequence[str],
@@ -465,14 +442,15 @@ def create_app(
     model_dir: str | os.PathLike[str],
     *,
     options: ServeOptions | None = None,
-    trainer: Trainer | None = None,
+    trainer: Classifier | None = None,
 ) -> Starlette:
     """Loads a model directory once and returns the ASGI app that serves it.
 
     Args:
         model_dir: directory written by `imdb-rnn train`.
         options: batching and limits; default `ServeOptions()`.
-        trainer: an already loaded `Trainer` to serve instead of loading `model_dir` (tests).
+        trainer: an already loaded `Classifier` (or `Trainer`) to serve instead of loading
+            `model_dir` (tests).
 
     Returns:
         A Starlette application; run it with `run_server` or any ASGI server (its lifespan
@@ -490,7 +468,7 @@ def create_app(
     from starlette.responses import HTMLResponse, JSONResponse as StarletteJSONResponse
     from starlette.routing import Route
 
-    from imdb_rnn.training.trainer import Trainer
+    from imdb_rnn.inference.classifier import Classifier
 
     loads, dumps = json_codec()
 
@@ -499,7 +477,7 @@ def create_app(
             return dumps(content)
 
     options = options or ServeOptions()
-    loaded = trainer if trainer is not None else Trainer.load(model_dir)
+    loaded = trainer if trainer is not None else Classifier.load(model_dir)
     label_names = tuple(loaded.label_names)
     decision = loaded.decision
     model = _Model(loaded)
@@ -595,23 +573,20 @@ def create_app(
         probabilities = class_probabilities(await logits_of(texts))
         from imdb_rnn.inference.explain import explain as explain_reviews
 
-        explanations = await model.run(explain_reviews, model.trainer, texts)
+        explanations = await model.run(explain_reviews, model.classifier, texts)
         results = []
         rows = zip(
             texts,
             probabilities,
-            predicted_indices(probabilities, threshold=decision.threshold),
             explanations,
             strict=True,
         )
-        for text, row, index, explanation in rows:
+        for text, row, explanation in rows:
             weights = {item.word: item.weight for item in explanation.weights}
             # The keys of `imdb-rnn predict --explain --json`, and the page's coloured tokens.
-            result: dict[str, Any] = {"label": label_names[int(index)]}
-            if len(label_names) == 2:
-                result["probability"] = float(row[1])
-            result["score"] = float(row[index])
-            result["scores"] = {name: float(p) for name, p in zip(label_names, row, strict=True)}
+            prediction = prediction_of(text, row, label_names, threshold=decision.threshold)
+            result = prediction.to_dict()
+            del result["text"], result["known_words"]
             result["explained"] = explanation.label
             result["explanation"] = explanation.to_list()
             result["tokens"] = token_weights(text, weights)
@@ -677,7 +652,7 @@ def _metadata(model_name: str, label_names: Sequence[str]) -> dict[str, Any]:
         return {"dtype": dtype, "tensor_shape": {"dim": dims, "unknown_rank": False}, "name": name}
 
     # TensorFlow Serving numbers the outputs in the order of their sorted names.
-    if len(label_names) == 2:
+    if two_classes(label_names):
         outputs = {
             "label": tensor("StatefulPartitionedCall:0", "DT_STRING"),
             "probability": tensor("StatefulPartitionedCall:2", "DT_FLOAT"),

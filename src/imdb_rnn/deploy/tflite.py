@@ -176,9 +176,10 @@ class _UnrolledClassifier(tf.Module):
 
 
 def _load(model_dir: str | os.PathLike[str]) -> Any:
-    from imdb_rnn.training.trainer import Trainer  # the trainer imports this package's rest
+    # The classifier imports this package's rest.
+    from imdb_rnn.inference.classifier import Classifier
 
-    return Trainer.load(model_dir)
+    return Classifier.load(model_dir)
 
 
 def token_ids(
@@ -244,9 +245,9 @@ def export_tflite(
             f"Expected sequence_length >= 1. Received: sequence_length={sequence_length}"
         )
     check_export_target(model_dir, out_dir, overwrite=overwrite, marker=TFLITE_FILE)
-    trainer = _load(model_dir)
-    config = trainer.config
-    classes = trainer.num_classes
+    loaded = _load(model_dir)
+    config = loaded.config
+    classes = loaded.num_classes
     output = output_description(classes)
     if config.model.cell != "gru":
         raise ValueError(
@@ -258,9 +259,9 @@ def export_tflite(
             "Expected one model (TensorFlow Lite export rebuilds one classifier). Received: an "
             f"ensemble of {config.training.ensemble_size}: export it as a SavedModel instead."
         )
-    length = sequence_length or trainer.encoder.max_length or DEFAULT_SEQUENCE_LENGTH
+    length = sequence_length or loaded.encoder.max_length or DEFAULT_SEQUENCE_LENGTH
     module = _UnrolledClassifier(
-        trainer.classifier, pooling=config.model.pooling, sequence_length=length
+        loaded.classifier, pooling=config.model.pooling, sequence_length=length
     )
     forward = tf.function(
         lambda token_ids: {output["name"]: module(token_ids)},
@@ -277,19 +278,19 @@ def export_tflite(
     os.chmod(staging, 0o777 & ~current_umask())
     try:
         (staging / TFLITE_FILE).write_bytes(flatbuffer)
-        vocabulary = trainer.encoder.get_vocabulary()
+        vocabulary = loaded.encoder.get_vocabulary()
         # Standardisation turns every line-break character into a space: one word per line.
         (staging / VOCABULARY_FILE).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
         description = {
             "input": {"name": "token_ids", "dtype": "int32", "shape": [None, length]},
             "output": {"name": output["name"], "dtype": "float32", "shape": output["shape"]},
-            "labels": list(trainer.label_names),
+            "labels": list(loaded.label_names),
             "probability": output["probability"],
             "sequence_length": length,
             "padding_id": PAD_ID,
             "out_of_vocabulary_id": 1,
             "vocabulary": VOCABULARY_FILE,
-            "truncation": trainer.encoder.truncation,
+            "truncation": loaded.encoder.truncation,
             "standardize": "lower-case; '<br />' and line breaks to spaces; strip punctuation "
             "(Keras' lower_and_strip_punctuation set); split on whitespace; an empty review "
             "is one out-of-vocabulary id",

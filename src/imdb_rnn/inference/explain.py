@@ -14,12 +14,12 @@ moved the probability of that class (positive: towards it, negative: away from i
 Words are the tokens the model sees: the review after the model's standardisation (lower-case,
 `<br />` and punctuation removed), split on whitespace.
 
-Example (with any trained `Trainer`):
+Example (with any model directory written by `imdb-rnn train`):
 
-    from imdb_rnn import Trainer
+    from imdb_rnn.inference.classifier import Classifier
     from imdb_rnn.inference.explain import explain
 
-    (explanation,) = explain(Trainer.load("runs/default"), ["A moving, wonderful film."])
+    (explanation,) = explain(Classifier.load("runs/default"), ["A moving, wonderful film."])
     explanation.weights[0]        # WordWeight(word='wonderful', weight=0.21, count=1)
 """
 
@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from imdb_rnn.inference.classifier import Classifier
+from imdb_rnn.inference.predictions import prediction_rows, two_classes
 from imdb_rnn.layers import imdb_standardize
-from imdb_rnn.training.trainer import Trainer
-from imdb_rnn.training.workflows import prediction_rows
 
 __all__ = [
     "MAX_EXPLAINED_WORDS",
@@ -119,7 +119,7 @@ _VARIANTS_PER_BATCH = 256
 
 
 def explain(
-    trainer: Trainer, texts: Sequence[str], *, max_words: int = MAX_EXPLAINED_WORDS
+    classifier: Classifier, texts: Sequence[str], *, max_words: int = MAX_EXPLAINED_WORDS
 ) -> list[Explanation]:
     """Explains the model's prediction for each review by occluding each distinct word.
 
@@ -130,7 +130,7 @@ def explain(
     batches of a few hundred.
 
     Args:
-        trainer: a trained or loaded `Trainer`.
+        classifier: a loaded `Classifier`, or a trained `Trainer`.
         texts: the reviews.
         max_words: the most distinct words explained per review. Default 200.
 
@@ -146,7 +146,8 @@ def explain(
         )
     texts = list(texts)
     all_words = words_of(texts)
-    vocabulary = set(trainer.encoder.get_vocabulary()) if trainer.encoder is not None else set()
+    encoder = classifier.encoder
+    vocabulary = set(encoder.get_vocabulary()) if encoder is not None else set()
     variants: list[str] = []
     plans: list[tuple[int, list[str], list[int], int]] = []  # (first variant, words, counts, left)
     for words in all_words:
@@ -164,11 +165,11 @@ def explain(
         )
         variants.append(" ".join(words))
         variants.extend(" ".join(w for w in words if w != word) for word in chosen)
-    probabilities = _scores(trainer, variants)
+    probabilities = _scores(classifier, variants)
     explanations = []
     for text, words, (start, chosen, counts, left) in zip(texts, all_words, plans, strict=True):
         # Two classes: the probability of the second ("pos"); more: of the predicted class.
-        target = 1 if trainer.num_classes == 2 else int(np.argmax(probabilities[start]))
+        target = 1 if two_classes(classifier.label_names) else int(np.argmax(probabilities[start]))
         full = float(probabilities[start, target])
         without = probabilities[start + 1 : start + 1 + len(chosen), target]
         weights = [
@@ -178,19 +179,19 @@ def explain(
         weights.sort(key=lambda item: -abs(item.weight))  # stable: ties keep text order
         explanations.append(
             Explanation(
-                text, full, words, weights, unexplained=left, label=trainer.label_names[target]
+                text, full, words, weights, unexplained=left, label=classifier.label_names[target]
             )
         )
     return explanations
 
 
-def _scores(trainer: Trainer, variants: list[str]) -> np.ndarray:
+def _scores(classifier: Classifier, variants: list[str]) -> np.ndarray:
     """The class probabilities of each variant (`(len(variants), classes)`), a batch of
     `_VARIANTS_PER_BATCH` at a time."""
     if not variants:
-        return np.zeros((0, trainer.num_classes))
+        return np.zeros((0, classifier.num_classes))
     parts = [
-        trainer.class_probabilities(variants[start : start + _VARIANTS_PER_BATCH])
+        classifier.class_probabilities(variants[start : start + _VARIANTS_PER_BATCH])
         for start in range(0, len(variants), _VARIANTS_PER_BATCH)
     ]
     return np.concatenate(parts)
@@ -214,17 +215,17 @@ def predict_and_explain(
     texts = list(texts)
     if not texts:
         raise ValueError("No reviews to explain: give at least one text.")
-    return explained_rows(Trainer.load(model_dir), texts)
+    return explained_rows(Classifier.load(model_dir), texts)
 
 
 def explained_rows(
-    trainer: Trainer, texts: Sequence[str], *, threshold: float | None = None
+    classifier: Classifier, texts: Sequence[str], *, threshold: float | None = None
 ) -> list[dict[str, Any]]:
     """`prediction_rows` of `texts`, each with `explanation` (`[{"word", "weight"}, ...]`,
     largest effect first) and `explained` (the class whose probability the weights move: the
     second class for two classes, the predicted class for more). For a hybrid model, `parts`
     says which part moved the answer: `{"recurrent": x, "ngrams": y}`, what each part adds to
-    the logit of the explained class (`Trainer.part_logits`)."""
+    the logit of the explained class (`Classifier.part_logits`)."""
     texts = list(texts)
     rows = [
         {
@@ -234,15 +235,15 @@ def explained_rows(
             "unexplained": explanation.unexplained,
         }
         for row, explanation in zip(
-            prediction_rows(trainer, texts, threshold=threshold),
-            explain(trainer, texts),
+            prediction_rows(classifier, texts, threshold=threshold),
+            explain(classifier, texts),
             strict=True,
         )
     ]
-    parts = trainer.part_logits(texts)
+    parts = classifier.part_logits(texts)
     if parts is not None:
         for index, row in enumerate(rows):
-            column = list(trainer.label_names).index(row["explained"])
+            column = list(classifier.label_names).index(row["explained"])
             row["parts"] = {
                 name: round(float(logits[index] if logits.ndim == 1 else logits[index, column]), 4)
                 for name, logits in parts.items()

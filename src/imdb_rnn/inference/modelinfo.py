@@ -117,22 +117,22 @@ def model_info(directory: str | os.PathLike[str], *, top_words: int = 20) -> Mod
     Raises:
         ModelFileError: if the directory cannot be loaded.
     """
-    from imdb_rnn.training.trainer import Trainer
+    from imdb_rnn.inference.classifier import Classifier
 
     directory = Path(directory)
-    trainer = Trainer.load(directory)
-    classifier = trainer.classifier
+    loaded = Classifier.load(directory)
+    classifier = loaded.classifier
     assert classifier is not None
     layers = [
         LayerInfo(layer.name, type(layer).__name__, _shape(layer), int(layer.count_params()))
         for layer in classifier.layers
     ]
-    model = trainer.text_model
+    model = loaded.text_model
     trainable = sum(int(weight.numpy().size) for weight in model.trainable_weights)
-    vocabulary = trainer._encoder().get_vocabulary()
+    vocabulary = loaded._encoder().get_vocabulary()
     words = [word for word in vocabulary[: top_words + 2] if word not in ("", "[UNK]")]
     metrics = _read_optional(directory / METRICS_FILE, "The metrics file") or {}
-    config = _read_optional(directory / CONFIG_FILE, "The config file") or trainer.config.to_dict()
+    config = _read_optional(directory / CONFIG_FILE, "The config file") or loaded.config.to_dict()
     decision = read_decision(directory)
     return ModelInfo(
         directory=str(directory),
@@ -141,7 +141,7 @@ def model_info(directory: str | os.PathLike[str], *, top_words: int = 20) -> Mod
         trainable_params=trainable,
         vocabulary_size=len(vocabulary),
         top_words=words[:top_words],
-        labels=list(trainer.label_names),
+        labels=list(loaded.label_names),
         source=metrics.get("source"),
         sizes=dict(metrics.get("sizes") or {}),
         preset=metrics.get("preset") or config.get("preset"),

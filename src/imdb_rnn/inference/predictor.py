@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from imdb_rnn.training.trainer import Trainer
-from imdb_rnn.training.workflows import prediction_rows
+from imdb_rnn.inference.classifier import Classifier
+from imdb_rnn.inference.predictions import Prediction, check_threshold, predictions
 
 __all__ = ["Predictor", "load"]
 
@@ -31,7 +31,7 @@ class Predictor:
     """Classifies texts with a loaded model.
 
     Args:
-        trainer: a trained or loaded `Trainer`.
+        classifier: a loaded `Classifier` (`Classifier.load`), or a trained `Trainer`.
         threshold: two-class models only: the second class (`"pos"` for IMDB) is predicted when
             its probability is at least this. Default None: the threshold saved with the model
             (`imdb-rnn eval --tune-threshold`, `decision.json`), else 0.5.
@@ -41,18 +41,22 @@ class Predictor:
             [0, 1].
     """
 
-    def __init__(self, trainer: Trainer, *, threshold: float | None = None) -> None:
-        self.trainer = trainer
+    def __init__(self, classifier: Classifier, *, threshold: float | None = None) -> None:
+        self.classifier = classifier
         if threshold is None:
-            threshold = trainer.decision.threshold
-        if threshold is not None:
-            prediction_rows(trainer, [], threshold=threshold)  # validates it
+            threshold = classifier.decision.threshold
+        check_threshold(threshold, classifier.label_names)
         self.threshold = threshold
+
+    @property
+    def trainer(self) -> Classifier:
+        """The loaded model: `classifier`, under its earlier name."""
+        return self.classifier
 
     @property
     def labels(self) -> tuple[str, ...]:
         """The classes, in the order of `predict_proba`'s columns."""
-        return self.trainer.label_names
+        return self.classifier.label_names
 
     def __call__(self, texts: str | Sequence[str]) -> list[dict[str, Any]]:
         """Returns `[{"label", "score"}]`, one per text, in order; `score` is the probability
@@ -61,23 +65,27 @@ class Predictor:
         Raises:
             ValueError: if a text is not a string.
         """
-        return [{"label": row["label"], "score": row["score"]} for row in self.predict(texts)]
+        return [{"label": row.label, "score": row.score} for row in self.predictions(texts)]
 
     def predict(self, texts: str | Sequence[str]) -> list[dict[str, Any]]:
         """Like calling the predictor, with more per text: `text`, `label`, `score`, `scores`
         (every class's probability), `known_words` (words of the text in the vocabulary; 0: the
         prediction says nothing about the text) and, for two classes, `probability` (of the
-        second class)."""
-        return prediction_rows(self.trainer, _texts(texts), threshold=self.threshold)
+        second class): `Prediction.to_dict` of each of `predictions`."""
+        return [row.to_dict() for row in self.predictions(texts)]
+
+    def predictions(self, texts: str | Sequence[str]) -> list[Prediction]:
+        """One typed `Prediction` per text, in order (see `predict` for what each holds)."""
+        return predictions(self.classifier, _texts(texts), threshold=self.threshold)
 
     def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
         """Returns `(texts, classes)` probabilities, columns in the order of `labels` (for two
         classes `[1 - p, p]`, as scikit-learn's `predict_proba`)."""
-        return self.trainer.class_probabilities(_texts(texts))
+        return self.classifier.class_probabilities(_texts(texts))
 
     def known_words(self, texts: str | Sequence[str]) -> np.ndarray:
         """Returns how many words of each text the model knows (are in its vocabulary)."""
-        return self.trainer.known_words(_texts(texts))
+        return self.classifier.known_words(_texts(texts))
 
     def predict_file(
         self,
@@ -120,4 +128,4 @@ def load(directory: str | os.PathLike[str], *, threshold: float | None = None) -
     Raises:
         ModelFileError: if the directory cannot be loaded.
     """
-    return Predictor(Trainer.load(directory), threshold=threshold)
+    return Predictor(Classifier.load(directory), threshold=threshold)

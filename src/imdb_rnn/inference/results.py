@@ -26,6 +26,7 @@ from imdb_rnn.inference.calibration import (
     reliability_bins,
     roc_auc,
 )
+from imdb_rnn.inference.predictions import class_probabilities
 
 __all__ = ["EvaluationResult", "TrainResult", "per_class_metrics"]
 
@@ -117,12 +118,12 @@ class EvaluationResult:
             raise ValueError("Cannot evaluate on unlabelled reviews (labels must be 0 or 1).")
         # Numerically stable binary cross-entropy from logits.
         losses = np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))
-        positive = 1.0 / (1.0 + np.exp(-logits))
+        probabilities = class_probabilities(logits)
+        positive = probabilities[:, 1]
         if threshold is None:
             predicted = (logits > 0).astype(np.int64)
         else:
             predicted = (positive >= threshold).astype(np.int64)
-        probabilities = np.stack([1.0 - positive, positive], axis=1)
         tp = int(np.sum((predicted == 1) & (labels == 1)))
         tn = int(np.sum((predicted == 0) & (labels == 0)))
         fp = int(np.sum((predicted == 1) & (labels == 0)))

@@ -17,17 +17,19 @@ from typing import Any
 
 import numpy as np
 
+from imdb_rnn.data.reading import read_splits
 from imdb_rnn.data.sources import BadRows, TextFiles
 from imdb_rnn.data.tfds import TfdsText
 from imdb_rnn.deploy.card import CARD_FILE, model_card
 from imdb_rnn.devices import prepare_native_kernel
 from imdb_rnn.files import write_text
 from imdb_rnn.inference.calibration import fit_temperature, tune_threshold
+from imdb_rnn.inference.classifier import Classifier
 from imdb_rnn.inference.decision import Decision, write_decision
+from imdb_rnn.inference.predictions import class_probabilities, two_classes
 from imdb_rnn.inference.results import EvaluationResult
+from imdb_rnn.inference.workflows import StageCallback
 from imdb_rnn.modeldir import METRICS_FILE, read_json
-from imdb_rnn.training.trainer import StageCallback, Trainer
-from imdb_rnn.training.workflows import read_splits
 
 __all__ = ["TunedDecision", "tune_decision"]
 
@@ -99,32 +101,32 @@ def tune_decision(
     stage = on_stage or (lambda name: None)
     prepare_native_kernel(on_stage=stage)
     stage("Loading the model")
-    trainer = Trainer.load(model_dir)
-    if metric is not None and trainer.num_classes != 2:
+    classifier = Classifier.load(model_dir)
+    if metric is not None and not two_classes(classifier.label_names):
         raise ValueError(
-            f"A threshold needs a two-class model; this one has {trainer.num_classes} classes. "
+            f"A threshold needs a two-class model; this one has {classifier.num_classes} classes. "
             f"Received: metric={metric!r}"
         )
     stage("Reading data")
     splits = read_splits(
         source,
-        trainer.config,
+        classifier.config,
         splits=[split],
         limit=limit,
         data_dir=data_dir,
-        label_names=trainer.label_names,
+        label_names=classifier.label_names,
     )
     if splits.bad_rows:
         stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
     stage("Predicting")
-    logits, labels = trainer.logits_and_labels(splits[split], pipeline="sorted")
-    old = trainer.decision
-    before = _metrics(logits, labels, trainer, old)
+    logits, labels = classifier.logits_and_labels(splits[split], pipeline="sorted")
+    old = classifier.decision
+    before = _metrics(logits, labels, classifier, old)
     temperature = fit_temperature(logits, labels) if calibrate else old.temperature
     threshold, value = old.threshold, old.value
     if metric is not None:
-        scaled = np.asarray(logits, dtype=np.float64).reshape(-1) / temperature
-        threshold, value = tune_threshold(1.0 / (1.0 + np.exp(-scaled)), labels, metric)
+        positive = class_probabilities(np.asarray(logits).reshape(-1), temperature=temperature)
+        threshold, value = tune_threshold(positive[:, 1], labels, metric)
     decision = Decision(
         threshold=threshold,
         temperature=temperature,
@@ -132,21 +134,21 @@ def tune_decision(
         split=_split_name(source, split),
         value=value,
     )
-    after = _metrics(logits, labels, trainer, decision)
+    after = _metrics(logits, labels, classifier, decision)
     stage("Saving the decision")
     path = write_decision(model_dir, decision)
-    _refresh_card(Path(model_dir), trainer, decision)
+    _refresh_card(Path(model_dir), classifier, decision)
     return TunedDecision(decision=decision, before=before, after=after, path=path)
 
 
 def _metrics(
-    logits: np.ndarray, labels: np.ndarray, trainer: Trainer, decision: Decision
+    logits: np.ndarray, labels: np.ndarray, classifier: Classifier, decision: Decision
 ) -> EvaluationResult:
     return EvaluationResult.from_logits(
         np.asarray(logits, dtype=np.float64) / decision.temperature,
         labels,
         0.0,
-        label_names=trainer.label_names,
+        label_names=classifier.label_names,
         threshold=decision.threshold,
     )
 
@@ -158,7 +160,7 @@ def _split_name(source: Any, split: str) -> str:
     return split
 
 
-def _refresh_card(directory: Path, trainer: Trainer, decision: Decision) -> None:
+def _refresh_card(directory: Path, classifier: Classifier, decision: Decision) -> None:
     """Rewrites the model card with the decision, where the run's metrics.json is there."""
     metrics_path = directory / METRICS_FILE
     if not metrics_path.is_file():
@@ -168,5 +170,5 @@ def _refresh_card(directory: Path, trainer: Trainer, decision: Decision) -> None
     except (ValueError, OSError, RecursionError):
         return
     if isinstance(result, dict):
-        card = model_card(result, trainer.config, name=directory.name, decision=decision)
+        card = model_card(result, classifier.config, name=directory.name, decision=decision)
         write_text(directory / CARD_FILE, card)

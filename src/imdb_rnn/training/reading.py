@@ -1,22 +1,21 @@
-"""The splits a training run reads, from any source: IMDB, your own files or a TFDS set.
-
-Every training plan (`workflows.train`, `ensemble.train_ensemble`) and the threshold tuning
-read their data here, with the config's validation settings.
+"""The splits a training run reads (`data.reading.read_splits` reads any source), and what was
+read and skipped, said in stages: every training plan (`workflows.train`,
+`ensemble.train_ensemble`) reads its data here.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from imdb_rnn.config import RunConfig
-from imdb_rnn.data.imdb import load_imdb
-from imdb_rnn.data.sources import BadRows, TextFiles, load_text_files
+from imdb_rnn.data.reading import read_splits
+from imdb_rnn.data.sources import BadRows, TextFiles
 from imdb_rnn.data.splits import ImdbSplits
-from imdb_rnn.data.tfds import TfdsText, load_tfds_text
+from imdb_rnn.data.tfds import TfdsText
 
-__all__ = ["read_splits", "read_training_splits", "training_splits"]
+__all__ = ["read_training_splits", "training_splits"]
 
 
 def training_splits(config: RunConfig, source: object, *, evaluate_test: bool = True) -> list[str]:
@@ -33,36 +32,6 @@ def training_splits(config: RunConfig, source: object, *, evaluate_test: bool = 
         given = {"test": source.test, "unsupervised": source.unlabelled}
         wanted = [name for name in wanted if given.get(name, True) is not None]
     return wanted
-
-
-def read_splits(
-    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
-    config: RunConfig,
-    *,
-    splits: Sequence[str],
-    limit: int | None,
-    data_dir: str | os.PathLike[str] | None = None,
-    label_names: Sequence[str] | None = None,
-) -> ImdbSplits:
-    """Reads `splits` from any source (IMDB, your own files, a TFDS set) with the config's
-    validation settings; `label_names`, for a trained model, maps labels to its classes."""
-    fraction = config.data.valid_fraction
-    if isinstance(source, TextFiles):
-        return load_text_files(
-            source, splits=splits, valid_fraction=fraction, limit=limit, label_names=label_names
-        )
-    if isinstance(source, TfdsText):
-        return load_tfds_text(
-            source, splits=splits, valid_fraction=fraction, limit=limit, label_names=label_names
-        )
-    return load_imdb(
-        source,
-        splits=splits,
-        valid_fraction=fraction,
-        limit=limit,
-        data_dir=data_dir,
-        valid_split=config.data.valid_split,
-    )
 
 
 def read_training_splits(

@@ -1,4 +1,5 @@
-"""Trainer: adapt, compile, fit, evaluate, predict, save and load an imdb-rnn model.
+"""Trainer: adapt, compile and fit an imdb-rnn model; evaluate, predict, save and load it as the
+`Classifier` (`imdb_rnn.inference.classifier`) it extends.
 
 Example (on any `ImdbSplits`, here a tiny in-memory one):
 
@@ -21,14 +22,11 @@ Example (on any `ImdbSplits`, here a tiny in-memory one):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import tempfile
-import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import keras
@@ -36,40 +34,21 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.config import RunConfig
-from imdb_rnn.config.toml import CONFIG_TOML_FILE, config_to_toml
 from imdb_rnn.data.batching import (
     bucketed_batches,
-    length_sorted_batches,
     plain_batches,
     sorted_window_batches,
     tokenize,
 )
-from imdb_rnn.data.splits import LABEL_NAMES, ImdbSplits
+from imdb_rnn.data.splits import ImdbSplits
 from imdb_rnn.data.wordvectors import WordVectors, read_word_vectors
 from imdb_rnn.devices import prepare_native_kernel
-from imdb_rnn.errors import CheckpointMismatchError, ConfigError, InputError, ModelFileError
-from imdb_rnn.files import check_free_space, remove_temporaries, write_json, write_text
-from imdb_rnn.inference.decision import Decision, read_decision
-from imdb_rnn.inference.results import EvaluationResult
+from imdb_rnn.errors import CheckpointMismatchError, ConfigError
+from imdb_rnn.files import check_free_space
+from imdb_rnn.inference.classifier import Classifier, forward_in_batches
+from imdb_rnn.inference.workflows import StageCallback
 from imdb_rnn.layers import TextEncoder
-from imdb_rnn.modeldir import (
-    CONFIG_FILE,
-    HISTORY_FILE,
-    LABELS_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    read_json,
-    read_labels,
-)
-from imdb_rnn.models import (
-    build_classifier,
-    build_encoder,
-    build_hybrid,
-    build_text_model,
-    load_text_model,
-    save_text_model,
-    split_text_model,
-)
+from imdb_rnn.models import build_classifier, build_encoder, build_hybrid
 from imdb_rnn.ngrams import NgramFeatures, NgramFit, NgramLogits, fit_blend, fit_ngram_logits
 from imdb_rnn.pretraining.pretrain import encoder_vocabulary, load_encoder
 from imdb_rnn.training.checkpoints import Checkpoint, CheckpointState, data_fingerprint
@@ -88,10 +67,7 @@ from imdb_rnn.training.objectives import objective_for
 from imdb_rnn.training.selftrain import add_pseudo_labels
 from imdb_rnn.training.stopping import SignalStop
 
-__all__ = ["StageCallback", "Trainer"]
-
-#: Reports a stage of a long operation ("Reading data", "Adapting vocabulary" ...).
-StageCallback = Callable[[str], None]
+__all__ = ["StageCallback", "Trainer", "forward_in_batches"]
 
 
 def _bytes_needed(classifier: keras.Model) -> int:
@@ -112,24 +88,8 @@ def _label_only(text: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
     return label
 
 
-def forward_in_batches(model: keras.Model, batches: tf.data.Dataset) -> Any:
-    """`model`'s outputs (in inference mode) on batches of token ids, concatenated in order: a
-    NumPy array, or a list of them for a model of several outputs. One trace serves every shape
-    of batch."""
-    forward = tf.function(
-        lambda ids: model(ids, training=False),
-        input_signature=[tf.TensorSpec([None, None], tf.int32)],
-    )
-    parts = [tf.nest.map_structure(lambda t: t.numpy(), forward(ids)) for ids in batches]
-    if not parts:
-        return np.zeros((0, int(model.output_shape[-1])), np.float32)
-    if isinstance(parts[0], (list, tuple)):
-        return [np.concatenate(column) for column in zip(*parts, strict=True)]
-    return np.concatenate(parts)
-
-
-class Trainer:
-    """Builds, trains, evaluates and saves one imdb-rnn model.
+class Trainer(Classifier):
+    """Builds and trains one imdb-rnn model; evaluates, predicts and saves it as a `Classifier`.
 
     Args:
         config: the `RunConfig` to follow.
@@ -147,6 +107,7 @@ class Trainer:
 
     Raises:
         ConfigError: on an unknown strategy, or `"multi-worker"` without a valid `TF_CONFIG`.
+        ValueError: if fewer than two label names are given.
     """
 
     def __init__(
@@ -158,34 +119,37 @@ class Trainer:
         strategy: str | tf.distribute.Strategy = "auto",
         label_names: Sequence[str] | None = None,
     ) -> None:
-        self.config = config
-        self.encoder = encoder
-        self.classifier = classifier
+        # First: a multi-worker strategy must exist before any other TensorFlow operation.
         self.strategy = resolve_strategy(strategy)
-        self.history: dict[str, list[float]] = {}
+        super().__init__(config, encoder=encoder, classifier=classifier, label_names=label_names)
         #: Training-batch time of each epoch of the last `fit` (validation excluded).
         self.epoch_train_seconds: list[float] = []
         self._early_stopping: keras.callbacks.EarlyStopping | None = None
-        self._text_model: keras.Model | None = None
         #: Pre-trained word vectors read for the vocabulary (`model.word_vectors`), or None.
         self.word_vectors: WordVectors | None = None
         #: What fitting the n-gram part found (`model.ngram_buckets`), once `fit` has run.
         self.ngram_fit: NgramFit | None = None
-        self.label_names: tuple[str, ...] = tuple(label_names or LABEL_NAMES)
         self._labels_given = label_names is not None
-        #: The saved decision (`decision.json`: tuned threshold, temperature) of a loaded model.
-        self.decision = Decision()
         #: The loss weight of each class in the last `fit` (`training.class_weight`), or None.
         self.class_weights: list[float] | None = None
-        if len(self.label_names) < 2:
-            raise ValueError(
-                f"Expected at least two label names. Received: label_names={label_names!r}"
-            )
 
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (two: one logit; more: one logit per class)."""
-        return len(self.label_names)
+    @classmethod
+    def _restored(
+        cls,
+        config: RunConfig,
+        *,
+        encoder: TextEncoder,
+        classifier: keras.Model,
+        label_names: Sequence[str] | None,
+    ) -> Trainer:
+        """A loaded model trains (or predicts) on one device."""
+        return cls(
+            config,
+            encoder=encoder,
+            classifier=classifier,
+            strategy="default",
+            label_names=label_names,
+        )
 
     @property
     def replicas(self) -> int:
@@ -314,22 +278,7 @@ class Trainer:
         self.classifier.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
         return self.classifier
 
-    @property
-    def text_model(self) -> keras.Model:
-        """The end-to-end model: raw strings `(batch,)` -> logits `(batch, 1)` (two classes) or
-        `(batch, classes)`."""
-        if self.encoder is None or self.classifier is None:
-            raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
-        if self._text_model is None:
-            self._text_model = build_text_model(self.encoder, self.classifier)
-        return self._text_model
-
     # -- pipelines -----------------------------------------------------------------------------
-
-    def _encoder(self) -> TextEncoder:
-        if self.encoder is None:
-            raise RuntimeError("The encoder is not adapted yet: call fit() or adapt() first.")
-        return self.encoder
 
     def training_batches(
         self,
@@ -376,21 +325,6 @@ class Trainer:
             "crop_lengths": data.crop_lengths,
         }
         return sorted_window_batches(split, **common, **crops)
-
-    def _eval_batches(
-        self, dataset: tf.data.Dataset, pipeline: str
-    ) -> tuple[tf.data.Dataset, np.ndarray, np.ndarray | None]:
-        """Returns `(batches of (ids, labels), labels in batch order, order or None)`."""
-        data = self.config.data
-        if pipeline == "plain":
-            batches = plain_batches(
-                dataset, self._encoder(), batch_size=data.batch_size, shuffle_buffer=None
-            )
-            labels = np.fromiter(dataset.map(_label_only).as_numpy_iterator(), dtype=np.int32)
-            return batches, labels, None
-        split = tokenize(dataset, self._encoder(), batch_size=max(data.eval_batch_size, 1024))
-        batches, order = length_sorted_batches(split, batch_size=data.eval_batch_size)
-        return batches, split.labels[order], order
 
     # -- training ------------------------------------------------------------------------------
 
@@ -784,202 +718,14 @@ class Trainer:
             return int(np.argmin(losses)) + 1
         return len(self.history.get("loss", []))
 
-    # -- inference -----------------------------------------------------------------------------
-
-    def evaluate(
-        self, dataset: tf.data.Dataset, *, pipeline: str | None = None
-    ) -> EvaluationResult:
-        """Evaluates on an unbatched `(text, label)` split.
-
-        Args:
-            dataset: labelled reviews.
-            pipeline: `"plain"` (the reference pipeline), or `"sorted"` / `"bucketed"` (both:
-                tokenise once, batch in order of length). Default: the config's pipeline.
-        """
-        if self.classifier is None:
-            raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
-        start = time.perf_counter()
-        logits, labels = self.logits_and_labels(dataset, pipeline=pipeline)
-        return EvaluationResult.from_logits(
-            logits / self.decision.temperature,
-            labels,
-            time.perf_counter() - start,
-            label_names=self.label_names,
-            threshold=self.decision.threshold,
-        )
-
-    def logits_and_labels(
-        self, dataset: tf.data.Dataset, *, pipeline: str | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The raw logits (no temperature) and the labels of an unbatched `(text, label)`
-        split, in the same (batch) order."""
-        if self.classifier is None:
-            raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
-        batches, labels, _ = self._eval_batches(dataset, pipeline or self.config.data.pipeline)
-        return np.asarray(self._logits(batches.map(_ids_only))), labels
-
-    def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Returns one logit per review (two classes), or a row of one logit per class, in the
-        order given."""
-        if self.classifier is None:
-            raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
-        return self._predict_in_order(texts, self._logits)
-
-    def part_logits(self, texts: Sequence[str]) -> dict[str, np.ndarray] | None:
-        """For a hybrid classifier (`model.ngram_buckets`), what each part adds to the logits:
-        `{"recurrent": ..., "ngrams": ...}`, each part's logits times its blend weight, shaped
-        like `predict_logits` (which is their sum plus the blend's bias). None for a recurrent
-        classifier alone."""
-        if self.classifier is None:
-            raise RuntimeError("The model is not built yet: call fit() or Trainer.load() first.")
-        if not any(layer.name == "blend" for layer in self.classifier.layers):
-            return None
-        blend = self.classifier.get_layer("blend")
-        parts = keras.Model(self.classifier.input, blend.input)
-        mix = blend.get_weights()[0]
-
-        def forward(batches: tf.data.Dataset) -> np.ndarray:
-            recurrent, ngrams = forward_in_batches(parts, batches)
-            return np.stack([mix[0] * recurrent, mix[1] * ngrams], axis=0)
-
-        recurrent, ngrams = self._predict_in_order(texts, forward, axis=1)
-        return {"recurrent": recurrent, "ngrams": ngrams}
-
-    def _predict_in_order(
-        self,
-        texts: Sequence[str],
-        forward: Callable[[tf.data.Dataset], np.ndarray],
-        *,
-        axis: int = 0,
-    ) -> np.ndarray:
-        """`forward` on length-sorted batches of `texts`' token ids, back in the order given
-        (reviews along `axis` of its result; a one-logit column becomes a vector)."""
-        texts = list(texts)
-        if not texts:
-            shape = (0,) if self.num_classes == 2 else (0, self.num_classes)
-            empty = np.zeros(shape, dtype=np.float32)
-            return np.stack([empty, empty]) if axis == 1 else empty
-        split = tokenize(texts, self._encoder())
-        batches, order = length_sorted_batches(split, batch_size=self.config.data.eval_batch_size)
-        sorted_logits = np.moveaxis(np.asarray(forward(batches.map(_ids_only))), axis, 0)
-        if sorted_logits.ndim == 2 and sorted_logits.shape[1] == 1:
-            sorted_logits = sorted_logits.reshape(-1)
-        elif sorted_logits.ndim == 3 and sorted_logits.shape[2] == 1:
-            sorted_logits = sorted_logits[:, :, 0]
-        logits = np.empty_like(sorted_logits)
-        logits[order] = sorted_logits
-        return np.moveaxis(logits, 0, axis)
+    # -- inference (`Classifier`'s, on this trainer's devices) ----------------------------------
 
     def _logits(self, batches: tf.data.Dataset) -> np.ndarray:
-        """The classifier's logits on batches of token ids, in order."""
+        """The classifier's logits on batches of token ids, in order: Keras' predict under a
+        strategy of one machine's devices, else `Classifier`'s one traced function."""
         assert self.classifier is not None
         if is_distributed(self.strategy) and not is_multi_worker(self.strategy):
             return np.asarray(self.classifier.predict(batches, verbose=0))
-        # One trace for every batch shape (Keras' predict retraces, and says so, as lengths and
-        # batch sizes vary); on the workers of a cluster, each predicts on its own, on every
-        # batch: Keras' predict would share the batches between workers.
-        return forward_in_batches(self.classifier, batches)
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Returns the probability that each review is positive (of the class at index 1), or
-        for more than two classes a row of class probabilities per text, in the order given."""
-        logits = self.predict_logits(texts).astype(np.float64) / self.decision.temperature
-        if logits.ndim == 1:
-            return 1.0 / (1.0 + np.exp(-logits))
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
-
-    def known_words(self, texts: Sequence[str]) -> np.ndarray:
-        """Returns how many words of each text are in the vocabulary (0: the model knows none
-        of its words, and its prediction says nothing about the text)."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros(0, dtype=np.int64)
-        encoder = self._encoder()
-        counts = []
-        for start in range(0, len(texts), 4096):
-            chunk = tf.constant(texts[start : start + 4096], dtype=tf.string)
-            ids = encoder.vectorizer(chunk)
-            known = tf.cast(ids > 1, tf.int64)  # 0 is padding, 1 out-of-vocabulary
-            counts.append(tf.reduce_sum(known, axis=1).numpy())
-        return np.concatenate(counts)
-
-    def class_probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """Returns `(texts, classes)` probabilities, columns in the order of `label_names`
-        (for two classes: `[1 - p, p]`)."""
-        probabilities = self.predict_proba(texts)
-        if probabilities.ndim == 1:
-            return np.stack([1.0 - probabilities, probabilities], axis=1)
-        return probabilities
-
-    # -- files ---------------------------------------------------------------------------------
-
-    def save(
-        self, directory: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None
-    ) -> Path:
-        """Writes `model.keras`, `config.json` (and the same config as `config.toml`, which
-        `imdb-rnn train --config` reads), `history.json` and, if given, `metrics.json` into
-        `directory`, each file atomically."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_text_model(self.text_model, directory / MODEL_FILE)
-        write_json(directory / CONFIG_FILE, self.config.to_dict())
-        write_text(directory / CONFIG_TOML_FILE, config_to_toml(self.config))
-        write_json(directory / HISTORY_FILE, self.history)
-        write_json(directory / LABELS_FILE, list(self.label_names))
-        if metrics is not None:
-            write_json(directory / METRICS_FILE, metrics)
-        remove_temporaries(directory)  # left by an earlier save that was killed
-        return directory
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> Trainer:
-        """Loads a model directory written by `save` (safe mode on).
-
-        `directory` may also be the name of a model packaged by `imdb-rnn package` and
-        installed with pip.
-
-        Raises:
-            ModelFileError: if the directory, the model file or the config is missing or bad.
-        """
-        from imdb_rnn.deploy.packaging import resolve_model_dir
-
-        directory = resolve_model_dir(directory)
-        if not directory.is_dir():
-            raise ModelFileError(f"No model directory at {directory}")
-        model_path = directory / MODEL_FILE
-        if not model_path.exists():
-            raise ModelFileError(
-                f"{directory} holds no {MODEL_FILE}: is it a directory written by 'imdb-rnn train'?"
-            )
-        config_path = directory / CONFIG_FILE
-        try:
-            config = (
-                RunConfig.from_dict(read_json(config_path, what="The config file"))
-                if config_path.exists()
-                else RunConfig()
-            )
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-            raise ModelFileError(f"{config_path} is not valid JSON ({error}).") from None
-        except (ConfigError, InputError) as error:
-            raise ModelFileError(f"{config_path}: {error}") from None
-        model = load_text_model(model_path)
-        encoder, classifier = split_text_model(model)
-        label_names = read_labels(directory, int(classifier.output_shape[-1]))
-        trainer = cls(
-            config,
-            encoder=encoder,
-            classifier=classifier,
-            strategy="default",
-            label_names=label_names,
-        )
-        trainer._text_model = model
-        history_path = directory / HISTORY_FILE
-        if history_path.exists():
-            try:
-                history = read_json(history_path, what="The history file")
-            except (ValueError, RecursionError, OSError):  # JSON, UTF-8 and size errors
-                history = {}
-            trainer.history = history if isinstance(history, dict) else {}
-        trainer.decision = read_decision(directory)
-        return trainer
+        # On the workers of a cluster, each predicts on its own, on every batch: Keras' predict
+        # would share the batches between workers.
+        return super()._logits(batches)

@@ -1,4 +1,5 @@
-r"""The one-call workflows, as the CLI runs them: `train`, `evaluate` and `predict`.
+r"""The one-call workflows, as the CLI runs them: `train`, and (re-exported from
+`imdb_rnn.inference.workflows`, which loads no training code) `evaluate` and `predict`.
 
 Each is one typed function with keyword-only options; `imdb-rnn train | eval | predict` parse
 their options, call it and render its result. The path of a training run, from the command to
@@ -30,31 +31,28 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from imdb_rnn.config import RunConfig
-from imdb_rnn.data.sources import BadRows, TextFiles
-from imdb_rnn.data.splits import LABEL_NAMES, ImdbSplits
+from imdb_rnn.data.sources import TextFiles
+from imdb_rnn.data.splits import ImdbSplits
 from imdb_rnn.data.tfds import TfdsText
 from imdb_rnn.data.wordvectors import vector_dimension
-from imdb_rnn.devices import prepare_native_kernel
 from imdb_rnn.errors import (
     CheckpointMismatchError,
     ConfigError,
-    DataError,
     OutputPathError,
     ValidationOverlapWarning,
 )
 from imdb_rnn.files import check_output_folder, folder_lock, remove_owned, write_json
-from imdb_rnn.inference.results import EvaluationResult, TrainResult
+from imdb_rnn.inference.predictions import label_of, prediction_rows
+from imdb_rnn.inference.results import TrainResult
+from imdb_rnn.inference.workflows import evaluate, predict
 from imdb_rnn.modeldir import (
     MODEL_FILE,
     MODEL_FOLDER_FILES,
@@ -77,7 +75,7 @@ from imdb_rnn.training.distribute import is_chief
 from imdb_rnn.training.ensemble import train_ensemble
 from imdb_rnn.training.finish import RunData, finish_run, train_result
 from imdb_rnn.training.ondisk import train_on_disk
-from imdb_rnn.training.reading import read_splits, read_training_splits
+from imdb_rnn.training.reading import read_training_splits
 from imdb_rnn.training.selftrain import TEACHER_DIR, PseudoLabels, add_pseudo_labels
 from imdb_rnn.training.stopping import SignalStop
 from imdb_rnn.training.trainer import StageCallback, Trainer
@@ -550,164 +548,3 @@ def _check_teacher(teacher_dir: Path, teacher_config: RunConfig, data: dict[str,
             "resume=False to start over."
         )
     return True
-
-
-def evaluate(
-    model_dir: str | os.PathLike[str],
-    *,
-    source: str | os.PathLike[str] | TextFiles | TfdsText | None = None,
-    split: str = "test",
-    limit: int | None = None,
-    on_stage: StageCallback | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-) -> EvaluationResult:
-    """Evaluates a saved model on the `test` or `valid` split.
-
-    Args:
-        model_dir: a model directory written by `train`.
-        source: an IMDB source (see `load_imdb`) or a `TextFiles` (its `test` file, or for
-            `split="valid"` its `valid` file or the part carved from `train`). Labels must be
-            among the model's classes; other rows are bad rows. Or a `TfdsText` (its classes
-            must be the model's). Default None: `IMDB_RNN_DATA`, else TFDS.
-        split: `"test"` or `"valid"`. Default "test".
-        limit: evaluate on at most this many texts. Default None (all).
-        on_stage: called with a short description as each stage starts.
-        data_dir: TFDS data directory.
-
-    Raises:
-        ModelFileError: if the model directory cannot be loaded.
-        DataError: if the data cannot be read, or is IMDB's and the model has other classes.
-        ValueError: if `split` is not `test` or `valid`.
-
-    Warns:
-        ValidationOverlapWarning: for `split="valid"` on a model trained with `data.limit`
-            (`train --limit N`), evaluated without the same `limit`.
-    """
-    if split not in ("test", "valid"):
-        raise ValueError(f"Expected split to be 'test' or 'valid'. Received: split={split!r}")
-    stage = on_stage or (lambda name: None)
-    prepare_native_kernel(on_stage=stage)
-    stage("Loading the model")
-    trainer = Trainer.load(model_dir)
-    if not isinstance(source, (TextFiles, TfdsText)) and trainer.label_names != LABEL_NAMES:
-        raise DataError(
-            f"{model_dir} classifies {', '.join(trainer.label_names)}, not IMDB's "
-            f"{', '.join(LABEL_NAMES)}: evaluate it on data with its classes (TextFiles(test=PATH)"
-            " or a TFDS set)."
-        )
-    trained_limit = trainer.config.data.limit
-    if split == "valid" and trained_limit is not None and limit != trained_limit:
-        warnings.warn(
-            f"{model_dir} was trained with limit={trained_limit}: its training texts overlap "
-            "the full validation split, whose scores then read high. Evaluate with "
-            f"limit={trained_limit} (its own validation texts) or on the test split.",
-            ValidationOverlapWarning,
-            stacklevel=2,
-        )
-    stage("Reading data")
-    splits = read_splits(
-        source,
-        trainer.config,
-        splits=[split],
-        limit=limit,
-        data_dir=data_dir,
-        label_names=trainer.label_names,
-    )
-    if splits.bad_rows:
-        stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
-    stage("Evaluating")
-    result = trainer.evaluate(splits[split], pipeline="sorted")
-    rows = zip(result.labels, result.confusion, strict=True)
-    present = [label for label, counts in rows if sum(counts)]
-    if len(present) == 1:
-        stage(
-            f"Warning: the {split} split holds texts of one class only ({present[0]}): its "
-            "accuracy says how often the model predicts that class, not how well it tells classes "
-            "apart"
-        )
-    return result
-
-
-def label_of(
-    probability: float, label_names: Sequence[str] = LABEL_NAMES, *, threshold: float = 0.5
-) -> str:
-    """The second class (`"pos"`) when its probability is at least `threshold`, else the first
-    (`"neg"`)."""
-    return label_names[1] if probability >= threshold else label_names[0]
-
-
-def predict(model_dir: str | os.PathLike[str], texts: Sequence[str]) -> list[dict[str, Any]]:
-    """Predicts the sentiment (the class) of each review with a saved model, read from disk
-    on every call (`imdb_rnn.load` reads it once and reuses it).
-
-    Returns:
-        One dict per review, in order: `text`, `label` and, for two-class models such as
-        IMDB's, `probability` (of `"pos"`); for more classes `score` (of `label`) and `scores`
-        (every class's). `imdb_rnn.load(model_dir).predict(texts)` gives all of these and the
-        known-word count of each text.
-
-    Raises:
-        ModelFileError: if the model directory cannot be loaded.
-        ValueError: if `texts` is empty.
-    """
-    texts = list(texts)
-    if not texts:
-        raise ValueError("No reviews to predict: give at least one text.")
-    trainer = Trainer.load(model_dir)
-    rows = prediction_rows(trainer, texts, threshold=trainer.decision.threshold)
-    keys = ("text", "label", "probability") if "probability" in rows[0] else ("text", "label")
-    return [{**{key: row[key] for key in keys}, **_class_scores(row)} for row in rows]
-
-
-def _class_scores(row: dict[str, Any]) -> dict[str, Any]:
-    """`score` and `scores` of a row of a model of more than two classes; nothing for two."""
-    return {} if "probability" in row else {"score": row["score"], "scores": row["scores"]}
-
-
-def prediction_rows(
-    trainer: Trainer, texts: Sequence[str], *, threshold: float | None = None
-) -> list[dict[str, Any]]:
-    """One dict per text of `texts`, in order: `text`, `label` (the predicted class), for two
-    classes `probability` (of the second class, `"pos"` for IMDB), `score` (the probability of
-    `label`), `scores` (every class's probability) and `known_words` (words of the text in the
-    vocabulary; 0: the prediction says nothing).
-
-    Args:
-        trainer: a trained or loaded `Trainer`.
-        texts: the texts.
-        threshold: two classes only: the second class is predicted when its probability is at
-            least this. Default None: 0.5.
-
-    Raises:
-        ValueError: if `threshold` is given for more than two classes or is not in [0, 1].
-    """
-    names = trainer.label_names
-    if threshold is not None:
-        if len(names) != 2:
-            raise ValueError(
-                f"A threshold needs a two-class model; this one has {len(names)} classes. "
-                f"Received: threshold={threshold}"
-            )
-        if not 0 <= threshold <= 1:
-            raise ValueError(f"Expected threshold in [0, 1]. Received: threshold={threshold}")
-    probabilities = trainer.class_probabilities(texts)
-    known = trainer.known_words(texts)
-    rows = []
-    for text, row, count in zip(texts, probabilities, known, strict=True):
-        if len(names) == 2:
-            index = names.index(
-                label_of(float(row[1]), names, threshold=0.5 if threshold is None else threshold)
-            )
-            item: dict[str, Any] = {
-                "text": text,
-                "label": names[index],
-                "probability": float(row[1]),
-            }
-        else:
-            index = int(np.argmax(row))
-            item = {"text": text, "label": names[index]}
-        item["score"] = float(row[index])
-        item["scores"] = {name: float(value) for name, value in zip(names, row, strict=True)}
-        item["known_words"] = int(count)
-        rows.append(item)
-    return rows
