@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from imdb_rnn.cli._errors import EXIT_USAGE, fail
 from imdb_rnn.cli._inputs import checked_output, is_tfds, refuse_early, text_files
@@ -147,45 +150,19 @@ def evaluate(
     own_file = files is not None and not is_tfds(files)
     split_name = "test file" if own_file else f"{split.value} split"
     console = stderr()
-    tuned = None
-    import warnings
-
-    from imdb_rnn.errors import ValidationOverlapWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ValidationOverlapWarning)
+    source = files if files is not None else data
+    on_stage = stage_printer(console, not as_json)
+    with _overlap_warnings(console):
         if tune_threshold is not None or calibrate:
-            from imdb_rnn.inference.tuning import tune_decision
-
-            try:  # a plain ValueError: the model cannot take a threshold
-                tuned = tune_decision(
-                    model_dir,
-                    source=files if files is not None else data,
-                    split=split.value,
-                    metric=tune_threshold.value if tune_threshold is not None else None,
-                    calibrate=calibrate,
-                    limit=limit,
-                    on_stage=stage_printer(console, not as_json),
-                )
-            except ValueError as error:
-                if "threshold" not in str(error):
-                    raise
-                fail(f"--tune-threshold: {error}", EXIT_USAGE)
+            tuned = _tuned(model_dir, source, split, tune_threshold, calibrate, limit, on_stage)
             result = tuned.after
         else:
             from imdb_rnn.training.workflows import evaluate as run_evaluation
 
+            tuned = None
             result = run_evaluation(
-                model_dir,
-                source=files if files is not None else data,
-                split=split.value,
-                limit=limit,
-                on_stage=stage_printer(console, not as_json),
+                model_dir, source=source, split=split.value, limit=limit, on_stage=on_stage
             )
-    for warning in caught:
-        if issubclass(warning.category, ValidationOverlapWarning):
-            text = markup(in_flags(str(warning.message)))
-            console.print(f"[yellow]warning:[/] {text}", highlight=False)
     _save_pictures(
         result,
         f"{model_dir.name} on the {split_name}",
@@ -207,6 +184,50 @@ def evaluate(
         out.print(table)
     if confusion_png is not None:
         out.print(f"Confusion matrix: [bold]{markup(confusion_png)}[/]", highlight=False)
+
+
+@contextmanager
+def _overlap_warnings(console: Console) -> Iterator[None]:
+    """Shows the `ValidationOverlapWarning`s of the block as warning lines, in flags."""
+    import warnings
+
+    from imdb_rnn.errors import ValidationOverlapWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ValidationOverlapWarning)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, ValidationOverlapWarning):
+            text = markup(in_flags(str(warning.message)))
+            console.print(f"[yellow]warning:[/] {text}", highlight=False)
+
+
+def _tuned(
+    model_dir: Path,
+    source: Any,
+    split: Split,
+    metric: ThresholdMetric | None,
+    calibrate: bool,
+    limit: int | None,
+    on_stage: Callable[[str], None],
+) -> Any:
+    """`tune_decision`'s result: the threshold and temperature saved, and the metrics."""
+    from imdb_rnn.inference.tuning import tune_decision
+
+    try:
+        return tune_decision(
+            model_dir,
+            source=source,
+            split=split.value,
+            metric=metric.value if metric is not None else None,
+            calibrate=calibrate,
+            limit=limit,
+            on_stage=on_stage,
+        )
+    except ValueError as error:  # a plain ValueError: a model that takes no threshold
+        if "threshold" not in str(error):
+            raise
+        fail(f"--tune-threshold: {error}", EXIT_USAGE)
 
 
 def _save_pictures(

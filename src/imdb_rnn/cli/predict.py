@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -302,25 +303,12 @@ def _write_predictions(
 ) -> None:
     """Predicts chunk by chunk and writes each chunk's rows, one per input row, before reading
     the next."""
-    from collections import Counter
-
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
     from imdb_rnn.data.textio import prediction_writer
     from imdb_rnn.inference.batch import predict_rows
     from imdb_rnn.inference.explain import explained_rows
 
     errors = stderr()
-    progress = Progress(
-        TextColumn("Classifying"),
-        BarColumn(),
-        DownloadColumn(),
-        TextColumn("{task.fields[rows]:,} texts"),
-        TimeRemainingColumn(),
-        console=errors,
-        transient=True,
-        disable=progress_total is None or not errors.is_terminal,
-    )
+    progress = _progress_bar(errors, enabled=progress_total is not None)
     read: list[Any] = []  # the input rows of the chunk being predicted
 
     def tracked() -> Iterator[Any]:
@@ -365,17 +353,48 @@ def _write_predictions(
                     {**row, "text": item.text or str(item.columns.get(text_column, ""))}
                     for row, item in zip(chunk, inputs, strict=True)
                 ]
-                if explain:
-                    print_explanations(shown, console=console, first=number + 1)
-                else:
-                    table = prediction_table(
-                        shown, predictor.labels, first=number == 0, wide=not console.is_terminal
-                    )
-                    console.print(table)
+                _show_chunk(console, shown, predictor.labels, explain=explain, first=number + 1)
             number += len(chunk)
             progress.update(task, completed=inputs[-1].position, rows=number)
         if writer is not None:
             writer.close()
+    _warn_about_rows(errors, number, unknown, unscored)
+
+
+def _progress_bar(errors: Console, *, enabled: bool) -> Any:
+    """A transient progress bar of the bytes of a file read (shown on a terminal only)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("Classifying"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[rows]:,} texts"),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=True,
+        disable=not enabled or not errors.is_terminal,
+    )
+
+
+def _show_chunk(
+    console: Console,
+    rows: list[dict[str, Any]],
+    labels: tuple[str, ...],
+    *,
+    explain: bool,
+    first: int,
+) -> None:
+    """A chunk's predictions as a table (the first with its title), or explained."""
+    if explain:
+        print_explanations(rows, console=console, first=first)
+    else:
+        table = prediction_table(rows, labels, first=first == 1, wide=not console.is_terminal)
+        console.print(table)
+
+
+def _warn_about_rows(errors: Console, number: int, unknown: int, unscored: Counter[str]) -> None:
+    """Warns about the texts without a known word and the rows that could not be scored."""
     if unknown:
         errors.print(
             f"[yellow]warning:[/] {unknown:,} of {number:,} texts hold no word the model knows "
