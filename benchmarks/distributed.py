@@ -31,7 +31,7 @@ _TWO_CPUS = (
     "cpu = tf.config.list_physical_devices('CPU')[0]; "
     "tf.config.set_logical_device_configuration("
     "cpu, [tf.config.LogicalDeviceConfiguration()] * 2); "
-    "from imdb_rnn.cli.commands import main; sys.argv = ['imdb-rnn', *sys.argv[1:]]; main()"
+    "from imdb_rnn.cli import main; sys.argv = ['imdb-rnn', *sys.argv[1:]]; main()"
 )
 
 

@@ -188,7 +188,7 @@ def test_cli_options_reach_the_config(tmp_path):
 
     from typer.testing import CliRunner
 
-    from imdb_rnn.cli.commands import app
+    from imdb_rnn.cli._app import app
 
     runner = CliRunner()
     args = ["train", "--adversarial-epsilon", "0.3", "--valid-split", "film", "--show-config"]

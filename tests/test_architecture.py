@@ -108,7 +108,11 @@ def _imports() -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+                # `from package import module` imports the module (the package is the
+                # importer's own parent, already imported); `from module import name` the module.
+                submodules = [f"{node.module}.{alias.name}" for alias in node.names]
+                names_only = any(name not in modules for name in submodules)
+                targets = submodules + ([node.module] if names_only else [])
             else:
                 continue
             edges[name] |= {target for target in targets if target in modules and target != name}

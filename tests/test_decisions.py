@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_review, tiny_config
-from imdb_rnn.cli.commands import app
+from imdb_rnn.cli._app import app
 from imdb_rnn.config import CONFIG_VERSION, RunConfig, TrainingConfig
 from imdb_rnn.errors import ConfigError
 from imdb_rnn.inference import calibration

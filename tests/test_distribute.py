@@ -353,7 +353,8 @@ def test_cli_refuses_a_bad_strategy(tmp_path, monkeypatch, imdb_archive, strateg
     the usage code and a one-line explanation, before reading any data."""
     from typer.testing import CliRunner
 
-    from imdb_rnn.cli.commands import EXIT_USAGE, app
+    from imdb_rnn.cli._app import app
+    from imdb_rnn.errors import EXIT_USAGE
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     arguments = ["train", "--data", str(imdb_archive), "--output", str(tmp_path / "run")]

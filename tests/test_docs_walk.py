@@ -288,7 +288,7 @@ def test_docs_walk(tmp_path, monkeypatch, imdb_archive):
     folder: each command exits with 0 and writes what the page says."""
     from typer.testing import CliRunner
 
-    from imdb_rnn.cli.commands import app
+    from imdb_rnn.cli._app import app
 
     clone = tmp_path / "clone"
     clone.mkdir()

@@ -9,7 +9,7 @@ import tensorflow as tf
 from typer.testing import CliRunner
 
 from conftest import tiny_config
-from imdb_rnn.cli.commands import app
+from imdb_rnn.cli._app import app
 from imdb_rnn.config import ModelConfig, TrainingConfig
 from imdb_rnn.data.sources import TextFiles
 from imdb_rnn.errors import ConfigError

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn.cli.commands import EXIT_USAGE, app
+from imdb_rnn.cli._app import app
 from imdb_rnn.deploy import export as export_module
 from imdb_rnn.deploy.export import export_saved_model
-from imdb_rnn.errors import ExportTargetError
+from imdb_rnn.errors import EXIT_USAGE, ExportTargetError
 from imdb_rnn.training.trainer import Trainer
 
 # Runs in a fresh interpreter that cannot import imdb_rnn (whether or not it is installed).

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn.cli.commands import app
+from imdb_rnn.cli._app import app
 
 LAB = (Path(__file__).resolve().parents[1] / "docs" / "lab.md").read_text(encoding="utf-8")
 

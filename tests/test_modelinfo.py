@@ -6,7 +6,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn.cli.commands import app
+from imdb_rnn.cli._app import app
 from imdb_rnn.inference.modelinfo import compare_runs, model_info
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn.cli.commands import EXIT_USAGE, app
+from imdb_rnn.cli._app import app
 from imdb_rnn.data.packagedvectors import write_vectors
-from imdb_rnn.errors import PackagedVectorsError
+from imdb_rnn.errors import EXIT_USAGE, PackagedVectorsError
 
 WORDS = ["the", ",", "film", "great", "awful"]
 

@@ -9,7 +9,7 @@ import zipfile
 import pytest
 from typer.testing import CliRunner
 
-from imdb_rnn.cli.commands import app
+from imdb_rnn.cli._app import app
 from imdb_rnn.deploy.packaging import installed_models, package_model, resolve_model_dir
 
 

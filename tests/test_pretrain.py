@@ -243,7 +243,7 @@ def test_cli_pretrain_then_train_with_the_encoder(tmp_path, imdb_archive):
     """`imdb-rnn pretrain` writes an encoder with its curve; `train --encoder` uses it."""
     from typer.testing import CliRunner
 
-    from imdb_rnn.cli.commands import app
+    from imdb_rnn.cli._app import app
 
     runner = CliRunner()
     lm = tmp_path / "lm"
@@ -281,7 +281,8 @@ def test_cli_refuses_an_encoder_of_another_shape(tmp_path, encoder_dir, imdb_arc
     """A shape mismatch is one error line and exit code 2, not a traceback."""
     from typer.testing import CliRunner
 
-    from imdb_rnn.cli.commands import EXIT_USAGE, app
+    from imdb_rnn.cli._app import app
+    from imdb_rnn.errors import EXIT_USAGE
 
     result = CliRunner().invoke(
         app,

@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import predict_in_new_process
-from imdb_rnn.cli.commands import EXIT_DATA, EXIT_IO, EXIT_MODEL, EXIT_USAGE, app
+from imdb_rnn.cli._app import app
+from imdb_rnn.errors import EXIT_DATA, EXIT_IO, EXIT_MODEL, EXIT_USAGE
 from imdb_rnn.files import folder_lock
 
 TINY = [
@@ -125,7 +126,7 @@ def killed(path, *args, **kwargs):
 
 trainer.write_json = killed
 sys.argv = ["imdb-rnn", *sys.argv[1:]]
-from imdb_rnn.cli.commands import main
+from imdb_rnn.cli import main
 main()
 """
 

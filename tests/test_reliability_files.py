@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from imdb_rnn import files
-from imdb_rnn.cli.commands import EXIT_DATA, EXIT_USAGE, app
+from imdb_rnn.cli._app import app
 from imdb_rnn.data import textio
 from imdb_rnn.data.sources import label_names_of, read_texts
-from imdb_rnn.errors import DataError
+from imdb_rnn.errors import EXIT_DATA, EXIT_USAGE, DataError
 
 
 def _fake_model_folder(path):
@@ -445,7 +445,7 @@ def test_escape_sequences_in_labels_and_texts_are_shown_escaped():
     (--explain) is shown as `\\x1b`, never sent raw."""
     from rich.console import Console
 
-    from imdb_rnn.cli import commands as cli
+    from imdb_rnn.cli import _render as cli
 
     label = "\x1b]0;owned\x07HUM"
     row = {
@@ -468,11 +468,11 @@ def test_escape_sequences_in_labels_and_texts_are_shown_escaped():
         "confusion": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
     }
     shown = _rendered(
-        cli._prediction_table([row], (label, "LOC", "NUM"), first=True),
-        *cli._class_tables(metrics),
+        cli.prediction_table([row], (label, "LOC", "NUM"), first=True),
+        *cli.class_tables(metrics),
     )
     out = io.StringIO()
-    cli._print_explanations([row], console=Console(file=out, width=200, color_system=None))
+    cli.print_explanations([row], console=Console(file=out, width=200, color_system=None))
     for text in (shown, out.getvalue()):
         assert "\x1b" not in text and "\x07" not in text
         assert "\\x1b" in text

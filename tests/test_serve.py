@@ -17,7 +17,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 from starlette.testclient import TestClient
 
-from imdb_rnn.cli.commands import app
+from imdb_rnn.cli._app import app
 from imdb_rnn.deploy import serve as serve_module
 from imdb_rnn.deploy.serve import MAX_TEXT_CHARACTERS, ServeOptions, create_app
 from imdb_rnn.inference.explain import explain

@@ -8,10 +8,10 @@ import tensorflow_datasets as tfds
 from typer.testing import CliRunner
 
 from conftest import tiny_config
-from imdb_rnn.cli.commands import EXIT_DATA, app
+from imdb_rnn.cli._app import app
 from imdb_rnn.data import tfds as tfdstext
 from imdb_rnn.data.tfds import TfdsText, load_tfds_text, parse_tfds_source
-from imdb_rnn.errors import DataError
+from imdb_rnn.errors import EXIT_DATA, DataError
 from imdb_rnn.training.workflows import evaluate, train
 
 AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")

@@ -12,7 +12,7 @@ import tensorflow as tf
 from typer.testing import CliRunner
 
 from conftest import tiny_config
-from imdb_rnn.cli.commands import app
+from imdb_rnn.cli._app import app
 from imdb_rnn.deploy.tflite import _interpreter, export_tflite, token_ids
 from imdb_rnn.training.trainer import Trainer
 from test_export import _hundred_reviews

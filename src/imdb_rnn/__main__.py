@@ -1,5 +1,5 @@
 """`python -m imdb_rnn` runs the command-line interface."""
 
-from imdb_rnn.cli.commands import main
+from imdb_rnn.cli import main
 
 main()

@@ -1,8 +1,8 @@
-"""The `imdb-rnn` command line: a Typer app (`imdb_rnn.cli.commands`) that drives the library.
+"""The `imdb-rnn` command line: a Typer app (`imdb_rnn.cli._app`) with one module per command.
 
 Importing it imports no TensorFlow: each command imports what it needs when it runs.
 """
 
-from imdb_rnn.cli.commands import app, main
+from imdb_rnn.cli._app import app, main
 
 __all__ = ["app", "main"]

@@ -84,6 +84,45 @@ MAX_BATCH_SIZE = 65_536
 MAX_ENSEMBLE_SIZE = 100
 
 
+def _option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    default_help: str | None = "preset's",
+    path: bool = False,
+    switch: bool | None = None,
+) -> Any:
+    """A field that `imdb-rnn train` sets with an option of its own (every field can be set
+    with `--set SECTION.FIELD=VALUE`); its metadata is the option's one description.
+
+    Args:
+        default: the field's default.
+        help: the option's help text.
+        flag: the option's name. Default None: `--` and the field's name in kebab case.
+        default_help: what `--help` says the default is. Default "preset's"; None says nothing.
+        path: the option takes a path (the field holds it as a string). Default False.
+        switch: for a boolean field, the value that the flag (which takes no value) sets.
+            Default None.
+    """
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "default_help": default_help,
+        "path": path,
+        "switch": switch,
+    }
+    return field(default=default, metadata=metadata)
+
+
+def _option_name(name: str) -> str:
+    """`name` as the field it is in the `RunConfig` (`"epochs"` -> `"training.epochs"`)."""
+    for section, section_cls in SECTIONS.items():
+        if name in section_cls.__dataclass_fields__:  # type: ignore[attr-defined]
+            return f"{section}.{name}"
+    return name
+
+
 def _check_positive(
     name: str, value: Any, *, allow_none: bool = False, maximum: int | None = None
 ) -> None:
@@ -91,9 +130,15 @@ def _check_positive(
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         expected = "a positive integer" + (" or None" if allow_none else "")
-        raise ConfigError(f"Expected {name} to be {expected}. Received: {name}={value!r}")
+        raise ConfigError(
+            f"Expected {name} to be {expected}. Received: {name}={value!r}",
+            option=_option_name(name),
+        )
     if maximum is not None and value > maximum:
-        raise ConfigError(f"Expected {name} of at most {maximum:,}. Received: {name}={value!r}")
+        raise ConfigError(
+            f"Expected {name} of at most {maximum:,}. Received: {name}={value!r}",
+            option=_option_name(name),
+        )
 
 
 def _check_fraction(name: str, value: Any, *, low_inclusive: bool = True) -> None:
@@ -101,13 +146,17 @@ def _check_fraction(name: str, value: Any, *, low_inclusive: bool = True) -> Non
     ok = ok and (0 <= value < 1 if low_inclusive else 0 < value < 1)
     if not ok:
         interval = "[0, 1)" if low_inclusive else "(0, 1)"
-        raise ConfigError(f"Expected {name} in {interval}. Received: {name}={value!r}")
+        raise ConfigError(
+            f"Expected {name} in {interval}. Received: {name}={value!r}",
+            option=_option_name(name),
+        )
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(
-            f"Expected {name} to be one of {list(choices)}. Received: {name}={value!r}"
+            f"Expected {name} to be one of {list(choices)}. Received: {name}={value!r}",
+            option=_option_name(name),
         )
 
 
@@ -146,16 +195,28 @@ class DataConfig:
     """
 
     valid_fraction: float = 0.1
-    limit: int | None = None
-    batch_size: int = 64
+    limit: int | None = _option(
+        None,
+        "Use at most N reviews per split (quick runs).",
+        default_help=None,
+    )
+    batch_size: int = _option(64, "Training batch size (of each device, with --strategy).")
     eval_batch_size: int = 1024
     shuffle_buffer: int = 10_000
-    pipeline: str = "sorted"
-    max_length: int | None = 256
-    truncation: str = "tail"
+    pipeline: str = _option("sorted", "Input pipeline: sorted, bucketed or plain.")
+    max_length: int | None = _option(256, "Keep at most N tokens per review.")
+    truncation: str = _option("tail", "Tokens kept when truncating: head or tail.")
     vocabulary_source: str = "unsupervised"
-    valid_split: str = "random"
-    crop_fraction: float = 0.0
+    valid_split: str = _option(
+        "random",
+        "Validation reviews: random (10 % of train) or film (whole films held out, so that "
+        "validation shares no film with training, as test does; needs the local archive).",
+    )
+    crop_fraction: float = _option(
+        0.0,
+        "Share of training reviews replaced each epoch by a random span of 8-64 of their tokens "
+        "(augmentation for short texts); 0 is off.",
+    )
     crop_lengths: tuple[int, int] = (8, 64)
 
     def __post_init__(self) -> None:
@@ -179,13 +240,15 @@ class DataConfig:
         ):
             raise ConfigError(
                 "Expected crop_lengths to be [shortest, longest] with 1 <= shortest <= longest. "
-                f"Received: crop_lengths={lengths!r}"
+                f"Received: crop_lengths={lengths!r}",
+                option=_option_name("crop_lengths"),
             )
         object.__setattr__(self, "crop_lengths", tuple(lengths))
         if self.crop_fraction and self.pipeline != "sorted":
             raise ConfigError(
                 "Expected pipeline='sorted' with crop_fraction > 0 (random crops change "
-                f"review lengths). Received: pipeline={self.pipeline!r}"
+                f"review lengths). Received: pipeline={self.pipeline!r}",
+                option=_option_name("pipeline"),
             )
 
 
@@ -224,20 +287,44 @@ class ModelConfig:
             without it; the n-gram part is fitted after. Default 0 (no n-gram part).
     """
 
-    max_tokens: int = 10_000
-    embedding_dim: int = 64
-    cell: str = "gru"
-    rnn_units: int = 64
-    num_rnn_layers: int = 1
-    dense_units: tuple[int, ...] = (64,)
-    pooling: str = "final"
-    dropout: float = 0.0
+    max_tokens: int = _option(10_000, "Vocabulary size.")
+    embedding_dim: int = _option(64, "Embedding width.")
+    cell: str = _option("gru", "Recurrent cell: gru or lstm.")
+    rnn_units: int = _option(64, "Units per direction.")
+    num_rnn_layers: int = _option(1, "Stacked Bidirectional layers.")
+    dense_units: tuple[int, ...] = _option(
+        (64,),
+        "Hidden Dense widths (repeat the option for more layers).",
+    )
+    pooling: str = _option("final", "final, max, mean or final_max_mean.")
+    dropout: float = _option(0.0, "Dropout rate in [0, 1).")
     spatial_dropout: float = 0.0
-    word_dropout: float = 0.0
-    word_vectors: str | None = None
-    word_vectors_limit: int = 20_000
-    word_vectors_trainable: bool = True
-    ngram_buckets: int = 0
+    word_dropout: float = _option(
+        0.0,
+        "Rate at which whole words are dropped in training, in [0, 1).",
+    )
+    word_vectors: str | None = _option(
+        None,
+        "Pre-trained word vectors (GloVe, word2vec or fastText text file, or .gz): a second "
+        "embedding started from them reads the training words and the file's first --word-vectors-"
+        "limit words.",
+        path=True,
+    )
+    word_vectors_limit: int = _option(
+        20_000,
+        "How many of the --word-vectors file's first words join the vocabulary.",
+    )
+    word_vectors_trainable: bool = _option(
+        True,
+        "Keep the --word-vectors as read (not fine-tuned).",
+        flag="--freeze-word-vectors",
+        switch=False,
+    )
+    ngram_buckets: int = _option(
+        0,
+        "Hybrid model: an n-gram part (words and hashed word pairs in this many buckets, naive-"
+        "Bayes weighted) beside the recurrent one, their logits blended on validation; 0 is off.",
+    )
 
     def __post_init__(self) -> None:
         _check_positive("max_tokens", self.max_tokens)
@@ -245,29 +332,34 @@ class ModelConfig:
         if isinstance(buckets, bool) or not isinstance(buckets, int) or not 0 <= buckets <= 2**26:
             raise ConfigError(
                 f"Expected ngram_buckets in [0, {2**26:,}] (0 is off). Received: "
-                f"ngram_buckets={buckets!r}"
+                f"ngram_buckets={buckets!r}",
+                option=_option_name("ngram_buckets"),
             )
         if self.word_vectors is not None and (
             not isinstance(self.word_vectors, str) or not self.word_vectors
         ):
             raise ConfigError(
                 "Expected word_vectors to be a file path or None. "
-                f"Received: word_vectors={self.word_vectors!r}"
+                f"Received: word_vectors={self.word_vectors!r}",
+                option=_option_name("word_vectors"),
             )
         limit = self.word_vectors_limit
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ConfigError(
-                f"Expected word_vectors_limit >= 0. Received: word_vectors_limit={limit!r}"
+                f"Expected word_vectors_limit >= 0. Received: word_vectors_limit={limit!r}",
+                option=_option_name("word_vectors_limit"),
             )
         if not isinstance(self.word_vectors_trainable, bool):
             raise ConfigError(
                 "Expected word_vectors_trainable to be true or false. "
-                f"Received: word_vectors_trainable={self.word_vectors_trainable!r}"
+                f"Received: word_vectors_trainable={self.word_vectors_trainable!r}",
+                option=_option_name("word_vectors_trainable"),
             )
         if self.max_tokens < 3:
             raise ConfigError(
                 "Expected max_tokens >= 3 (padding, out-of-vocabulary and one word). "
-                f"Received: max_tokens={self.max_tokens}"
+                f"Received: max_tokens={self.max_tokens}",
+                option=_option_name("max_tokens"),
             )
         _check_positive("embedding_dim", self.embedding_dim)
         _check_choice("cell", self.cell, CELLS)
@@ -370,39 +462,98 @@ class TrainingConfig:
             so; unnamed classes weigh 1). Default None: all classes weigh 1.
     """
 
-    epochs: int = 10
-    learning_rate: float = 1e-3
+    epochs: int = _option(10, "Maximum epochs.")
+    learning_rate: float = _option(1e-3, "Adam learning rate.")
     lr_schedule: str = "constant"
     warmup_epochs: float = 0.0
     clip_norm: float | None = None
     early_stopping_patience: int | None = None
-    seed: int = 42
-    checkpoint_every_steps: int = 200
-    deterministic: bool = False
-    adversarial_epsilon: float = 0.0
-    ensemble_size: int = 1
-    ema_momentum: float = 0.0
-    pseudo_label_threshold: float = 0.0
-    teacher: str | None = None
+    seed: int = _option(42, "Random seed for everything.")
+    checkpoint_every_steps: int = _option(
+        200,
+        "Write a resumable checkpoint every N batches (and at every epoch end).",
+        flag="--checkpoint-every",
+        default_help="200",
+    )
+    deterministic: bool = _option(
+        False,
+        "Use only deterministic TensorFlow kernels (for exact repeats on a GPU; CPU runs repeat "
+        "exactly without it).",
+        switch=True,
+    )
+    adversarial_epsilon: float = _option(
+        0.0,
+        "Adversarial training on the embeddings: L2 norm of each review's perturbation; 0 is off "
+        "(about twice the cost per step).",
+    )
+    ensemble_size: int = _option(
+        1,
+        "Train this many models (seeds SEED, SEED+1, ...) and save one that averages their logits;"
+        " as many times the cost, no checkpoints.",
+    )
+    ema_momentum: float = _option(
+        0.0,
+        "Keep an exponential moving average of the weights (e.g. 0.99); validation, early stopping"
+        " and the saved model use it; 0 is off.",
+    )
+    pseudo_label_threshold: float = _option(
+        0.0,
+        "Self-training: a teacher labels the unlabelled texts and those it gives at least this "
+        "probability (e.g. 0.9) join training; 0 is off.",
+    )
+    teacher: str | None = _option(
+        None,
+        "Saved model to be the teacher for self-training.",
+        path=True,
+        default_help="the run trains its own into OUTPUT/teacher",
+    )
     teacher_ngram_buckets: int = 0
-    encoder: str | None = None
-    encoder_layers: str = "all"
-    layer_lr_decay: float = 1.0
-    unfreeze_epochs: float = 0.0
+    encoder: str | None = _option(
+        None,
+        "Start from a pre-trained encoder folder (written by 'imdb-rnn pretrain'): its vocabulary,"
+        " embedding and first bidirectional GRU.",
+        path=True,
+    )
+    encoder_layers: str = _option(
+        "all",
+        "What --encoder gives besides its vocabulary: all (embedding and GRU) or embedding (only "
+        "the word vectors, rescaled).",
+    )
+    layer_lr_decay: float = _option(
+        1.0,
+        "Discriminative learning rates: each layer group below the head learns this many times "
+        "slower (ULMFiT: 2.6); 1 is off.",
+    )
+    unfreeze_epochs: float = _option(
+        0.0,
+        "Gradual unfreezing: the head trains alone for this many epochs, then each lower layer "
+        "group joins after as many more; 0 is off.",
+    )
     ngram_l2: float = 0.1
     ngram_pseudo_label_threshold: float = 0.0
-    class_weight: str | None = None
+    class_weight: str | None = _option(
+        None,
+        "Weigh each text's loss by its class, for imbalanced data: 'balanced' (inversely to the "
+        "class's share of the training texts) or 'neg=1,pos=9'.",
+        flag="--class-weight",
+        default_help="preset's, all 1",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_weight", _class_weight_spec(self.class_weight))
         _check_positive("epochs", self.epochs)
         c = self.ngram_l2
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
-            raise ConfigError(f"Expected ngram_l2 > 0. Received: ngram_l2={c!r}")
+            raise ConfigError(
+                f"Expected ngram_l2 > 0. Received: ngram_l2={c!r}", option=_option_name("ngram_l2")
+            )
         _check_positive("ensemble_size", self.ensemble_size, maximum=MAX_ENSEMBLE_SIZE)
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= 1:
-            raise ConfigError(f"Expected learning_rate in (0, 1]. Received: learning_rate={lr!r}")
+            raise ConfigError(
+                f"Expected learning_rate in (0, 1]. Received: learning_rate={lr!r}",
+                option=_option_name("learning_rate"),
+            )
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         warmup = self.warmup_epochs
         if (
@@ -412,7 +563,8 @@ class TrainingConfig:
             or warmup < 0
         ):
             raise ConfigError(
-                f"Expected warmup_epochs >= 0. Received: warmup_epochs={self.warmup_epochs!r}"
+                f"Expected warmup_epochs >= 0. Received: warmup_epochs={self.warmup_epochs!r}",
+                option=_option_name("warmup_epochs"),
             )
         if self.clip_norm is not None and (
             isinstance(self.clip_norm, bool)
@@ -421,11 +573,15 @@ class TrainingConfig:
             or self.clip_norm <= 0
         ):
             raise ConfigError(
-                f"Expected clip_norm > 0 or None. Received: clip_norm={self.clip_norm!r}"
+                f"Expected clip_norm > 0 or None. Received: clip_norm={self.clip_norm!r}",
+                option=_option_name("clip_norm"),
             )
         _check_positive("early_stopping_patience", self.early_stopping_patience, allow_none=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"Expected seed to be an integer >= 0. Received: seed={self.seed!r}")
+            raise ConfigError(
+                f"Expected seed to be an integer >= 0. Received: seed={self.seed!r}",
+                option=_option_name("seed"),
+            )
         # NumPy takes seeds below 2**32, and epoch `e` is shuffled with `seed + e`.
         if isinstance(self.epochs, int) and self.seed + self.epochs >= 2**32:
             raise ConfigError(
@@ -435,7 +591,8 @@ class TrainingConfig:
         _check_positive("checkpoint_every_steps", self.checkpoint_every_steps)
         if not isinstance(self.deterministic, bool):
             raise ConfigError(
-                f"Expected deterministic to be true or false. Received: {self.deterministic!r}"
+                f"Expected deterministic to be true or false. Received: {self.deterministic!r}",
+                option=_option_name("deterministic"),
             )
         epsilon = self.adversarial_epsilon
         if (
@@ -444,11 +601,13 @@ class TrainingConfig:
             or not (0 <= epsilon < float("inf"))
         ):
             raise ConfigError(
-                f"Expected adversarial_epsilon >= 0. Received: adversarial_epsilon={epsilon!r}"
+                f"Expected adversarial_epsilon >= 0. Received: adversarial_epsilon={epsilon!r}",
+                option=_option_name("adversarial_epsilon"),
             )
         if self.encoder is not None and (not isinstance(self.encoder, str) or not self.encoder):
             raise ConfigError(
-                f"Expected encoder to be a folder path or None. Received: encoder={self.encoder!r}"
+                f"Expected encoder to be a folder path or None. Received: encoder={self.encoder!r}",
+                option=_option_name("encoder"),
             )
         _check_choice("encoder_layers", self.encoder_layers, ENCODER_LAYERS)
         threshold = self.pseudo_label_threshold
@@ -459,11 +618,13 @@ class TrainingConfig:
         ):
             raise ConfigError(
                 "Expected pseudo_label_threshold in [0, 1] (0 is off). Received: "
-                f"pseudo_label_threshold={threshold!r}"
+                f"pseudo_label_threshold={threshold!r}",
+                option=_option_name("pseudo_label_threshold"),
             )
         if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher):
             raise ConfigError(
-                f"Expected teacher to be a folder path or None. Received: teacher={self.teacher!r}"
+                f"Expected teacher to be a folder path or None. Received: teacher={self.teacher!r}",
+                option=_option_name("teacher"),
             )
         ngram_threshold = self.ngram_pseudo_label_threshold
         if (
@@ -473,18 +634,21 @@ class TrainingConfig:
         ):
             raise ConfigError(
                 "Expected ngram_pseudo_label_threshold in [0, 1] (0 is off). Received: "
-                f"ngram_pseudo_label_threshold={ngram_threshold!r}"
+                f"ngram_pseudo_label_threshold={ngram_threshold!r}",
+                option=_option_name("ngram_pseudo_label_threshold"),
             )
         buckets = self.teacher_ngram_buckets
         if isinstance(buckets, bool) or not isinstance(buckets, int) or not 0 <= buckets <= 2**26:
             raise ConfigError(
                 f"Expected teacher_ngram_buckets in [0, {2**26:,}]. Received: "
-                f"teacher_ngram_buckets={buckets!r}"
+                f"teacher_ngram_buckets={buckets!r}",
+                option=_option_name("teacher_ngram_buckets"),
             )
         if self.teacher is not None and not threshold:
             raise ConfigError(
                 "A teacher labels unlabelled texts for self-training: set "
-                "pseudo_label_threshold above 0 as well (e.g. 0.9)."
+                "pseudo_label_threshold above 0 as well (e.g. 0.9).",
+                option=_option_name("pseudo_label_threshold"),
             )
         momentum = self.ema_momentum
         if (
@@ -493,7 +657,8 @@ class TrainingConfig:
             or not 0 <= momentum < 1
         ):
             raise ConfigError(
-                f"Expected ema_momentum in [0, 1). Received: ema_momentum={momentum!r}"
+                f"Expected ema_momentum in [0, 1). Received: ema_momentum={momentum!r}",
+                option=_option_name("ema_momentum"),
             )
         decay = self.layer_lr_decay
         if (
@@ -502,7 +667,10 @@ class TrainingConfig:
             or not math.isfinite(decay)
             or decay < 1
         ):
-            raise ConfigError(f"Expected layer_lr_decay >= 1. Received: layer_lr_decay={decay!r}")
+            raise ConfigError(
+                f"Expected layer_lr_decay >= 1. Received: layer_lr_decay={decay!r}",
+                option=_option_name("layer_lr_decay"),
+            )
         unfreeze = self.unfreeze_epochs
         if (
             isinstance(unfreeze, bool)
@@ -511,7 +679,8 @@ class TrainingConfig:
             or unfreeze < 0
         ):
             raise ConfigError(
-                f"Expected unfreeze_epochs >= 0. Received: unfreeze_epochs={unfreeze!r}"
+                f"Expected unfreeze_epochs >= 0. Received: unfreeze_epochs={unfreeze!r}",
+                option=_option_name("unfreeze_epochs"),
             )
 
 
@@ -583,7 +752,8 @@ class RunConfig:
         version = values.get("version", CONFIG_VERSION)
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise ConfigError(
-                f"Expected version to be a whole number >= 1. Received: version={version!r}"
+                f"Expected version to be a whole number >= 1. Received: version={version!r}",
+                option=_option_name("version"),
             )
         if version > CONFIG_VERSION:
             raise ConfigError(
@@ -641,7 +811,8 @@ def _class_weight_spec(value: Any) -> str | None:
     if not pairs:
         raise ConfigError(
             "Expected class_weight to be 'balanced' or weights per label such as "
-            f"'neg=1,pos=9' (each >= 0). Received: class_weight={value!r}"
+            f"'neg=1,pos=9' (each >= 0). Received: class_weight={value!r}",
+            option=_option_name("class_weight"),
         )
     return ",".join(f"{label}={weight:g}" for label, weight in weights.items())
 

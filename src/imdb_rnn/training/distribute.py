@@ -161,7 +161,8 @@ def resolve_strategy(strategy: str | tf.distribute.Strategy = "auto") -> tf.dist
         return strategy
     if strategy not in STRATEGIES:
         raise ConfigError(
-            f"Expected strategy to be one of {list(STRATEGIES)}. Received: strategy={strategy!r}"
+            f"Expected strategy to be one of {list(STRATEGIES)}. Received: strategy={strategy!r}",
+            option="strategy",
         )
     if strategy == "multi-worker":
         cluster_task()  # a clear error before TensorFlow reads it
