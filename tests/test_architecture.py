@@ -4,6 +4,7 @@ inference and deploy apart from the training code."""
 
 import ast
 import builtins
+import functools
 import json
 import pkgutil
 import subprocess
@@ -89,6 +90,7 @@ def _module_paths() -> dict[str, Path]:
     return modules
 
 
+@functools.cache
 def _imports() -> dict[str, set[str]]:
     """Each module -> the package's modules it imports, at the top or inside a function (an
     import under `if TYPE_CHECKING:` is for mypy alone and does not count)."""

@@ -350,6 +350,7 @@ class Poison(keras.callbacks.Callback):
             self.model.get_layer("logits").bias.assign([float("nan")])
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(splits, tmp_path):
     """A NaN loss stops training at that batch with NonFiniteLossError; the checkpoint on disk is
     the last one written before it, with finite weights."""

@@ -57,6 +57,7 @@ def _imbalanced_splits():
     return ImdbSplits(train, test, test, unlabelled, sizes=sizes, source="90/10")
 
 
+@pytest.mark.slow
 def test_balanced_class_weights_raise_the_minority_recall():
     """On a 90/10 set, class_weight='balanced' weighs pos 5.0 and neg 0.56, and the minority
     class's recall on a balanced test set rises."""
@@ -156,6 +157,7 @@ def test_tune_threshold_maximises_the_metric():
         calibration.tune_threshold(scores, labels, "auc")
 
 
+@pytest.mark.slow
 def test_eval_reports_auc_and_calibration_and_draws_the_reliability_diagram(
     runner, tmp_path, trained_model_dir, imdb_archive, topic_model_dir, topic_files
 ):
@@ -205,6 +207,7 @@ def test_eval_tune_threshold_saves_the_decision_and_the_card_says_it(
     assert again["threshold"] == pytest.approx(decision.threshold)
 
 
+@pytest.mark.slow
 def test_a_saved_threshold_changes_what_predict_serve_and_the_export_answer(runner, tuned_copy):
     """A positive review is pos at 0.5; with a saved threshold of 1.0 predict (CLI and
     Python), serve and the SavedModel export all answer neg."""

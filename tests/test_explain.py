@@ -32,6 +32,7 @@ def test_words_are_the_tokens_the_model_sees(trainer):
     assert words_of([REVIEW])[0][:4] == ["the", "plot", "was", "great"]
 
 
+@pytest.mark.slow
 def test_weights_are_the_change_when_a_word_is_removed(trainer):
     """Each weight equals P(review) - P(review without that word), scored separately."""
     (explanation,) = explain(trainer, [REVIEW])

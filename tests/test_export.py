@@ -197,6 +197,7 @@ def test_export_removes_what_a_killed_export_left(tmp_path, trained_model_dir):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", running.name])
 
 
+@pytest.mark.slow
 def test_failed_export_leaves_the_old_one(tmp_path, trained_model_dir, monkeypatch):
     """An export that fails before the rename leaves the old directory and no temporary files."""
     out = _earlier_export(tmp_path / "out")
@@ -211,6 +212,7 @@ def test_failed_export_leaves_the_old_one(tmp_path, trained_model_dir, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_export_made_on_a_gpu_runs_on_a_cpu(tmp_path, monkeypatch, cell):
     """With a GPU visible while tracing (simulated), the export still holds no cuDNN ops, which
@@ -248,6 +250,7 @@ def test_export_made_on_a_gpu_runs_on_a_cpu(tmp_path, monkeypatch, cell):
     assert b"CudnnRNN" not in (out / "saved_model.pb").read_bytes()
 
 
+@pytest.mark.slow
 def test_export_of_three_classes_serves_label_and_scores(tmp_path, topic_model_dir):
     """A three-class export returns the label name, its score and every class's score."""
     import tensorflow as tf

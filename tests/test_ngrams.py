@@ -124,6 +124,7 @@ def test_hybrid_off_is_the_recurrent_classifier(imdb_archive):
     assert "blend" not in [layer.name for layer in trainer.classifier.layers]
 
 
+@pytest.mark.slow
 def test_hybrid_exports_as_a_saved_model_with_the_same_scores(hybrid_dir, tmp_path):
     """The SavedModel of a hybrid serves the scores of the loaded model."""
     from imdb_rnn.deploy.export import export_saved_model

@@ -47,6 +47,7 @@ def tiny_wheel(tmp_path_factory, trained_model_dir):
     return wheel
 
 
+@pytest.mark.slow
 def test_a_packaged_model_installs_and_predicts_by_name(
     tmp_path, tiny_wheel, trained_model_dir, monkeypatch
 ):

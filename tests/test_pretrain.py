@@ -83,6 +83,7 @@ class _StopAfter:
             self.received = 2
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes(tmp_path, imdb_archive):
     """A run stopped mid-epoch leaves a checkpoint; the same call continues from its step."""
     config = tiny_pretrain_config()
@@ -105,6 +106,7 @@ def test_interrupted_run_resumes(tmp_path, imdb_archive):
     assert any(stage.startswith("Resuming at step 7") for stage in stages)
 
 
+@pytest.mark.slow
 def test_time_budget_stops_and_rerun_continues(tmp_path, imdb_archive):
     """max_minutes stops after the first step; the rerun picks up from there."""
     config = tiny_pretrain_config(max_minutes=1e-9)
@@ -114,6 +116,7 @@ def test_time_budget_stops_and_rerun_continues(tmp_path, imdb_archive):
     assert second.step == 2
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(tmp_path, imdb_archive):
     """A checkpoint of other settings is not silently continued."""
     pretrain(imdb_archive, tmp_path / "lm", config=tiny_pretrain_config(max_minutes=1e-9))
@@ -192,6 +195,7 @@ def test_missing_encoder_is_a_config_error(tmp_path):
         read_encoder(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 def test_trainer_starts_from_the_encoder(encoder_dir, imdb_archive):
     """train with an encoder uses its vocabulary and its GRU weights before training."""
     from imdb_rnn.data.imdb import load_imdb
@@ -212,6 +216,7 @@ def test_trainer_starts_from_the_encoder(encoder_dir, imdb_archive):
     )
 
 
+@pytest.mark.slow
 def test_train_with_encoder_writes_a_model(tmp_path, encoder_dir, imdb_archive):
     """The one-call workflow trains from the encoder and saves a model that predicts."""
     config = tiny_config(epochs=1).replace(

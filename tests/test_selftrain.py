@@ -142,6 +142,7 @@ def test_self_training_refuses_ensembles(imdb_archive):
         train(config, source=imdb_archive)
 
 
+@pytest.mark.slow
 def test_own_data_without_unlabelled_texts_trains_without_self_training(tmp_path):
     """The default preset self-trains; a source without unlabelled texts trains one model and
     says that self-training was skipped, instead of failing."""
@@ -184,6 +185,7 @@ def test_a_recurrent_student_of_a_hybrid_teacher(tmp_path, imdb_archive):
     [{"on_disk": True}, pytest.param({"ensemble_size": 2}, marks=pytest.mark.slow)],
     ids=["on-disk", "ensemble"],
 )
+@pytest.mark.slow
 def test_on_disk_and_ensembles_without_unlabelled_texts_skip_self_training(
     tmp_path, topic_files, options
 ):

@@ -443,6 +443,7 @@ def topic_client(topic_model_dir):
         yield client
 
 
+@pytest.mark.slow
 def test_three_classes_predict_matches_imdb_rnn_predict(topic_client, topic_model_dir):
     """A three-class model answers, per text, the label, score and every class's score that
     `imdb-rnn predict --json` gives, and its logits, as its SavedModel signature does."""

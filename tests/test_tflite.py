@@ -63,6 +63,7 @@ def test_tflite_matches_the_keras_model_on_100_reviews(
     assert np.ptp(expected) > 0.2  # the reviews are told apart: the check compares something
 
 
+@pytest.mark.slow
 def test_tflite_has_only_builtin_ops(tflite_dir):
     """The model holds no Flex (TensorFlow) ops: the stock interpreter runs it."""
     from tensorflow.lite.python import schema_py_generated as schema
@@ -76,6 +77,7 @@ def test_tflite_has_only_builtin_ops(tflite_dir):
     assert custom == []
 
 
+@pytest.mark.slow
 def test_tflite_vocabulary_file_matches_the_encoder(tflite_dir, short_model_dir):
     """vocabulary.txt holds one word per line, line i being id i."""
     words = (tflite_dir / "vocabulary.txt").read_text(encoding="utf-8").split("\n")[:-1]
@@ -83,6 +85,7 @@ def test_tflite_vocabulary_file_matches_the_encoder(tflite_dir, short_model_dir)
     assert words[:2] == ["", "[UNK]"]
 
 
+@pytest.mark.slow
 def test_cli_export_tflite(tmp_path, short_model_dir):
     """`imdb-rnn export --format tflite` writes the model, the vocabulary and its config."""
     out = tmp_path / "lite"
@@ -114,6 +117,7 @@ def test_cli_export_tflite(tmp_path, short_model_dir):
     }
 
 
+@pytest.mark.slow
 def test_three_class_tflite_matches_the_keras_model_on_100_texts(tmp_path, topic_model_dir):
     """A three-class model exports `logits [batch, 3]`, with its labels in the config; their
     softmax in tf.lite.Interpreter gives the Keras model's class probabilities on 100 texts."""
@@ -135,6 +139,7 @@ def test_three_class_tflite_matches_the_keras_model_on_100_texts(tmp_path, topic
     assert set(np.argmax(expected, axis=1)) == {0, 1, 2}  # the texts are told apart
 
 
+@pytest.mark.slow
 def test_cli_export_tflite_of_three_classes(tmp_path, topic_model_dir):
     """`export --format tflite --json` names the three-class output and the labels."""
     out = tmp_path / "lite"

@@ -62,6 +62,7 @@ def test_batches_cover_every_row_once_per_epoch(tmp_path, batch_size):
     assert np.median(lengths) <= 10  # sorted within windows (random batches span about 25)
 
 
+@pytest.mark.slow
 def test_train_on_disk_writes_a_model(tmp_path, topic_files):
     """--on-disk training streams the file, carves validation, evaluates the test file and
     saves a model directory that loads and predicts like any other."""

@@ -154,6 +154,7 @@ def test_load_refuses_bad_directories(tmp_path, trained_model_dir):
         Trainer.load(future)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pipeline", ["plain", "bucketed"])
 def test_both_pipelines_train(imdb_archive, pipeline):
     """Each pipeline trains the same model to well above chance on the fixture."""
@@ -210,6 +211,7 @@ def test_failed_model_save_keeps_the_old_model(trained_model_dir, tmp_path, monk
     assert not [path for path in directory.iterdir() if path.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_train_reports_review_files_that_are_not_utf8(tmp_path):
     """Reviews that are not UTF-8 are read with replacement characters, counted and reported."""
     members = build_reviews(train=5, test=5, unsup=4)
@@ -237,6 +239,7 @@ def test_best_epoch_of_an_unfitted_or_loaded_trainer(trained_model_dir):
     assert early.best_epoch == 2
 
 
+@pytest.mark.slow
 def test_weight_averaging_validates_and_keeps_the_averaged_weights(imdb_archive):
     """With `ema_momentum`, the optimizer steps exactly as without it (the same training loss
     every epoch: the averages are swapped in for validation and out again), validation sees the

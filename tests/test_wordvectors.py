@@ -237,6 +237,7 @@ def _scores_in_new_process(model_dir: Path, texts: list[str], labels: tuple[str,
     return np.array([[row["scores"][label] for label in labels] for row in json.loads(done.stdout)])
 
 
+@pytest.mark.slow
 def test_saved_model_export_serves_it_and_tflite_refuses(
     tmp_path: Path, vectors_model_dir: Path
 ) -> None:
@@ -292,6 +293,7 @@ def test_on_disk_and_ensemble_runs_take_the_vectors(tmp_path: Path) -> None:
         assert _accuracy(predictor([text for text, _ in rows]), rows) >= 0.8, name
 
 
+@pytest.mark.slow
 def test_adversarial_training_perturbs_both_embeddings(tmp_path: Path) -> None:
     """With word vectors, adversarial training perturbs the concatenated embeddings: the step
     runs, changes the loss it minimises, and the model still reads unseen words."""

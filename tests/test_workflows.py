@@ -46,6 +46,7 @@ def test_bad_options_fail_before_reading_data(imdb_archive, options, message):
     assert stages == []
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_a_model_and_the_result_is_the_json(tmp_path, imdb_archive):
     """`overwrite=True` trains into a folder holding a model; `tensorboard=True` writes
     `output/logs`, emptied of an earlier run's events first; `to_dict()` carries what

@@ -222,6 +222,7 @@ def test_version(runner):
     assert result.exit_code == 0 and result.stdout.startswith("imdb-rnn ")
 
 
+@pytest.mark.slow
 def test_train_eval_predict_on_own_csv(runner, tmp_path, topic_files):
     """train --train/--test on a three-class CSV, then eval --test and predict --file in CSV
     and JSON Lines: labels from the data, per-class metrics, every class's score."""
