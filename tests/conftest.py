@@ -123,6 +123,8 @@ def tiny_config(**training: object):
             "adversarial_epsilon": 0.0,
             # The default's self-training would train every model twice.
             "pseudo_label_threshold": 0.0,
+            # The default's 1,000 batches at least would train the fixture for many epochs.
+            "min_steps": 0,
             **training,
         },
     )

@@ -44,7 +44,9 @@ def test_default_preset_is_a_hybrid_of_fast_on_whole_reviews():
     assert (fast.model.ngram_buckets, default.model.ngram_buckets) == (0, 2**20)
     assert (fast.data.max_length, default.data.max_length) == (256, None)
     assert (
-        dataclasses.replace(default.training, ngram_l2=0.1, ngram_pseudo_label_threshold=0.0)
+        dataclasses.replace(
+            default.training, ngram_l2=0.1, ngram_pseudo_label_threshold=0.0, min_steps=0
+        )
         == fast.training
     )
     assert default.training.adversarial_epsilon == 0.3 and default.training.ngram_l2 == 0.3
@@ -172,3 +174,13 @@ def test_model_size_is_bounded():
         ModelConfig(rnn_units=10**9)
     config = ModelConfig(max_tokens=50, embedding_dim=4, rnn_units=3, num_rnn_layers=2)
     assert config.parameter_estimate == build_classifier(config).count_params()
+
+
+def test_min_steps_raises_the_epochs_of_small_data_sets():
+    """`min_steps` raises `epochs` to ceil(min_steps / batches per epoch), never lowers it, and
+    is off at 0; a negative minimum is refused."""
+    training = TrainingConfig(epochs=5, min_steps=1000)
+    assert [training.epochs_for(batches) for batches in (15, 77, 200, 352, 0)] == [67, 13, 5, 5, 5]
+    assert TrainingConfig(epochs=5).epochs_for(1) == 5
+    with pytest.raises(ConfigError, match="min_steps"):
+        TrainingConfig(min_steps=-1)

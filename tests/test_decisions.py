@@ -34,7 +34,7 @@ def test_class_weight_config_is_normalised_validated_and_saved():
             TrainingConfig(class_weight=bad)
     config = RunConfig().replace(training={"class_weight": "neg=1,pos=4"})
     values = config.to_dict()
-    assert values["version"] == CONFIG_VERSION == 8
+    assert values["version"] == CONFIG_VERSION == 9
     assert RunConfig.from_dict(values).training.class_weight == "neg=1,pos=4"
 
 

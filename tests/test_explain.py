@@ -116,6 +116,7 @@ def test_real_reviews_top_positive_words_matter_most():
         # A quick plain model: the default's adversarial training learns more slowly at first.
         training={
             "epochs": 3,
+            "min_steps": 0,
             "learning_rate": 1e-2,
             "early_stopping_patience": None,
             "adversarial_epsilon": 0.0,

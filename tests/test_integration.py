@@ -55,6 +55,7 @@ def test_real_data_train_save_reload_predict(tmp_path):
         # One plain epoch: the default's adversarial training learns more slowly at first.
         training={
             "epochs": 1,
+            "min_steps": 0,
             "learning_rate": 2e-3,
             "early_stopping_patience": None,
             "adversarial_epsilon": 0.0,

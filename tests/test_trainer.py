@@ -260,3 +260,22 @@ def test_weight_averaging_validates_and_keeps_the_averaged_weights(imdb_archive)
     last = Trainer(RunConfig.from_dict(values))
     history = last.fit(splits)
     assert last.evaluate(splits.valid).loss == pytest.approx(history["val_loss"][-1], rel=1e-5)
+
+
+def test_min_steps_trains_a_small_data_set_for_more_epochs(imdb_archive):
+    """With `training.min_steps`, a split of few batches trains more epochs than `epochs`, and
+    the saved config says how many it ran; a checkpoint of that run resumes under the config
+    given before the epochs were raised."""
+    from imdb_rnn.training.checkpoints import config_differences
+
+    splits = load_imdb(imdb_archive, splits=["train", "valid", "test"], limit=40)
+    config = tiny_config(epochs=1, min_steps=9)  # 36 reviews, batches of 8: 5 per epoch
+    trainer = Trainer(config)
+    stages: list[str] = []
+    history = trainer.fit(splits, on_stage=stages.append)
+    assert len(history["loss"]) == 2 == trainer.config.training.epochs
+    assert any("at least 9 batches" in stage for stage in stages)
+    saved = trainer.config.to_dict()
+    assert config_differences(saved, config) == []
+    assert config_differences(saved, config.replace(training={"min_steps": 20})) != []
+    assert config_differences(saved, config.replace(training={"epochs": 3})) != []

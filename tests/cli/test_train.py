@@ -511,3 +511,15 @@ def test_an_option_error_names_its_flag(runner):
     """A config field's error for a value given by its option names the option first."""
     result = runner.invoke(app, ["train", "--checkpoint-every", "0", "--show-config"])
     one_clear_line(result, EXIT_USAGE, "error: --checkpoint-every: Expected checkpoint_every_steps")
+
+
+def test_epochs_unsets_the_presets_minimum_of_batches(runner):
+    """The default preset trains at least 1,000 batches; `--epochs N` trains N epochs (it sets
+    `training.min_steps` to 0), unless `--min-steps` or `--set` asks for a minimum again."""
+    assert _shown_config(runner)["training"]["min_steps"] == 1000
+    assert _shown_config(runner, "--epochs", "3")["training"]["min_steps"] == 0
+    again = _shown_config(runner, "--epochs", "3", "--min-steps", "500")["training"]
+    assert (again["epochs"], again["min_steps"]) == (3, 500)
+    assert _shown_config(runner, "--epochs", "3", "--set", "training.min_steps=200")["training"][
+        "min_steps"
+    ] == (200)

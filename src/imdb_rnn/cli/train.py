@@ -221,6 +221,10 @@ def _run_config(
 
     file_values = read_config_file(config_file) if config_file is not None else None
     origin = str(config_file) if config_file is not None else "config"
+    training_flags = flags.get("training", {})
+    if training_flags.get("epochs") is not None and training_flags.get("min_steps") is None:
+        # --epochs N trains N epochs: no minimum of batches (--min-steps or --set set one again).
+        flags = {**flags, "training": {**training_flags, "min_steps": 0}}
     config = resolve_config(file_values, preset=preset, origin=origin).replace(**flags)
     try:
         return apply_overrides(config, overrides)

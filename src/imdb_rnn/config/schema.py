@@ -48,8 +48,8 @@ __all__ = [
 #: `data.crop_lengths`, `training.pseudo_label_threshold`, `training.teacher`.
 #: 7: `model.word_vectors`, `model.word_vectors_limit`, `model.word_vectors_trainable`.
 #: 8: `model.ngram_buckets`, `training.ngram_l2`, `training.ngram_pseudo_label_threshold`,
-#: `training.teacher_ngram_buckets` and `training.class_weight`.
-CONFIG_VERSION = 8
+#: `training.teacher_ngram_buckets` and `training.class_weight`. 9: `training.min_steps`.
+CONFIG_VERSION = 9
 
 CELLS = ("gru", "lstm")
 POOLINGS = ("final", "max", "mean", "final_max_mean")
@@ -407,6 +407,11 @@ class TrainingConfig:
 
     Args:
         epochs: maximum number of passes over the training split. Default 10.
+        min_steps: train at least this many batches: when `epochs` passes over the training
+            split are fewer batches (a small data set), the run takes
+            `ceil(min_steps / batches_per_epoch)` epochs instead, early stopping still ending it
+            sooner (`epochs_for`). Default 0 (exactly `epochs`); the `default` preset sets
+            1,000. `imdb-rnn train --epochs N` sets it to 0: N epochs are what was asked for.
         learning_rate: Adam's (peak) learning rate. Default 1e-3.
         lr_schedule: `"constant"` or `"cosine"` decay to zero over all epochs, after
             `warmup_epochs` of linear warm-up. Default "constant".
@@ -463,6 +468,11 @@ class TrainingConfig:
     """
 
     epochs: int = _option(10, "Maximum epochs.")
+    min_steps: int = _option(
+        0,
+        "Train at least N batches: a small data set gets more epochs (early stopping still "
+        "applies). --epochs sets it to 0: exactly the epochs asked for.",
+    )
     learning_rate: float = _option(1e-3, "Adam learning rate.")
     lr_schedule: str = "constant"
     warmup_epochs: float = 0.0
@@ -542,6 +552,12 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_weight", _class_weight_spec(self.class_weight))
         _check_positive("epochs", self.epochs)
+        steps = self.min_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ConfigError(
+                f"Expected min_steps to be an integer >= 0. Received: min_steps={steps!r}",
+                option=_option_name("min_steps"),
+            )
         c = self.ngram_l2
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
             raise ConfigError(
@@ -682,6 +698,21 @@ class TrainingConfig:
                 f"Expected unfreeze_epochs >= 0. Received: unfreeze_epochs={unfreeze!r}",
                 option=_option_name("unfreeze_epochs"),
             )
+
+    def epochs_for(self, batches_per_epoch: int) -> int:
+        """The epochs a run takes when one pass over its training split is `batches_per_epoch`
+        batches: `epochs`, or more where `min_steps` asks for more batches than that.
+
+        Example:
+
+        >>> TrainingConfig(epochs=5, min_steps=1000).epochs_for(77)  # 4,907 texts, 64 a batch
+        13
+        >>> TrainingConfig(epochs=5, min_steps=1000).epochs_for(352)  # 22,500 reviews
+        5
+        """
+        if not self.min_steps or batches_per_epoch < 1:
+            return self.epochs
+        return max(self.epochs, math.ceil(self.min_steps / batches_per_epoch))
 
 
 #: The sections of a `RunConfig`, in order, and their classes.

@@ -281,11 +281,28 @@ def config_differences(saved: dict[str, Any], config: RunConfig) -> list[str]:
         f"{section}.{name}: {saved.get(section, {}).get(name)!r} -> {value!r}"
         for section in ("data", "model", "training")
         for name, value in current[section].items()
-        if (section, name) not in _FREE_ON_RESUME and saved.get(section, {}).get(name) != value
+        if (section, name) not in _FREE_ON_RESUME
+        and saved.get(section, {}).get(name) != value
+        and not _raised_by_min_steps(section, name, saved, current)
     ]
     if saved.get("preset") != current["preset"]:
         differences.insert(0, f"preset: {saved.get('preset')!r} -> {current['preset']!r}")
     return differences
+
+
+def _raised_by_min_steps(
+    section: str, name: str, saved: dict[str, Any], current: dict[str, Any]
+) -> bool:
+    """Whether the saved run's `training.epochs` may be the current config's, raised by the same
+    `training.min_steps` for its training split (`Trainer` saves the epochs it runs; a config
+    checked before the data is read has not been raised yet)."""
+    if (section, name) != ("training", "epochs"):
+        return False
+    saved_training, training = saved.get("training", {}), current["training"]
+    return bool(training.get("min_steps")) and (
+        saved_training.get("min_steps") == training["min_steps"]
+        and int(saved_training.get("epochs") or 0) >= int(training["epochs"])
+    )
 
 
 def data_fingerprint(splits: ImdbSplits) -> dict[str, Any]:

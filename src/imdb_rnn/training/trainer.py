@@ -401,6 +401,7 @@ class Trainer(Classifier):
         resume: bool,
     ) -> dict[str, list[float]]:
         stage = on_stage or (lambda name: None)
+        self._size_epochs(splits.sizes["train"], stage)
         training = self.config.training
         if self.classifier is None and not self._labels_given:
             self.label_names = tuple(splits.label_names)
@@ -583,6 +584,19 @@ class Trainer(Classifier):
         finally:
             self.epoch_train_seconds = loop.epoch_train_seconds
         return self.history
+
+    def _size_epochs(self, train_size: int, stage: StageCallback) -> None:
+        """`training.epochs` raised, in the config this trainer runs and saves, to train at least
+        `training.min_steps` batches of `global_batch_size` (`TrainingConfig.epochs_for`)."""
+        training = self.config.training
+        batches = math.ceil(train_size / self.global_batch_size)
+        epochs = training.epochs_for(batches)
+        if epochs != training.epochs:
+            stage(
+                f"Training up to {epochs} epochs of {batches:,} batches: at least "
+                f"{training.min_steps:,} batches (training.min_steps)"
+            )
+            self.config = self.config.replace(training={"epochs": epochs})
 
     def _fit_ngram_part(self, splits: ImdbSplits, stage: StageCallback) -> None:
         """The n-gram part of a hybrid (`model.ngram_buckets`), self-trained on the unlabelled
