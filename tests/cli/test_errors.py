@@ -69,7 +69,7 @@ def test_stages_are_reported_in_flags():
         (["predict", "{tmp}", "--file", "{tmp}/missing.txt"], EXIT_DATA, "Cannot read"),
     ],
 )
-def test_user_mistakes_getone_clear_line(runner, tmp_path, args, code, needle):
+def test_user_mistakes_get_one_clear_line(runner, tmp_path, args, code, needle):
     """A user's mistake prints one line on stderr, no traceback, and a distinct exit code."""
     result = runner.invoke(app, [arg.replace("{tmp}", str(tmp_path)) for arg in args])
     one_clear_line(result, code, needle)
@@ -120,7 +120,7 @@ def _cut(path, tmp_path):
     ],
     ids=["truncated", "not-imdb", "empty-split"],
 )
-def test_bad_data_getsone_clear_line(runner, tmp_path, imdb_archive, make, needle):
+def test_bad_data_gets_one_clear_line(runner, tmp_path, imdb_archive, make, needle):
     """A truncated archive, an archive that is not aclImdb and an empty split: exit code 3."""
     data = make(imdb_archive, tmp_path)
     result = runner.invoke(app, ["train", "--data", str(data), "--output", str(tmp_path / "run")])
@@ -135,7 +135,7 @@ def test_bad_data_getsone_clear_line(runner, tmp_path, imdb_archive, make, needl
     ],
     ids=["binary", "blank-lines"],
 )
-def test_bad_predict_input_getsone_clear_line(runner, tmp_path, input_bytes, code, needle):
+def test_bad_predict_input_gets_one_clear_line(runner, tmp_path, input_bytes, code, needle):
     """Binary data and only blank lines are refused before the model loads (an empty
     model.keras, which would not load)."""
     path = tmp_path / "reviews.txt"
@@ -182,7 +182,7 @@ def _future_config(directory, trained):
     ],
     ids=["truncated", "future-config", "lambda", "unknown-class", "not-a-file"],
 )
-def test_bad_model_directory_getsone_clear_line(runner, tmp_path, trained_model_dir, make, needle):
+def test_bad_model_directory_gets_one_clear_line(runner, tmp_path, trained_model_dir, make, needle):
     """Model files that are cut short, from a newer version, hold code or unknown classes, or are
     not files: refused with exit code 4 by predict and eval alike."""
     make(tmp_path, trained_model_dir)
@@ -199,7 +199,7 @@ def test_bad_model_directory_getsone_clear_line(runner, tmp_path, trained_model_
     ],
     ids=["data-and-train", "test-without-train", "wrong-column"],
 )
-def test_own_data_mistakes_getone_clear_line(runner, tmp_path, topic_files, args, needle):
+def test_own_data_mistakes_get_one_clear_line(runner, tmp_path, topic_files, args, needle):
     """Mixing --data with --train, --test alone and a wrong column name are one-line errors."""
     args = [arg.replace("{csv}", str(topic_files["train"])) for arg in args]
     result = runner.invoke(app, [*args, "--output", str(tmp_path / "run")])
