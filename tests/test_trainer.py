@@ -279,3 +279,19 @@ def test_min_steps_trains_a_small_data_set_for_more_epochs(imdb_archive):
     assert config_differences(saved, config) == []
     assert config_differences(saved, config.replace(training={"min_steps": 20})) != []
     assert config_differences(saved, config.replace(training={"epochs": 3})) != []
+
+
+def test_seed_zero_trains_like_any_other_seed(imdb_archive):
+    """Seed 0 trains, whatever the pipeline (TensorFlow reads a global seed of 0 with an epoch's
+    tensor seed as a Python truth test, which fails inside a `tf.data` function), and it still
+    seeds NumPy with 0."""
+    splits = load_imdb(imdb_archive, splits=["train", "valid"], limit=30)
+    for pipeline in ("sorted", "plain"):
+        config = tiny_config(epochs=1, seed=0).replace(data={"pipeline": pipeline})
+        assert len(Trainer(config).fit(splits)["loss"]) == 1
+    np.random.seed(0)
+    expected = np.random.rand()
+    from imdb_rnn.devices import seed_everything
+
+    seed_everything(0)
+    assert np.random.rand() == expected

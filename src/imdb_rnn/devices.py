@@ -25,6 +25,7 @@ __all__ = [
     "prepare_native_kernel",
     "release_free_memory",
     "rnn_kernel_name",
+    "seed_everything",
 ]
 
 
@@ -76,3 +77,19 @@ def release_free_memory() -> None:
         trim = None
     if trim is not None:
         trim(0)
+
+
+#: TensorFlow's global seed for `seed_everything(0)`: TensorFlow reads a global seed of 0 with
+#: a tensor op seed (the epochs' shuffles in `tf.data`) as a Python truth test on the tensor,
+#: which fails inside a `tf.data` function; any other global seed is read without one.
+_TENSORFLOW_SEED_FOR_ZERO = 2**31 - 2
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds Python's, NumPy's and TensorFlow's random numbers with `seed`, as
+    `keras.utils.set_random_seed` does (TensorFlow's with `_TENSORFLOW_SEED_FOR_ZERO` for 0)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if seed == 0:
+        tf.random.set_seed(_TENSORFLOW_SEED_FOR_ZERO)

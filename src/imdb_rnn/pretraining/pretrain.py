@@ -762,7 +762,7 @@ def _pretrain(
     on_measure: Callable[[dict[str, float]], None] | None,
     stop: Any,
 ) -> PretrainResult:
-    from imdb_rnn.devices import prepare_native_kernel
+    from imdb_rnn.devices import prepare_native_kernel, seed_everything
     from imdb_rnn.errors import TrainingInterrupted
 
     checkpoint_folder = folder / CHECKPOINT_DIR
@@ -773,7 +773,7 @@ def _pretrain(
             f"({saved[0]['config']}); continue it with the same settings, or start over in "
             "another folder (or with resume=False)."
         )
-    keras.utils.set_random_seed(config.seed)
+    seed_everything(config.seed)
 
     corpus = _read_corpus(
         data, folder, config=config, limit=limit, resumed=saved is not None, stage=stage

@@ -63,6 +63,7 @@ from imdb_rnn.data.sources import (
     load_text_files,
 )
 from imdb_rnn.data.splits import SPLIT_SEED, ImdbSplits, valid_count
+from imdb_rnn.devices import seed_everything
 from imdb_rnn.errors import DataError
 from imdb_rnn.inference.results import EvaluationResult, TrainResult
 from imdb_rnn.layers import PAD_ID, TextEncoder
@@ -292,7 +293,7 @@ def train_on_disk(
     stage = on_stage or (lambda name: None)
     if files.train is None:
         raise DataError("No file for the train split: pass TextFiles(train=PATH).")
-    keras.utils.set_random_seed(config.training.seed)
+    seed_everything(config.training.seed)
     stream = _TrainingFile(files, limit=config.data.limit)
     stage("Reading the training file and adapting the vocabulary (one pass)")
     encoder, counts = stream.adapt(build_encoder(config))

@@ -42,7 +42,7 @@ from imdb_rnn.data.batching import (
 )
 from imdb_rnn.data.splits import ImdbSplits
 from imdb_rnn.data.wordvectors import WordVectors, read_word_vectors
-from imdb_rnn.devices import prepare_native_kernel, release_free_memory
+from imdb_rnn.devices import prepare_native_kernel, release_free_memory, seed_everything
 from imdb_rnn.errors import CheckpointMismatchError, ConfigError
 from imdb_rnn.files import check_free_space
 from imdb_rnn.inference.classifier import Classifier, forward_in_batches
@@ -405,7 +405,7 @@ class Trainer(Classifier):
         training = self.config.training
         if self.classifier is None and not self._labels_given:
             self.label_names = tuple(splits.label_names)
-        keras.utils.set_random_seed(training.seed)  # Python, NumPy and TensorFlow
+        seed_everything(training.seed)  # Python, NumPy and TensorFlow
         if training.deterministic:
             tf.config.experimental.enable_op_determinism()
         state = checkpoint.read_state() if checkpoint is not None and resume else None
