@@ -23,7 +23,6 @@ __all__ = [
     "gpu_count",
     "gpu_visible",
     "prepare_native_kernel",
-    "release_free_memory",
     "rnn_kernel_name",
     "seed_everything",
 ]
@@ -60,23 +59,6 @@ def prepare_native_kernel(
         if on_stage is not None:
             on_stage("Compiling the native GRU kernel (once on this machine)")
         native.available()
-
-
-def release_free_memory() -> None:
-    """Hands the C heap's free memory back to the system (glibc's `malloc_trim`), where there
-    is one: the training steps on the longest reviews leave a gigabyte or more freed but still
-    held by the process, which the stages after training (the n-gram part, labelling the
-    unlabelled texts, evaluation) would add their own memory to. Elsewhere, nothing happens."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc (musl, macOS): no malloc_trim
-        trim = None
-    if trim is not None:
-        trim(0)
 
 
 #: TensorFlow's global seed for `seed_everything(0)`: TensorFlow reads a global seed of 0 with

@@ -42,7 +42,7 @@ from imdb_rnn.data.batching import (
 )
 from imdb_rnn.data.splits import ImdbSplits
 from imdb_rnn.data.wordvectors import WordVectors, read_word_vectors
-from imdb_rnn.devices import prepare_native_kernel, release_free_memory, seed_everything
+from imdb_rnn.devices import prepare_native_kernel, seed_everything
 from imdb_rnn.errors import CheckpointMismatchError, ConfigError
 from imdb_rnn.files import check_free_space
 from imdb_rnn.inference.classifier import Classifier, forward_in_batches
@@ -452,7 +452,6 @@ class Trainer(Classifier):
             resume=state,
             resume_from=checkpoint,
         )
-        release_free_memory()  # the longest batches' activations, before the next stages
         if self.config.model.ngram_buckets:
             self._fit_ngram_part(splits, stage)
         return self.history
@@ -604,7 +603,6 @@ class Trainer(Classifier):
         texts with `training.ngram_pseudo_label_threshold`."""
         stage("Fitting the n-gram part")
         self.ngram_fit = self.add_ngram_part(splits)
-        release_free_memory()  # the n-gram features of the training split
         stage(self.ngram_fit.describe())
         threshold = self.config.training.ngram_pseudo_label_threshold
         if threshold and splits.unsupervised is not None and splits.sizes.get("unsupervised"):
