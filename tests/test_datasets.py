@@ -369,7 +369,7 @@ def test_sorted_windows_pad_less_than_buckets(tokenized):
 
 _PIPELINE_SCRIPT = """
 import numpy as np, tensorflow as tf
-from imdb_rnn.data.imdb import TokenizedSplit, length_sorted_batches, sorted_window_batches
+from imdb_rnn.data.batching import TokenizedSplit, length_sorted_batches, sorted_window_batches
 ids = tf.ragged.constant([[1, 2, 3], [4], [5, 6], [7, 8, 9, 10]] * 10, dtype=tf.int32)
 split = TokenizedSplit(ids, np.arange(40, dtype=np.int32) % 2)
 train = sum(1 for _ in sorted_window_batches(split, batch_size=4, seed=1, epochs=2))

@@ -116,15 +116,15 @@ def test_interrupted_overwrite_resumes_with_the_printed_command(tmp_path, imdb_a
 
 _KILLED_WHILE_SAVING = """
 import os, sys
-from imdb_rnn.training import trainer
-write_json = trainer.write_json
+from imdb_rnn.inference import classifier
+write_json = classifier.write_json
 
 def killed(path, *args, **kwargs):
     if path.name == "config.json":
         os.kill(os.getpid(), 9)
     return write_json(path, *args, **kwargs)
 
-trainer.write_json = killed
+classifier.write_json = killed
 sys.argv = ["imdb-rnn", *sys.argv[1:]]
 from imdb_rnn.cli import main
 main()
