@@ -10,15 +10,13 @@ split you report: a threshold chosen on the test split makes its metrics optimis
 from __future__ import annotations
 
 import os
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imdb_rnn.data.reading import read_splits
-from imdb_rnn.data.sources import BadRows, TextFiles
+from imdb_rnn.data.sources import TextFiles
 from imdb_rnn.data.tfds import TfdsText
 from imdb_rnn.deploy.card import CARD_FILE, model_card
 from imdb_rnn.devices import prepare_native_kernel
@@ -28,7 +26,7 @@ from imdb_rnn.inference.classifier import Classifier
 from imdb_rnn.inference.decision import Decision, write_decision
 from imdb_rnn.inference.predictions import class_probabilities, two_classes
 from imdb_rnn.inference.results import EvaluationResult
-from imdb_rnn.inference.workflows import StageCallback
+from imdb_rnn.inference.workflows import StageCallback, read_model_split
 from imdb_rnn.modeldir import METRICS_FILE, read_json
 
 __all__ = ["TunedDecision", "tune_decision"]
@@ -107,17 +105,9 @@ def tune_decision(
             f"A threshold needs a two-class model; this one has {classifier.num_classes} classes. "
             f"Received: metric={metric!r}"
         )
-    stage("Reading data")
-    splits = read_splits(
-        source,
-        classifier.config,
-        splits=[split],
-        limit=limit,
-        data_dir=data_dir,
-        label_names=classifier.label_names,
+    splits = read_model_split(
+        classifier, source, split=split, limit=limit, data_dir=data_dir, on_stage=stage
     )
-    if splits.bad_rows:
-        stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
     stage("Predicting")
     logits, labels = classifier.logits_and_labels(splits[split], pipeline="sorted")
     old = classifier.decision

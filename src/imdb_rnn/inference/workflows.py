@@ -15,7 +15,7 @@ from typing import Any
 
 from imdb_rnn.data.reading import read_splits
 from imdb_rnn.data.sources import BadRows, TextFiles
-from imdb_rnn.data.splits import LABEL_NAMES
+from imdb_rnn.data.splits import LABEL_NAMES, ImdbSplits
 from imdb_rnn.data.tfds import TfdsText
 from imdb_rnn.devices import prepare_native_kernel
 from imdb_rnn.errors import DataError, ValidationOverlapWarning
@@ -27,6 +27,31 @@ __all__ = ["StageCallback", "evaluate", "predict"]
 
 #: Reports a stage of a long operation ("Reading data", "Adapting vocabulary" ...).
 StageCallback = Callable[[str], None]
+
+
+def read_model_split(
+    classifier: Classifier,
+    source: str | os.PathLike[str] | TextFiles | TfdsText | None,
+    *,
+    split: str,
+    limit: int | None,
+    data_dir: str | os.PathLike[str] | None,
+    on_stage: StageCallback,
+) -> ImdbSplits:
+    """The labelled `split` of `source`, read with the model's config and classes, the bad rows
+    it skipped said in a stage (what `evaluate` and the threshold tuning score on)."""
+    on_stage("Reading data")
+    splits = read_splits(
+        source,
+        classifier.config,
+        splits=[split],
+        limit=limit,
+        data_dir=data_dir,
+        label_names=classifier.label_names,
+    )
+    if splits.bad_rows:
+        on_stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
+    return splits
 
 
 def evaluate(
@@ -81,17 +106,9 @@ def evaluate(
             ValidationOverlapWarning,
             stacklevel=2,
         )
-    stage("Reading data")
-    splits = read_splits(
-        source,
-        classifier.config,
-        splits=[split],
-        limit=limit,
-        data_dir=data_dir,
-        label_names=classifier.label_names,
+    splits = read_model_split(
+        classifier, source, split=split, limit=limit, data_dir=data_dir, on_stage=stage
     )
-    if splits.bad_rows:
-        stage(BadRows(Counter(splits.bad_rows), list(splits.bad_row_examples)).describe())
     stage("Evaluating")
     result = classifier.evaluate(splits[split], pipeline="sorted")
     rows = zip(result.labels, result.confusion, strict=True)
